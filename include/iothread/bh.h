@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libiothread: bottom halves.
+ *
+ * A bottom half (BH) is a callback that runs once on its context's home
+ * thread each time it is scheduled.  Scheduling is lock-free and wait-free
+ * for the producer and may happen from any thread; the loop takes every
+ * pending BH with one atomic exchange and runs them in the order they were
+ * first scheduled (FIFO within a batch; QEMU is LIFO by accident).
+ *
+ * Rules (section 2.2 of the specification):
+ *  - a BH scheduled while BHs run waits for the next iteration, except that
+ *    a nested iot_ctx_poll() from a callback also runs its parents' pending
+ *    BHs;
+ *  - scheduling a BH that is already pending neither duplicates nor moves it;
+ *  - idle BHs run at least every 10 ms and are never progress;
+ *  - delete is asynchronous: the loop frees the BH, and the BH must not be
+ *    used after iot_bh_delete();
+ *  - a BH that is neither deleted nor one-shot when its context is
+ *    finalized aborts the program with the BH's name.
+ */
+#ifndef IOTHREAD_BH_H
+#define IOTHREAD_BH_H
+
+#include <iothread/ctx.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct IotBh IotBh;
+typedef void IotBhFunc(void *opaque);
+
+/* Any thread.  @name is kept by pointer (use a string literal) and names
+ * the BH in leak reports.  NULL only if memory is exhausted. */
+IOT_API IotBh *iot_bh_new_full(IotCtx *ctx, IotBhFunc *cb, void *opaque,
+                               const char *name);
+#define iot_bh_new(ctx, cb, opaque) iot_bh_new_full((ctx), (cb), (opaque), #cb)
+
+/* Any thread.  Run the callback once, in the next iteration. */
+IOT_API void iot_bh_schedule(IotBh *bh);
+/* Any thread.  Like schedule, but the loop need not wake at once: it runs
+ * within 10 ms, and running it is not progress. */
+IOT_API void iot_bh_schedule_idle(IotBh *bh);
+/* Any thread.  Undo a schedule that has not run yet.  It races with a
+ * running loop unless the caller orders itself with the home thread. */
+IOT_API void iot_bh_cancel(IotBh *bh);
+/* Any thread.  The callback will not run again; the loop frees the BH. */
+IOT_API void iot_bh_delete(IotBh *bh);
+
+/* Any thread.  Run @cb(@opaque) once in the next iteration; the BH frees
+ * itself.  Returns 0 or -ENOMEM. */
+IOT_API int iot_bh_schedule_oneshot_full(IotCtx *ctx, IotBhFunc *cb,
+                                         void *opaque, const char *name);
+#define iot_bh_schedule_oneshot(ctx, cb, opaque) \
+    iot_bh_schedule_oneshot_full((ctx), (cb), (opaque), #cb)
+
+/* Any thread.  The name given at creation. */
+IOT_API const char *iot_bh_name(const IotBh *bh);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Bottom halves (section 2.2 of the specification).
+ *
+ * Producers push a BH onto ctx->bh_list (a lock-free LIFO) the first time
+ * it is scheduled, marked by the PENDING flag; scheduling a pending BH only
+ * ORs in flags.  The loop takes the whole list with one exchange, reverses
+ * it (FIFO within the batch) and queues it as a "slice".  A nested
+ * iot_ctx_poll() works through every queued slice, oldest first, so it runs
+ * its parents' pending BHs too.
+ *
+ *                      push (CAS)   take (xchg)   dequeue   free
+ * any thread           yes          no            no        no
+ * home thread          yes          yes           yes       yes
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "ctx-internal.h"
+
+enum {
+    BH_PENDING = 1 << 0,    /* linked into bh_list or a slice */
+    BH_SCHEDULED = 1 << 1,  /* the callback should run */
+    BH_DELETED = 1 << 2,    /* free without calling */
+    BH_ONESHOT = 1 << 3,    /* free after calling */
+    BH_IDLE = 1 << 4,       /* scheduled as idle: no wake-up, no progress */
+};
+
+struct IotBh {
+    IotCtx *ctx;             /* [const] */
+    IotBhFunc *cb;           /* [const] */
+    void *opaque;            /* [const] */
+    const char *name;        /* [const] */
+    /* The link in bh_list or a slice.  Written only by the thread whose
+     * fetch_or set PENDING, read by the home thread after it has taken the
+     * list; the PENDING handover (acq_rel on flags) orders the two. */
+    IotBh *next;
+    atomic_uint flags;       /* [any] BH_* */
+    IotBh *all_prev, *all_next;  /* [bh_all_lock] leak tracking */
+};
+
+struct IotBhSlice {
+    IotBh *head;             /* [home] BHs still to run, FIFO */
+    IotBhSlice *next;        /* [home] the next younger slice */
+};
+
+void iot__bh_ctx_init(IotCtx *ctx)
+{
+    pthread_mutex_init(&ctx->bh_all_lock, NULL);
+}
+
+static IotBh *bh_alloc(IotCtx *ctx, IotBhFunc *cb, void *opaque,
+                       const char *name)
+{
+    IotBh *bh = malloc(sizeof(*bh));
+
+    if (!bh) {
+        return NULL;
+    }
+    *bh = (IotBh){ .ctx = ctx, .cb = cb, .opaque = opaque,
+                   .name = name ? name : "(unnamed)" };
+    atomic_init(&bh->flags, 0);
+    return bh;
+}
+
+/* Any thread. */
+IotBh *iot_bh_new_full(IotCtx *ctx, IotBhFunc *cb, void *opaque,
+                       const char *name)
+{
+    IotBh *bh = bh_alloc(ctx, cb, opaque, name);
+
+    if (!bh) {
+        return NULL;
+    }
+    pthread_mutex_lock(&ctx->bh_all_lock);
+    bh->all_next = ctx->bh_all;
+    if (ctx->bh_all) {
+        ctx->bh_all->all_prev = bh;
+    }
+    ctx->bh_all = bh;
+    pthread_mutex_unlock(&ctx->bh_all_lock);
+    return bh;
+}
+
+/* Home thread (or finalize). */
+static void bh_free(IotBh *bh)
+{
+    IotCtx *ctx = bh->ctx;
+    unsigned flags = atomic_load_explicit(&bh->flags, memory_order_relaxed);
+
+    if (!(flags & BH_ONESHOT)) {
+        pthread_mutex_lock(&ctx->bh_all_lock);
+        if (bh->all_prev) {
+            bh->all_prev->all_next = bh->all_next;
+        } else {
+            ctx->bh_all = bh->all_next;
+        }
+        if (bh->all_next) {
+            bh->all_next->all_prev = bh->all_prev;
+        }
+        pthread_mutex_unlock(&ctx->bh_all_lock);
+    }
+    free(bh);
+}
+
+/* Any thread.  Wait-free apart from the CAS retry of the first push. */
+static void bh_enqueue(IotBh *bh, unsigned new_flags)
+{
+    /* Read ctx before the BH becomes visible: once pushed, the loop may run
+     * and free it (one-shot, or deleted) at any moment. */
+    IotCtx *ctx = bh->ctx;
+    unsigned old;
+
+    /* acq_rel pairs with the fetch_and in bh_dequeue(): the loop that runs
+     * the callback sees what the caller wrote before scheduling, and we
+     * see the loop's last use of bh->next before we overwrite it. */
+    old = atomic_fetch_or_explicit(&bh->flags, BH_PENDING | new_flags,
+                                   memory_order_acq_rel);
+    if (!(old & BH_PENDING)) {
+        IotBh *head = atomic_load_explicit(&ctx->bh_list, memory_order_relaxed);
+        do {
+            bh->next = head;
+            /* Release pairs with the acquire exchange in iot__bh_poll() and
+             * the acquire load in iot__bh_timeout(): bh->next is visible. */
+        } while (!atomic_compare_exchange_weak_explicit(
+            &ctx->bh_list, &head, bh, memory_order_release,
+            memory_order_relaxed));
+    } else if (new_flags == BH_SCHEDULED &&
+               (old & (BH_SCHEDULED | BH_IDLE | BH_DELETED)) == BH_SCHEDULED) {
+        /* Already pending and scheduled: whoever pushed it notifies (after
+         * its push), and a loop that took it into a slice runs it before
+         * sleeping.  Nothing changed that the loop must re-evaluate. */
+        return;
+    }
+    iot_ctx_notify(ctx);
+}
+
+void iot_bh_schedule(IotBh *bh)
+{
+    bh_enqueue(bh, BH_SCHEDULED);
+}
+
+void iot_bh_schedule_idle(IotBh *bh)
+{
+    bh_enqueue(bh, BH_SCHEDULED | BH_IDLE);
+}
+
+void iot_bh_cancel(IotBh *bh)
+{
+    atomic_fetch_and_explicit(&bh->flags, ~(unsigned)BH_SCHEDULED,
+                              memory_order_relaxed);
+}
+
+void iot_bh_delete(IotBh *bh)
+{
+    bh_enqueue(bh, BH_DELETED);
+}
+
+int iot_bh_schedule_oneshot_full(IotCtx *ctx, IotBhFunc *cb, void *opaque,
+                                 const char *name)
+{
+    IotBh *bh = bh_alloc(ctx, cb, opaque, name);
+
+    if (!bh) {
+        return -ENOMEM;
+    }
+    atomic_init(&bh->flags, BH_ONESHOT);
+    bh_enqueue(bh, BH_SCHEDULED);
+    return 0;
+}
+
+const char *iot_bh_name(const IotBh *bh)
+{
+    return bh->name;
+}
+
+/* Home thread.  Pops the first BH of @slice and returns its old flags. */
+static IotBh *bh_dequeue(IotBhSlice *slice, unsigned *flags)
+{
+    IotBh *bh = slice->head;
+
+    if (!bh) {
+        return NULL;
+    }
+    slice->head = bh->next;
+    /* Clear PENDING after the unlink: a schedule from now on pushes it
+     * anew and notifies again.  acq_rel pairs with bh_enqueue(). */
+    *flags = atomic_fetch_and_explicit(
+        &bh->flags, ~(unsigned)(BH_PENDING | BH_SCHEDULED | BH_IDLE),
+        memory_order_acq_rel);
+    return bh;
+}
+
+static IotBh *bh_reverse(IotBh *bh)
+{
+    IotBh *fifo = NULL;
+
+    while (bh) {
+        IotBh *next = bh->next;
+        bh->next = fifo;
+        fifo = bh;
+        bh = next;
+    }
+    return fifo;
+}
+
+/* Home thread; nests through callbacks.  True if a non-idle BH ran. */
+bool iot__bh_poll(IotCtx *ctx)
+{
+    IotBhSlice slice, *s;
+    bool progress = false;
+
+    /* Acquire pairs with the release CAS in bh_enqueue(). */
+    slice.head = bh_reverse(atomic_exchange_explicit(&ctx->bh_list, NULL,
+                                                     memory_order_acquire));
+    slice.next = NULL;
+    if (ctx->slice_tail) {
+        ctx->slice_tail->next = &slice;
+    } else {
+        ctx->slice_head = &slice;
+    }
+    ctx->slice_tail = &slice;
+
+    /* Oldest slice first; a nested call may empty and unlink ours. */
+    while ((s = ctx->slice_head)) {
+        unsigned flags;
+        IotBh *bh = bh_dequeue(s, &flags);
+
+        if (!bh) {
+            ctx->slice_head = s->next;
+            if (!ctx->slice_head) {
+                ctx->slice_tail = NULL;
+            }
+            continue;
+        }
+        if ((flags & (BH_SCHEDULED | BH_DELETED)) == BH_SCHEDULED) {
+            if (!(flags & BH_IDLE)) {
+                progress = true;
+            }
+            bh->cb(bh->opaque);
+        }
+        if (flags & (BH_DELETED | BH_ONESHOT)) {
+            bh_free(bh);
+        }
+    }
+    return progress;
+}
+
+static int64_t bh_list_timeout(IotBh *bh, bool *idle)
+{
+    for (; bh; bh = bh->next) {
+        unsigned f = atomic_load_explicit(&bh->flags, memory_order_relaxed);
+        if ((f & (BH_SCHEDULED | BH_DELETED)) == BH_SCHEDULED) {
+            if (!(f & BH_IDLE)) {
+                return 0;
+            }
+            *idle = true;
+        }
+    }
+    return -1;
+}
+
+/* Home thread.  0 if a BH is due, the idle period if only idle BHs are,
+ * else -1.  Stops at the first due BH, so the usual cost is one look. */
+int64_t iot__bh_timeout(IotCtx *ctx)
+{
+    bool idle = false;
+    IotBhSlice *s;
+
+    if (bh_list_timeout(atomic_load_explicit(&ctx->bh_list,
+                                             memory_order_acquire),
+                        &idle) == 0) {
+        return 0;
+    }
+    for (s = ctx->slice_head; s; s = s->next) {
+        if (bh_list_timeout(s->head, &idle) == 0) {
+            return 0;
+        }
+    }
+    return idle ? IOT_IDLE_BH_PERIOD_NS : -1;
+}
+
+/* Last reference gone, no poll running: free deleted BHs, abort on a leak. */
+void iot__bh_ctx_finalize(IotCtx *ctx)
+{
+    IotBh *bh = atomic_exchange(&ctx->bh_list, NULL), *next;
+
+    assert(!ctx->slice_head);
+    /* Pending BHs: one-shots that never ran and deleted ones are freed;
+     * every other BH stays on bh_all and is judged below. */
+    for (; bh; bh = next) {
+        unsigned flags = atomic_load(&bh->flags);
+        next = bh->next;
+        if (flags & BH_DELETED) {
+            bh_free(bh);
+        } else if (flags & BH_ONESHOT) {
+            free(bh);
+        } else {
+            atomic_fetch_and(&bh->flags, ~(unsigned)BH_PENDING);
+        }
+    }
+    if (ctx->bh_all) {
+        fprintf(stderr, "%s: BH '%s' leaked, aborting...\n", __func__,
+                ctx->bh_all->name);
+        abort();
+    }
+    pthread_mutex_destroy(&ctx->bh_all_lock);
+}

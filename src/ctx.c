@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The loop context: creation, references, the current and main contexts,
+ * notify, and parameters.  The iteration itself is in poll.c.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ctx-internal.h"
+#include "fdmon.h"
+
+static __thread IotCtx *current_ctx;
+static _Atomic(IotCtx *) main_ctx;
+
+int64_t iot__now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * IOT_NS_PER_S + ts.tv_nsec;
+}
+
+IotCtx *iot_ctx_new(IotError **errp)
+{
+    return iot_ctx_new_full(NULL, errp);
+}
+
+/* Any thread. */
+IotCtx *iot_ctx_new_full(const IotCtxOptions *opts, IotError **errp)
+{
+    IotCtx *ctx;
+    int ret;
+
+    ctx = calloc(1, sizeof(*ctx));
+    if (!ctx) {
+        iot_error_setg_errno(errp, ENOMEM, "Failed to allocate a context");
+        return NULL;
+    }
+    atomic_init(&ctx->refcnt, 1);
+    ctx->epollfd = -1;
+    iot__lockcnt_init(&ctx->list_lock);
+    pthread_mutex_init(&ctx->param_lock, NULL);
+    iot__bh_ctx_init(ctx);
+    iot__timers_init(ctx);
+
+    if (iot__fdmon_setup(ctx, opts ? opts->fdmon : IOT_FDMON_AUTO, errp) < 0) {
+        goto fail;
+    }
+    ret = iot__fd_notifier_init(ctx);
+    if (ret < 0) {
+        iot_error_setg_errno(errp, -ret, "Failed to initialize event notifier");
+        goto fail;
+    }
+    return ctx;
+
+fail:
+    iot__fdmon_teardown(ctx);
+    iot__timers_finalize(ctx);
+    iot__bh_ctx_finalize(ctx);
+    pthread_mutex_destroy(&ctx->param_lock);
+    iot__lockcnt_destroy(&ctx->list_lock);
+    free(ctx);
+    return NULL;
+}
+
+void iot_ctx_ref(IotCtx *ctx)
+{
+    atomic_fetch_add_explicit(&ctx->refcnt, 1, memory_order_relaxed);
+}
+
+/* Any thread, with no poll running: the last reference is gone. */
+static void ctx_finalize(IotCtx *ctx)
+{
+    /* BHs first: a leaked BH aborts with its name before anything else is
+     * torn down, so the report is not buried under secondary failures. */
+    iot__bh_ctx_finalize(ctx);
+    iot__timers_finalize(ctx);
+    iot__fd_ctx_finalize(ctx);
+    iot__fdmon_teardown(ctx);
+    free(ctx->pfds);
+    free(ctx->pfd_handlers);
+    pthread_mutex_destroy(&ctx->param_lock);
+    iot__lockcnt_destroy(&ctx->list_lock);
+    free(ctx);
+}
+
+void iot_ctx_unref(IotCtx *ctx)
+{
+    if (!ctx) {
+        return;
+    }
+    /* acq_rel: the thread that finalizes sees every other holder's writes. */
+    if (atomic_fetch_sub_explicit(&ctx->refcnt, 1, memory_order_acq_rel) == 1) {
+        if (current_ctx == ctx) {
+            current_ctx = NULL;
+        }
+        ctx_finalize(ctx);
+    }
+}
+
+IotCtx *iot_ctx_current(void)
+{
+    return current_ctx;
+}
+
+int iot_ctx_set_current(IotCtx *ctx)
+{
+    if (ctx && current_ctx && current_ctx != ctx) {
+        return -EBUSY;
+    }
+    current_ctx = ctx;
+    return 0;
+}
+
+IotCtx *iot_ctx_main_init(IotError **errp)
+{
+    IotCtx *ctx, *expect = NULL;
+
+    if (atomic_load(&main_ctx)) {
+        iot_error_setg(errp, "the main context already exists");
+        return NULL;
+    }
+    ctx = iot_ctx_new(errp);
+    if (!ctx) {
+        return NULL;
+    }
+    if (!atomic_compare_exchange_strong(&main_ctx, &expect, ctx)) {
+        iot_ctx_unref(ctx);
+        iot_error_setg(errp, "the main context already exists");
+        return NULL;
+    }
+    if (iot_ctx_set_current(ctx) < 0) {
+        atomic_store(&main_ctx, NULL);
+        iot_ctx_unref(ctx);
+        iot_error_setg(errp, "this thread already has a current context");
+        return NULL;
+    }
+    return ctx;
+}
+
+IotCtx *iot_ctx_main(void)
+{
+    return atomic_load_explicit(&main_ctx, memory_order_acquire);
+}
+
+void iot_ctx_main_fini(void)
+{
+    IotCtx *ctx = atomic_exchange(&main_ctx, NULL);
+
+    if (ctx) {
+        if (current_ctx == ctx) {
+            current_ctx = NULL;
+        }
+        iot_ctx_unref(ctx);
+    }
+}
+
+/*
+ * Any thread.  The producer half of the notify handshake (section 2.3,
+ * modelled in docs/spin/notify.promela).  The caller has published its
+ * work (a BH push, a timer, a handler change) before calling.
+ */
+void iot_ctx_notify(IotCtx *ctx)
+{
+    /* Release orders the caller's work before the flag for a busy-polling
+     * loop, whose notifier io_poll reads it (fd.c notifier_poll). */
+    atomic_store_explicit(&ctx->notified, true, memory_order_release);
+    /* Full fence: the store above before the load below.  Pairs with the
+     * fence after raising notify_me in poll.c notify_me_raise(): either the
+     * loop sees notified and does not block, or we see notify_me and kick. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&ctx->notify_me, memory_order_relaxed)) {
+        atomic_fetch_add_explicit(&ctx->notify_kicks, 1, memory_order_relaxed);
+        iot_event_set(&ctx->notifier);
+    }
+}
+
+int iot_ctx_set_poll_params(IotCtx *ctx, int64_t max_ns, int64_t grow,
+                            int64_t shrink)
+{
+    if (max_ns < 0 || grow < 0 || shrink < 0) {
+        return -EINVAL;
+    }
+    pthread_mutex_lock(&ctx->param_lock);
+    ctx->param_set = (IotPollParams){ max_ns, grow, shrink };
+    /* Release pairs with the acquire in poll.c params_refresh(). */
+    atomic_fetch_add_explicit(&ctx->param_gen, 1, memory_order_release);
+    pthread_mutex_unlock(&ctx->param_lock);
+    iot_ctx_notify(ctx);
+    return 0;
+}
+
+void iot_ctx_get_poll_params(IotCtx *ctx, int64_t *max_ns, int64_t *grow,
+                             int64_t *shrink)
+{
+    IotPollParams p;
+
+    pthread_mutex_lock(&ctx->param_lock);
+    p = ctx->param_set;
+    pthread_mutex_unlock(&ctx->param_lock);
+    if (max_ns) {
+        *max_ns = p.max_ns;
+    }
+    if (grow) {
+        *grow = p.grow;
+    }
+    if (shrink) {
+        *shrink = p.shrink;
+    }
+}
+
+int iot_ctx_set_max_batch(IotCtx *ctx, int64_t max_batch)
+{
+    if (max_batch < 0) {
+        return -EINVAL;
+    }
+    atomic_store_explicit(&ctx->max_batch, max_batch, memory_order_relaxed);
+    iot_ctx_notify(ctx);
+    return 0;
+}
+
+int64_t iot_ctx_get_max_batch(IotCtx *ctx)
+{
+    return atomic_load_explicit(&ctx->max_batch, memory_order_relaxed);
+}
+
+const char *iot_ctx_fdmon_name(IotCtx *ctx)
+{
+    return iot__fdmon(ctx)->name;
+}

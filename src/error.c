@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <iothread/error.h>
+
+struct IotError {
+    int err;
+    char *msg;
+};
+
+static void error_setv(IotError **errp, int err, const char *fmt, va_list ap)
+{
+    IotError *e;
+    char *msg = NULL;
+
+    if (!errp || *errp) {
+        return;
+    }
+    if (vasprintf(&msg, fmt, ap) < 0) {
+        msg = NULL;
+    }
+    if (msg && err) {
+        char *full = NULL;
+        if (asprintf(&full, "%s: %s", msg, strerror(err)) >= 0) {
+            free(msg);
+            msg = full;
+        }
+    }
+    e = malloc(sizeof(*e));
+    if (!e) {
+        /* Out of memory while reporting an error: there is nothing better
+         * to do than to say so and stop. */
+        fprintf(stderr, "libiothread: out of memory reporting an error\n");
+        abort();
+    }
+    e->err = err;
+    e->msg = msg ? msg : strdup("out of memory");
+    *errp = e;
+}
+
+void iot_error_setg(IotError **errp, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    error_setv(errp, 0, fmt, ap);
+    va_end(ap);
+}
+
+void iot_error_setg_errno(IotError **errp, int err, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    error_setv(errp, err < 0 ? -err : err, fmt, ap);
+    va_end(ap);
+}
+
+const char *iot_error_message(const IotError *err)
+{
+    return err && err->msg ? err->msg : "";
+}
+
+int iot_error_errno(const IotError *err)
+{
+    return err ? err->err : 0;
+}
+
+void iot_error_free(IotError *err)
+{
+    if (err) {
+        free(err->msg);
+        free(err);
+    }
+}
+
+void iot_error_propagate(IotError **dst, IotError *local)
+{
+    if (!local) {
+        return;
+    }
+    if (dst && !*dst) {
+        *dst = local;
+    } else {
+        iot_error_free(local);
+    }
+}
+
+void iot_error_report_free(const char *prefix, IotError *err)
+{
+    if (prefix && *prefix) {
+        fprintf(stderr, "%s: %s\n", prefix, iot_error_message(err));
+    } else {
+        fprintf(stderr, "%s\n", iot_error_message(err));
+    }
+    iot_error_free(err);
+}

@@ -1,0 +1,449 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fd handlers and event notifiers (section 2.4 and 2.5 of the
+ * specification).
+ *
+ * The handler list is walked by the home thread without a lock and changed
+ * by any thread under list_lock's mutex.  A change never edits a published
+ * handler: it links a new one at the head and retires the old one, which
+ * walkers then skip (its `deleted` flag).  A retired handler is unlinked and
+ * freed at once if no walker is inside, else by the home thread when its
+ * iteration ends (iot__handlers_free_deleted).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "ctx-internal.h"
+#include "fdmon.h"
+
+/* ---- event notifiers ---- */
+
+int iot_event_init(IotEvent *e, bool active)
+{
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+
+    if (fd < 0) {
+        int fds[2];
+        if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) {
+            return -errno;
+        }
+        e->rfd = fds[0];
+        e->wfd = fds[1];
+    } else {
+        e->rfd = e->wfd = fd;
+    }
+    return active ? iot_event_set(e) : 0;
+}
+
+void iot_event_cleanup(IotEvent *e)
+{
+    if (e->rfd >= 0) {
+        close(e->rfd);
+    }
+    if (e->wfd >= 0 && e->wfd != e->rfd) {
+        close(e->wfd);
+    }
+    e->rfd = e->wfd = -1;
+}
+
+int iot_event_set(IotEvent *e)
+{
+    static const uint64_t one = 1;
+    ssize_t n;
+
+    do {
+        n = write(e->wfd, &one, e->wfd == e->rfd ? sizeof(one) : 1);
+    } while (n < 0 && errno == EINTR);
+    /* EAGAIN: the counter (or pipe) is full, so it is already set. */
+    return n < 0 && errno != EAGAIN ? -errno : 0;
+}
+
+bool iot_event_test_and_clear(IotEvent *e)
+{
+    char buf[512];
+    bool was_set = false;
+    ssize_t n;
+
+    do {
+        n = read(e->rfd, buf, sizeof(buf));
+        was_set |= n > 0;
+    } while ((n < 0 && errno == EINTR) || n == (ssize_t)sizeof(buf));
+    return was_set;
+}
+
+int iot_event_fd(const IotEvent *e)
+{
+    return e->rfd;
+}
+
+/* ---- ready lists (home thread) ---- */
+
+static void ready_unlink(IotHandler *h)
+{
+    IotReadyList *l = h->ready_owner;
+
+    if (h->ready_prev) {
+        h->ready_prev->ready_next = h->ready_next;
+    } else {
+        l->head = h->ready_next;
+    }
+    if (h->ready_next) {
+        h->ready_next->ready_prev = h->ready_prev;
+    } else {
+        l->tail = h->ready_prev;
+    }
+    h->ready_owner = NULL;
+    h->ready_prev = h->ready_next = NULL;
+}
+
+/* Appends @h; a handler still on an outer (nested) iteration's list moves. */
+void iot__ready_push(IotReadyList *list, IotHandler *h)
+{
+    if (h->ready_owner == list) {
+        return;
+    }
+    if (h->ready_owner) {
+        ready_unlink(h);
+    }
+    h->ready_owner = list;
+    h->ready_prev = list->tail;
+    h->ready_next = NULL;
+    if (list->tail) {
+        list->tail->ready_next = h;
+    } else {
+        list->head = h;
+    }
+    list->tail = h;
+}
+
+IotHandler *iot__ready_pop(IotReadyList *list)
+{
+    IotHandler *h = list->head;
+
+    if (h) {
+        ready_unlink(h);
+    }
+    return h;
+}
+
+/* ---- the handler list ---- */
+
+/* Mutex held.  The live handler of @fd, or NULL. */
+static IotHandler *handler_find(IotCtx *ctx, int fd)
+{
+    IotHandler *h = atomic_load_explicit(&ctx->handlers, memory_order_relaxed);
+
+    for (; h; h = atomic_load_explicit(&h->next, memory_order_relaxed)) {
+        if (h->fd == fd && !atomic_load_explicit(&h->deleted,
+                                                 memory_order_relaxed)) {
+            return h;
+        }
+    }
+    return NULL;
+}
+
+/* Mutex held, no walker inside (FREEING).  Unlinks @h everywhere. */
+static void handler_unlink(IotCtx *ctx, IotHandler *h)
+{
+    _Atomic(IotHandler *) *link = &ctx->handlers;
+    IotHandler *cur;
+
+    while ((cur = atomic_load_explicit(link, memory_order_relaxed)) != h) {
+        link = &cur->next;
+    }
+    atomic_store_explicit(link, atomic_load_explicit(&h->next,
+                                                     memory_order_relaxed),
+                          memory_order_relaxed);
+    if (h->in_poll_list) {
+        iot__poll_list_remove(ctx, h);
+    }
+    if (h->ready_owner) {
+        ready_unlink(h);
+    }
+}
+
+static void handler_count(IotCtx *ctx, IotHandler *h, int delta)
+{
+    atomic_fetch_add_explicit(&ctx->live_cnt, delta, memory_order_relaxed);
+    if (h->pollable) {
+        atomic_fetch_add_explicit(&ctx->pollable_cnt, delta,
+                                  memory_order_relaxed);
+    } else {
+        /* Not ordered against the list change on purpose (as in QEMU): a
+         * stale count for a moment only costs a wasted poll or a syscall. */
+        atomic_fetch_add_explicit(&ctx->poll_disable_cnt, delta,
+                                  memory_order_relaxed);
+    }
+}
+
+/* Mutex held.  @old is no longer live; free it now or leave it to the
+ * home thread's end of iteration. */
+static void handler_retire(IotCtx *ctx, IotHandler *old, bool self_walker)
+{
+    /* Release pairs with the acquire loads of walkers (handler_live()). */
+    atomic_store_explicit(&old->deleted, true, memory_order_release);
+    handler_count(ctx, old, -1);
+    if (iot__lockcnt_try_exclusive(&ctx->list_lock, self_walker)) {
+        handler_unlink(ctx, old);
+        iot__lockcnt_end_exclusive(&ctx->list_lock, self_walker);
+        free(old);
+    } else {
+        old->deleted_next = ctx->deleted;
+        ctx->deleted = old;
+        atomic_store_explicit(&ctx->deleted_pending, true,
+                              memory_order_relaxed);
+    }
+}
+
+static short ops_events(const IotFdOps *ops)
+{
+    return (ops->read ? POLLIN | POLLHUP | POLLERR : 0) |
+           (ops->write ? POLLOUT | POLLERR : 0);
+}
+
+static int handler_set(IotCtx *ctx, int fd, const IotFdOps *ops, void *opaque,
+                       IotEvent *event, const IotEventOps *ev,
+                       bool is_notifier)
+{
+    IotFdOps o = ops ? *ops : (IotFdOps){ 0 };
+    IotHandler *old, *new_ = NULL;
+
+    if (fd < 0) {
+        return -EINVAL;
+    }
+    /* io_poll is pointless without io_poll_ready: ignore it (as QEMU). */
+    if (!o.poll_ready) {
+        o.poll = NULL;
+    }
+    if (!o.poll) {
+        o.poll_ready = o.poll_begin = o.poll_end = NULL;
+    }
+    if (o.read || o.write || o.poll) {
+        new_ = calloc(1, sizeof(*new_));
+        if (!new_) {
+            return -ENOMEM;
+        }
+        new_->fd = fd;
+        new_->events = ops_events(&o);
+        new_->ops = o;
+        new_->opaque = event ? new_ : opaque;
+        new_->event = event;
+        if (ev) {
+            new_->ev = *ev;
+        }
+        new_->is_notifier = is_notifier;
+        new_->pollable = o.poll != NULL;
+    }
+
+    iot__lockcnt_lock(&ctx->list_lock);
+    old = handler_find(ctx, fd);
+    if (!old && !new_) {
+        iot__lockcnt_unlock(&ctx->list_lock);
+        return 0;
+    }
+    if (new_) {
+        atomic_init(&new_->next, atomic_load_explicit(&ctx->handlers,
+                                                      memory_order_relaxed));
+        /* Release pairs with the acquire loads of walkers: they see the
+         * handler's fields once they see it in the list. */
+        atomic_store_explicit(&ctx->handlers, new_, memory_order_release);
+        handler_count(ctx, new_, 1);
+    }
+    iot__fdmon(ctx)->update(ctx, old, new_);
+    if (old) {
+        handler_retire(ctx, old, false);
+    }
+    iot__lockcnt_unlock(&ctx->list_lock);
+
+    /* The loop rebuilds its fd set and re-evaluates polling. */
+    iot_ctx_notify(ctx);
+    return 0;
+}
+
+int iot_fd_set(IotCtx *ctx, int fd, const IotFdOps *ops, void *opaque)
+{
+    return handler_set(ctx, fd, ops, opaque, NULL, NULL, false);
+}
+
+int iot_fd_set_handler(IotCtx *ctx, int fd, IotFdFunc *io_read,
+                       IotFdFunc *io_write, IotPollFunc *io_poll,
+                       IotFdFunc *io_poll_ready, void *opaque)
+{
+    IotFdOps ops = { .read = io_read, .write = io_write, .poll = io_poll,
+                     .poll_ready = io_poll_ready };
+
+    return handler_set(ctx, fd, &ops, opaque, NULL, NULL, false);
+}
+
+int64_t iot_fd_poll_window(IotCtx *ctx, int fd)
+{
+    IotHandler *h;
+    int64_t ns = -1;
+
+    iot__lockcnt_inc(&ctx->list_lock);
+    for (h = atomic_load_explicit(&ctx->handlers, memory_order_acquire); h;
+         h = atomic_load_explicit(&h->next, memory_order_acquire)) {
+        if (h->fd == fd &&
+            !atomic_load_explicit(&h->deleted, memory_order_acquire)) {
+            ns = h->poll_ns;
+            break;
+        }
+    }
+    iot__lockcnt_dec(&ctx->list_lock);
+    return ns;
+}
+
+/* Event notifier callbacks take the IotEvent: the handler's opaque is the
+ * handler itself and these trampolines pass its event on. */
+static void event_read(void *opaque)
+{
+    IotHandler *h = opaque;
+    h->ev.read(h->event);
+}
+
+static bool event_poll(void *opaque)
+{
+    IotHandler *h = opaque;
+    return h->ev.poll(h->event);
+}
+
+static void event_poll_ready(void *opaque)
+{
+    IotHandler *h = opaque;
+    h->ev.poll_ready(h->event);
+}
+
+static void event_poll_begin(void *opaque)
+{
+    IotHandler *h = opaque;
+    h->ev.poll_begin(h->event);
+}
+
+static void event_poll_end(void *opaque)
+{
+    IotHandler *h = opaque;
+    h->ev.poll_end(h->event);
+}
+
+static int event_set(IotCtx *ctx, IotEvent *e, const IotEventOps *ev)
+{
+    IotFdOps ops = {
+        .read = ev->read ? event_read : NULL,
+        .poll = ev->poll ? event_poll : NULL,
+        .poll_ready = ev->poll_ready ? event_poll_ready : NULL,
+        .poll_begin = ev->poll_begin ? event_poll_begin : NULL,
+        .poll_end = ev->poll_end ? event_poll_end : NULL,
+    };
+
+    return handler_set(ctx, e->rfd, &ops, NULL, e, ev, false);
+}
+
+int iot_ctx_set_event(IotCtx *ctx, IotEvent *e, IotEventFunc *read,
+                      IotEventPollFunc *poll, IotEventFunc *poll_ready)
+{
+    IotEventOps ev = { .read = read, .poll = poll, .poll_ready = poll_ready };
+
+    return event_set(ctx, e, &ev);
+}
+
+int iot_ctx_set_event_poll(IotCtx *ctx, IotEvent *e, IotEventFunc *poll_begin,
+                           IotEventFunc *poll_end)
+{
+    IotHandler *h;
+    IotEventOps ev;
+
+    iot__lockcnt_lock(&ctx->list_lock);
+    h = handler_find(ctx, e->rfd);
+    if (!h || h->event != e) {
+        iot__lockcnt_unlock(&ctx->list_lock);
+        return -ENOENT;
+    }
+    ev = h->ev;
+    iot__lockcnt_unlock(&ctx->list_lock);
+    ev.poll_begin = poll_begin;
+    ev.poll_end = poll_end;
+    return event_set(ctx, e, &ev);
+}
+
+/* ---- the context's own notifier ---- */
+
+static void notifier_read(void *opaque)
+{
+    IotCtx *ctx = opaque;
+
+    iot_event_test_and_clear(&ctx->notifier);
+}
+
+/* Busy polling sees iot_ctx_notify() without a system call.  Relaxed is
+ * enough: the loop's accept fence orders what it reads afterwards. */
+static bool notifier_poll(void *opaque)
+{
+    IotCtx *ctx = opaque;
+
+    return atomic_load_explicit(&ctx->notified, memory_order_relaxed);
+}
+
+static void notifier_poll_ready(void *opaque)
+{
+    (void)opaque;
+}
+
+int iot__fd_notifier_init(IotCtx *ctx)
+{
+    IotFdOps ops = { .read = notifier_read, .poll = notifier_poll,
+                     .poll_ready = notifier_poll_ready };
+    int ret = iot_event_init(&ctx->notifier, false);
+
+    if (ret < 0) {
+        ctx->notifier.rfd = ctx->notifier.wfd = -1;
+        return ret;
+    }
+    ret = handler_set(ctx, ctx->notifier.rfd, &ops, ctx, NULL, NULL, true);
+    if (ret < 0) {
+        iot_event_cleanup(&ctx->notifier);
+    }
+    return ret;
+}
+
+/* Home thread, as the only walker, at the end of an iteration. */
+void iot__handlers_free_deleted(IotCtx *ctx)
+{
+    IotHandler *h, *next;
+
+    if (!atomic_load_explicit(&ctx->deleted_pending, memory_order_relaxed)) {
+        return;
+    }
+    iot__lockcnt_lock(&ctx->list_lock);
+    if (!iot__lockcnt_try_exclusive(&ctx->list_lock, true)) {
+        /* A nested iteration: the outermost one frees. */
+        iot__lockcnt_unlock(&ctx->list_lock);
+        return;
+    }
+    for (h = ctx->deleted; h; h = next) {
+        next = h->deleted_next;
+        handler_unlink(ctx, h);
+        free(h);
+    }
+    ctx->deleted = NULL;
+    atomic_store_explicit(&ctx->deleted_pending, false, memory_order_relaxed);
+    iot__lockcnt_end_exclusive(&ctx->list_lock, true);
+    iot__lockcnt_unlock(&ctx->list_lock);
+}
+
+/* Finalize: no walker, no writer.  Frees every handler. */
+void iot__fd_ctx_finalize(IotCtx *ctx)
+{
+    IotHandler *h, *next;
+
+    for (h = atomic_load(&ctx->handlers); h; h = next) {
+        next = atomic_load(&h->next);
+        free(h);
+    }
+    atomic_store(&ctx->handlers, NULL);
+    ctx->deleted = NULL;
+    ctx->poll_head = NULL;
+    iot_event_cleanup(&ctx->notifier);
+}

@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The poll(2) backend: no registration; each wait builds an array of the
+ * live handlers and calls ppoll() with a ns timeout.  In AUTO mode it moves
+ * the context to epoll once a wait sees IOT_EPOLL_THRESHOLD handlers.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "fdmon.h"
+
+static void poll_update(IotCtx *ctx, IotHandler *old, IotHandler *new_)
+{
+    (void)ctx;
+    (void)old;
+    (void)new_;
+}
+
+bool iot__fdmon_poll_disabled(IotCtx *ctx)
+{
+    return atomic_load_explicit(&ctx->poll_disable_cnt,
+                                memory_order_relaxed) != 0;
+}
+
+/* Home thread.  Makes room for @n entries; false on ENOMEM. */
+static bool pfds_reserve(IotCtx *ctx, size_t n)
+{
+    struct pollfd *pfds;
+    IotHandler **hs;
+    size_t cap = ctx->pfd_cap ? ctx->pfd_cap : 8;
+
+    if (n <= ctx->pfd_cap) {
+        return true;
+    }
+    while (cap < n) {
+        cap *= 2;
+    }
+    pfds = realloc(ctx->pfds, cap * sizeof(*pfds));
+    if (!pfds) {
+        return false;
+    }
+    ctx->pfds = pfds;
+    hs = realloc(ctx->pfd_handlers, cap * sizeof(*hs));
+    if (!hs) {
+        return false;
+    }
+    ctx->pfd_handlers = hs;
+    ctx->pfd_cap = cap;
+    return true;
+}
+
+static struct timespec *ns_to_timespec(int64_t ns, struct timespec *ts)
+{
+    if (ns < 0) {
+        return NULL;
+    }
+    /* Cap the seconds so that a huge timeout cannot overflow. */
+    ts->tv_sec = ns / IOT_NS_PER_S > INT32_MAX ? INT32_MAX : ns / IOT_NS_PER_S;
+    ts->tv_nsec = ns % IOT_NS_PER_S;
+    return ts;
+}
+
+/* Mutex not held.  Should AUTO move to epoll now? */
+static bool want_epoll(IotCtx *ctx, size_t nfds)
+{
+    return ctx->fdmon_kind == IOT_FDMON_AUTO && nfds >= IOT_EPOLL_THRESHOLD;
+}
+
+static int poll_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout_ns)
+{
+    struct timespec ts;
+    size_t n = 0, count = 0;
+    int ret;
+
+    for (IotHandler *h = atomic_load_explicit(&ctx->handlers,
+                                              memory_order_acquire);
+         h; h = atomic_load_explicit(&h->next, memory_order_acquire)) {
+        if (!h->events || atomic_load_explicit(&h->deleted,
+                                               memory_order_acquire)) {
+            continue;
+        }
+        if (!pfds_reserve(ctx, n + 1)) {
+            return -ENOMEM;
+        }
+        ctx->pfds[n] = (struct pollfd){ .fd = h->fd, .events = h->events };
+        ctx->pfd_handlers[n++] = h;
+    }
+
+    if (want_epoll(ctx, n)) {
+        iot__lockcnt_lock(&ctx->list_lock);
+        ret = iot__fdmon_epoll_enable(ctx);
+        iot__lockcnt_unlock(&ctx->list_lock);
+        if (ret == 0) {
+            return iot__fdmon(ctx)->wait(ctx, ready, timeout_ns);
+        }
+    }
+
+    ret = ppoll(ctx->pfds, n, ns_to_timespec(timeout_ns, &ts), NULL);
+    if (ret <= 0) {
+        return ret < 0 ? -errno : 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (ctx->pfds[i].revents) {
+            IotHandler *h = ctx->pfd_handlers[i];
+            h->revents = ctx->pfds[i].revents;
+            iot__ready_push(ready, h);
+            count++;
+        }
+    }
+    return (int)count;
+}
+
+const IotFdmonOps iot__fdmon_poll_ops = {
+    .name = "poll",
+    .update = poll_update,
+    .wait = poll_wait,
+    .need_wait = iot__fdmon_poll_disabled,
+};

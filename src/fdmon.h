@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fd monitoring backends behind one small ops table.
+ *
+ * The context starts on the backend asked for (IotCtxOptions.fdmon, or the
+ * IOTHREAD_FDMON environment variable for AUTO).  AUTO starts with poll(2),
+ * whose per-wait cost grows with the number of fds but needs no extra fd,
+ * and moves to epoll for good when a wait sees 64 or more live handlers
+ * (QEMU's threshold).  epoll falls back to poll if an epoll_ctl fails.
+ */
+#ifndef IOT_FDMON_H
+#define IOT_FDMON_H
+
+#include "ctx-internal.h"
+
+struct IotFdmonOps {
+    const char *name;
+    /* List mutex held.  @old is being removed or replaced by @new; either
+     * may be NULL.  Must not fail: a backend that cannot follow the change
+     * hands over to poll, which needs no registration. */
+    void (*update)(IotCtx *ctx, IotHandler *old, IotHandler *new_);
+    /* Home thread, as a walker.  Waits up to @timeout_ns (-1: no limit, 0:
+     * do not block), then pushes each ready handler, with its revents set,
+     * onto @ready.  Returns how many, or a negative errno. */
+    int (*wait)(IotCtx *ctx, IotReadyList *ready, int64_t timeout_ns);
+    /* Home thread.  True if busy polling must give way to wait(): poll and
+     * epoll cannot see fds from user space, so any live handler without
+     * io_poll stops busy polling. */
+    bool (*need_wait)(IotCtx *ctx);
+};
+
+extern const IotFdmonOps iot__fdmon_poll_ops;
+extern const IotFdmonOps iot__fdmon_epoll_ops;
+
+/* Any thread, before the context is shared.  Picks the backend. */
+int iot__fdmon_setup(IotCtx *ctx, IotFdmonKind kind, IotError **errp);
+void iot__fdmon_teardown(IotCtx *ctx);
+
+/* List mutex held.  Registers every live handler with a new epoll fd and
+ * switches to it.  Returns 0 or a negative errno (and stays on poll). */
+int iot__fdmon_epoll_enable(IotCtx *ctx);
+/* List mutex held.  Back to poll (closes the epoll fd). */
+void iot__fdmon_epoll_disable(IotCtx *ctx);
+
+bool iot__fdmon_poll_disabled(IotCtx *ctx);
+
+#endif

@@ -1,0 +1,357 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One loop iteration, iot_ctx_poll(), and adaptive busy polling
+ * (sections 2.6 and 3 of the specification).  The steps:
+ *
+ *   1. become a walker of the handler list; pick up new poll parameters
+ *   2. timeout = 0 if non-blocking, else from BHs and timers
+ *   3. busy poll the polled handlers for up to their largest window
+ *   4. if we may block: announce it (notify_me), re-check `notified`
+ *   5. if we may block: leave poll mode (io_poll_end + a last io_poll)
+ *   6. wait for fds in the backend (a zero timeout still checks them)
+ *   7. withdraw the announcement; accept the notification
+ *   8. run bottom halves
+ *   9. dispatch ready handlers, then adjust each one's poll window
+ *  10. free retired handlers; stop walking
+ *  11. run timers
+ */
+#include <assert.h>
+
+#include "ctx-internal.h"
+#include "fdmon.h"
+
+/* ---- poll parameters and windows ---- */
+
+/* Home thread.  Take parameters changed by iot_ctx_set_poll_params(); a
+ * change resets every window to 0, as QEMU does. */
+static void params_refresh(IotCtx *ctx)
+{
+    /* Acquire pairs with the release in iot_ctx_set_poll_params(). */
+    unsigned gen = atomic_load_explicit(&ctx->param_gen, memory_order_acquire);
+    IotHandler *h;
+
+    if (gen == ctx->param_seen) {
+        return;
+    }
+    pthread_mutex_lock(&ctx->param_lock);
+    ctx->param = ctx->param_set;
+    ctx->param_seen = atomic_load_explicit(&ctx->param_gen,
+                                           memory_order_relaxed);
+    pthread_mutex_unlock(&ctx->param_lock);
+    for (h = atomic_load_explicit(&ctx->handlers, memory_order_acquire); h;
+         h = atomic_load_explicit(&h->next, memory_order_acquire)) {
+        h->poll_ns = 0;
+    }
+}
+
+/* The rule of section 3.5, for one handler that was ready this iteration. */
+int64_t iot__poll_adjust(int64_t window, int64_t block_ns,
+                         const IotPollParams *p)
+{
+    if (block_ns <= window) {
+        return window;  /* polling long enough caught it */
+    }
+    if (block_ns > p->max_ns) {
+        return p->shrink ? window / p->shrink : 0;
+    }
+    if (window < p->max_ns && block_ns < p->max_ns) {
+        int64_t grown;
+        if (window == 0) {
+            grown = IOT_POLL_START_NS;
+        } else if (__builtin_mul_overflow(window, p->grow ? p->grow : 2,
+                                          &grown)) {
+            grown = p->max_ns;
+        }
+        return grown < p->max_ns ? grown : p->max_ns;
+    }
+    return window;
+}
+
+/* Home thread, walker.  Starts polling @h, which has just been ready. */
+void iot__poll_list_add(IotCtx *ctx, IotHandler *h)
+{
+    h->in_poll_list = true;
+    h->poll_prev = NULL;
+    h->poll_next = ctx->poll_head;
+    if (ctx->poll_head) {
+        ctx->poll_head->poll_prev = h;
+    }
+    ctx->poll_head = h;
+    ctx->poll_len++;
+}
+
+/* Home thread as a walker, or a writer in the FREEING state. */
+void iot__poll_list_remove(IotCtx *ctx, IotHandler *h)
+{
+    if (h->poll_prev) {
+        h->poll_prev->poll_next = h->poll_next;
+    } else {
+        ctx->poll_head = h->poll_next;
+    }
+    if (h->poll_next) {
+        h->poll_next->poll_prev = h->poll_prev;
+    }
+    h->in_poll_list = false;
+    h->poll_prev = h->poll_next = NULL;
+    ctx->poll_len--;
+}
+
+static bool handler_live(IotHandler *h)
+{
+    /* Acquire pairs with the release in fd.c handler_retire(). */
+    return !atomic_load_explicit(&h->deleted, memory_order_acquire);
+}
+
+/* Home thread.  Marks @h ready through io_poll. */
+static void poll_hit(IotHandler *h, IotReadyList *ready)
+{
+    h->poll_ready = true;
+    iot__ready_push(ready, h);
+}
+
+/* Home thread, walker.  Enter or leave poll mode.  Leaving runs one last
+ * io_poll per handler: an event may have slipped in while notifications
+ * were off.  Returns true if that found real work (not the notifier). */
+static bool poll_set_started(IotCtx *ctx, IotReadyList *ready, bool started)
+{
+    bool progress = false;
+    IotHandler *h;
+
+    if (ctx->poll_started == started) {
+        return false;
+    }
+    ctx->poll_started = started;
+    for (h = ctx->poll_head; h; h = h->poll_next) {
+        if (!handler_live(h)) {
+            continue;
+        }
+        if (started) {
+            if (h->ops.poll_begin) {
+                h->ops.poll_begin(h->opaque);
+            }
+            continue;
+        }
+        if (h->ops.poll_end) {
+            h->ops.poll_end(h->opaque);
+        }
+        if (h->ops.poll(h->opaque)) {
+            poll_hit(h, ready);
+            progress |= !h->is_notifier;
+        }
+    }
+    return progress;
+}
+
+/* Home thread, walker.  Calls every polled handler's io_poll until one is
+ * ready or @max_ns passes.  Returns true if any handler was ready; the
+ * caller's *timeout is then 0, else reduced by the time spent. */
+static bool run_poll_handlers(IotCtx *ctx, IotReadyList *ready, int64_t max_ns,
+                              int64_t *timeout)
+{
+    int64_t start = iot__now_ns(), elapsed;
+    bool hit = false;
+
+    do {
+        for (IotHandler *h = ctx->poll_head; h; h = h->poll_next) {
+            if (handler_live(h) && h->ops.poll(h->opaque)) {
+                poll_hit(h, ready);
+                hit = true;
+            }
+        }
+        elapsed = iot__now_ns() - start;
+    } while (!hit && elapsed < max_ns &&
+             !iot__fdmon(ctx)->need_wait(ctx));
+
+    if (hit) {
+        *timeout = 0;
+    } else if (*timeout != -1) {
+        *timeout = *timeout > elapsed ? *timeout - elapsed : 0;
+    }
+    return hit;
+}
+
+/* Home thread, walker.  Busy polls if the windows, the timeout and the
+ * backend allow it.  Returns true if a polled handler was ready. */
+static bool try_poll_mode(IotCtx *ctx, IotReadyList *ready, int64_t *timeout)
+{
+    int64_t max_ns = 0;
+
+    if (!ctx->poll_head || ctx->param.max_ns == 0) {
+        return false;
+    }
+    for (IotHandler *h = ctx->poll_head; h; h = h->poll_next) {
+        if (h->poll_ns > max_ns) {
+            max_ns = h->poll_ns;
+        }
+    }
+    max_ns = iot__timeout_min(max_ns, *timeout);
+    if (max_ns > 0 && !iot__fdmon(ctx)->need_wait(ctx)) {
+        poll_set_started(ctx, ready, true);
+        return run_poll_handlers(ctx, ready, max_ns, timeout);
+    }
+    return false;
+}
+
+/* ---- dispatch ---- */
+
+/* Home thread, walker.  Runs @h's callbacks for this iteration. */
+static bool dispatch_handler(IotCtx *ctx, IotHandler *h)
+{
+    short revents = h->revents & h->events;
+    bool poll_ready = h->poll_ready;
+    bool progress = false;
+
+    h->revents = 0;
+    h->poll_ready = false;
+    if (!handler_live(h)) {
+        return false;
+    }
+    /* A handler with io_poll that fires through its fd starts polling:
+     * activity is likely to continue. */
+    if (h->pollable && !h->in_poll_list) {
+        iot__poll_list_add(ctx, h);
+        if (ctx->poll_started && h->ops.poll_begin) {
+            h->ops.poll_begin(h->opaque);
+        }
+    }
+    if (poll_ready && revents == 0) {
+        /* Off the poll list while it runs: a nested poll from io_poll_ready
+         * must not see the same level-triggered condition and recurse. */
+        iot__poll_list_remove(ctx, h);
+        h->ops.poll_ready(h->opaque);
+        if (!h->in_poll_list && handler_live(h)) {
+            iot__poll_list_add(ctx, h);
+        }
+        return !h->is_notifier;
+    }
+    if ((revents & (POLLIN | POLLHUP | POLLERR)) && h->ops.read) {
+        h->ops.read(h->opaque);
+        progress |= !h->is_notifier;
+    }
+    /* The read callback may have removed the handler. */
+    if ((revents & (POLLOUT | POLLERR)) && h->ops.write && handler_live(h)) {
+        h->ops.write(h->opaque);
+        progress = true;
+    }
+    return progress;
+}
+
+/* Home thread, walker.  Dispatches every ready handler, then adapts the
+ * poll window of each that is polled, with this iteration's block_ns. */
+static bool dispatch_ready(IotCtx *ctx, IotReadyList *ready, int64_t block_ns)
+{
+    bool progress = false;
+    IotHandler *h;
+
+    while ((h = iot__ready_pop(ready))) {
+        progress |= dispatch_handler(ctx, h);
+        if (ctx->param.max_ns && h->in_poll_list) {
+            h->poll_ns = iot__poll_adjust(h->poll_ns, block_ns, &ctx->param);
+        }
+    }
+    return progress;
+}
+
+/* ---- the notify handshake, loop side (docs/spin/notify.promela) ---- */
+
+/* Home thread.  Announce that we may block; false if already notified. */
+static bool notify_me_raise(IotCtx *ctx)
+{
+    unsigned me = atomic_load_explicit(&ctx->notify_me, memory_order_relaxed);
+
+    /* Only the home thread writes notify_me: a plain add suffices. */
+    atomic_store_explicit(&ctx->notify_me, me + 2, memory_order_relaxed);
+    /* Full fence: the store above before the load of `notified` below.
+     * Pairs with the fence in iot_ctx_notify(). */
+    atomic_thread_fence(memory_order_seq_cst);
+    return !atomic_load_explicit(&ctx->notified, memory_order_relaxed);
+}
+
+static void notify_me_lower(IotCtx *ctx)
+{
+    unsigned me = atomic_load_explicit(&ctx->notify_me, memory_order_relaxed);
+
+    /* Release: the wait is over before producers may skip the kick. */
+    atomic_store_explicit(&ctx->notify_me, me - 2, memory_order_release);
+}
+
+/* Home thread.  Consume the notification.  The fence orders the clear
+ * before our reads of BH flags and lists: a notify that we clear here was
+ * preceded by work that those reads will see (pairs with the release store
+ * and fence in iot_ctx_notify()). */
+static void notify_accept(IotCtx *ctx)
+{
+    atomic_store_explicit(&ctx->notified, false, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* ---- the iteration ---- */
+
+static int64_t compute_timeout(IotCtx *ctx)
+{
+    int64_t timeout = iot__bh_timeout(ctx);
+
+    if (timeout == 0) {
+        return 0;
+    }
+    return iot__timeout_min(timeout, iot__timers_deadline(ctx));
+}
+
+/* Should the backend be asked for fds?  Always when we may block or the
+ * backend needs it.  A non-blocking call also checks fds (QEMU skips them
+ * when every handler polls), unless busy polling already found work and
+ * every pollable handler takes part in polling. */
+static bool need_fd_wait(IotCtx *ctx, int64_t timeout, bool poll_hit)
+{
+    return timeout != 0 || iot__fdmon(ctx)->need_wait(ctx) || !poll_hit ||
+           ctx->poll_len < atomic_load_explicit(&ctx->pollable_cnt,
+                                                memory_order_relaxed);
+}
+
+bool iot_ctx_poll(IotCtx *ctx, bool blocking)
+{
+    IotReadyList ready = { NULL, NULL };
+    bool progress, may_block, polled;
+    int64_t timeout, start = 0, block_ns = 0;
+
+    assert(iot_ctx_current() == ctx);
+
+    iot__lockcnt_inc(&ctx->list_lock);
+    params_refresh(ctx);
+    if (ctx->param.max_ns) {
+        start = iot__now_ns();
+    }
+
+    timeout = blocking ? compute_timeout(ctx) : 0;
+    /* Handlers found ready here run in dispatch_ready(), which counts
+     * their progress (the notifier's never counts). */
+    polled = try_poll_mode(ctx, &ready, &timeout);
+
+    may_block = timeout != 0;
+    if (may_block && !notify_me_raise(ctx)) {
+        timeout = 0;
+    }
+    if (need_fd_wait(ctx, timeout, polled)) {
+        if (timeout != 0 && poll_set_started(ctx, &ready, false)) {
+            timeout = 0;
+        }
+        iot__fdmon(ctx)->wait(ctx, &ready, timeout);
+    }
+    if (may_block) {
+        notify_me_lower(ctx);
+    }
+    notify_accept(ctx);
+
+    if (ctx->param.max_ns) {
+        block_ns = iot__now_ns() - start;
+    }
+
+    progress = iot__bh_poll(ctx);
+    progress |= dispatch_ready(ctx, &ready, block_ns);
+
+    iot__handlers_free_deleted(ctx);
+    iot__lockcnt_dec(&ctx->list_lock);
+
+    progress |= iot__timers_run(ctx);
+    return progress;
+}
