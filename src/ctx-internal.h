@@ -171,7 +171,11 @@ static inline const IotFdmonOps *iot__fdmon(IotCtx *ctx)
 {
     return atomic_load_explicit(&ctx->fdmon, memory_order_acquire);
 }
-int64_t iot__now_ns(void);  /* CLOCK_MONOTONIC */
+int64_t iot__now_ns(void);  /* CLOCK_MONOTONIC: busy polling and block_ns */
+/* Tests only: when set, iot__now_ns() returns what this returns, so that
+ * the adaptive-polling arithmetic can be driven exactly.  Set it before
+ * any thread polls; it is not synchronised. */
+extern int64_t (*iot__test_clock)(void);
 
 /* Smaller of two timeouts where -1 means infinite. */
 static inline int64_t iot__timeout_min(int64_t a, int64_t b)

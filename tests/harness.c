@@ -138,7 +138,7 @@ static bool run_case(const TestCase *tc, int timeout_s, char *why, size_t wlen)
                 }
             }
         } else {
-            struct timespec ts = { 0, 10 * 1000000 };
+            struct timespec ts = { 0, 200 * 1000 };
             nanosleep(&ts, NULL);
         }
         exited = waitpid(pid, &status, WNOHANG) == pid;

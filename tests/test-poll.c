@@ -1,7 +1,471 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * Adaptive polling (section 3 of the specification): the window
+ * arithmetic as a pure function, then the same rules observed through real
+ * handlers with a fake clock, poll-mode transitions, when polling must be
+ * skipped, and /nested-aio-poll (section 7.4).
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+#include <iothread/all.h>
+
+#include "ctx-internal.h"
 #include "harness.h"
+
+/* ---- the pure rule ---- */
+
+static const IotPollParams defaults = { .max_ns = 32768 };
+
+static void test_adjust_start(void)
+{
+    /* Growth from 0 starts at exactly 4000 ns. */
+    T_ASSERT_EQ(iot__poll_adjust(0, 1000, &defaults), 4000);
+    T_ASSERT_EQ(iot__poll_adjust(0, 30000, &defaults), 4000);
+}
+
+static void test_adjust_grow(void)
+{
+    IotPollParams x3 = { .max_ns = 1000000, .grow = 3 };
+
+    /* grow 0 means x2. */
+    T_ASSERT_EQ(iot__poll_adjust(4000, 5000, &defaults), 8000);
+    T_ASSERT_EQ(iot__poll_adjust(8000, 9000, &defaults), 16000);
+    T_ASSERT_EQ(iot__poll_adjust(4000, 5000, &x3), 12000);
+    T_ASSERT_EQ(iot__poll_adjust(12000, 13000, &x3), 36000);
+}
+
+static void test_adjust_clamp(void)
+{
+    IotPollParams huge = { .max_ns = INT64_MAX - 1, .grow = INT64_MAX };
+
+    /* 16000 x 2 = 32000 < 32768; 32000 x 2 clamps to 32768. */
+    T_ASSERT_EQ(iot__poll_adjust(16000, 20000, &defaults), 32000);
+    T_ASSERT_EQ(iot__poll_adjust(32000, 32100, &defaults), 32768);
+    /* At the max and block between window and max: no change. */
+    T_ASSERT_EQ(iot__poll_adjust(32768, 32768, &defaults), 32768);
+    /* An overflowing product clamps instead of wrapping. */
+    T_ASSERT_EQ(iot__poll_adjust(1 << 20, (1 << 20) + 1, &huge), INT64_MAX - 1);
+}
+
+static void test_adjust_sweet_spot(void)
+{
+    /* block_ns <= window: polling caught it, no change. */
+    T_ASSERT_EQ(iot__poll_adjust(16000, 16000, &defaults), 16000);
+    T_ASSERT_EQ(iot__poll_adjust(16000, 10, &defaults), 16000);
+}
+
+static void test_adjust_shrink(void)
+{
+    IotPollParams div2 = { .max_ns = 32768, .shrink = 2 };
+    IotPollParams div3 = { .max_ns = 32768, .shrink = 3 };
+
+    /* Beyond the max: shrink 0 resets to 0, else divides. */
+    T_ASSERT_EQ(iot__poll_adjust(16000, 50000, &defaults), 0);
+    T_ASSERT_EQ(iot__poll_adjust(16000, 50000, &div2), 8000);
+    T_ASSERT_EQ(iot__poll_adjust(16000, 50000, &div3), 5333);
+    T_ASSERT_EQ(iot__poll_adjust(0, 50000, &div2), 0);
+}
+
+static void test_adjust_edges(void)
+{
+    /* block_ns == max exactly is neither shrink nor grow (section 3.5 step 4). */
+    T_ASSERT_EQ(iot__poll_adjust(8000, 32768, &defaults), 8000);
+    T_ASSERT_EQ(iot__poll_adjust(0, 32768, &defaults), 0);
+}
+
+/* ---- a fake clock that advances STEP per reading ---- */
+
+static int64_t fake_now, fake_step = 1000;
+
+static int64_t fake_clock(void)
+{
+    fake_now += fake_step;
+    return fake_now;
+}
+
+/* A pollable event notifier with counters. */
+typedef struct Probe {
+    IotEvent e;
+    int reads, polls, ready_calls, begins, ends;
+    int ready_at_poll;   /* io_poll returns true from this call on; 0: never */
+    bool ready_on_end;   /* io_poll returns true after poll_end */
+    bool ended;
+} Probe;
+
+static Probe *probe_of(IotEvent *e)
+{
+    return (Probe *)e;
+}
+
+static void probe_read(IotEvent *e)
+{
+    probe_of(e)->reads++;
+    iot_event_test_and_clear(e);
+}
+
+static bool probe_poll(IotEvent *e)
+{
+    Probe *p = probe_of(e);
+
+    p->polls++;
+    if (p->ready_on_end && p->ended) {
+        return true;
+    }
+    return p->ready_at_poll && p->polls >= p->ready_at_poll;
+}
+
+static void probe_ready(IotEvent *e)
+{
+    Probe *p = probe_of(e);
+
+    p->ready_calls++;
+    p->ready_at_poll = 0;
+    p->ready_on_end = false;
+}
+
+static void probe_begin(IotEvent *e)
+{
+    probe_of(e)->begins++;
+    probe_of(e)->ended = false;
+}
+
+static void probe_end(IotEvent *e)
+{
+    probe_of(e)->ends++;
+    probe_of(e)->ended = true;
+}
+
+static IotCtx *setup(int64_t max_ns, int64_t grow, int64_t shrink)
+{
+    IotError *err = NULL;
+    IotCtx *ctx = iot_ctx_new(&err);
+
+    T_ASSERT(ctx);
+    T_ASSERT_EQ(iot_ctx_set_current(ctx), 0);
+    T_ASSERT_EQ(iot_ctx_set_poll_params(ctx, max_ns, grow, shrink), 0);
+    iot__test_clock = fake_clock;
+    return ctx;
+}
+
+static void probe_add(IotCtx *ctx, Probe *p)
+{
+    T_ASSERT_EQ(iot_event_init(&p->e, false), 0);
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &p->e, probe_read, probe_poll,
+                                  probe_ready), 0);
+    T_ASSERT_EQ(iot_ctx_set_event_poll(ctx, &p->e, probe_begin, probe_end), 0);
+}
+
+static void probe_remove(IotCtx *ctx, Probe *p)
+{
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &p->e, NULL, NULL, NULL), 0);
+    iot_event_cleanup(&p->e);
+}
+
+/* One iteration in which @p fires through its fd, with block_ns = @block. */
+static void fire(IotCtx *ctx, Probe *p, int64_t block)
+{
+    int reads = p->reads;
+
+    /* Without busy polling the iteration reads the clock twice (start
+     * and after the wait), so block_ns is exactly one step. */
+    fake_step = block;
+    T_ASSERT_EQ(iot_event_set(&p->e), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(p->reads, reads + 1);
+}
+
+static void nopoll_read(void *opaque)
+{
+    (void)opaque;
+}
+
+static void test_window_rules(void)
+{
+    IotCtx *ctx = setup(32768, 0, 0);
+    Probe p = { 0 };
+    int pipefd[2];
+
+    /* A handler without io_poll keeps the loop from busy polling, so the
+     * fake clock is read exactly twice per iteration. */
+    T_ASSERT_EQ(pipe(pipefd), 0);
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, pipefd[0], nopoll_read, NULL, NULL,
+                                   NULL, NULL), 0);
+    probe_add(ctx, &p);
+    /* Not polled until it fires through its fd once. */
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 0);
+
+    fire(ctx, &p, 1000);      /* joins polling, grows from 0 */
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 4000);
+    fire(ctx, &p, 1000);      /* block <= window: unchanged */
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 4000);
+    fire(ctx, &p, 10000);     /* grows x2 */
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 8000);
+    fire(ctx, &p, 10000);
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 16000);
+    fire(ctx, &p, 20000);
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 32000);
+    fire(ctx, &p, 32500);     /* clamps to the max */
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 32768);
+    fire(ctx, &p, 40000);     /* beyond the max, shrink 0: reset */
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 0);
+
+    /* A shrink divisor divides instead. */
+    T_ASSERT_EQ(iot_ctx_set_poll_params(ctx, 32768, 0, 2), 0);
+    fire(ctx, &p, 1000);
+    fire(ctx, &p, 5000);
+    fire(ctx, &p, 10000);
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 16000);
+    fire(ctx, &p, 50000);
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 8000);
+
+    /* Any parameter change resets every window to 0 (in the next
+     * iteration of the home thread, which applies it). */
+    T_ASSERT_EQ(iot_ctx_set_poll_params(ctx, 32768, 0, 2), 0);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 0);
+
+    /* poll-max-ns 0: no adjustment at all. */
+    T_ASSERT_EQ(iot_ctx_set_poll_params(ctx, 0, 0, 0), 0);
+    fire(ctx, &p, 1000);
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 0);
+
+    probe_remove(ctx, &p);
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, pipefd[0], NULL, NULL, NULL, NULL,
+                                   NULL), 0);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    iot__test_clock = NULL;
+    iot_ctx_unref(ctx);
+}
+
+/* Section 9 item 5: the budget is the largest window among polled
+ * handlers; each round of busy polling calls every io_poll once. */
+static void test_budget_largest_window(void)
+{
+    IotCtx *ctx = setup(32768, 0, 0);
+    Probe a = { 0 }, b = { 0 };
+    int pipefd[2];
+
+    T_ASSERT_EQ(pipe(pipefd), 0);
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, pipefd[0], nopoll_read, NULL, NULL,
+                                   NULL, NULL), 0);
+    probe_add(ctx, &a);
+    probe_add(ctx, &b);
+    fire(ctx, &a, 1000);                  /* a: 4000 */
+    fire(ctx, &b, 1000);                  /* b: 4000 */
+    fire(ctx, &b, 5000);                  /* b: 8000 */
+    fire(ctx, &b, 10000);                 /* b: 16000 */
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, a.e.rfd), 4000);
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, b.e.rfd), 16000);
+
+    /* Now allow busy polling by removing the handler without io_poll.
+     * Removing it changes no poll parameter, so windows stay. */
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, pipefd[0], NULL, NULL, NULL, NULL,
+                                   NULL), 0);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));  /* a non-blocking call: no busy poll */
+    T_ASSERT_EQ(a.polls, 0);
+    T_ASSERT_EQ(b.polls, 0);
+
+    /* Blocking: rounds of 1000 ns until 16000 ns have passed, then the
+     * final io_poll of leaving poll mode, which hits (ready_on_end). */
+    fake_step = 1000;
+    a.ready_on_end = true;
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(a.begins, 1);
+    T_ASSERT_EQ(a.ends, 1);
+    T_ASSERT_EQ(a.ready_calls, 1);
+    T_ASSERT_EQ(b.polls, a.polls);
+    T_ASSERT_EQ(a.polls, 16 + 1);
+
+    probe_remove(ctx, &a);
+    probe_remove(ctx, &b);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    iot__test_clock = NULL;
+    iot_ctx_unref(ctx);
+}
+
+/* Section 9 item 6: io_poll_begin before the first busy poll; io_poll_end
+ * and one last io_poll before blocking; no toggling for a non-blocking
+ * wait or when busy polling found work. */
+static void test_transitions(void)
+{
+    IotCtx *ctx = setup(1000000, 0, 0);
+    Probe p = { 0 };
+
+    probe_add(ctx, &p);
+    fire(ctx, &p, 1000);                  /* joins polling at 4000 */
+    T_ASSERT_EQ(p.begins, 0);
+    T_ASSERT_EQ(p.polls, 0);
+
+    /* Busy polling finds it on the second round: begin, no end. */
+    fake_step = 1000;
+    p.ready_at_poll = 2;
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(p.begins, 1);
+    T_ASSERT_EQ(p.ends, 0);
+    T_ASSERT_EQ(p.ready_calls, 1);
+    T_ASSERT_EQ(p.reads, 1);              /* poll-ready, not the fd path */
+
+    /* Non-blocking: poll mode stays on, no begin or end. */
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(p.begins, 1);
+    T_ASSERT_EQ(p.ends, 0);
+
+    /* Blocking with nothing found: end, then the last io_poll catches an
+     * event that raced with re-enabling notifications. */
+    p.ready_on_end = true;
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(p.begins, 1);
+    T_ASSERT_EQ(p.ends, 1);
+    T_ASSERT_EQ(p.ready_calls, 2);
+
+    probe_remove(ctx, &p);
+    iot__test_clock = NULL;
+    iot_ctx_unref(ctx);
+}
+
+/* Section 9 item 7: on poll/epoll, one handler without io_poll disables
+ * busy polling entirely; poll-max-ns 0 disables it too. */
+static void test_skip_polling(void)
+{
+    IotCtx *ctx = setup(1000000, 0, 0);
+    Probe p = { 0 };
+    int pipefd[2];
+
+    probe_add(ctx, &p);
+    fire(ctx, &p, 1000);
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 4000);
+
+    T_ASSERT_EQ(pipe(pipefd), 0);
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, pipefd[0], nopoll_read, NULL, NULL,
+                                   NULL, NULL), 0);
+    /* The iteration must go straight to the fd wait; make the wait return
+     * at once through the probe's own fd. */
+    T_ASSERT_EQ(iot_event_set(&p.e), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(p.polls, 0);
+    T_ASSERT_EQ(p.begins, 0);
+
+    /* Gone again: busy polling resumes. */
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, pipefd[0], NULL, NULL, NULL, NULL,
+                                   NULL), 0);
+    p.ready_at_poll = 1;
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(p.polls, 1);
+    T_ASSERT_EQ(p.begins, 1);
+
+    /* poll-max-ns 0: never busy polls, however large the windows were. */
+    T_ASSERT_EQ(iot_ctx_set_poll_params(ctx, 0, 0, 0), 0);
+    /* The change notifies: this non-blocking call takes it, and leaves
+     * poll mode alone (the next wait is not blocking). */
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(p.ends, 0);
+    p.polls = 0;
+    T_ASSERT_EQ(iot_event_set(&p.e), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    /* Leaving poll mode (begun above) runs one last io_poll; nothing else. */
+    T_ASSERT_EQ(p.ends, 1);
+    T_ASSERT_EQ(p.polls, 1);
+    p.polls = 0;
+    T_ASSERT_EQ(iot_event_set(&p.e), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(p.polls, 0);
+
+    probe_remove(ctx, &p);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    iot__test_clock = NULL;
+    iot_ctx_unref(ctx);
+}
+
+/* ---- /nested-aio-poll (section 7.4) ---- */
+
+typedef struct Nested {
+    IotEvent e;
+    IotCtx *ctx;
+    int depth, polls, polls_while_nested, ready_calls, nested_bh_runs;
+} Nested;
+
+static void nested_bh(void *opaque)
+{
+    ((Nested *)opaque)->nested_bh_runs++;
+}
+
+static void nested_read(IotEvent *e)
+{
+    iot_event_test_and_clear(e);
+}
+
+static bool nested_poll(IotEvent *e)
+{
+    Nested *n = (Nested *)e;
+
+    n->polls++;
+    if (n->depth > 0) {
+        n->polls_while_nested++;
+    }
+    return true;  /* always ready: level-triggered and never cleared */
+}
+
+static void nested_ready(IotEvent *e)
+{
+    Nested *n = (Nested *)e;
+
+    n->ready_calls++;
+    if (n->depth > 0) {
+        return;  /* recursion: the failure we test for */
+    }
+    n->depth++;
+    /* A nested blocking poll; the BH gives it something to do. */
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(n->ctx, nested_bh, n), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(n->ctx, true));
+    n->depth--;
+}
+
+static void test_nested_aio_poll(void)
+{
+    /* QEMU's test parameters: max 1 ms, grow 2, shrink 2. */
+    IotCtx *ctx = setup(1000000, 2, 2);
+    Nested n = { .ctx = ctx };
+
+    T_ASSERT_EQ(iot_event_init(&n.e, false), 0);
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &n.e, nested_read, nested_poll,
+                                  nested_ready), 0);
+    /* Polling takes effect the first time the handler is active: one
+     * fd event puts it on the poll list with a window > 0. */
+    fake_step = 1000;
+    T_ASSERT_EQ(iot_event_set(&n.e), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT(iot_fd_poll_window(ctx, n.e.rfd) > 0);
+
+    /* Busy polling finds it; its io_poll_ready polls again, nested. The
+     * nested poll must not poll or dispatch the same handler. */
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(n.ready_calls, 1);
+    T_ASSERT_EQ(n.polls_while_nested, 0);
+    T_ASSERT_EQ(n.nested_bh_runs, 1);
+
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &n.e, NULL, NULL, NULL), 0);
+    iot_event_cleanup(&n.e);
+    iot__test_clock = NULL;
+    iot_ctx_unref(ctx);
+}
 
 int main(int argc, char **argv)
 {
+    t_add("/poll/adjust/start-4000", test_adjust_start);
+    t_add("/poll/adjust/grow", test_adjust_grow);
+    t_add("/poll/adjust/clamp", test_adjust_clamp);
+    t_add("/poll/adjust/sweet-spot", test_adjust_sweet_spot);
+    t_add("/poll/adjust/shrink", test_adjust_shrink);
+    t_add("/poll/adjust/edges", test_adjust_edges);
+    t_add("/section9/item5/adaptive-window-rules", test_window_rules);
+    t_add("/section9/item5/budget-largest-window", test_budget_largest_window);
+    t_add("/section9/item6/poll-mode-transitions", test_transitions);
+    t_add("/section9/item7/no-busy-poll-without-io_poll", test_skip_polling);
+    t_add("/nested-aio-poll", test_nested_aio_poll);
     return t_run(argc, argv);
 }
