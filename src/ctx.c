@@ -166,17 +166,23 @@ void iot_ctx_main_fini(void)
  * Any thread.  The producer half of the notify handshake (section 2.3,
  * modelled in docs/spin/notify.promela).  The caller has published its
  * work (a BH push, a timer, a handler change) before calling.
+ *
+ * Only the caller that flips `notified` from false to true looks at
+ * notify_me: while it is true the loop cannot block (notify_me_raise()
+ * re-checks it), and the loop's notify_accept() exchange that clears it
+ * reads our store, so our work is visible to the loop after it.
  */
 void iot_ctx_notify(IotCtx *ctx)
 {
-    /* Release orders the caller's work before the flag for a busy-polling
-     * loop, whose notifier io_poll reads it (fd.c notifier_poll). */
-    atomic_store_explicit(&ctx->notified, true, memory_order_release);
-    /* Full fence: the store above before the load below.  Pairs with the
-     * fence after raising notify_me in poll.c notify_me_raise(): either the
-     * loop sees notified and does not block, or we see notify_me and kick. */
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&ctx->notify_me, memory_order_relaxed)) {
+    /* seq_cst exchange, then seq_cst load: the Dekker pair with
+     * notify_me_raise() in poll.c (its seq_cst store of notify_me, then
+     * seq_cst load of `notified`).  In the single order of seq_cst
+     * operations one side comes first, so either the loop sees `notified`
+     * and does not block, or we see notify_me and kick the eventfd. */
+    if (atomic_exchange_explicit(&ctx->notified, true, memory_order_seq_cst)) {
+        return;
+    }
+    if (atomic_load_explicit(&ctx->notify_me, memory_order_seq_cst)) {
         atomic_fetch_add_explicit(&ctx->notify_kicks, 1, memory_order_relaxed);
         iot_event_set(&ctx->notifier);
     }

@@ -378,7 +378,7 @@ static void notifier_read(void *opaque)
 }
 
 /* Busy polling sees iot_ctx_notify() without a system call.  Relaxed is
- * enough: the loop's accept fence orders what it reads afterwards. */
+ * enough: the loop's accept exchange orders what it reads afterwards. */
 static bool notifier_poll(void *opaque)
 {
     IotCtx *ctx = opaque;

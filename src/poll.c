@@ -259,12 +259,12 @@ static bool notify_me_raise(IotCtx *ctx)
 {
     unsigned me = atomic_load_explicit(&ctx->notify_me, memory_order_relaxed);
 
-    /* Only the home thread writes notify_me: a plain add suffices. */
-    atomic_store_explicit(&ctx->notify_me, me + 2, memory_order_relaxed);
-    /* Full fence: the store above before the load of `notified` below.
-     * Pairs with the fence in iot_ctx_notify(). */
-    atomic_thread_fence(memory_order_seq_cst);
-    return !atomic_load_explicit(&ctx->notified, memory_order_relaxed);
+    /* Only the home thread writes notify_me, so a load and a store do.
+     * seq_cst store then seq_cst load: the Dekker pair with
+     * iot_ctx_notify() (its exchange of `notified`, then load of
+     * notify_me). */
+    atomic_store_explicit(&ctx->notify_me, me + 2, memory_order_seq_cst);
+    return !atomic_load_explicit(&ctx->notified, memory_order_seq_cst);
 }
 
 static void notify_me_lower(IotCtx *ctx)
@@ -275,14 +275,15 @@ static void notify_me_lower(IotCtx *ctx)
     atomic_store_explicit(&ctx->notify_me, me - 2, memory_order_release);
 }
 
-/* Home thread.  Consume the notification.  The fence orders the clear
- * before our reads of BH flags and lists: a notify that we clear here was
- * preceded by work that those reads will see (pairs with the release store
- * and fence in iot_ctx_notify()). */
+/* Home thread.  Consume the notification.  The exchange reads the value
+ * stored by the iot_ctx_notify() it consumes (acquire pairs with that
+ * exchange), so the work published before that notify is visible to the
+ * BH, handler and timer reads that follow.  A notify whose store comes
+ * later leaves `notified` set for the next iteration, which then cannot
+ * block. */
 static void notify_accept(IotCtx *ctx)
 {
-    atomic_store_explicit(&ctx->notified, false, memory_order_relaxed);
-    atomic_thread_fence(memory_order_seq_cst);
+    atomic_exchange_explicit(&ctx->notified, false, memory_order_seq_cst);
 }
 
 /* ---- the iteration ---- */

@@ -123,7 +123,7 @@ expect_lost_wakeup() {
 echo "spin: model $model"
 expect_clean       correct-safety       safety
 expect_clean       correct-liveness     liveness -DCHECK_LIVENESS
-expect_clean       skip-write-xchg      safety   -DSKIP_EVENT_WRITE_XCHG
+expect_clean       qemu-plain-store     safety   -DPLAIN_STORE
 expect_lost_wakeup BUG_NO_RECHECK       -DBUG_NO_RECHECK
 expect_lost_wakeup BUG_SKIP_EVENT_WRITE -DBUG_SKIP_EVENT_WRITE
 
