@@ -58,6 +58,8 @@ IotCtx *iot_ctx_new_full(const IotCtxOptions *opts, IotError **errp)
         iot_error_setg_errno(errp, -ret, "Failed to initialize event notifier");
         goto fail;
     }
+    /* Registering the notifier notified; nobody is waiting yet. */
+    atomic_store_explicit(&ctx->notified, false, memory_order_relaxed);
     return ctx;
 
 fail:

@@ -1,7 +1,290 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * The context itself: lifecycle, current and main contexts, notify, and
+ * the parameters it stores.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+#include <iothread/all.h>
+
+#include "ctx-internal.h"
 #include "harness.h"
+
+static IotCtx *new_current(void)
+{
+    IotError *err = NULL;
+    IotCtx *ctx = iot_ctx_new(&err);
+
+    T_ASSERT(ctx);
+    T_ASSERT(!err);
+    T_ASSERT_EQ(iot_ctx_set_current(ctx), 0);
+    return ctx;
+}
+
+static void test_lifecycle(void)
+{
+    IotCtx *ctx = iot_ctx_new(NULL);
+
+    T_ASSERT(ctx);
+    T_ASSERT(iot_ctx_current() == NULL);
+    iot_ctx_ref(ctx);
+    iot_ctx_unref(ctx);
+    /* Still alive: usable. */
+    T_ASSERT_EQ(iot_ctx_set_current(ctx), 0);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    iot_ctx_unref(ctx);
+    /* The last unref of the current context clears "current". */
+    T_ASSERT(iot_ctx_current() == NULL);
+    iot_ctx_unref(NULL);
+}
+
+static void test_fd_leak(void)
+{
+    int before, after;
+    int probe[2];
+
+    /* The lowest free fd after create+destroy is the one before. */
+    T_ASSERT_EQ(pipe(probe), 0);
+    before = probe[0];
+    close(probe[0]);
+    close(probe[1]);
+    for (int i = 0; i < 100; i++) {
+        IotCtx *ctx = iot_ctx_new(NULL);
+        T_ASSERT(ctx);
+        iot_ctx_unref(ctx);
+    }
+    T_ASSERT_EQ(pipe(probe), 0);
+    after = probe[0];
+    close(probe[0]);
+    close(probe[1]);
+    T_ASSERT_EQ(after, before);
+}
+
+static void test_current(void)
+{
+    IotCtx *a = iot_ctx_new(NULL), *b = iot_ctx_new(NULL);
+
+    T_ASSERT(a && b);
+    T_ASSERT_EQ(iot_ctx_set_current(a), 0);
+    T_ASSERT(iot_ctx_current() == a);
+    /* One current context per thread. */
+    T_ASSERT_EQ(iot_ctx_set_current(b), -EBUSY);
+    T_ASSERT(iot_ctx_current() == a);
+    T_ASSERT_EQ(iot_ctx_set_current(a), 0);
+    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+    T_ASSERT_EQ(iot_ctx_set_current(b), 0);
+    T_ASSERT(iot_ctx_current() == b);
+    iot_ctx_set_current(NULL);
+    iot_ctx_unref(a);
+    iot_ctx_unref(b);
+}
+
+static void *current_in_thread(void *opaque)
+{
+    (void)opaque;
+    return iot_ctx_current();
+}
+
+static void test_current_is_per_thread(void)
+{
+    IotCtx *ctx = new_current();
+    pthread_t tid;
+    void *seen = (void *)1;
+
+    T_ASSERT_EQ(pthread_create(&tid, NULL, current_in_thread, NULL), 0);
+    pthread_join(tid, &seen);
+    T_ASSERT(seen == NULL);
+    iot_ctx_unref(ctx);
+}
+
+static void test_main(void)
+{
+    IotError *err = NULL;
+    IotCtx *ctx;
+
+    T_ASSERT(iot_ctx_main() == NULL);
+    ctx = iot_ctx_main_init(&err);
+    T_ASSERT(ctx);
+    T_ASSERT(iot_ctx_main() == ctx);
+    T_ASSERT(iot_ctx_current() == ctx);
+    /* Only one. */
+    T_ASSERT(iot_ctx_main_init(&err) == NULL);
+    T_ASSERT(err);
+    T_ASSERT(strstr(iot_error_message(err), "main context"));
+    iot_error_free(err);
+    iot_ctx_main_fini();
+    T_ASSERT(iot_ctx_main() == NULL);
+    T_ASSERT(iot_ctx_current() == NULL);
+}
+
+static void test_poll_params(void)
+{
+    IotCtx *ctx = new_current();
+    int64_t max, grow, shrink;
+
+    /* A bare context does not poll (QEMU's AioContext default). */
+    iot_ctx_get_poll_params(ctx, &max, &grow, &shrink);
+    T_ASSERT_EQ(max, 0);
+    T_ASSERT_EQ(grow, 0);
+    T_ASSERT_EQ(shrink, 0);
+    T_ASSERT_EQ(iot_ctx_set_poll_params(ctx, 32768, 3, 4), 0);
+    iot_ctx_get_poll_params(ctx, &max, &grow, &shrink);
+    T_ASSERT_EQ(max, 32768);
+    T_ASSERT_EQ(grow, 3);
+    T_ASSERT_EQ(shrink, 4);
+    /* Negative values are refused and change nothing. */
+    T_ASSERT_EQ(iot_ctx_set_poll_params(ctx, -1, 0, 0), -EINVAL);
+    T_ASSERT_EQ(iot_ctx_set_poll_params(ctx, 1, -1, 0), -EINVAL);
+    T_ASSERT_EQ(iot_ctx_set_poll_params(ctx, 1, 0, -1), -EINVAL);
+    iot_ctx_get_poll_params(ctx, &max, &grow, &shrink);
+    T_ASSERT_EQ(max, 32768);
+    T_ASSERT_EQ(grow, 3);
+    T_ASSERT_EQ(shrink, 4);
+    T_ASSERT_EQ(iot_ctx_set_poll_params(ctx, INT64_MAX, INT64_MAX, INT64_MAX),
+                0);
+    /* The loop takes them in its next iteration. */
+    iot_ctx_poll(ctx, false);
+    T_ASSERT_EQ(ctx->param.max_ns, INT64_MAX);
+    iot_ctx_unref(ctx);
+}
+
+static void test_max_batch(void)
+{
+    IotCtx *ctx = new_current();
+
+    T_ASSERT_EQ(iot_ctx_get_max_batch(ctx), 0);
+    T_ASSERT_EQ(iot_ctx_set_max_batch(ctx, 32), 0);
+    T_ASSERT_EQ(iot_ctx_get_max_batch(ctx), 32);
+    T_ASSERT_EQ(iot_ctx_set_max_batch(ctx, -5), -EINVAL);
+    T_ASSERT_EQ(iot_ctx_get_max_batch(ctx), 32);
+    iot_ctx_unref(ctx);
+}
+
+/* A plain notify is never progress (QEMU's old /aio/notify). */
+static void test_notify_not_progress(void)
+{
+    IotCtx *ctx = new_current();
+
+    iot_ctx_notify(ctx);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    iot_ctx_notify(ctx);
+    /* Blocking, but notified: returns at once, with no progress. */
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, true));
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    iot_ctx_unref(ctx);
+}
+
+typedef struct Waker {
+    IotCtx *ctx;
+    pthread_t tid;
+} Waker;
+
+static void *wake_when_blocked(void *opaque)
+{
+    Waker *w = opaque;
+
+    /* notify_me != 0: the loop has announced that it may block. */
+    while (!atomic_load(&w->ctx->notify_me)) {
+        sched_yield();
+    }
+    iot_ctx_notify(w->ctx);
+    return NULL;
+}
+
+/* A notify from another thread wakes a blocked poll, through the eventfd. */
+static void test_notify_wakes(void)
+{
+    IotCtx *ctx = new_current();
+    Waker w = { .ctx = ctx };
+    unsigned long kicks = atomic_load(&ctx->notify_kicks);
+
+    T_ASSERT_EQ(pthread_create(&w.tid, NULL, wake_when_blocked, &w), 0);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, true));
+    pthread_join(w.tid, NULL);
+    T_ASSERT(atomic_load(&ctx->notify_kicks) >= kicks + 1);
+    iot_ctx_unref(ctx);
+}
+
+static void bh_notify_many(void *opaque)
+{
+    IotCtx *ctx = opaque;
+
+    for (int i = 0; i < 100; i++) {
+        iot_ctx_notify(ctx);
+    }
+}
+
+/* No eventfd write while the loop is awake: notifies from a callback (the
+ * loop is running, notify_me is 0) cost no system call. */
+static void test_notify_elided_when_awake(void)
+{
+    IotCtx *ctx = new_current();
+    unsigned long kicks = atomic_load(&ctx->notify_kicks);
+
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, bh_notify_many, ctx), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(atomic_load(&ctx->notify_kicks), kicks);
+    iot_ctx_unref(ctx);
+}
+
+static void test_fdmon_choice(void)
+{
+    IotCtxOptions poll_opts = { .fdmon = IOT_FDMON_POLL };
+    IotCtxOptions epoll_opts = { .fdmon = IOT_FDMON_EPOLL };
+    IotCtxOptions bad_opts = { .fdmon = (IotFdmonKind)42 };
+    IotError *err = NULL;
+    IotCtx *ctx;
+
+    unsetenv("IOTHREAD_FDMON");
+    ctx = iot_ctx_new(NULL);
+    T_ASSERT_STR(iot_ctx_fdmon_name(ctx), "poll");
+    iot_ctx_unref(ctx);
+    ctx = iot_ctx_new_full(&poll_opts, NULL);
+    T_ASSERT_STR(iot_ctx_fdmon_name(ctx), "poll");
+    iot_ctx_unref(ctx);
+    ctx = iot_ctx_new_full(&epoll_opts, NULL);
+    T_ASSERT_STR(iot_ctx_fdmon_name(ctx), "epoll");
+    iot_ctx_unref(ctx);
+    T_ASSERT(iot_ctx_new_full(&bad_opts, &err) == NULL);
+    T_ASSERT(err);
+    iot_error_free(err);
+}
+
+static void test_errors(void)
+{
+    IotError *err = NULL;
+
+    iot_error_setg(&err, "first %d", 1);
+    iot_error_setg(&err, "second");  /* the first error wins */
+    T_ASSERT_STR(iot_error_message(err), "first 1");
+    T_ASSERT_EQ(iot_error_errno(err), 0);
+    iot_error_free(err);
+    err = NULL;
+    iot_error_setg_errno(&err, -ENOENT, "open %s", "x");
+    T_ASSERT_STR(iot_error_message(err), "open x: No such file or directory");
+    T_ASSERT_EQ(iot_error_errno(err), ENOENT);
+    iot_error_propagate(NULL, err);  /* frees */
+    iot_error_setg(NULL, "ignored");
+    T_ASSERT_EQ(iot_version(), IOT_VERSION_HEX);
+    T_ASSERT_STR(iot_version_string(), "0.1.0");
+}
 
 int main(int argc, char **argv)
 {
+    t_add("/ctx/lifecycle", test_lifecycle);
+    t_add("/ctx/no-fd-leak", test_fd_leak);
+    t_add("/ctx/current", test_current);
+    t_add("/ctx/current-per-thread", test_current_is_per_thread);
+    t_add("/ctx/main", test_main);
+    t_add("/ctx/poll-params", test_poll_params);
+    t_add("/ctx/max-batch", test_max_batch);
+    t_add("/ctx/notify/not-progress", test_notify_not_progress);
+    t_add("/ctx/notify/wakes-blocked-poll", test_notify_wakes);
+    t_add("/ctx/notify/elided-while-awake", test_notify_elided_when_awake);
+    t_add("/ctx/fdmon-choice", test_fdmon_choice);
+    t_add("/ctx/errors", test_errors);
     return t_run(argc, argv);
 }
