@@ -48,7 +48,8 @@ int main(void)
         return 1;
     }
     timer = iot_timer_new(ctx, IOT_CLOCK_MONOTONIC, stop, NULL);
-    iot_timer_mod(timer, iot_clock_ns(IOT_CLOCK_MONOTONIC) + 50 * IOT_NS_PER_MS);
+    iot_timer_mod(timer,
+                  iot_clock_ns(IOT_CLOCK_MONOTONIC) + 50 * IOT_NS_PER_MS);
     pthread_create(&tid, NULL, producer, ctx);
     while (!done) {
         iot_ctx_poll(ctx, true);

@@ -21,29 +21,29 @@
 #include "ctx-internal.h"
 
 enum {
-    BH_PENDING = 1 << 0,    /* linked into bh_list or a slice */
-    BH_SCHEDULED = 1 << 1,  /* the callback should run */
-    BH_DELETED = 1 << 2,    /* free without calling */
-    BH_ONESHOT = 1 << 3,    /* free after calling */
-    BH_IDLE = 1 << 4,       /* scheduled as idle: no wake-up, no progress */
+    BH_PENDING = 1 << 0,   /* linked into bh_list or a slice */
+    BH_SCHEDULED = 1 << 1, /* the callback should run */
+    BH_DELETED = 1 << 2,   /* free without calling */
+    BH_ONESHOT = 1 << 3,   /* free after calling */
+    BH_IDLE = 1 << 4,      /* scheduled as idle: no wake-up, no progress */
 };
 
 struct IotBh {
-    IotCtx *ctx;             /* [const] */
-    IotBhFunc *cb;           /* [const] */
-    void *opaque;            /* [const] */
-    const char *name;        /* [const] */
+    IotCtx *ctx;      /* [const] */
+    IotBhFunc *cb;    /* [const] */
+    void *opaque;     /* [const] */
+    const char *name; /* [const] */
     /* The link in bh_list or a slice.  Written only by the thread whose
      * fetch_or set PENDING, read by the home thread after it has taken the
      * list; the PENDING handover (acq_rel on flags) orders the two. */
     IotBh *next;
-    atomic_uint flags;       /* [any] BH_* */
-    IotBh *all_prev, *all_next;  /* [bh_all_lock] leak tracking */
+    atomic_uint flags;          /* [any] BH_* */
+    IotBh *all_prev, *all_next; /* [bh_all_lock] leak tracking */
 };
 
 struct IotBhSlice {
-    IotBh *head;             /* [home] BHs still to run, FIFO */
-    IotBhSlice *next;        /* [home] the next younger slice */
+    IotBh *head;      /* [home] BHs still to run, FIFO */
+    IotBhSlice *next; /* [home] the next younger slice */
 };
 
 void iot__bh_ctx_init(IotCtx *ctx)
@@ -59,7 +59,9 @@ static IotBh *bh_alloc(IotCtx *ctx, IotBhFunc *cb, void *opaque,
     if (!bh) {
         return NULL;
     }
-    *bh = (IotBh){ .ctx = ctx, .cb = cb, .opaque = opaque,
+    *bh = (IotBh){ .ctx = ctx,
+                   .cb = cb,
+                   .opaque = opaque,
                    .name = name ? name : "(unnamed)" };
     atomic_init(&bh->flags, 0);
     return bh;
@@ -213,8 +215,8 @@ bool iot__bh_poll(IotCtx *ctx)
     bool progress = false;
 
     /* Acquire pairs with the release CAS in bh_enqueue(). */
-    slice.head = bh_reverse(atomic_exchange_explicit(&ctx->bh_list, NULL,
-                                                     memory_order_acquire));
+    slice.head = bh_reverse(
+        atomic_exchange_explicit(&ctx->bh_list, NULL, memory_order_acquire));
     slice.next = NULL;
     if (ctx->slice_tail) {
         ctx->slice_tail->next = &slice;
@@ -269,9 +271,9 @@ int64_t iot__bh_timeout(IotCtx *ctx)
     bool idle = false;
     IotBhSlice *s;
 
-    if (bh_list_timeout(atomic_load_explicit(&ctx->bh_list,
-                                             memory_order_acquire),
-                        &idle) == 0) {
+    if (bh_list_timeout(
+            atomic_load_explicit(&ctx->bh_list, memory_order_acquire), &idle) ==
+        0) {
         return 0;
     }
     for (s = ctx->slice_head; s; s = s->next) {

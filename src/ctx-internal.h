@@ -24,9 +24,9 @@
 
 #include "lockcnt.h"
 
-#define IOT_POLL_START_NS 4000          /* first window when polling grows */
-#define IOT_IDLE_BH_PERIOD_NS 10000000  /* idle BHs run at least every 10 ms */
-#define IOT_EPOLL_THRESHOLD 64          /* AUTO moves to epoll at 64 fds */
+#define IOT_POLL_START_NS     4000     /* first window when polling grows */
+#define IOT_IDLE_BH_PERIOD_NS 10000000 /* idle BHs run at least every 10 ms */
+#define IOT_EPOLL_THRESHOLD   64       /* AUTO moves to epoll at 64 fds */
 
 typedef struct IotHandler IotHandler;
 typedef struct IotBhSlice IotBhSlice;
@@ -48,31 +48,31 @@ struct IotHandler {
     /* [const] after the handler is published; a change of callbacks makes
      * a new handler. */
     int fd;
-    short events;            /* POLLIN|POLLHUP|POLLERR, POLLOUT|POLLERR */
-    bool is_notifier;        /* the context's own notifier: never progress */
-    bool pollable;           /* has io_poll and io_poll_ready */
+    short events;     /* POLLIN|POLLHUP|POLLERR, POLLOUT|POLLERR */
+    bool is_notifier; /* the context's own notifier: never progress */
+    bool pollable;    /* has io_poll and io_poll_ready */
     IotFdOps ops;
     void *opaque;
-    IotEvent *event;         /* set for iot_ctx_set_event handlers */
-    IotEventOps ev;          /* their callbacks */
+    IotEvent *event; /* set for iot_ctx_set_event handlers */
+    IotEventOps ev;  /* their callbacks */
 
     /* [list] the handler list (newest first), walked without the lock. */
     _Atomic(IotHandler *) next;
     /* [list] set when the handler is removed or replaced; read by walkers
      * (acquire pairs with the release in fd.c handler_retire()). */
     atomic_bool deleted;
-    IotHandler *deleted_next;    /* [list] ctx->deleted */
+    IotHandler *deleted_next; /* [list] ctx->deleted */
 
     /* [home] one iteration's state. */
     short revents;
-    bool poll_ready;             /* io_poll reported ready */
-    IotReadyList *ready_owner;   /* the ready list it is on, or NULL */
+    bool poll_ready;           /* io_poll reported ready */
+    IotReadyList *ready_owner; /* the ready list it is on, or NULL */
     IotHandler *ready_prev, *ready_next;
 
     /* [home, or list with FREEING] busy polling. */
     bool in_poll_list;
     IotHandler *poll_prev, *poll_next;
-    int64_t poll_ns;             /* adaptive window */
+    int64_t poll_ns; /* adaptive window */
 
     /* [list] backend state. */
     bool epoll_added;
@@ -84,58 +84,58 @@ typedef struct IotPollParams {
 
 typedef struct IotTimerList {
     pthread_mutex_t lock;
-    IotTimer **heap;     /* [lock] min-heap on (expire, seq) */
-    size_t len;          /* [lock] armed timers */
-    size_t cap;          /* [lock] slots; >= number of timers */
-    size_t ntimers;      /* [lock] timers created on this clock */
-    uint64_t seq;        /* [lock] arming counter, FIFO among equals */
+    IotTimer **heap; /* [lock] min-heap on (expire, seq) */
+    size_t len;      /* [lock] armed timers */
+    size_t cap;      /* [lock] slots; >= number of timers */
+    size_t ntimers;  /* [lock] timers created on this clock */
+    uint64_t seq;    /* [lock] arming counter, FIFO among equals */
 } IotTimerList;
 
 struct IotCtx {
-    atomic_int refcnt;                       /* [any] */
+    atomic_int refcnt; /* [any] */
 
     /* ---- notify (section 2.3; model: docs/spin/notify.promela) ---- */
     /* [home writes, any reads] bits 1..31: +2 per poll that may block. */
     _Alignas(64) atomic_uint notify_me;
     /* [any sets, home clears] "notified since the loop last accepted". */
     atomic_bool notified;
-    IotEvent notifier;                       /* [const] */
-    atomic_ulong notify_kicks;               /* [any] eventfd writes done */
+    IotEvent notifier;         /* [const] */
+    atomic_ulong notify_kicks; /* [any] eventfd writes done */
 
     /* ---- bottom halves ---- */
     /* [any pushes, home takes] LIFO of pending BHs (CAS push, exchange). */
     _Alignas(64) _Atomic(IotBh *) bh_list;
-    IotBhSlice *slice_head, *slice_tail;     /* [home] batches being run */
+    IotBhSlice *slice_head, *slice_tail; /* [home] batches being run */
     pthread_mutex_t bh_all_lock;
-    IotBh *bh_all;                           /* [bh_all_lock] non-one-shot BHs */
+    IotBh *bh_all; /* [bh_all_lock] non-one-shot BHs */
 
     /* ---- fd handlers ---- */
     IotLockCnt list_lock;
-    _Atomic(IotHandler *) handlers;          /* [list] */
-    IotHandler *deleted;                     /* [list] to free, no walker */
-    atomic_bool deleted_pending;             /* [list writes, any reads] */
-    atomic_int poll_disable_cnt;             /* [list] live without io_poll */
-    atomic_int live_cnt;                     /* [list] live handlers */
-    atomic_int pollable_cnt;                 /* [list] live with io_poll */
-    IotHandler *poll_head;                   /* [home] polled handlers */
-    int poll_len;                            /* [home] */
-    bool poll_started;                       /* [home] io_poll_begin called */
+    _Atomic(IotHandler *) handlers; /* [list] */
+    IotHandler *deleted;            /* [list] to free, no walker */
+    atomic_bool deleted_pending;    /* [list writes, any reads] */
+    atomic_int poll_disable_cnt;    /* [list] live without io_poll */
+    atomic_int live_cnt;            /* [list] live handlers */
+    atomic_int pollable_cnt;        /* [list] live with io_poll */
+    IotHandler *poll_head;          /* [home] polled handlers */
+    int poll_len;                   /* [home] */
+    bool poll_started;              /* [home] io_poll_begin called */
 
     /* ---- fd monitoring backend ---- */
-    _Atomic(const IotFdmonOps *) fdmon;      /* [list writes, any reads] */
-    IotFdmonKind fdmon_kind;                 /* [const] as requested */
-    int epollfd;                             /* [list] or -1 */
-    struct pollfd *pfds;                     /* [home] poll backend arrays */
-    IotHandler **pfd_handlers;               /* [home] */
-    size_t pfd_cap;                          /* [home] */
+    _Atomic(const IotFdmonOps *) fdmon; /* [list writes, any reads] */
+    IotFdmonKind fdmon_kind;            /* [const] as requested */
+    int epollfd;                        /* [list] or -1 */
+    struct pollfd *pfds;                /* [home] poll backend arrays */
+    IotHandler **pfd_handlers;          /* [home] */
+    size_t pfd_cap;                     /* [home] */
 
     /* ---- polling parameters ---- */
     pthread_mutex_t param_lock;
-    IotPollParams param_set;                 /* [param_lock] as configured */
-    atomic_uint param_gen;                   /* [param_lock writes, any reads] */
-    IotPollParams param;                     /* [home] in force */
-    unsigned param_seen;                     /* [home] gen of param */
-    atomic_llong max_batch;                  /* [any] */
+    IotPollParams param_set; /* [param_lock] as configured */
+    atomic_uint param_gen;   /* [param_lock writes, any reads] */
+    IotPollParams param;     /* [home] in force */
+    unsigned param_seen;     /* [home] gen of param */
+    atomic_llong max_batch;  /* [any] */
 
     /* ---- timers ---- */
     IotTimerList timers[IOT_CLOCK_COUNT];
@@ -143,35 +143,35 @@ struct IotCtx {
 
 /* bh.c */
 void iot__bh_ctx_init(IotCtx *ctx);
-bool iot__bh_poll(IotCtx *ctx);                  /* home thread */
-int64_t iot__bh_timeout(IotCtx *ctx);            /* home thread; 0, idle, -1 */
+bool iot__bh_poll(IotCtx *ctx);       /* home thread */
+int64_t iot__bh_timeout(IotCtx *ctx); /* home thread; 0, idle, -1 */
 void iot__bh_ctx_finalize(IotCtx *ctx);
 
 /* fd.c */
 int iot__fd_notifier_init(IotCtx *ctx);
 void iot__fd_ctx_finalize(IotCtx *ctx);
-void iot__handlers_free_deleted(IotCtx *ctx);    /* home thread, walker */
+void iot__handlers_free_deleted(IotCtx *ctx); /* home thread, walker */
 void iot__ready_push(IotReadyList *list, IotHandler *h);
 IotHandler *iot__ready_pop(IotReadyList *list);
 
 /* timer.c */
 void iot__timers_init(IotCtx *ctx);
 void iot__timers_finalize(IotCtx *ctx);
-int64_t iot__timers_deadline(IotCtx *ctx);       /* any thread */
-bool iot__timers_run(IotCtx *ctx);               /* home thread */
+int64_t iot__timers_deadline(IotCtx *ctx); /* any thread */
+bool iot__timers_run(IotCtx *ctx);         /* home thread */
 
 /* poll.c: the adaptive polling rule of section 3.5, pure for testing. */
 int64_t iot__poll_adjust(int64_t window, int64_t block_ns,
                          const IotPollParams *p);
-void iot__poll_list_add(IotCtx *ctx, IotHandler *h);     /* home */
-void iot__poll_list_remove(IotCtx *ctx, IotHandler *h);  /* home or FREEING */
+void iot__poll_list_add(IotCtx *ctx, IotHandler *h);    /* home */
+void iot__poll_list_remove(IotCtx *ctx, IotHandler *h); /* home or FREEING */
 
 /* ctx.c */
 static inline const IotFdmonOps *iot__fdmon(IotCtx *ctx)
 {
     return atomic_load_explicit(&ctx->fdmon, memory_order_acquire);
 }
-int64_t iot__now_ns(void);  /* CLOCK_MONOTONIC: busy polling and block_ns */
+int64_t iot__now_ns(void); /* CLOCK_MONOTONIC: busy polling and block_ns */
 /* Tests only: when set, iot__now_ns() returns what this returns, so that
  * the adaptive-polling arithmetic can be driven exactly.  Set it before
  * any thread polls; it is not synchronised. */

@@ -137,8 +137,8 @@ static IotHandler *handler_find(IotCtx *ctx, int fd)
     IotHandler *h = atomic_load_explicit(&ctx->handlers, memory_order_relaxed);
 
     for (; h; h = atomic_load_explicit(&h->next, memory_order_relaxed)) {
-        if (h->fd == fd && !atomic_load_explicit(&h->deleted,
-                                                 memory_order_relaxed)) {
+        if (h->fd == fd &&
+            !atomic_load_explicit(&h->deleted, memory_order_relaxed)) {
             return h;
         }
     }
@@ -154,8 +154,8 @@ static void handler_unlink(IotCtx *ctx, IotHandler *h)
     while ((cur = atomic_load_explicit(link, memory_order_relaxed)) != h) {
         link = &cur->next;
     }
-    atomic_store_explicit(link, atomic_load_explicit(&h->next,
-                                                     memory_order_relaxed),
+    atomic_store_explicit(link,
+                          atomic_load_explicit(&h->next, memory_order_relaxed),
                           memory_order_relaxed);
     if (h->in_poll_list) {
         iot__poll_list_remove(ctx, h);
@@ -205,8 +205,7 @@ static short ops_events(const IotFdOps *ops)
 }
 
 static int handler_set(IotCtx *ctx, int fd, const IotFdOps *ops, void *opaque,
-                       IotEvent *event, const IotEventOps *ev,
-                       bool is_notifier)
+                       IotEvent *event, const IotEventOps *ev, bool is_notifier)
 {
     IotFdOps o = ops ? *ops : (IotFdOps){ 0 };
     IotHandler *old, *new_ = NULL;
@@ -245,8 +244,8 @@ static int handler_set(IotCtx *ctx, int fd, const IotFdOps *ops, void *opaque,
         return 0;
     }
     if (new_) {
-        atomic_init(&new_->next, atomic_load_explicit(&ctx->handlers,
-                                                      memory_order_relaxed));
+        atomic_init(&new_->next,
+                    atomic_load_explicit(&ctx->handlers, memory_order_relaxed));
         /* Release pairs with the acquire loads of walkers: they see the
          * handler's fields once they see it in the list. */
         atomic_store_explicit(&ctx->handlers, new_, memory_order_release);
@@ -272,7 +271,9 @@ int iot_fd_set_handler(IotCtx *ctx, int fd, IotFdFunc *io_read,
                        IotFdFunc *io_write, IotPollFunc *io_poll,
                        IotFdFunc *io_poll_ready, void *opaque)
 {
-    IotFdOps ops = { .read = io_read, .write = io_write, .poll = io_poll,
+    IotFdOps ops = { .read = io_read,
+                     .write = io_write,
+                     .poll = io_poll,
                      .poll_ready = io_poll_ready };
 
     return handler_set(ctx, fd, &ops, opaque, NULL, NULL, false);
@@ -393,7 +394,8 @@ static void notifier_poll_ready(void *opaque)
 
 int iot__fd_notifier_init(IotCtx *ctx)
 {
-    IotFdOps ops = { .read = notifier_read, .poll = notifier_poll,
+    IotFdOps ops = { .read = notifier_read,
+                     .poll = notifier_poll,
                      .poll_ready = notifier_poll_ready };
     int ret = iot_event_init(&ctx->notifier, false);
 

@@ -21,7 +21,8 @@
 static uint32_t epoll_events_of(short events)
 {
     return (events & POLLIN ? EPOLLIN : 0) | (events & POLLOUT ? EPOLLOUT : 0) |
-           (events & POLLHUP ? EPOLLHUP : 0) | (events & POLLERR ? EPOLLERR : 0);
+           (events & POLLHUP ? EPOLLHUP : 0) |
+           (events & POLLERR ? EPOLLERR : 0);
 }
 
 static short poll_events_of(uint32_t ev)
@@ -137,12 +138,12 @@ int iot__fdmon_epoll_enable(IotCtx *ctx)
                 strerror(-ret));
         return ret;
     }
-    for (IotHandler *h = atomic_load_explicit(&ctx->handlers,
-                                              memory_order_relaxed);
+    for (IotHandler *h =
+             atomic_load_explicit(&ctx->handlers, memory_order_relaxed);
          h && ret == 0;
          h = atomic_load_explicit(&h->next, memory_order_relaxed)) {
-        if (h->events && !atomic_load_explicit(&h->deleted,
-                                               memory_order_relaxed)) {
+        if (h->events &&
+            !atomic_load_explicit(&h->deleted, memory_order_relaxed)) {
             ret = epoll_register(ctx, EPOLL_CTL_ADD, h);
             h->epoll_added = ret == 0;
         }
@@ -163,8 +164,8 @@ void iot__fdmon_epoll_disable(IotCtx *ctx)
         close(ctx->epollfd);
         ctx->epollfd = -1;
     }
-    for (IotHandler *h = atomic_load_explicit(&ctx->handlers,
-                                              memory_order_relaxed);
+    for (IotHandler *h =
+             atomic_load_explicit(&ctx->handlers, memory_order_relaxed);
          h; h = atomic_load_explicit(&h->next, memory_order_relaxed)) {
         h->epoll_added = false;
     }

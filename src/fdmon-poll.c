@@ -19,8 +19,8 @@ static void poll_update(IotCtx *ctx, IotHandler *old, IotHandler *new_)
 
 bool iot__fdmon_poll_disabled(IotCtx *ctx)
 {
-    return atomic_load_explicit(&ctx->poll_disable_cnt,
-                                memory_order_relaxed) != 0;
+    return atomic_load_explicit(&ctx->poll_disable_cnt, memory_order_relaxed) !=
+           0;
 }
 
 /* Home thread.  Makes room for @n entries; false on ENOMEM. */
@@ -73,11 +73,11 @@ static int poll_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout_ns)
     size_t n = 0, count = 0;
     int ret;
 
-    for (IotHandler *h = atomic_load_explicit(&ctx->handlers,
-                                              memory_order_acquire);
+    for (IotHandler *h =
+             atomic_load_explicit(&ctx->handlers, memory_order_acquire);
          h; h = atomic_load_explicit(&h->next, memory_order_acquire)) {
-        if (!h->events || atomic_load_explicit(&h->deleted,
-                                               memory_order_acquire)) {
+        if (!h->events ||
+            atomic_load_explicit(&h->deleted, memory_order_acquire)) {
             continue;
         }
         if (!pfds_reserve(ctx, n + 1)) {

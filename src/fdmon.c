@@ -19,8 +19,10 @@ static int kind_from_env(IotFdmonKind *kind, IotError **errp)
     } else if (!strcmp(env, "epoll")) {
         *kind = IOT_FDMON_EPOLL;
     } else {
-        iot_error_setg(errp, "IOTHREAD_FDMON: unknown backend '%s' "
-                       "(expected auto, poll or epoll)", env);
+        iot_error_setg(errp,
+                       "IOTHREAD_FDMON: unknown backend '%s' "
+                       "(expected auto, poll or epoll)",
+                       env);
         return -EINVAL;
     }
     return 0;

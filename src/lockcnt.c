@@ -4,7 +4,7 @@
 #include <sched.h>
 
 #define LOCKCNT_FREEING 1u
-#define LOCKCNT_WALKER 2u
+#define LOCKCNT_WALKER  2u
 
 void iot__lockcnt_init(IotLockCnt *l)
 {
@@ -32,10 +32,9 @@ void iot__lockcnt_inc(IotLockCnt *l)
         }
         /* Acquire pairs with the release in iot__lockcnt_end_exclusive():
          * the walk sees the list as the freeing writer left it. */
-        if (atomic_compare_exchange_weak_explicit(&l->count, &c,
-                                                  c + LOCKCNT_WALKER,
-                                                  memory_order_acquire,
-                                                  memory_order_relaxed)) {
+        if (atomic_compare_exchange_weak_explicit(
+                &l->count, &c, c + LOCKCNT_WALKER, memory_order_acquire,
+                memory_order_relaxed)) {
             return;
         }
     }
@@ -62,10 +61,9 @@ bool iot__lockcnt_try_exclusive(IotLockCnt *l, bool self_walker)
 {
     unsigned expect = self_walker ? LOCKCNT_WALKER : 0;
 
-    return atomic_compare_exchange_strong_explicit(&l->count, &expect,
-                                                   LOCKCNT_FREEING,
-                                                   memory_order_acquire,
-                                                   memory_order_relaxed);
+    return atomic_compare_exchange_strong_explicit(
+        &l->count, &expect, LOCKCNT_FREEING, memory_order_acquire,
+        memory_order_relaxed);
 }
 
 void iot__lockcnt_end_exclusive(IotLockCnt *l, bool self_walker)

@@ -35,8 +35,8 @@ static void params_refresh(IotCtx *ctx)
     }
     pthread_mutex_lock(&ctx->param_lock);
     ctx->param = ctx->param_set;
-    ctx->param_seen = atomic_load_explicit(&ctx->param_gen,
-                                           memory_order_relaxed);
+    ctx->param_seen =
+        atomic_load_explicit(&ctx->param_gen, memory_order_relaxed);
     pthread_mutex_unlock(&ctx->param_lock);
     for (h = atomic_load_explicit(&ctx->handlers, memory_order_acquire); h;
          h = atomic_load_explicit(&h->next, memory_order_acquire)) {
@@ -49,7 +49,7 @@ int64_t iot__poll_adjust(int64_t window, int64_t block_ns,
                          const IotPollParams *p)
 {
     if (block_ns <= window) {
-        return window;  /* polling long enough caught it */
+        return window; /* polling long enough caught it */
     }
     if (block_ns > p->max_ns) {
         return p->shrink ? window / p->shrink : 0;
@@ -159,8 +159,7 @@ static bool run_poll_handlers(IotCtx *ctx, IotReadyList *ready, int64_t max_ns,
             }
         }
         elapsed = iot__now_ns() - start;
-    } while (!hit && elapsed < max_ns &&
-             !iot__fdmon(ctx)->need_wait(ctx));
+    } while (!hit && elapsed < max_ns && !iot__fdmon(ctx)->need_wait(ctx));
 
     if (hit) {
         *timeout = 0;
@@ -305,8 +304,8 @@ static int64_t compute_timeout(IotCtx *ctx)
 static bool need_fd_wait(IotCtx *ctx, int64_t timeout, bool poll_hit)
 {
     return timeout != 0 || iot__fdmon(ctx)->need_wait(ctx) || !poll_hit ||
-           ctx->poll_len < atomic_load_explicit(&ctx->pollable_cnt,
-                                                memory_order_relaxed);
+           ctx->poll_len <
+               atomic_load_explicit(&ctx->pollable_cnt, memory_order_relaxed);
 }
 
 bool iot_ctx_poll(IotCtx *ctx, bool blocking)

@@ -13,13 +13,13 @@
 #include "ctx-internal.h"
 
 struct IotTimer {
-    IotCtx *ctx;            /* [const] */
-    IotClock clock;         /* [const] */
-    IotTimerFunc *cb;       /* [const] */
-    void *opaque;           /* [const] */
-    int64_t expire;         /* [list lock] deadline; -1 when not armed */
-    uint64_t seq;           /* [list lock] when it was armed */
-    size_t idx;             /* [list lock] heap slot; SIZE_MAX when not armed */
+    IotCtx *ctx;      /* [const] */
+    IotClock clock;   /* [const] */
+    IotTimerFunc *cb; /* [const] */
+    void *opaque;     /* [const] */
+    int64_t expire;   /* [list lock] deadline; -1 when not armed */
+    uint64_t seq;     /* [list lock] when it was armed */
+    size_t idx;       /* [list lock] heap slot; SIZE_MAX when not armed */
 };
 
 #define NOT_ARMED SIZE_MAX
@@ -70,8 +70,8 @@ static void heap_down(IotTimerList *tl, size_t i)
         if (child >= tl->len) {
             break;
         }
-        if (child + 1 < tl->len && heap_less(tl->heap[child + 1],
-                                             tl->heap[child])) {
+        if (child + 1 < tl->len &&
+            heap_less(tl->heap[child + 1], tl->heap[child])) {
             child++;
         }
         if (!heap_less(tl->heap[child], t)) {
@@ -145,8 +145,12 @@ IotTimer *iot_timer_new(IotCtx *ctx, IotClock clock, IotTimerFunc *cb,
     if (!t) {
         return NULL;
     }
-    *t = (IotTimer){ .ctx = ctx, .clock = clock, .cb = cb, .opaque = opaque,
-                     .expire = -1, .idx = NOT_ARMED };
+    *t = (IotTimer){ .ctx = ctx,
+                     .clock = clock,
+                     .cb = cb,
+                     .opaque = opaque,
+                     .expire = -1,
+                     .idx = NOT_ARMED };
     tl = &ctx->timers[clock];
     pthread_mutex_lock(&tl->lock);
     if (tl->ntimers == tl->cap) {

@@ -2,7 +2,7 @@
 #include <iothread/version.h>
 
 #define STR_(x) #x
-#define STR(x) STR_(x)
+#define STR(x)  STR_(x)
 
 unsigned iot_version(void)
 {

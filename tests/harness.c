@@ -12,7 +12,7 @@
 typedef struct TestCase {
     const char *path;
     TestFunc *fn;
-    const char *abort_needle;  /* non-NULL: must abort with this on stderr */
+    const char *abort_needle; /* non-NULL: must abort with this on stderr */
 } TestCase;
 
 static TestCase *cases;

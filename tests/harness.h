@@ -37,32 +37,32 @@ long t_scale(long quick, long slow_divisor);
 void t_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 3, 4)));
 
-#define T_ASSERT(cond)                                                     \
-    do {                                                                   \
-        if (!(cond)) {                                                     \
-            t_fail(__FILE__, __LINE__, "assertion failed: %s", #cond);     \
-        }                                                                  \
+#define T_ASSERT(cond)                                                         \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            t_fail(__FILE__, __LINE__, "assertion failed: %s", #cond);         \
+        }                                                                      \
     } while (0)
 
-#define T_ASSERT_EQ(a, b)                                                  \
-    do {                                                                   \
-        int64_t a_ = (int64_t)(a), b_ = (int64_t)(b);                      \
-        if (a_ != b_) {                                                    \
-            t_fail(__FILE__, __LINE__, "%s == %s: %" PRId64 " != %" PRId64, \
-                   #a, #b, a_, b_);                                        \
-        }                                                                  \
+#define T_ASSERT_EQ(a, b)                                                      \
+    do {                                                                       \
+        int64_t a_ = (int64_t)(a), b_ = (int64_t)(b);                          \
+        if (a_ != b_) {                                                        \
+            t_fail(__FILE__, __LINE__, "%s == %s: %" PRId64 " != %" PRId64,    \
+                   #a, #b, a_, b_);                                            \
+        }                                                                      \
     } while (0)
 
-#define T_ASSERT_TRUE(x) T_ASSERT_EQ(!!(x), 1)
+#define T_ASSERT_TRUE(x)  T_ASSERT_EQ(!!(x), 1)
 #define T_ASSERT_FALSE(x) T_ASSERT_EQ(!!(x), 0)
 
-#define T_ASSERT_STR(a, b)                                                 \
-    do {                                                                   \
-        const char *a_ = (a), *b_ = (b);                                   \
-        if (!a_ || !b_ || strcmp(a_, b_)) {                                \
-            t_fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a,   \
-                   #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)");            \
-        }                                                                  \
+#define T_ASSERT_STR(a, b)                                                     \
+    do {                                                                       \
+        const char *a_ = (a), *b_ = (b);                                       \
+        if (!a_ || !b_ || strcmp(a_, b_)) {                                    \
+            t_fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b,   \
+                   a_ ? a_ : "(null)", b_ ? b_ : "(null)");                    \
+        }                                                                      \
     } while (0)
 
 #endif

@@ -258,7 +258,7 @@ static void test_errors(void)
     IotError *err = NULL;
 
     iot_error_setg(&err, "first %d", 1);
-    iot_error_setg(&err, "second");  /* the first error wins */
+    iot_error_setg(&err, "second"); /* the first error wins */
     T_ASSERT_STR(iot_error_message(err), "first 1");
     T_ASSERT_EQ(iot_error_errno(err), 0);
     iot_error_free(err);
@@ -266,7 +266,7 @@ static void test_errors(void)
     iot_error_setg_errno(&err, -ENOENT, "open %s", "x");
     T_ASSERT_STR(iot_error_message(err), "open x: No such file or directory");
     T_ASSERT_EQ(iot_error_errno(err), ENOENT);
-    iot_error_propagate(NULL, err);  /* frees */
+    iot_error_propagate(NULL, err); /* frees */
     iot_error_setg(NULL, "ignored");
     T_ASSERT_EQ(iot_version(), IOT_VERSION_HEX);
     T_ASSERT_STR(iot_version_string(), "0.1.0");

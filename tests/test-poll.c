@@ -70,7 +70,8 @@ static void test_adjust_shrink(void)
 
 static void test_adjust_edges(void)
 {
-    /* block_ns == max exactly is neither shrink nor grow (section 3.5 step 4). */
+    /* block_ns == max exactly is neither shrink nor grow (section 3.5 step 4).
+     */
     T_ASSERT_EQ(iot__poll_adjust(8000, 32768, &defaults), 8000);
     T_ASSERT_EQ(iot__poll_adjust(0, 32768, &defaults), 0);
 }
@@ -89,8 +90,8 @@ static int64_t fake_clock(void)
 typedef struct Probe {
     IotEvent e;
     int reads, polls, ready_calls, begins, ends;
-    int ready_at_poll;   /* io_poll returns true from this call on; 0: never */
-    bool ready_on_end;   /* io_poll returns true after poll_end */
+    int ready_at_poll; /* io_poll returns true from this call on; 0: never */
+    bool ready_on_end; /* io_poll returns true after poll_end */
     bool ended;
 } Probe;
 
@@ -152,8 +153,8 @@ static IotCtx *setup(int64_t max_ns, int64_t grow, int64_t shrink)
 static void probe_add(IotCtx *ctx, Probe *p)
 {
     T_ASSERT_EQ(iot_event_init(&p->e, false), 0);
-    T_ASSERT_EQ(iot_ctx_set_event(ctx, &p->e, probe_read, probe_poll,
-                                  probe_ready), 0);
+    T_ASSERT_EQ(
+        iot_ctx_set_event(ctx, &p->e, probe_read, probe_poll, probe_ready), 0);
     T_ASSERT_EQ(iot_ctx_set_event_poll(ctx, &p->e, probe_begin, probe_end), 0);
 }
 
@@ -190,25 +191,26 @@ static void test_window_rules(void)
     /* A handler without io_poll keeps the loop from busy polling, so the
      * fake clock is read exactly twice per iteration. */
     T_ASSERT_EQ(pipe(pipefd), 0);
-    T_ASSERT_EQ(iot_fd_set_handler(ctx, pipefd[0], nopoll_read, NULL, NULL,
-                                   NULL, NULL), 0);
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, pipefd[0], nopoll_read, NULL, NULL, NULL, NULL),
+        0);
     probe_add(ctx, &p);
     /* Not polled until it fires through its fd once. */
     T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 0);
 
-    fire(ctx, &p, 1000);      /* joins polling, grows from 0 */
+    fire(ctx, &p, 1000); /* joins polling, grows from 0 */
     T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 4000);
-    fire(ctx, &p, 1000);      /* block <= window: unchanged */
+    fire(ctx, &p, 1000); /* block <= window: unchanged */
     T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 4000);
-    fire(ctx, &p, 10000);     /* grows x2 */
+    fire(ctx, &p, 10000); /* grows x2 */
     T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 8000);
     fire(ctx, &p, 10000);
     T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 16000);
     fire(ctx, &p, 20000);
     T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 32000);
-    fire(ctx, &p, 32500);     /* clamps to the max */
+    fire(ctx, &p, 32500); /* clamps to the max */
     T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 32768);
-    fire(ctx, &p, 40000);     /* beyond the max, shrink 0: reset */
+    fire(ctx, &p, 40000); /* beyond the max, shrink 0: reset */
     T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 0);
 
     /* A shrink divisor divides instead. */
@@ -232,8 +234,8 @@ static void test_window_rules(void)
     T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 0);
 
     probe_remove(ctx, &p);
-    T_ASSERT_EQ(iot_fd_set_handler(ctx, pipefd[0], NULL, NULL, NULL, NULL,
-                                   NULL), 0);
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, pipefd[0], NULL, NULL, NULL, NULL, NULL), 0);
     close(pipefd[0]);
     close(pipefd[1]);
     iot__test_clock = NULL;
@@ -249,22 +251,24 @@ static void test_budget_largest_window(void)
     int pipefd[2];
 
     T_ASSERT_EQ(pipe(pipefd), 0);
-    T_ASSERT_EQ(iot_fd_set_handler(ctx, pipefd[0], nopoll_read, NULL, NULL,
-                                   NULL, NULL), 0);
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, pipefd[0], nopoll_read, NULL, NULL, NULL, NULL),
+        0);
     probe_add(ctx, &a);
     probe_add(ctx, &b);
-    fire(ctx, &a, 1000);                  /* a: 4000 */
-    fire(ctx, &b, 1000);                  /* b: 4000 */
-    fire(ctx, &b, 5000);                  /* b: 8000 */
-    fire(ctx, &b, 10000);                 /* b: 16000 */
+    fire(ctx, &a, 1000);  /* a: 4000 */
+    fire(ctx, &b, 1000);  /* b: 4000 */
+    fire(ctx, &b, 5000);  /* b: 8000 */
+    fire(ctx, &b, 10000); /* b: 16000 */
     T_ASSERT_EQ(iot_fd_poll_window(ctx, a.e.rfd), 4000);
     T_ASSERT_EQ(iot_fd_poll_window(ctx, b.e.rfd), 16000);
 
     /* Now allow busy polling by removing the handler without io_poll.
      * Removing it changes no poll parameter, so windows stay. */
-    T_ASSERT_EQ(iot_fd_set_handler(ctx, pipefd[0], NULL, NULL, NULL, NULL,
-                                   NULL), 0);
-    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));  /* a non-blocking call: no busy poll */
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, pipefd[0], NULL, NULL, NULL, NULL, NULL), 0);
+    T_ASSERT_FALSE(
+        iot_ctx_poll(ctx, false)); /* a non-blocking call: no busy poll */
     T_ASSERT_EQ(a.polls, 0);
     T_ASSERT_EQ(b.polls, 0);
 
@@ -296,7 +300,7 @@ static void test_transitions(void)
     Probe p = { 0 };
 
     probe_add(ctx, &p);
-    fire(ctx, &p, 1000);                  /* joins polling at 4000 */
+    fire(ctx, &p, 1000); /* joins polling at 4000 */
     T_ASSERT_EQ(p.begins, 0);
     T_ASSERT_EQ(p.polls, 0);
 
@@ -307,7 +311,7 @@ static void test_transitions(void)
     T_ASSERT_EQ(p.begins, 1);
     T_ASSERT_EQ(p.ends, 0);
     T_ASSERT_EQ(p.ready_calls, 1);
-    T_ASSERT_EQ(p.reads, 1);              /* poll-ready, not the fd path */
+    T_ASSERT_EQ(p.reads, 1); /* poll-ready, not the fd path */
 
     /* Non-blocking: poll mode stays on, no begin or end. */
     T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
@@ -340,8 +344,9 @@ static void test_skip_polling(void)
     T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 4000);
 
     T_ASSERT_EQ(pipe(pipefd), 0);
-    T_ASSERT_EQ(iot_fd_set_handler(ctx, pipefd[0], nopoll_read, NULL, NULL,
-                                   NULL, NULL), 0);
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, pipefd[0], nopoll_read, NULL, NULL, NULL, NULL),
+        0);
     /* The iteration must go straight to the fd wait; make the wait return
      * at once through the probe's own fd. */
     T_ASSERT_EQ(iot_event_set(&p.e), 0);
@@ -350,8 +355,8 @@ static void test_skip_polling(void)
     T_ASSERT_EQ(p.begins, 0);
 
     /* Gone again: busy polling resumes. */
-    T_ASSERT_EQ(iot_fd_set_handler(ctx, pipefd[0], NULL, NULL, NULL, NULL,
-                                   NULL), 0);
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, pipefd[0], NULL, NULL, NULL, NULL, NULL), 0);
     p.ready_at_poll = 1;
     T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
     T_ASSERT_EQ(p.polls, 1);
@@ -407,7 +412,7 @@ static bool nested_poll(IotEvent *e)
     if (n->depth > 0) {
         n->polls_while_nested++;
     }
-    return true;  /* always ready: level-triggered and never cleared */
+    return true; /* always ready: level-triggered and never cleared */
 }
 
 static void nested_ready(IotEvent *e)
@@ -416,7 +421,7 @@ static void nested_ready(IotEvent *e)
 
     n->ready_calls++;
     if (n->depth > 0) {
-        return;  /* recursion: the failure we test for */
+        return; /* recursion: the failure we test for */
     }
     n->depth++;
     /* A nested blocking poll; the BH gives it something to do. */
@@ -432,8 +437,9 @@ static void test_nested_aio_poll(void)
     Nested n = { .ctx = ctx };
 
     T_ASSERT_EQ(iot_event_init(&n.e, false), 0);
-    T_ASSERT_EQ(iot_ctx_set_event(ctx, &n.e, nested_read, nested_poll,
-                                  nested_ready), 0);
+    T_ASSERT_EQ(
+        iot_ctx_set_event(ctx, &n.e, nested_read, nested_poll, nested_ready),
+        0);
     /* Polling takes effect the first time the handler is active: one
      * fd event puts it on the poll list with a window > 0. */
     fake_step = 1000;

@@ -100,7 +100,7 @@ typedef struct Order {
     IotBh *bh[4];
     int log[16];
     int n;
-    int nested_at;   /* bh index whose callback polls nested, or -1 */
+    int nested_at; /* bh index whose callback polls nested, or -1 */
 } Order;
 
 static Order *order;
@@ -158,7 +158,7 @@ static void test_item2_bh_order(void)
     for (int i = 0; i < 4; i++) {
         iot_bh_delete(o.bh[i]);
     }
-    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));  /* frees; not progress */
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false)); /* frees; not progress */
     iot_ctx_unref(ctx);
 }
 
@@ -264,8 +264,8 @@ static void pair_read_removes(void *opaque)
     Pair *p = opaque;
 
     p->reads++;
-    T_ASSERT_EQ(iot_fd_set_handler(p->ctx, p->fds[0], NULL, NULL, NULL, NULL,
-                                   NULL), 0);
+    T_ASSERT_EQ(
+        iot_fd_set_handler(p->ctx, p->fds[0], NULL, NULL, NULL, NULL, NULL), 0);
 }
 
 static void pair_write(void *opaque)
@@ -284,7 +284,8 @@ static void test_item4_removed_in_read_no_write(void)
     p.fds[0] = sv[0];
     T_ASSERT_EQ(write(sv[1], "x", 1), 1);
     T_ASSERT_EQ(iot_fd_set_handler(ctx, sv[0], pair_read_removes, pair_write,
-                                   NULL, NULL, &p), 0);
+                                   NULL, NULL, &p),
+                0);
     T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
     T_ASSERT_EQ(p.reads, 1);
     T_ASSERT_EQ(p.writes, 0);
@@ -317,19 +318,19 @@ static void test_item4_replace_and_count(void)
     IotEvent e;
 
     T_ASSERT_EQ(iot_event_init(&e, true), 0);
-    T_ASSERT_EQ(iot_fd_set_handler(ctx, e.rfd, old_read, NULL, NULL, NULL,
-                                   NULL), 0);
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, e.rfd, old_read, NULL, NULL, NULL, NULL), 0);
     T_ASSERT_EQ(atomic_load(&ctx->poll_disable_cnt), base + 1);
-    T_ASSERT_EQ(iot_fd_set_handler(ctx, e.rfd, new_read, NULL, NULL, NULL,
-                                   NULL), 0);
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, e.rfd, new_read, NULL, NULL, NULL, NULL), 0);
     T_ASSERT_EQ(atomic_load(&ctx->poll_disable_cnt), base + 1);
     T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
     T_ASSERT_EQ(replaced_old, 0);
     T_ASSERT_EQ(replaced_new, 1);
     /* io_poll without io_poll_ready counts as no io_poll. */
-    T_ASSERT_EQ(iot_fd_set_handler(ctx, e.rfd, new_read, NULL,
-                                   event_is_set, NULL,
-                                   NULL), 0);
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, e.rfd, new_read, NULL, event_is_set,
+                                   NULL, NULL),
+                0);
     T_ASSERT_EQ(atomic_load(&ctx->poll_disable_cnt), base + 1);
     T_ASSERT_EQ(iot_fd_set_handler(ctx, e.rfd, NULL, NULL, NULL, NULL, NULL),
                 0);
@@ -365,7 +366,8 @@ static void test_item7_nonblocking_checks_fds(void)
     T_ASSERT_EQ(iot_event_init(&e, true), 0);
     replaced_new = 0;
     T_ASSERT_EQ(iot_fd_set_handler(ctx, e.rfd, new_read, NULL, never_ready,
-                                   nothing, &reads), 0);
+                                   nothing, &reads),
+                0);
     T_ASSERT_EQ(atomic_load(&ctx->poll_disable_cnt), 0);
     T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
     T_ASSERT_EQ(replaced_new, 1);
@@ -387,7 +389,7 @@ static void rearm_into_past(void *opaque)
     Rearm *r = opaque;
 
     r->runs++;
-    iot_timer_mod(r->t, 0);  /* already due */
+    iot_timer_mod(r->t, 0); /* already due */
 }
 
 static void test_item10_timers(void)

@@ -17,7 +17,7 @@
 #include "harness.h"
 
 #define NPRODUCERS 4
-#define NREUSED 64   /* reused BHs per producer */
+#define NREUSED    64 /* reused BHs per producer */
 
 static long stress_count(long quick)
 {
@@ -29,15 +29,15 @@ static long stress_count(long quick)
 
 typedef struct Reused {
     IotBh *bh;
-    atomic_long scheduled;   /* producer: schedules handed to the loop */
-    atomic_long ran;         /* loop: runs */
+    atomic_long scheduled; /* producer: schedules handed to the loop */
+    atomic_long ran;       /* loop: runs */
 } Reused;
 
 typedef struct Producer {
     IotCtx *ctx;
     long n;
     unsigned seed;
-    uint8_t *oneshot_runs;   /* one byte per one-shot id, loop writes */
+    uint8_t *oneshot_runs; /* one byte per one-shot id, loop writes */
     Reused reused[NREUSED];
     pthread_t tid;
 } Producer;
@@ -48,7 +48,7 @@ static void oneshot_cb(void *opaque)
 {
     uint8_t *slot = opaque;
 
-    (*slot)++;               /* home thread only */
+    (*slot)++; /* home thread only */
     atomic_fetch_add_explicit(&total_runs, 1, memory_order_relaxed);
 }
 
@@ -69,7 +69,8 @@ static void *producer_main(void *opaque)
     for (long i = 0; i < p->n; i++) {
         if (rand_r(&p->seed) & 1) {
             T_ASSERT_EQ(iot_bh_schedule_oneshot(p->ctx, oneshot_cb,
-                                                &p->oneshot_runs[oneshots]), 0);
+                                                &p->oneshot_runs[oneshots]),
+                        0);
             oneshots++;
             continue;
         }
@@ -137,16 +138,16 @@ static void test_bh_producers(void)
         T_ASSERT_EQ(oneshot_total + reused_total, n);
         free(ps[i].oneshot_runs);
     }
-    iot_ctx_poll(ctx, false);  /* frees the deleted BHs */
+    iot_ctx_poll(ctx, false); /* frees the deleted BHs */
     free(ps);
     iot_ctx_unref(ctx);
 }
 
 /* ---- handlers and timers changed under a running loop ---- */
 
-#define NCHURN 2
+#define NCHURN     2
 #define NCHURN_FDS 8
-#define NTIMERS 32
+#define NTIMERS    32
 
 typedef struct Churn {
     IotCtx *ctx;
@@ -173,11 +174,12 @@ static void *churn_main(void *opaque)
         int k = rand_r(&c->seed) % NCHURN_FDS;
         if (rand_r(&c->seed) & 1) {
             T_ASSERT_EQ(iot_ctx_set_event(c->ctx, &c->events[k], churn_read,
-                                          NULL, NULL), 0);
+                                          NULL, NULL),
+                        0);
             iot_event_set(&c->events[k]);
         } else {
-            T_ASSERT_EQ(iot_ctx_set_event(c->ctx, &c->events[k], NULL, NULL,
-                                          NULL), 0);
+            T_ASSERT_EQ(
+                iot_ctx_set_event(c->ctx, &c->events[k], NULL, NULL, NULL), 0);
         }
     }
     for (int k = 0; k < NCHURN_FDS; k++) {

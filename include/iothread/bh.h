@@ -52,7 +52,7 @@ IOT_API void iot_bh_delete(IotBh *bh);
  * itself.  Returns 0 or -ENOMEM. */
 IOT_API int iot_bh_schedule_oneshot_full(IotCtx *ctx, IotBhFunc *cb,
                                          void *opaque, const char *name);
-#define iot_bh_schedule_oneshot(ctx, cb, opaque) \
+#define iot_bh_schedule_oneshot(ctx, cb, opaque)                               \
     iot_bh_schedule_oneshot_full((ctx), (cb), (opaque), #cb)
 
 /* Any thread.  The name given at creation. */

@@ -90,8 +90,8 @@ IOT_API void iot_ctx_main_fini(void);
  * Any thread.  All three are stored together; the home thread picks them
  * up at the start of its next iteration, and then resets every handler's
  * window to 0.  Negative values return -EINVAL and change nothing. */
-IOT_API int iot_ctx_set_poll_params(IotCtx *ctx, int64_t max_ns,
-                                    int64_t grow, int64_t shrink);
+IOT_API int iot_ctx_set_poll_params(IotCtx *ctx, int64_t max_ns, int64_t grow,
+                                    int64_t shrink);
 /* Any thread.  The values last set (configured, not effective). */
 IOT_API void iot_ctx_get_poll_params(IotCtx *ctx, int64_t *max_ns,
                                      int64_t *grow, int64_t *shrink);

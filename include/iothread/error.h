@@ -26,8 +26,8 @@ typedef struct IotError IotError;
  * already set (the first error wins).  @err is a positive errno value or 0. */
 IOT_API void iot_error_setg(IotError **errp, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-IOT_API void iot_error_setg_errno(IotError **errp, int err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+IOT_API void iot_error_setg_errno(IotError **errp, int err, const char *fmt,
+                                  ...) __attribute__((format(printf, 3, 4)));
 
 /* The message, valid until iot_error_free(). */
 IOT_API const char *iot_error_message(const IotError *err);

@@ -31,12 +31,12 @@ typedef void IotFdFunc(void *opaque);
 typedef bool IotPollFunc(void *opaque);
 
 typedef struct IotFdOps {
-    IotFdFunc *read;        /* fd readable, or hung up, or in error */
-    IotFdFunc *write;       /* fd writable, or in error */
-    IotPollFunc *poll;      /* ready?  no system call, no side effect */
-    IotFdFunc *poll_ready;  /* do the work that poll found */
-    IotFdFunc *poll_begin;  /* busy polling starts */
-    IotFdFunc *poll_end;    /* busy polling ends */
+    IotFdFunc *read;       /* fd readable, or hung up, or in error */
+    IotFdFunc *write;      /* fd writable, or in error */
+    IotPollFunc *poll;     /* ready?  no system call, no side effect */
+    IotFdFunc *poll_ready; /* do the work that poll found */
+    IotFdFunc *poll_begin; /* busy polling starts */
+    IotFdFunc *poll_end;   /* busy polling ends */
 } IotFdOps;
 
 /* Any thread.  Sets, replaces (@ops with any callback) or removes (@ops
@@ -59,8 +59,8 @@ IOT_API int64_t iot_fd_poll_window(IotCtx *ctx, int fd);
  * The struct is the caller's; its fields are private.
  */
 typedef struct IotEvent {
-    int rfd;  /* private */
-    int wfd;  /* private: == rfd for an eventfd, a pipe's write end else */
+    int rfd; /* private */
+    int wfd; /* private: == rfd for an eventfd, a pipe's write end else */
 } IotEvent;
 
 typedef void IotEventFunc(IotEvent *e);
@@ -78,8 +78,7 @@ IOT_API int iot_event_fd(const IotEvent *e);
 /* Any thread.  An fd handler on @e's fd whose callbacks get @e: @read when
  * set, @poll/@poll_ready for busy polling.  All NULL removes it. */
 IOT_API int iot_ctx_set_event(IotCtx *ctx, IotEvent *e, IotEventFunc *read,
-                              IotEventPollFunc *poll,
-                              IotEventFunc *poll_ready);
+                              IotEventPollFunc *poll, IotEventFunc *poll_ready);
 /* Any thread.  Adds io_poll_begin/io_poll_end to @e's handler.  Returns
  * -ENOENT if @e has no handler on @ctx. */
 IOT_API int iot_ctx_set_event_poll(IotCtx *ctx, IotEvent *e,

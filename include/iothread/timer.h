@@ -25,14 +25,14 @@ extern "C" {
 #endif
 
 typedef enum IotClock {
-    IOT_CLOCK_MONOTONIC = 0,  /* CLOCK_MONOTONIC (QEMU's REALTIME clock) */
-    IOT_CLOCK_WALL = 1,       /* CLOCK_REALTIME: jumps with the system time */
+    IOT_CLOCK_MONOTONIC = 0, /* CLOCK_MONOTONIC (QEMU's REALTIME clock) */
+    IOT_CLOCK_WALL = 1,      /* CLOCK_REALTIME: jumps with the system time */
     IOT_CLOCK_COUNT
 } IotClock;
 
 #define IOT_NS_PER_US 1000LL
 #define IOT_NS_PER_MS 1000000LL
-#define IOT_NS_PER_S 1000000000LL
+#define IOT_NS_PER_S  1000000000LL
 
 typedef struct IotTimer IotTimer;
 typedef void IotTimerFunc(void *opaque);

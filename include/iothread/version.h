@@ -6,7 +6,7 @@
 #define IOT_VERSION_MINOR 1
 #define IOT_VERSION_PATCH 0
 /* 0xMMmmpp, comparable with < and >. */
-#define IOT_VERSION_HEX \
+#define IOT_VERSION_HEX                                                        \
     ((IOT_VERSION_MAJOR << 16) | (IOT_VERSION_MINOR << 8) | IOT_VERSION_PATCH)
 
 #if defined(IOT_BUILDING_LIBRARY)
