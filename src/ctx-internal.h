@@ -84,11 +84,12 @@ typedef struct IotPollParams {
 
 typedef struct IotTimerList {
     pthread_mutex_t lock;
-    IotTimer **heap; /* [lock] min-heap on (expire, seq) */
-    size_t len;      /* [lock] armed timers */
-    size_t cap;      /* [lock] slots; >= number of timers */
-    size_t ntimers;  /* [lock] timers created on this clock */
-    uint64_t seq;    /* [lock] arming counter, FIFO among equals */
+    IotTimer **heap;    /* [lock] min-heap on (expire, seq) */
+    size_t len;         /* [lock] armed timers */
+    size_t cap;         /* [lock] slots; >= number of timers */
+    size_t ntimers;     /* [lock] timers created on this clock */
+    uint64_t seq;       /* [lock] arming counter, FIFO among equals */
+    IotTimer *deferred; /* [lock] due timers armed during a running pass */
 } IotTimerList;
 
 struct IotCtx {

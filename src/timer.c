@@ -19,10 +19,14 @@ struct IotTimer {
     void *opaque;     /* [const] */
     int64_t expire;   /* [list lock] deadline; -1 when not armed */
     uint64_t seq;     /* [list lock] when it was armed */
-    size_t idx;       /* [list lock] heap slot; SIZE_MAX when not armed */
+    size_t idx;       /* [list lock] heap slot, NOT_ARMED or DEFERRED */
+    IotTimer *dnext;  /* [list lock] on tl->deferred while DEFERRED */
 };
 
 #define NOT_ARMED SIZE_MAX
+/* Armed and due, but armed during the running pass: set aside until the
+ * pass ends (timers_run_clock), so it runs next iteration. */
+#define DEFERRED (SIZE_MAX - 1)
 
 int64_t iot_clock_ns(IotClock clock)
 {
@@ -96,7 +100,6 @@ static void heap_remove(IotTimerList *tl, IotTimer *t)
     IotTimer *last = tl->heap[--tl->len];
 
     t->idx = NOT_ARMED;
-    t->expire = -1;
     if (last == t) {
         return;
     }
@@ -106,6 +109,34 @@ static void heap_remove(IotTimerList *tl, IotTimer *t)
     } else {
         heap_down(tl, i);
     }
+}
+
+/* ---- arming state (list lock held) ---- */
+
+static void deferred_unlink(IotTimerList *tl, IotTimer *t)
+{
+    IotTimer **link = &tl->deferred;
+
+    while (*link != t) {
+        link = &(*link)->dnext;
+    }
+    *link = t->dnext;
+}
+
+static bool timer_armed(const IotTimer *t)
+{
+    return t->idx != NOT_ARMED;
+}
+
+static void timer_disarm(IotTimerList *tl, IotTimer *t)
+{
+    if (t->idx == DEFERRED) {
+        deferred_unlink(tl, t);
+    } else if (t->idx != NOT_ARMED) {
+        heap_remove(tl, t);
+    }
+    t->idx = NOT_ARMED;
+    t->expire = -1;
 }
 
 /* ---- timers ---- */
@@ -124,7 +155,7 @@ void iot__timers_finalize(IotCtx *ctx)
         /* Timers still armed are disarmed; the timers themselves belong to
          * their creators, who must free them before the context goes. */
         while (tl->len) {
-            heap_remove(tl, tl->heap[0]);
+            timer_disarm(tl, tl->heap[0]);
         }
         free(tl->heap);
         tl->heap = NULL;
@@ -178,9 +209,7 @@ void iot_timer_free(IotTimer *t)
     }
     tl = &t->ctx->timers[t->clock];
     pthread_mutex_lock(&tl->lock);
-    if (t->idx != NOT_ARMED) {
-        heap_remove(tl, t);
-    }
+    timer_disarm(tl, t);
     tl->ntimers--;
     pthread_mutex_unlock(&tl->lock);
     free(t);
@@ -198,14 +227,12 @@ static void timer_arm(IotTimer *t, int64_t expire, bool anticipate)
         expire = 0;
     }
     pthread_mutex_lock(&tl->lock);
-    if (anticipate && t->idx != NOT_ARMED && t->expire <= expire) {
+    if (anticipate && timer_armed(t) && t->expire <= expire) {
         pthread_mutex_unlock(&tl->lock);
         return;
     }
     old_first = tl->len ? tl->heap[0]->expire : INT64_MAX;
-    if (t->idx != NOT_ARMED) {
-        heap_remove(tl, t);
-    }
+    timer_disarm(tl, t);
     t->expire = expire;
     t->seq = ++tl->seq;
     heap_insert(tl, t);
@@ -233,9 +260,7 @@ void iot_timer_del(IotTimer *t)
     IotTimerList *tl = &t->ctx->timers[t->clock];
 
     pthread_mutex_lock(&tl->lock);
-    if (t->idx != NOT_ARMED) {
-        heap_remove(tl, t);
-    }
+    timer_disarm(tl, t);
     pthread_mutex_unlock(&tl->lock);
 }
 
@@ -265,7 +290,9 @@ int64_t iot__timers_deadline(IotCtx *ctx)
         int64_t first = -1;
 
         pthread_mutex_lock(&tl->lock);
-        if (tl->len) {
+        if (tl->deferred) {
+            first = 0; /* a pass is running and has due timers set aside */
+        } else if (tl->len) {
             first = tl->heap[0]->expire;
         }
         pthread_mutex_unlock(&tl->lock);
@@ -282,8 +309,10 @@ int64_t iot_ctx_timer_deadline_ns(IotCtx *ctx)
     return iot__timers_deadline(ctx);
 }
 
-/* Home thread.  Runs the timers of one clock due at the sampled "now",
- * skipping any armed after the pass began (they run next iteration). */
+/* Home thread.  Runs the timers of one clock due at the sampled "now".
+ * A timer armed during the pass (by a callback or another thread) to a due
+ * deadline is set aside and put back when the pass ends: it runs in the
+ * next iteration, and the timers due behind it still run in this one. */
 static bool timers_run_clock(IotCtx *ctx, IotClock c)
 {
     IotTimerList *tl = &ctx->timers[c];
@@ -298,14 +327,25 @@ static bool timers_run_clock(IotCtx *ctx, IotClock c)
     }
     now = iot_clock_ns(c);
     pass_seq = tl->seq;
-    while (tl->len && tl->heap[0]->expire <= now &&
-           tl->heap[0]->seq <= pass_seq) {
+    while (tl->len && tl->heap[0]->expire <= now) {
         IotTimer *t = tl->heap[0];
         heap_remove(tl, t);
+        if (t->seq > pass_seq) {
+            t->idx = DEFERRED;
+            t->dnext = tl->deferred;
+            tl->deferred = t;
+            continue;
+        }
+        t->expire = -1;
         pthread_mutex_unlock(&tl->lock);
         t->cb(t->opaque);
         progress = true;
         pthread_mutex_lock(&tl->lock);
+    }
+    while (tl->deferred) {
+        IotTimer *t = tl->deferred;
+        tl->deferred = t->dnext;
+        heap_insert(tl, t);
     }
     pthread_mutex_unlock(&tl->lock);
     return progress;
