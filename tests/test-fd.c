@@ -1,7 +1,1470 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * fd handlers, event notifiers and the fd monitoring backends (sections
+ * 2.4, 2.5, 2.6, 4.1-4.4, the event rows of 7.1 and item 4 of section 9 of
+ * the specification).
+ *
+ * Every case runs once per backend, as /poll/aio/... and /epoll/aio/...;
+ * the cases about backend selection itself (the AUTO upgrade and the
+ * IOTHREAD_FDMON variable) run once, as /auto/aio/....
+ *
+ * Each case gets a fresh context, current on the case's thread; the
+ * teardown checks that the case removed every handler it added (only the
+ * context's own notifier is left, and the counters are back to their
+ * values at creation) and that an explicitly chosen backend is still the
+ * one in use.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <iothread/all.h>
+
+#include "ctx-internal.h"
+#include "fdmon.h"
 #include "harness.h"
+
+#define container_of(ptr, type, member)                                        \
+    ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* ---- per-case context ---- */
+
+static IotFdmonKind g_kind;
+static IotCtx *ctx;
+static int base_live, base_disable, base_pollable;
+
+static const char *kind_name(IotFdmonKind kind)
+{
+    return kind == IOT_FDMON_EPOLL ? "epoll" : "poll";
+}
+
+static int disable_cnt(void)
+{
+    return atomic_load(&ctx->poll_disable_cnt);
+}
+
+static int live_cnt(void)
+{
+    return atomic_load(&ctx->live_cnt);
+}
+
+static IotCtx *new_ctx_or_fail(IotFdmonKind kind)
+{
+    IotCtxOptions opts = { .fdmon = kind };
+    IotError *err = NULL;
+    IotCtx *c = iot_ctx_new_full(&opts, &err);
+
+    if (!c) {
+        t_fail(__FILE__, __LINE__, "iot_ctx_new_full: %s",
+               err ? iot_error_message(err) : "(no error)");
+    }
+    T_ASSERT(err == NULL);
+    return c;
+}
+
+static void ctx_setup(IotFdmonKind kind)
+{
+    g_kind = kind;
+    ctx = new_ctx_or_fail(kind);
+    T_ASSERT_EQ(iot_ctx_set_current(ctx), 0);
+    T_ASSERT(iot_ctx_current() == ctx);
+    if (kind != IOT_FDMON_AUTO) {
+        T_ASSERT_STR(iot_ctx_fdmon_name(ctx), kind_name(kind));
+    } else {
+        /* AUTO starts with poll(2). */
+        T_ASSERT_STR(iot_ctx_fdmon_name(ctx), "poll");
+    }
+    base_live = live_cnt();
+    base_disable = disable_cnt();
+    base_pollable = atomic_load(&ctx->pollable_cnt);
+    /* Only the context's notifier, which has io_poll and io_poll_ready. */
+    T_ASSERT_EQ(base_live, 1);
+    T_ASSERT_EQ(base_disable, 0);
+    T_ASSERT_EQ(base_pollable, 1);
+}
+
+static void ctx_teardown(void)
+{
+    T_ASSERT_EQ(live_cnt(), base_live);
+    T_ASSERT_EQ(disable_cnt(), base_disable);
+    T_ASSERT_EQ(atomic_load(&ctx->pollable_cnt), base_pollable);
+    if (g_kind != IOT_FDMON_AUTO) {
+        T_ASSERT_STR(iot_ctx_fdmon_name(ctx), kind_name(g_kind));
+    }
+    /* Nothing left to do: no progress. */
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+    iot_ctx_unref(ctx);
+    ctx = NULL;
+}
+
+static void run_with(IotFdmonKind kind, TestFunc *body)
+{
+    ctx_setup(kind);
+    body();
+    ctx_teardown();
+}
+
+/* Two wrappers per case, one per backend. */
+#define BACKEND_CASE(fn)                                                       \
+    static void fn##_poll(void)                                                \
+    {                                                                          \
+        run_with(IOT_FDMON_POLL, fn);                                          \
+    }                                                                          \
+    static void fn##_epoll(void)                                               \
+    {                                                                          \
+        run_with(IOT_FDMON_EPOLL, fn);                                         \
+    }
+
+#define ADD_BOTH(path, fn)                                                     \
+    do {                                                                       \
+        t_add("/poll" path, fn##_poll);                                        \
+        t_add("/epoll" path, fn##_epoll);                                      \
+    } while (0)
+
+/* ---- helpers ---- */
+
+typedef struct Pipe {
+    int rfd, wfd;
+} Pipe;
+
+static Pipe pipe_new(void)
+{
+    int fds[2];
+
+    T_ASSERT_EQ(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+    return (Pipe){ fds[0], fds[1] };
+}
+
+static void pipe_close(Pipe *p)
+{
+    if (p->rfd >= 0) {
+        close(p->rfd);
+    }
+    if (p->wfd >= 0) {
+        close(p->wfd);
+    }
+    p->rfd = p->wfd = -1;
+}
+
+static void write_byte(int fd)
+{
+    char c = 'x';
+    ssize_t n;
+
+    do {
+        n = write(fd, &c, 1);
+    } while (n < 0 && errno == EINTR);
+    T_ASSERT_EQ(n, 1);
+}
+
+static void drain(int fd)
+{
+    char buf[256];
+
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+}
+
+/* "Wait until the loop blocks": another thread spins on this before
+ * acting, so that the action has to wake a blocked loop.  notify_me != 0
+ * means blocked only if no notification is pending: the home thread calls
+ * settle() before its blocking poll. */
+static void wait_loop_blocking(IotCtx *c)
+{
+    while (atomic_load(&c->notify_me) == 0) {
+        sched_yield();
+    }
+}
+
+/* Home thread.  Consumes the notification that every handler change
+ * makes, so that the next blocking poll really blocks.  No progress. */
+static void settle(void)
+{
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_FALSE(atomic_load(&ctx->notified));
+}
+
+static bool poll_false(void *opaque)
+{
+    (void)opaque;
+    return false;
+}
+
+static void nop_cb(void *opaque)
+{
+    (void)opaque;
+}
+
+static void count_cb(void *opaque)
+{
+    (*(int *)opaque)++;
+}
+
+static void atomic_count_cb(void *opaque)
+{
+    atomic_fetch_add((atomic_int *)opaque, 1);
+}
+
+/* ---- event notifiers (section 7.1, event rows) ---- */
+
+typedef struct EvData {
+    IotEvent e;
+    int n;         /* callbacks */
+    int active;    /* callbacks still expected; counts down */
+    bool auto_set; /* re-set the notifier while active */
+} EvData;
+
+static void ev_ready_cb(IotEvent *e)
+{
+    EvData *d = container_of(e, EvData, e);
+
+    /* Level-triggered doorbell: the callback only runs when it is set. */
+    T_ASSERT_TRUE(iot_event_test_and_clear(e));
+    d->n++;
+    if (d->active > 0) {
+        d->active--;
+    }
+    if (d->auto_set && d->active > 0) {
+        T_ASSERT_EQ(iot_event_set(e), 0);
+    }
+}
+
+static void ev_handler(EvData *d, IotEventFunc *cb)
+{
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &d->e, cb, NULL, NULL), 0);
+}
+
+static void ev_wait_inactive(EvData *d)
+{
+    while (d->active > 0) {
+        iot_ctx_poll(ctx, true);
+    }
+}
+
+static void test_event_add_remove(void)
+{
+    EvData d = { .n = 0 };
+
+    T_ASSERT_EQ(iot_event_init(&d.e, false), 0);
+    ev_handler(&d, ev_ready_cb);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(d.n, 0);
+
+    ev_handler(&d, NULL);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(d.n, 0);
+    /* No handler any more: nothing to attach poll callbacks to; removing
+     * again is a quiet no-op. */
+    T_ASSERT_EQ(iot_ctx_set_event_poll(ctx, &d.e, NULL, NULL), -ENOENT);
+    ev_handler(&d, NULL);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    iot_event_cleanup(&d.e);
+}
+BACKEND_CASE(test_event_add_remove)
+
+static void test_event_wait(void)
+{
+    EvData d = { .n = 0, .active = 1 };
+
+    T_ASSERT_EQ(iot_event_init(&d.e, false), 0);
+    ev_handler(&d, ev_ready_cb);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(d.n, 0);
+    T_ASSERT_EQ(d.active, 1);
+
+    T_ASSERT_EQ(iot_event_set(&d.e), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(d.n, 1);
+    T_ASSERT_EQ(d.active, 0);
+
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(d.n, 1);
+
+    ev_handler(&d, NULL);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(d.n, 1);
+    iot_event_cleanup(&d.e);
+}
+BACKEND_CASE(test_event_wait)
+
+static void test_event_wait_no_flush_cb(void)
+{
+    EvData d = { .n = 0 };
+    EvData dummy = { .n = 0, .active = 1 };
+
+    T_ASSERT_EQ(iot_event_init(&d.e, false), 0);
+    ev_handler(&d, ev_ready_cb);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(d.n, 0);
+
+    /* The only active fd: a blocking poll after a set must not block. */
+    T_ASSERT_EQ(iot_event_set(&d.e), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(d.n, 1);
+    d.n = 0;
+
+    /* With a second notifier registered: exactly one callback per set. */
+    T_ASSERT_EQ(iot_event_init(&dummy.e, false), 0);
+    ev_handler(&dummy, ev_ready_cb);
+
+    T_ASSERT_EQ(iot_event_set(&d.e), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(d.n, 1);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(d.n, 1);
+
+    T_ASSERT_EQ(iot_event_set(&d.e), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(d.n, 2);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(d.n, 2);
+
+    /* The dummy can be driven to inactive with blocking polls. */
+    T_ASSERT_EQ(iot_event_set(&dummy.e), 0);
+    ev_wait_inactive(&dummy);
+    T_ASSERT_EQ(d.n, 2);
+    T_ASSERT_EQ(dummy.n, 1);
+    T_ASSERT_EQ(dummy.active, 0);
+
+    ev_handler(&dummy, NULL);
+    iot_event_cleanup(&dummy.e);
+
+    ev_handler(&d, NULL);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(d.n, 2);
+    iot_event_cleanup(&d.e);
+}
+BACKEND_CASE(test_event_wait_no_flush_cb)
+
+static void test_event_flush(void)
+{
+    EvData d = { .n = 0, .active = 10, .auto_set = true };
+
+    T_ASSERT_EQ(iot_event_init(&d.e, false), 0);
+    ev_handler(&d, ev_ready_cb);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(d.n, 0);
+    T_ASSERT_EQ(d.active, 10);
+
+    T_ASSERT_EQ(iot_event_set(&d.e), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(d.n, 1);
+    T_ASSERT_EQ(d.active, 9);
+    /* It re-set itself: the next poll runs it exactly once more. */
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(d.n, 2);
+    T_ASSERT_EQ(d.active, 8);
+
+    ev_wait_inactive(&d);
+    T_ASSERT_EQ(d.n, 10);
+    T_ASSERT_EQ(d.active, 0);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+
+    ev_handler(&d, NULL);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(d.n, 10);
+    iot_event_cleanup(&d.e);
+}
+BACKEND_CASE(test_event_flush)
+
+/* ---- fd/read-write ---- */
+
+typedef struct PipeData {
+    Pipe p;
+    int nread, nwrite;
+    bool drain;
+} PipeData;
+
+static void pd_read(void *opaque)
+{
+    PipeData *pd = opaque;
+
+    pd->nread++;
+    if (pd->drain) {
+        drain(pd->p.rfd);
+    }
+}
+
+static void pd_write(void *opaque)
+{
+    PipeData *pd = opaque;
+
+    pd->nwrite++;
+}
+
+static void *write_when_blocked(void *opaque)
+{
+    PipeData *pd = opaque;
+
+    wait_loop_blocking(ctx);
+    write_byte(pd->p.wfd);
+    return NULL;
+}
+
+typedef struct SockData {
+    int fd;
+    int nread, nwrite;
+    bool remove_in_read;
+} SockData;
+
+static void sd_read(void *opaque)
+{
+    SockData *sd = opaque;
+
+    sd->nread++;
+    if (sd->remove_in_read) {
+        T_ASSERT_EQ(iot_fd_set(ctx, sd->fd, NULL, NULL), 0);
+    }
+}
+
+static void sd_write(void *opaque)
+{
+    SockData *sd = opaque;
+
+    sd->nwrite++;
+}
+
+static void test_fd_read_write(void)
+{
+    PipeData pd = { .p = pipe_new() };
+    SockData sd = { 0 };
+    pthread_t th;
+    int sv[2];
+
+    /* Bad fds; a window only for a registered fd. */
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, -1, pd_read, NULL, NULL, NULL, &pd),
+                -EINVAL);
+    T_ASSERT_EQ(iot_fd_set(ctx, -5, NULL, NULL), -EINVAL);
+    T_ASSERT_EQ(live_cnt(), base_live);
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, pd.p.rfd), -1);
+
+    /* Writable: the write handler runs, on every poll (level-triggered). */
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, pd.p.wfd, NULL, pd_write, NULL, NULL, &pd), 0);
+    T_ASSERT_EQ(live_cnt(), base_live + 1);
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, pd.p.wfd), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(pd.nwrite, 1);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(pd.nwrite, 2);
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, pd.p.wfd, NULL, NULL, NULL, NULL, NULL),
+                0);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(pd.nwrite, 2);
+    T_ASSERT_EQ(pd.nread, 0);
+
+    /* Readable only once data arrives. */
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, pd.p.rfd, pd_read, NULL, NULL, NULL, &pd), 0);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(pd.nread, 0);
+    write_byte(pd.p.wfd);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(pd.nread, 1);
+    /* Level-triggered: unread data runs the read handler again. */
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(pd.nread, 2);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(pd.nread, 3);
+    pd.drain = true;
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(pd.nread, 4);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(pd.nread, 4);
+    T_ASSERT_EQ(pd.nwrite, 2);
+
+    /* Data arriving while the loop is blocked wakes it; progress. */
+    settle();
+    T_ASSERT_EQ(pthread_create(&th, NULL, write_when_blocked, &pd), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(pthread_join(th, NULL), 0);
+    T_ASSERT_EQ(pd.nread, 5);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+
+    T_ASSERT_EQ(iot_fd_set(ctx, pd.p.rfd, NULL, NULL), 0);
+    T_ASSERT_EQ(live_cnt(), base_live);
+    pipe_close(&pd.p);
+
+    /* One handler with both callbacks on a readable and writable socket:
+     * both run, once each, in one poll. */
+    T_ASSERT_EQ(
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv),
+        0);
+    sd.fd = sv[0];
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, sv[0], sd_read, sd_write, NULL, NULL, &sd), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(sd.nread, 0);
+    T_ASSERT_EQ(sd.nwrite, 1);
+    write_byte(sv[1]);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(sd.nread, 1);
+    T_ASSERT_EQ(sd.nwrite, 2);
+    T_ASSERT_EQ(iot_fd_set(ctx, sv[0], NULL, NULL), 0);
+    close(sv[0]);
+    close(sv[1]);
+}
+BACKEND_CASE(test_fd_read_write)
+
+/* ---- fd/replace ---- */
+
+typedef struct Replacer {
+    int fd;
+    int n;
+    int *target; /* counter of the replacement */
+} Replacer;
+
+static void replace_self_cb(void *opaque)
+{
+    Replacer *r = opaque;
+
+    r->n++;
+    /* Replaced from its own callback: from now on count_cb(target). */
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, r->fd, count_cb, NULL, NULL, NULL, r->target),
+        0);
+}
+
+static void test_fd_replace(void)
+{
+    Pipe p = pipe_new();
+    int a = 0, b = 0, c = 0, x = 0, y = 0;
+    Replacer r = { .fd = p.rfd, .target = &c };
+
+    write_byte(p.wfd); /* readable for the whole case (never drained) */
+
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, NULL, NULL, &a),
+                0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(a, 1);
+
+    /* Replace: one handler per fd; the old callbacks never run again,
+     * the new one exactly once per poll. */
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, NULL, NULL, &b),
+                0);
+    T_ASSERT_EQ(live_cnt(), base_live + 1);
+    T_ASSERT_EQ(disable_cnt(), base_disable + 1);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(a, 1);
+    T_ASSERT_EQ(b, 1);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(a, 1);
+    T_ASSERT_EQ(b, 2);
+
+    /* Same callback, another opaque: the new opaque is used. */
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, NULL, NULL, &x),
+                0);
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, NULL, NULL, &y),
+                0);
+    T_ASSERT_EQ(live_cnt(), base_live + 1);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(x, 0);
+    T_ASSERT_EQ(y, 1);
+    T_ASSERT_EQ(b, 2);
+
+    /* Replace a read handler by a write-only one on a read end (never
+     * writable): the read callback is gone, nothing runs. */
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, NULL, count_cb, NULL, NULL, &b),
+                0);
+    T_ASSERT_EQ(live_cnt(), base_live + 1);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(b, 2);
+    T_ASSERT_EQ(y, 1);
+
+    /* Replaced from its own read callback: the replacement is not called
+     * in the dispatch that installed it (it was not found ready), then
+     * runs once per poll; the replaced one never again. */
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, p.rfd, replace_self_cb, NULL, NULL, NULL, &r),
+        0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(r.n, 1);
+    T_ASSERT_EQ(c, 0);
+    T_ASSERT_EQ(live_cnt(), base_live + 1);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(r.n, 1);
+    T_ASSERT_EQ(c, 1);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(r.n, 1);
+    T_ASSERT_EQ(c, 2);
+
+    /* Replace a handler without io_poll by one with it, and back. */
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, poll_false, nop_cb, &a),
+        0);
+    T_ASSERT_EQ(disable_cnt(), base_disable);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(a, 2);
+    T_ASSERT_EQ(c, 2);
+
+    T_ASSERT_EQ(iot_fd_set(ctx, p.rfd, NULL, NULL), 0);
+    T_ASSERT_EQ(live_cnt(), base_live);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(a, 2);
+    T_ASSERT_EQ(c, 2);
+    pipe_close(&p);
+}
+BACKEND_CASE(test_fd_replace)
+
+/* ---- fd/remove-in-read ---- */
+
+typedef struct Victim {
+    int fd;
+    int n;
+    struct Victim *other;
+} Victim;
+
+static void remove_other_cb(void *opaque)
+{
+    Victim *v = opaque;
+
+    v->n++;
+    T_ASSERT_EQ(iot_fd_set(ctx, v->other->fd, NULL, NULL), 0);
+}
+
+static void test_fd_remove_in_read(void)
+{
+    SockData sd = { 0 };
+    IotEvent ex, ey;
+    Victim x = { 0 }, y = { 0 };
+    Victim *ran, *gone;
+    int sv[2];
+
+    T_ASSERT_EQ(
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv),
+        0);
+    write_byte(sv[1]); /* sv[0] is readable and writable */
+    sd.fd = sv[0];
+
+    /* First without removal: both callbacks run. */
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, sv[0], sd_read, sd_write, NULL, NULL, &sd), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(sd.nread, 1);
+    T_ASSERT_EQ(sd.nwrite, 1);
+
+    /* The read callback removes the handler: its write callback must not
+     * run in that dispatch, nor later. */
+    sd.remove_in_read = true;
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(sd.nread, 2);
+    T_ASSERT_EQ(sd.nwrite, 1);
+    T_ASSERT_EQ(live_cnt(), base_live);
+    T_ASSERT_EQ(disable_cnt(), base_disable);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(sd.nread, 2);
+    T_ASSERT_EQ(sd.nwrite, 1);
+
+    /* A fresh handler on the same fd afterwards works normally, and the
+     * removed one stays silent. */
+    {
+        SockData sd2 = { .fd = sv[0] };
+        T_ASSERT_EQ(
+            iot_fd_set_handler(ctx, sv[0], sd_read, sd_write, NULL, NULL, &sd2),
+            0);
+        T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+        T_ASSERT_EQ(sd2.nread, 1);
+        T_ASSERT_EQ(sd2.nwrite, 1);
+        T_ASSERT_EQ(sd.nread, 2);
+        T_ASSERT_EQ(sd.nwrite, 1);
+        /* This handler removes itself from its read callback too: its
+         * write callback must not run in that dispatch. */
+        sd2.remove_in_read = true;
+        T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+        T_ASSERT_EQ(sd2.nread, 2);
+        T_ASSERT_EQ(sd2.nwrite, 1);
+    }
+    close(sv[0]);
+    close(sv[1]);
+
+    /* Two ready handlers, each removing the other from its callback:
+     * whichever runs first, the other is not called in that iteration. */
+    T_ASSERT_EQ(iot_event_init(&ex, true), 0);
+    T_ASSERT_EQ(iot_event_init(&ey, true), 0);
+    x = (Victim){ .fd = iot_event_fd(&ex), .other = &y };
+    y = (Victim){ .fd = iot_event_fd(&ey), .other = &x };
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, x.fd, remove_other_cb, NULL, NULL, NULL, &x),
+        0);
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, y.fd, remove_other_cb, NULL, NULL, NULL, &y),
+        0);
+    T_ASSERT_EQ(live_cnt(), base_live + 2);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(x.n + y.n, 1);
+    T_ASSERT_EQ(live_cnt(), base_live + 1);
+    ran = x.n ? &x : &y;
+    gone = x.n ? &y : &x;
+    /* The survivor is still readable (never cleared); the removed one
+     * stays silent although its eventfd is set too. */
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(ran->n, 2);
+    T_ASSERT_EQ(gone->n, 0);
+    T_ASSERT_EQ(iot_fd_set(ctx, ran->fd, NULL, NULL), 0);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(ran->n, 2);
+    T_ASSERT_EQ(gone->n, 0);
+    iot_event_cleanup(&ex);
+    iot_event_cleanup(&ey);
+}
+BACKEND_CASE(test_fd_remove_in_read)
+
+/* ---- fd/remove-other-thread ---- */
+
+typedef struct Remover {
+    Pipe p;
+    atomic_int n; /* read callbacks */
+    atomic_bool done;
+} Remover;
+
+/* Waits until the loop blocks and removes the handler: only the removal's
+ * notification can wake the loop. */
+static void *remove_when_blocked(void *opaque)
+{
+    Remover *r = opaque;
+
+    wait_loop_blocking(ctx);
+    T_ASSERT_EQ(iot_fd_set(ctx, r->p.rfd, NULL, NULL), 0);
+    return NULL;
+}
+
+/* Races a removal with data and with the loop; only the outcome after the
+ * removal returned is checked. */
+static void *remove_racing(void *opaque)
+{
+    Remover *r = opaque;
+
+    write_byte(r->p.wfd);
+    T_ASSERT_EQ(iot_fd_set(ctx, r->p.rfd, NULL, NULL), 0);
+    atomic_store(&r->done, true);
+    iot_ctx_notify(ctx);
+    return NULL;
+}
+
+static void test_fd_remove_other_thread(void)
+{
+    const int rounds = 50, racy_rounds = 200;
+
+    for (int i = 0; i < rounds; i++) {
+        Remover r = { .p = pipe_new() };
+        pthread_t th;
+        bool progress;
+
+        atomic_init(&r.n, 0);
+        atomic_init(&r.done, false);
+        T_ASSERT_EQ(iot_fd_set_handler(ctx, r.p.rfd, atomic_count_cb, NULL,
+                                       NULL, NULL, &r.n),
+                    0);
+        settle();
+        T_ASSERT_EQ(pthread_create(&th, NULL, remove_when_blocked, &r), 0);
+        /* Returns: the removal notified the loop.  Only the notifier ran,
+         * which is no progress. */
+        progress = iot_ctx_poll(ctx, true);
+        T_ASSERT_EQ(pthread_join(th, NULL), 0);
+        T_ASSERT_FALSE(progress);
+        T_ASSERT_EQ(atomic_load(&r.n), 0);
+        /* Readable now, but it has no handler any more. */
+        write_byte(r.p.wfd);
+        T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+        T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+        T_ASSERT_EQ(atomic_load(&r.n), 0);
+        T_ASSERT_EQ(live_cnt(), base_live);
+        pipe_close(&r.p);
+    }
+
+    for (int i = 0; i < racy_rounds; i++) {
+        Remover r = { .p = pipe_new() };
+        pthread_t th;
+        int seen;
+
+        atomic_init(&r.n, 0);
+        atomic_init(&r.done, false);
+        T_ASSERT_EQ(iot_fd_set_handler(ctx, r.p.rfd, atomic_count_cb, NULL,
+                                       NULL, NULL, &r.n),
+                    0);
+        T_ASSERT_EQ(pthread_create(&th, NULL, remove_racing, &r), 0);
+        while (!atomic_load(&r.done)) {
+            iot_ctx_poll(ctx, true);
+        }
+        T_ASSERT_EQ(pthread_join(th, NULL), 0);
+        seen = atomic_load(&r.n);
+        /* The removal has returned: never again, although readable. */
+        for (int j = 0; j < 3; j++) {
+            T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+        }
+        T_ASSERT_EQ(atomic_load(&r.n), seen);
+        T_ASSERT_EQ(live_cnt(), base_live);
+        pipe_close(&r.p);
+    }
+}
+BACKEND_CASE(test_fd_remove_other_thread)
+
+/* ---- fd/poll-disable-count ---- */
+
+static void remove_self_cb(void *opaque)
+{
+    int fd = *(int *)opaque;
+
+    T_ASSERT_EQ(iot_fd_set(ctx, fd, NULL, NULL), 0);
+}
+
+static bool ev_poll_false(IotEvent *e)
+{
+    (void)e;
+    return false;
+}
+
+static void ev_nop(IotEvent *e)
+{
+    (void)e;
+}
+
+static void test_fd_poll_disable_count(void)
+{
+    Pipe p = pipe_new();
+    IotEvent e;
+    int dummy = 0;
+    const int base = base_disable;
+
+    T_ASSERT_EQ(base, 0);
+    T_ASSERT_FALSE(iot__fdmon_poll_disabled(ctx));
+
+    /* No io_poll: +1. */
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, NULL, NULL, &dummy), 0);
+    T_ASSERT_EQ(disable_cnt(), base + 1);
+    T_ASSERT_TRUE(iot__fdmon_poll_disabled(ctx));
+    /* Replaced by one with io_poll and io_poll_ready: back. */
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, poll_false,
+                                   nop_cb, &dummy),
+                0);
+    T_ASSERT_EQ(disable_cnt(), base);
+    T_ASSERT_FALSE(iot__fdmon_poll_disabled(ctx));
+    T_ASSERT_EQ(atomic_load(&ctx->pollable_cnt), base_pollable + 1);
+    /* Replaced by one with io_poll but no io_poll_ready: "no io_poll". */
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, poll_false, NULL,
+                                   &dummy),
+                0);
+    T_ASSERT_EQ(disable_cnt(), base + 1);
+    T_ASSERT_EQ(atomic_load(&ctx->pollable_cnt), base_pollable);
+    /* Replaced without io_poll again: still +1 (not +2). */
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, p.rfd, NULL, count_cb, NULL, NULL, &dummy), 0);
+    T_ASSERT_EQ(disable_cnt(), base + 1);
+    T_ASSERT_EQ(live_cnt(), base_live + 1);
+    /* Removed: baseline. */
+    T_ASSERT_EQ(iot_fd_set(ctx, p.rfd, NULL, NULL), 0);
+    T_ASSERT_EQ(disable_cnt(), base);
+    T_ASSERT_EQ(live_cnt(), base_live);
+    /* Removing what is not there: no-op. */
+    T_ASSERT_EQ(iot_fd_set(ctx, p.rfd, NULL, NULL), 0);
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, NULL, NULL, NULL, NULL, NULL),
+                0);
+    T_ASSERT_EQ(disable_cnt(), base);
+    T_ASSERT_EQ(live_cnt(), base_live);
+    /* io_poll without io_poll_ready and nothing else: that is a removal
+     * (io_poll is ignored), so nothing is registered. */
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, p.rfd, NULL, NULL, poll_false, NULL, &dummy),
+        0);
+    T_ASSERT_EQ(disable_cnt(), base);
+    T_ASSERT_EQ(live_cnt(), base_live);
+    /* A handler with only io_poll+io_poll_ready counts as polled. */
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, p.rfd, NULL, NULL, poll_false, nop_cb, &dummy),
+        0);
+    T_ASSERT_EQ(disable_cnt(), base);
+    T_ASSERT_EQ(live_cnt(), base_live + 1);
+    T_ASSERT_EQ(iot_fd_set(ctx, p.rfd, NULL, NULL), 0);
+    T_ASSERT_EQ(live_cnt(), base_live);
+
+    /* Two fds. */
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, p.wfd, NULL, count_cb, NULL, NULL, &dummy), 0);
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, NULL, NULL, &dummy), 0);
+    T_ASSERT_EQ(disable_cnt(), base + 2);
+    T_ASSERT_EQ(iot_fd_set(ctx, p.wfd, NULL, NULL), 0);
+    T_ASSERT_EQ(disable_cnt(), base + 1);
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, poll_false,
+                                   nop_cb, &dummy),
+                0);
+    T_ASSERT_EQ(disable_cnt(), base);
+    T_ASSERT_EQ(iot_fd_set(ctx, p.rfd, NULL, NULL), 0);
+    T_ASSERT_EQ(disable_cnt(), base);
+
+    /* Removal from the handler's own callback (freed later) counts at
+     * once. */
+    write_byte(p.wfd);
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, remove_self_cb, NULL, NULL, NULL,
+                                   &p.rfd),
+                0);
+    T_ASSERT_EQ(disable_cnt(), base + 1);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(disable_cnt(), base);
+    T_ASSERT_EQ(live_cnt(), base_live);
+
+    /* Event notifiers: poll without poll_ready is no io_poll. */
+    T_ASSERT_EQ(iot_event_init(&e, false), 0);
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &e, ev_nop, ev_poll_false, NULL), 0);
+    T_ASSERT_EQ(disable_cnt(), base + 1);
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &e, ev_nop, ev_poll_false, ev_nop), 0);
+    T_ASSERT_EQ(disable_cnt(), base);
+    T_ASSERT_EQ(iot_ctx_set_event_poll(ctx, &e, ev_nop, ev_nop), 0);
+    T_ASSERT_EQ(disable_cnt(), base);
+    T_ASSERT_EQ(live_cnt(), base_live + 1);
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &e, ev_nop, NULL, NULL), 0);
+    T_ASSERT_EQ(disable_cnt(), base + 1);
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &e, NULL, NULL, NULL), 0);
+    T_ASSERT_EQ(disable_cnt(), base);
+    T_ASSERT_EQ(live_cnt(), base_live);
+    iot_event_cleanup(&e);
+
+    pipe_close(&p);
+}
+BACKEND_CASE(test_fd_poll_disable_count)
+
+/* ---- fd/nonblocking-checks-fds ---- */
+
+typedef struct Polled {
+    int fd;
+    int nread, nready, npoll;
+} Polled;
+
+static bool polled_poll(void *opaque)
+{
+    Polled *pp = opaque;
+
+    pp->npoll++;
+    return false;
+}
+
+static void polled_read(void *opaque)
+{
+    Polled *pp = opaque;
+
+    pp->nread++;
+}
+
+static void polled_ready(void *opaque)
+{
+    Polled *pp = opaque;
+
+    pp->nready++;
+}
+
+static int ev_reads;
+
+static void count_ev_read(IotEvent *e)
+{
+    T_ASSERT_TRUE(iot_event_test_and_clear(e));
+    ev_reads++;
+}
+
+static void test_fd_nonblocking_checks_fds(void)
+{
+    Pipe p = pipe_new();
+    Polled pp = { .fd = p.rfd };
+    IotEvent e;
+
+    T_ASSERT_EQ(iot_ctx_set_poll_params(ctx, 1000000, 0, 0), 0);
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, polled_read, NULL, polled_poll,
+                                   polled_ready, &pp),
+                0);
+    T_ASSERT_EQ(iot_event_init(&e, false), 0);
+    T_ASSERT_EQ(
+        iot_ctx_set_event(ctx, &e, count_ev_read, ev_poll_false, ev_nop), 0);
+    /* Every handler has io_poll: busy polling is allowed. */
+    T_ASSERT_EQ(disable_cnt(), 0);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+
+    /* A readable fd whose io_poll says "not ready": a non-blocking poll
+     * must still look at the fds. */
+    write_byte(p.wfd);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(pp.nread, 1);
+    T_ASSERT_EQ(pp.nready, 0);
+    /* Again, now that the handler is on the poll list (it fired through
+     * its fd); still level-triggered. */
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(pp.nread, 2);
+    drain(p.rfd);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(pp.nread, 2);
+
+    /* The same for an event notifier with io_poll. */
+    T_ASSERT_EQ(iot_event_set(&e), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(ev_reads, 1);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(iot_event_set(&e), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(ev_reads, 2);
+
+    /* And a blocking poll after busy polling finds nothing. */
+    write_byte(p.wfd);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(pp.nread, 3);
+    T_ASSERT_EQ(pp.nready, 0);
+    drain(p.rfd);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &e, NULL, NULL, NULL), 0);
+    iot_event_cleanup(&e);
+    T_ASSERT_EQ(iot_fd_set(ctx, p.rfd, NULL, NULL), 0);
+    pipe_close(&p);
+}
+BACKEND_CASE(test_fd_nonblocking_checks_fds)
+
+/* ---- many handlers (epoll upgrade in AUTO; none otherwise) ---- */
+
+#define NSLOTS 70
+
+typedef struct Slot {
+    IotEvent e;
+    int n;
+} Slot;
+
+static void slot_cb(IotEvent *e)
+{
+    Slot *s = container_of(e, Slot, e);
+
+    T_ASSERT_TRUE(iot_event_test_and_clear(e));
+    s->n++;
+}
+
+static void slots_check(Slot *slots, int nslots, const int *expect_set,
+                        int nexpect)
+{
+    for (int i = 0; i < nslots; i++) {
+        int want = 0;
+        for (int j = 0; j < nexpect; j++) {
+            want |= expect_set[j] == i;
+        }
+        if (slots[i].n != want) {
+            t_fail(__FILE__, __LINE__, "slot %d: %d callbacks, expected %d", i,
+                   slots[i].n, want);
+        }
+        slots[i].n = 0;
+    }
+}
+
+/* Registers NSLOTS event notifiers; checks delivery and removal.
+ * @upgrade: AUTO, so the backend must become epoll for good. */
+static void many_fds(bool upgrade)
+{
+    static Slot slots[NSLOTS + 1];
+    static const int some[] = { 0, 17, 42, 63, 69 };
+    static const int one[] = { 5 };
+
+    for (int i = 0; i <= NSLOTS; i++) {
+        T_ASSERT_EQ(iot_event_init(&slots[i].e, false), 0);
+        slots[i].n = 0;
+    }
+    /* A few fds: AUTO stays on poll. */
+    for (int i = 0; i < 10; i++) {
+        T_ASSERT_EQ(iot_ctx_set_event(ctx, &slots[i].e, slot_cb, NULL, NULL),
+                    0);
+    }
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    if (upgrade) {
+        T_ASSERT_STR(iot_ctx_fdmon_name(ctx), "poll");
+    }
+    for (int i = 10; i < NSLOTS; i++) {
+        T_ASSERT_EQ(iot_ctx_set_event(ctx, &slots[i].e, slot_cb, NULL, NULL),
+                    0);
+    }
+    T_ASSERT_EQ(live_cnt(), base_live + NSLOTS);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    if (upgrade) {
+        T_ASSERT_STR(iot_ctx_fdmon_name(ctx), "epoll");
+    }
+    slots_check(slots, NSLOTS + 1, NULL, 0);
+
+    /* Events on a few of them are all delivered, once. */
+    for (size_t j = 0; j < sizeof(some) / sizeof(some[0]); j++) {
+        T_ASSERT_EQ(iot_event_set(&slots[some[j]].e), 0);
+    }
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    slots_check(slots, NSLOTS + 1, some, 5);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+
+    /* Blocking. */
+    T_ASSERT_EQ(iot_event_set(&slots[5].e), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    slots_check(slots, NSLOTS + 1, one, 1);
+
+    /* A handler added after the switch is watched too. */
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &slots[NSLOTS].e, slot_cb, NULL, NULL),
+                0);
+    T_ASSERT_EQ(iot_event_set(&slots[NSLOTS].e), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    {
+        const int last[] = { NSLOTS };
+        slots_check(slots, NSLOTS + 1, last, 1);
+    }
+
+    /* Remove all; set them all: nothing runs. */
+    for (int i = 0; i <= NSLOTS; i++) {
+        T_ASSERT_EQ(iot_ctx_set_event(ctx, &slots[i].e, NULL, NULL, NULL), 0);
+    }
+    T_ASSERT_EQ(live_cnt(), base_live);
+    for (int i = 0; i <= NSLOTS; i++) {
+        T_ASSERT_EQ(iot_event_set(&slots[i].e), 0);
+    }
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    slots_check(slots, NSLOTS + 1, NULL, 0);
+    if (upgrade) {
+        /* One-way: few fds left, still epoll. */
+        T_ASSERT_STR(iot_ctx_fdmon_name(ctx), "epoll");
+    }
+
+    /* Re-registered (still set): delivered on the backend in use. */
+    for (int i = 0; i < 3; i++) {
+        T_ASSERT_EQ(iot_ctx_set_event(ctx, &slots[i].e, slot_cb, NULL, NULL),
+                    0);
+    }
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    {
+        const int first3[] = { 0, 1, 2 };
+        slots_check(slots, NSLOTS + 1, first3, 3);
+    }
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    for (int i = 0; i < 3; i++) {
+        T_ASSERT_EQ(iot_ctx_set_event(ctx, &slots[i].e, NULL, NULL, NULL), 0);
+    }
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    if (upgrade) {
+        T_ASSERT_STR(iot_ctx_fdmon_name(ctx), "epoll");
+    }
+    for (int i = 0; i <= NSLOTS; i++) {
+        iot_event_cleanup(&slots[i].e);
+    }
+}
+
+/* An explicit backend never changes, however many fds. */
+static void test_fd_many(void)
+{
+    many_fds(false);
+}
+BACKEND_CASE(test_fd_many)
+
+static void test_fd_epoll_upgrade(void)
+{
+    T_ASSERT_EQ(unsetenv("IOTHREAD_FDMON"), 0);
+    ctx_setup(IOT_FDMON_AUTO);
+    many_fds(true);
+    ctx_teardown();
+}
+
+/* ---- fdmon/env ---- */
+
+static void env_expect(const char *env, IotFdmonKind kind, const char *name)
+{
+    IotCtxOptions opts = { .fdmon = kind };
+    IotError *err = NULL;
+    IotCtx *c;
+
+    T_ASSERT_EQ(setenv("IOTHREAD_FDMON", env, 1), 0);
+    c = kind == IOT_FDMON_AUTO ? iot_ctx_new(&err)
+                               : iot_ctx_new_full(&opts, &err);
+    if (!c) {
+        t_fail(__FILE__, __LINE__, "IOTHREAD_FDMON=%s: %s", env,
+               err ? iot_error_message(err) : "(no error)");
+    }
+    T_ASSERT(err == NULL);
+    T_ASSERT_STR(iot_ctx_fdmon_name(c), name);
+    iot_ctx_unref(c);
+}
+
+static void test_fdmon_env(void)
+{
+    IotCtxOptions opts = { .fdmon = IOT_FDMON_AUTO };
+    IotError *err = NULL;
+    IotCtx *c;
+
+    env_expect("epoll", IOT_FDMON_AUTO, "epoll");
+    env_expect("poll", IOT_FDMON_AUTO, "poll");
+    env_expect("auto", IOT_FDMON_AUTO, "poll");
+    env_expect("", IOT_FDMON_AUTO, "poll");
+
+    /* AUTO through iot_ctx_new_full honours it too. */
+    T_ASSERT_EQ(setenv("IOTHREAD_FDMON", "epoll", 1), 0);
+    c = iot_ctx_new_full(&opts, &err);
+    T_ASSERT(c != NULL);
+    T_ASSERT_STR(iot_ctx_fdmon_name(c), "epoll");
+    iot_ctx_unref(c);
+
+    /* An explicit backend ignores the variable. */
+    env_expect("epoll", IOT_FDMON_POLL, "poll");
+    env_expect("poll", IOT_FDMON_EPOLL, "epoll");
+    env_expect("bogus", IOT_FDMON_EPOLL, "epoll");
+
+    /* An unknown value fails creation with a message naming it. */
+    T_ASSERT_EQ(setenv("IOTHREAD_FDMON", "bogus", 1), 0);
+    c = iot_ctx_new(&err);
+    T_ASSERT(c == NULL);
+    T_ASSERT(err != NULL);
+    T_ASSERT(strstr(iot_error_message(err), "IOTHREAD_FDMON") != NULL);
+    iot_error_free(err);
+    err = NULL;
+    c = iot_ctx_new_full(&opts, &err);
+    T_ASSERT(c == NULL);
+    T_ASSERT(err != NULL);
+    T_ASSERT(strstr(iot_error_message(err), "IOTHREAD_FDMON") != NULL);
+    iot_error_free(err);
+
+    /* NULL errp is allowed. */
+    T_ASSERT(iot_ctx_new(NULL) == NULL);
+
+    T_ASSERT_EQ(unsetenv("IOTHREAD_FDMON"), 0);
+    env_expect("poll", IOT_FDMON_POLL, "poll");
+    T_ASSERT_EQ(unsetenv("IOTHREAD_FDMON"), 0);
+    c = iot_ctx_new(NULL);
+    T_ASSERT(c != NULL);
+    T_ASSERT_STR(iot_ctx_fdmon_name(c), "poll");
+    iot_ctx_unref(c);
+}
+
+/* ---- fd/hup ---- */
+
+static void *close_when_blocked(void *opaque)
+{
+    Pipe *p = opaque;
+
+    wait_loop_blocking(ctx);
+    close(p->wfd);
+    return NULL;
+}
+
+static void test_fd_hup(void)
+{
+    Pipe p = pipe_new();
+    int n = 0;
+    pthread_t th;
+
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, NULL, NULL, &n),
+                0);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(n, 0);
+    close(p.wfd);
+    p.wfd = -1;
+    /* POLLHUP is reported to the read callback, level-triggered. */
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(n, 1);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(n, 2);
+    T_ASSERT_EQ(iot_fd_set(ctx, p.rfd, NULL, NULL), 0);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(n, 2);
+    pipe_close(&p);
+
+    /* A hang-up while the loop is blocked wakes it. */
+    p = pipe_new();
+    n = 0;
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, NULL, NULL, &n),
+                0);
+    settle();
+    T_ASSERT_EQ(pthread_create(&th, NULL, close_when_blocked, &p), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(pthread_join(th, NULL), 0);
+    T_ASSERT_EQ(n, 1);
+    p.wfd = -1;
+    T_ASSERT_EQ(iot_fd_set(ctx, p.rfd, NULL, NULL), 0);
+    pipe_close(&p);
+
+    /* The other direction: a write-only handler on a pipe whose read end
+     * is closed gets POLLERR, which goes to the write callback. */
+    p = pipe_new();
+    n = 0;
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.wfd, NULL, count_cb, NULL, NULL, &n),
+                0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false)); /* writable */
+    T_ASSERT_EQ(n, 1);
+    close(p.rfd);
+    p.rfd = -1;
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(n, 2);
+    T_ASSERT_EQ(iot_fd_set(ctx, p.wfd, NULL, NULL), 0);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(n, 2);
+    pipe_close(&p);
+}
+BACKEND_CASE(test_fd_hup)
+
+/* ---- fd/many-changes-in-callback ---- */
+
+#define NVICTIMS   5
+#define NNEW       10
+#define NTRANSIENT 3
+
+typedef struct Churn {
+    IotEvent victims[NVICTIMS];
+    bool removed[NVICTIMS];
+    int victim_calls_after_removal;
+    IotEvent fresh[NNEW];
+    int fresh_n[NNEW];
+    IotEvent transient[NTRANSIENT];
+    int transient_n;
+    IotEvent trigger;
+    int trigger_n;
+} Churn;
+
+static Churn churn;
+
+static void victim_cb(IotEvent *e)
+{
+    int i = (int)(e - churn.victims);
+
+    T_ASSERT(i >= 0 && i < NVICTIMS);
+    if (churn.removed[i]) {
+        churn.victim_calls_after_removal++;
+    }
+    /* Not cleared: stays ready, level-triggered. */
+}
+
+static void fresh_cb(IotEvent *e)
+{
+    int i = (int)(e - churn.fresh);
+
+    T_ASSERT(i >= 0 && i < NNEW);
+    T_ASSERT_TRUE(iot_event_test_and_clear(e));
+    churn.fresh_n[i]++;
+}
+
+static void transient_cb(IotEvent *e)
+{
+    (void)e;
+    churn.transient_n++;
+}
+
+static void trigger_cb(IotEvent *e)
+{
+    T_ASSERT_TRUE(iot_event_test_and_clear(e));
+    churn.trigger_n++;
+    for (int i = 0; i < NNEW; i++) {
+        T_ASSERT_EQ(
+            iot_ctx_set_event(ctx, &churn.fresh[i], fresh_cb, NULL, NULL), 0);
+    }
+    for (int i = 0; i < NVICTIMS; i++) {
+        T_ASSERT_EQ(iot_ctx_set_event(ctx, &churn.victims[i], NULL, NULL, NULL),
+                    0);
+        churn.removed[i] = true;
+    }
+    /* Added and removed again within the same callback. */
+    for (int i = 0; i < NTRANSIENT; i++) {
+        T_ASSERT_EQ(iot_ctx_set_event(ctx, &churn.transient[i], transient_cb,
+                                      NULL, NULL),
+                    0);
+    }
+    for (int i = 0; i < NTRANSIENT; i++) {
+        T_ASSERT_EQ(
+            iot_ctx_set_event(ctx, &churn.transient[i], NULL, NULL, NULL), 0);
+    }
+}
+
+static void churn_round(bool trigger_first)
+{
+    memset(&churn, 0, sizeof(churn));
+    for (int i = 0; i < NVICTIMS; i++) {
+        T_ASSERT_EQ(iot_event_init(&churn.victims[i], true), 0);
+    }
+    for (int i = 0; i < NNEW; i++) {
+        T_ASSERT_EQ(iot_event_init(&churn.fresh[i], true), 0);
+    }
+    for (int i = 0; i < NTRANSIENT; i++) {
+        T_ASSERT_EQ(iot_event_init(&churn.transient[i], true), 0);
+    }
+    T_ASSERT_EQ(iot_event_init(&churn.trigger, true), 0);
+
+    if (trigger_first) {
+        T_ASSERT_EQ(
+            iot_ctx_set_event(ctx, &churn.trigger, trigger_cb, NULL, NULL), 0);
+    }
+    for (int i = 0; i < NVICTIMS; i++) {
+        T_ASSERT_EQ(
+            iot_ctx_set_event(ctx, &churn.victims[i], victim_cb, NULL, NULL),
+            0);
+    }
+    if (!trigger_first) {
+        T_ASSERT_EQ(
+            iot_ctx_set_event(ctx, &churn.trigger, trigger_cb, NULL, NULL), 0);
+    }
+    T_ASSERT_EQ(live_cnt(), base_live + NVICTIMS + 1);
+
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(churn.trigger_n, 1);
+    T_ASSERT_EQ(churn.victim_calls_after_removal, 0);
+    T_ASSERT_EQ(churn.transient_n, 0);
+    /* The new handlers were not ready when the loop waited. */
+    for (int i = 0; i < NNEW; i++) {
+        T_ASSERT_EQ(churn.fresh_n[i], 0);
+    }
+    T_ASSERT_EQ(live_cnt(), base_live + NNEW + 1);
+
+    /* Next poll: each new one once; removed ones (still set) never. */
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    for (int i = 0; i < NNEW; i++) {
+        T_ASSERT_EQ(churn.fresh_n[i], 1);
+    }
+    T_ASSERT_EQ(churn.trigger_n, 1);
+    T_ASSERT_EQ(churn.victim_calls_after_removal, 0);
+    T_ASSERT_EQ(churn.transient_n, 0);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+
+    /* And again when set. */
+    T_ASSERT_EQ(iot_event_set(&churn.fresh[3]), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(churn.fresh_n[3], 2);
+
+    for (int i = 0; i < NNEW; i++) {
+        T_ASSERT_EQ(iot_ctx_set_event(ctx, &churn.fresh[i], NULL, NULL, NULL),
+                    0);
+        iot_event_cleanup(&churn.fresh[i]);
+    }
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &churn.trigger, NULL, NULL, NULL), 0);
+    iot_event_cleanup(&churn.trigger);
+    for (int i = 0; i < NVICTIMS; i++) {
+        iot_event_cleanup(&churn.victims[i]);
+    }
+    for (int i = 0; i < NTRANSIENT; i++) {
+        iot_event_cleanup(&churn.transient[i]);
+    }
+    T_ASSERT_EQ(live_cnt(), base_live);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+}
+
+static void test_fd_many_changes_in_callback(void)
+{
+    churn_round(true);
+    churn_round(false);
+}
+BACKEND_CASE(test_fd_many_changes_in_callback)
 
 int main(int argc, char **argv)
 {
+    ADD_BOTH("/aio/event/add-remove", test_event_add_remove);
+    ADD_BOTH("/aio/event/wait", test_event_wait);
+    ADD_BOTH("/aio/event/wait/no-flush-cb", test_event_wait_no_flush_cb);
+    ADD_BOTH("/aio/event/flush", test_event_flush);
+    ADD_BOTH("/aio/fd/read-write", test_fd_read_write);
+    ADD_BOTH("/aio/fd/replace", test_fd_replace);
+    ADD_BOTH("/aio/fd/remove-in-read", test_fd_remove_in_read);
+    ADD_BOTH("/aio/fd/remove-other-thread", test_fd_remove_other_thread);
+    ADD_BOTH("/aio/fd/poll-disable-count", test_fd_poll_disable_count);
+    ADD_BOTH("/aio/fd/nonblocking-checks-fds", test_fd_nonblocking_checks_fds);
+    ADD_BOTH("/aio/fd/many", test_fd_many);
+    ADD_BOTH("/aio/fd/hup", test_fd_hup);
+    ADD_BOTH("/aio/fd/many-changes-in-callback",
+             test_fd_many_changes_in_callback);
+    t_add("/auto/aio/fd/epoll-upgrade", test_fd_epoll_upgrade);
+    t_add("/auto/aio/fdmon/env", test_fdmon_env);
     return t_run(argc, argv);
 }
