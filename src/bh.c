@@ -107,19 +107,36 @@ static void bh_free(IotBh *bh)
     free(bh);
 }
 
-/* Any thread.  Wait-free apart from the CAS retry of the first push. */
-static void bh_enqueue(IotBh *bh, unsigned new_flags)
+/* The flags after scheduling with @add on @old: a normal schedule makes a
+ * pending idle BH a normal one, and an idle schedule never demotes a BH
+ * that is pending as a normal one. */
+static unsigned bh_flags_after(unsigned old, unsigned add)
+{
+    unsigned new_ = old | BH_PENDING | add;
+
+    if (add == BH_SCHEDULED ||
+        (add & BH_IDLE && (old & (BH_SCHEDULED | BH_IDLE)) == BH_SCHEDULED)) {
+        new_ &= ~(unsigned)BH_IDLE;
+    }
+    return new_;
+}
+
+/* Any thread.  Lock-free: a CAS on the flags, and a CAS push the first
+ * time (both retry only when another thread changed the word meanwhile). */
+static void bh_enqueue(IotBh *bh, unsigned add)
 {
     /* Read ctx before the BH becomes visible: once pushed, the loop may run
      * and free it (one-shot, or deleted) at any moment. */
     IotCtx *ctx = bh->ctx;
-    unsigned old;
+    unsigned old = atomic_load_explicit(&bh->flags, memory_order_relaxed);
 
     /* acq_rel pairs with the fetch_and in bh_dequeue(): the loop that runs
      * the callback sees what the caller wrote before scheduling, and we
      * see the loop's last use of bh->next before we overwrite it. */
-    old = atomic_fetch_or_explicit(&bh->flags, BH_PENDING | new_flags,
-                                   memory_order_acq_rel);
+    while (!atomic_compare_exchange_weak_explicit(
+        &bh->flags, &old, bh_flags_after(old, add), memory_order_acq_rel,
+        memory_order_relaxed)) {
+    }
     if (!(old & BH_PENDING)) {
         IotBh *head = atomic_load_explicit(&ctx->bh_list, memory_order_relaxed);
         do {
@@ -129,7 +146,7 @@ static void bh_enqueue(IotBh *bh, unsigned new_flags)
         } while (!atomic_compare_exchange_weak_explicit(
             &ctx->bh_list, &head, bh, memory_order_release,
             memory_order_relaxed));
-    } else if (new_flags == BH_SCHEDULED &&
+    } else if (add == BH_SCHEDULED &&
                (old & (BH_SCHEDULED | BH_IDLE | BH_DELETED)) == BH_SCHEDULED) {
         /* Already pending and scheduled: whoever pushed it notifies (after
          * its push), and a loop that took it into a slice runs it before

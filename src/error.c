@@ -11,7 +11,8 @@ struct IotError {
     char *msg;
 };
 
-static void error_setv(IotError **errp, int err, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static void
+error_setv(IotError **errp, int err, const char *fmt, va_list ap)
 {
     IotError *e;
     char *msg = NULL;

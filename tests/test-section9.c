@@ -229,6 +229,16 @@ static void test_item3_progress(void)
     iot_bh_schedule_idle(idle);
     T_ASSERT_FALSE(iot_ctx_poll(ctx, true));
     T_ASSERT_EQ(idle_runs, 1);
+    /* A normal schedule of a BH pending as idle makes it normal... */
+    iot_bh_schedule_idle(idle);
+    iot_bh_schedule(idle);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(idle_runs, 2);
+    /* ...and an idle schedule does not demote a pending normal one. */
+    iot_bh_schedule(idle);
+    iot_bh_schedule_idle(idle);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(idle_runs, 3);
     /* A one-shot BH is. */
     T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, plain_cb, NULL), 0);
     T_ASSERT_TRUE(iot_ctx_poll(ctx, false));

@@ -37,10 +37,12 @@ IOT_API IotBh *iot_bh_new_full(IotCtx *ctx, IotBhFunc *cb, void *opaque,
                                const char *name);
 #define iot_bh_new(ctx, cb, opaque) iot_bh_new_full((ctx), (cb), (opaque), #cb)
 
-/* Any thread.  Run the callback once, in the next iteration. */
+/* Any thread.  Run the callback once, in the next iteration.  A BH
+ * pending as idle becomes a normal one. */
 IOT_API void iot_bh_schedule(IotBh *bh);
-/* Any thread.  Like schedule, but the loop need not wake at once: it runs
- * within 10 ms, and running it is not progress. */
+/* Any thread.  Like schedule (it wakes the loop too), but running it is
+ * not progress, and while it is the only work pending the loop sleeps at
+ * most 10 ms at a time.  A BH already pending as a normal one stays so. */
 IOT_API void iot_bh_schedule_idle(IotBh *bh);
 /* Any thread.  Undo a schedule that has not run yet.  It races with a
  * running loop unless the caller orders itself with the home thread. */
