@@ -31,6 +31,7 @@
 typedef struct IotHandler IotHandler;
 typedef struct IotBhSlice IotBhSlice;
 typedef struct IotFdmonOps IotFdmonOps;
+typedef struct IotPool IotPool;
 
 /* A list of ready handlers.  [home]; it lives on the stack of one
  * iot_ctx_poll() call, and a handler is on at most one such list. */
@@ -132,11 +133,13 @@ struct IotCtx {
 
     /* ---- polling parameters ---- */
     pthread_mutex_t param_lock;
-    IotPollParams param_set; /* [param_lock] as configured */
-    atomic_uint param_gen;   /* [param_lock writes, any reads] */
-    IotPollParams param;     /* [home] in force */
-    unsigned param_seen;     /* [home] gen of param */
-    atomic_llong max_batch;  /* [any] */
+    IotPollParams param_set;    /* [param_lock] as configured */
+    atomic_uint param_gen;      /* [param_lock writes, any reads] */
+    IotPollParams param;        /* [home] in force */
+    unsigned param_seen;        /* [home] gen of param */
+    atomic_llong max_batch;     /* [any] */
+    int64_t pool_min, pool_max; /* [param_lock] */
+    _Atomic(IotPool *) pool;    /* [param_lock writes] created lazily */
 
     /* ---- timers ---- */
     IotTimerList timers[IOT_CLOCK_COUNT];
@@ -154,6 +157,10 @@ void iot__fd_ctx_finalize(IotCtx *ctx);
 void iot__handlers_free_deleted(IotCtx *ctx); /* home thread, walker */
 void iot__ready_push(IotReadyList *list, IotHandler *h);
 IotHandler *iot__ready_pop(IotReadyList *list);
+
+/* pool.c */
+void iot__pool_free(IotCtx *ctx); /* finalize: waits for the workers */
+extern int64_t iot__pool_idle_ns; /* idle worker timeout; tests shorten it */
 
 /* timer.c */
 void iot__timers_init(IotCtx *ctx);

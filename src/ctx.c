@@ -10,6 +10,7 @@
 
 #include "ctx-internal.h"
 #include "fdmon.h"
+#include <iothread/pool.h>
 
 static __thread IotCtx *current_ctx;
 static _Atomic(IotCtx *) main_ctx;
@@ -45,6 +46,7 @@ IotCtx *iot_ctx_new_full(const IotCtxOptions *opts, IotError **errp)
     }
     atomic_init(&ctx->refcnt, 1);
     ctx->epollfd = -1;
+    ctx->pool_max = IOT_POOL_MAX_DEFAULT;
     iot__lockcnt_init(&ctx->list_lock);
     pthread_mutex_init(&ctx->param_lock, NULL);
     iot__bh_ctx_init(ctx);
@@ -80,7 +82,9 @@ void iot_ctx_ref(IotCtx *ctx)
 /* Any thread, with no poll running: the last reference is gone. */
 static void ctx_finalize(IotCtx *ctx)
 {
-    /* BHs first: a leaked BH aborts with its name before anything else is
+    /* The pool first: it waits for its workers and deletes its BHs. */
+    iot__pool_free(ctx);
+    /* BHs next: a leaked BH aborts with its name before anything else is
      * torn down, so the report is not buried under secondary failures. */
     iot__bh_ctx_finalize(ctx);
     iot__timers_finalize(ctx);

@@ -8,6 +8,7 @@
 #include <iothread/ctx.h>
 #include <iothread/bh.h>
 #include <iothread/fd.h>
+#include <iothread/pool.h>
 #include <iothread/timer.h>
 
 #endif
