@@ -259,6 +259,7 @@ bool iot__bh_poll(IotCtx *ctx)
                 progress = true;
             }
             bh->cb(bh->opaque);
+            IOT_STAT_ADD(ctx, bh_runs, 1);
         }
         if (flags & (BH_DELETED | BH_ONESHOT)) {
             bh_free(bh);

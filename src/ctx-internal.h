@@ -143,7 +143,25 @@ struct IotCtx {
 
     /* ---- timers ---- */
     IotTimerList timers[IOT_CLOCK_COUNT];
+
+    /* ---- statistics: [home] writes with IOT_STAT_ADD, [any] reads ---- */
+    struct {
+        _Atomic uint64_t iterations, idle_ns, poll_hits, poll_misses, poll_ns,
+            accepted, bh_runs, fd_events, timer_fires;
+        _Atomic int64_t poll_window_ns;
+        _Atomic int64_t epoch_ns; /* first poll; 0 before */
+    } stats;
 };
+
+/* Home thread only: a single writer, so a relaxed load and store (no
+ * read-modify-write) keep the counter exact and the hot path cheap. */
+#define IOT_STAT_ADD(ctx, field, n)                                            \
+    atomic_store_explicit(                                                     \
+        &(ctx)->stats.field,                                                   \
+        atomic_load_explicit(&(ctx)->stats.field, memory_order_relaxed) + (n), \
+        memory_order_relaxed)
+#define IOT_STAT_SET(ctx, field, v)                                            \
+    atomic_store_explicit(&(ctx)->stats.field, (v), memory_order_relaxed)
 
 /* bh.c */
 void iot__bh_ctx_init(IotCtx *ctx);
@@ -180,6 +198,7 @@ static inline const IotFdmonOps *iot__fdmon(IotCtx *ctx)
     return atomic_load_explicit(&ctx->fdmon, memory_order_acquire);
 }
 int64_t iot__now_ns(void); /* CLOCK_MONOTONIC: busy polling and block_ns */
+int64_t iot__stats_now_ns(void); /* CLOCK_MONOTONIC, never the test clock */
 /* Tests only: when set, iot__now_ns() returns what this returns, so that
  * the adaptive-polling arithmetic can be driven exactly.  Set it before
  * any thread polls; it is not synchronised. */

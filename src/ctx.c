@@ -28,6 +28,14 @@ int64_t iot__now_ns(void)
     return ts.tv_sec * IOT_NS_PER_S + ts.tv_nsec;
 }
 
+int64_t iot__stats_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * IOT_NS_PER_S + ts.tv_nsec;
+}
+
 IotCtx *iot_ctx_new(IotError **errp)
 {
     return iot_ctx_new_full(NULL, errp);
@@ -246,4 +254,40 @@ int64_t iot_ctx_get_max_batch(IotCtx *ctx)
 const char *iot_ctx_fdmon_name(IotCtx *ctx)
 {
     return iot__fdmon(ctx)->name;
+}
+
+#define STAT(field)                                                            \
+    atomic_load_explicit(&ctx->stats.field, memory_order_relaxed)
+
+void iot_ctx_get_stats(IotCtx *ctx, IotCtxStats *s)
+{
+    int64_t epoch = STAT(epoch_ns);
+    uint64_t sent, accepted;
+    IotPoolStats pool;
+
+    *s = (IotCtxStats){ 0 };
+    s->iterations = STAT(iterations);
+    s->idle_ns = STAT(idle_ns);
+    if (epoch) {
+        uint64_t total = (uint64_t)(iot__stats_now_ns() - epoch);
+        s->busy_ns = total > s->idle_ns ? total - s->idle_ns : 0;
+    }
+    s->poll_hits = STAT(poll_hits);
+    s->poll_misses = STAT(poll_misses);
+    s->poll_ns = STAT(poll_ns);
+    s->poll_window_ns = STAT(poll_window_ns);
+    /* Every notification the loop accepted either came with an eventfd
+     * write or did not need one. */
+    sent = atomic_load_explicit(&ctx->notify_kicks, memory_order_relaxed);
+    accepted = STAT(accepted);
+    s->notify_sent = sent;
+    s->notify_elided = accepted > sent ? accepted - sent : 0;
+    s->bh_runs = STAT(bh_runs);
+    s->fd_events = STAT(fd_events);
+    s->timer_fires = STAT(timer_fires);
+    iot_ctx_pool_stats(ctx, &pool);
+    s->pool_threads = pool.threads;
+    s->pool_queued = pool.queued;
+    s->pool_active = pool.active;
+    s->backend = iot_ctx_fdmon_name(ctx);
 }

@@ -161,10 +161,15 @@ static bool run_poll_handlers(IotCtx *ctx, IotReadyList *ready, int64_t max_ns,
         elapsed = iot__now_ns() - start;
     } while (!hit && elapsed < max_ns && !iot__fdmon(ctx)->need_wait(ctx));
 
+    IOT_STAT_ADD(ctx, poll_ns, elapsed);
     if (hit) {
+        IOT_STAT_ADD(ctx, poll_hits, 1);
         *timeout = 0;
-    } else if (*timeout != -1) {
-        *timeout = *timeout > elapsed ? *timeout - elapsed : 0;
+    } else {
+        IOT_STAT_ADD(ctx, poll_misses, 1);
+        if (*timeout != -1) {
+            *timeout = *timeout > elapsed ? *timeout - elapsed : 0;
+        }
     }
     return hit;
 }
@@ -176,6 +181,7 @@ static bool try_poll_mode(IotCtx *ctx, IotReadyList *ready, int64_t *timeout)
     int64_t max_ns = 0;
 
     if (!ctx->poll_head || ctx->param.max_ns == 0) {
+        IOT_STAT_SET(ctx, poll_window_ns, 0);
         return false;
     }
     for (IotHandler *h = ctx->poll_head; h; h = h->poll_next) {
@@ -183,6 +189,7 @@ static bool try_poll_mode(IotCtx *ctx, IotReadyList *ready, int64_t *timeout)
             max_ns = h->poll_ns;
         }
     }
+    IOT_STAT_SET(ctx, poll_window_ns, max_ns);
     max_ns = iot__timeout_min(max_ns, *timeout);
     if (max_ns > 0 && !iot__fdmon(ctx)->need_wait(ctx)) {
         poll_set_started(ctx, ready, true);
@@ -218,6 +225,7 @@ static bool dispatch_handler(IotCtx *ctx, IotHandler *h)
          * must not see the same level-triggered condition and recurse. */
         iot__poll_list_remove(ctx, h);
         h->ops.poll_ready(h->opaque);
+        IOT_STAT_ADD(ctx, fd_events, !h->is_notifier);
         if (!h->in_poll_list && handler_live(h)) {
             iot__poll_list_add(ctx, h);
         }
@@ -226,11 +234,13 @@ static bool dispatch_handler(IotCtx *ctx, IotHandler *h)
     if ((revents & (POLLIN | POLLHUP | POLLERR)) && h->ops.read) {
         h->ops.read(h->opaque);
         progress |= !h->is_notifier;
+        IOT_STAT_ADD(ctx, fd_events, !h->is_notifier);
     }
     /* The read callback may have removed the handler. */
     if ((revents & (POLLOUT | POLLERR)) && h->ops.write && handler_live(h)) {
         h->ops.write(h->opaque);
         progress = true;
+        IOT_STAT_ADD(ctx, fd_events, 1);
     }
     return progress;
 }
@@ -282,7 +292,9 @@ static void notify_me_lower(IotCtx *ctx)
  * block. */
 static void notify_accept(IotCtx *ctx)
 {
-    atomic_exchange_explicit(&ctx->notified, false, memory_order_seq_cst);
+    if (atomic_exchange_explicit(&ctx->notified, false, memory_order_seq_cst)) {
+        IOT_STAT_ADD(ctx, accepted, 1);
+    }
 }
 
 /* ---- the iteration ---- */
@@ -308,6 +320,20 @@ static bool need_fd_wait(IotCtx *ctx, int64_t timeout, bool poll_hit)
                atomic_load_explicit(&ctx->pollable_cnt, memory_order_relaxed);
 }
 
+/* The backend's wait; time spent blocked counts as idle. */
+static void fd_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout)
+{
+    int64_t t0;
+
+    if (timeout == 0) {
+        iot__fdmon(ctx)->wait(ctx, ready, 0);
+        return;
+    }
+    t0 = iot__stats_now_ns();
+    iot__fdmon(ctx)->wait(ctx, ready, timeout);
+    IOT_STAT_ADD(ctx, idle_ns, iot__stats_now_ns() - t0);
+}
+
 bool iot_ctx_poll(IotCtx *ctx, bool blocking)
 {
     IotReadyList ready = { NULL, NULL };
@@ -317,6 +343,10 @@ bool iot_ctx_poll(IotCtx *ctx, bool blocking)
     assert(iot_ctx_current() == ctx);
 
     iot__lockcnt_inc(&ctx->list_lock);
+    IOT_STAT_ADD(ctx, iterations, 1);
+    if (!atomic_load_explicit(&ctx->stats.epoch_ns, memory_order_relaxed)) {
+        IOT_STAT_SET(ctx, epoch_ns, iot__stats_now_ns());
+    }
     params_refresh(ctx);
     if (ctx->param.max_ns) {
         start = iot__now_ns();
@@ -335,7 +365,7 @@ bool iot_ctx_poll(IotCtx *ctx, bool blocking)
         if (timeout != 0 && poll_set_started(ctx, &ready, false)) {
             timeout = 0;
         }
-        iot__fdmon(ctx)->wait(ctx, &ready, timeout);
+        fd_wait(ctx, &ready, timeout);
     }
     if (may_block) {
         notify_me_lower(ctx);

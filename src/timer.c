@@ -339,6 +339,7 @@ static bool timers_run_clock(IotCtx *ctx, IotClock c)
         t->expire = -1;
         pthread_mutex_unlock(&tl->lock);
         t->cb(t->opaque);
+        IOT_STAT_ADD(ctx, timer_fires, 1);
         progress = true;
         pthread_mutex_lock(&tl->lock);
     }

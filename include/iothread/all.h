@@ -9,6 +9,7 @@
 #include <iothread/bh.h>
 #include <iothread/fd.h>
 #include <iothread/pool.h>
+#include <iothread/iothread.h>
 #include <iothread/timer.h>
 
 #endif

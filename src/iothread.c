@@ -1,0 +1,933 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * IOThread objects: lifecycle, properties, registry (sections 1.2-1.9 of
+ * the specification).
+ *
+ * Threads and locks:
+ *  - registry_lock protects the list of user-created IOThreads and the
+ *    "users" marks; it is taken before any IOThread's lock;
+ *  - t->lock serialises the controlling operations on one IOThread (stop,
+ *    property sets, reads of the stored properties).  A set holds it while
+ *    it waits for its apply BH, which never takes it;
+ *  - t->running is read and written only by the IOThread itself.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <iothread/bh.h>
+#include <iothread/iothread.h>
+#include <iothread/pool.h>
+
+#include "ctx-internal.h"
+
+/* ---- properties ---- */
+
+enum {
+    P_POLL_MAX_NS,
+    P_POLL_GROW,
+    P_POLL_SHRINK,
+    P_AIO_MAX_BATCH,
+    P_POOL_MIN,
+    P_POOL_MAX,
+    P_NINT,
+    P_CPU_AFFINITY = P_NINT,
+    P_COUNT
+};
+
+#define MASK(p) (1u << (p))
+#define POLL_MASK                                                              \
+    (MASK(P_POLL_MAX_NS) | MASK(P_POLL_GROW) | MASK(P_POLL_SHRINK))
+#define POOL_MASK (MASK(P_POOL_MIN) | MASK(P_POOL_MAX))
+
+static const IotPropInfo prop_info[P_COUNT] = {
+    [P_POLL_MAX_NS] = { "poll-max-ns", IOT_PROP_INT,
+                        "longest busy-poll window in ns, 0 disables polling" },
+    [P_POLL_GROW] = { "poll-grow", IOT_PROP_INT,
+                      "poll window multiplier when it grows, 0 means 2" },
+    [P_POLL_SHRINK] = { "poll-shrink", IOT_PROP_INT,
+                        "poll window divisor when it shrinks, 0 resets it" },
+    [P_AIO_MAX_BATCH] = { "aio-max-batch", IOT_PROP_INT,
+                          "most requests per I/O batch, 0 means the "
+                          "engine's default" },
+    [P_POOL_MIN] = { "thread-pool-min", IOT_PROP_INT,
+                     "pool worker threads kept alive" },
+    [P_POOL_MAX] = { "thread-pool-max", IOT_PROP_INT,
+                     "most pool worker threads" },
+    [P_CPU_AFFINITY] = { "cpu-affinity", IOT_PROP_STR,
+                         "CPUs the thread runs on, as a list such as "
+                         "\"0-3,6\"; empty means inherited" },
+};
+
+static const int64_t prop_default[P_NINT] = {
+    [P_POLL_MAX_NS] = IOT_THREAD_POLL_MAX_NS_DEFAULT,
+    [P_POOL_MAX] = IOT_POOL_MAX_DEFAULT,
+};
+
+struct IotThreadProps {
+    int64_t v[P_NINT];
+    char *affinity; /* never NULL */
+    unsigned mask;  /* the properties set */
+};
+
+const IotPropInfo *iot_thread_props_info(size_t *count)
+{
+    if (count) {
+        *count = P_COUNT;
+    }
+    return prop_info;
+}
+
+static int prop_index(const char *name)
+{
+    for (int i = 0; i < P_COUNT; i++) {
+        if (!strcmp(prop_info[i].name, name)) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static void props_init(IotThreadProps *p)
+{
+    memcpy(p->v, prop_default, sizeof(p->v));
+    p->affinity = NULL;
+    p->mask = 0;
+}
+
+IotThreadProps *iot_thread_props_new(void)
+{
+    IotThreadProps *p = malloc(sizeof(*p));
+
+    if (p) {
+        props_init(p);
+        p->affinity = strdup("");
+        if (!p->affinity) {
+            free(p);
+            return NULL;
+        }
+    }
+    return p;
+}
+
+void iot_thread_props_free(IotThreadProps *p)
+{
+    if (p) {
+        free(p->affinity);
+        free(p);
+    }
+}
+
+/* Parses a CPU list ("0-3,6"); "" is the empty set.  0 or -EINVAL. */
+static int cpulist_parse(const char *s, cpu_set_t *set)
+{
+    CPU_ZERO(set);
+    while (*s) {
+        char *end;
+        unsigned long lo, hi;
+
+        if (!isdigit((unsigned char)*s)) {
+            return -EINVAL;
+        }
+        lo = hi = strtoul(s, &end, 10);
+        if (*end == '-') {
+            if (!isdigit((unsigned char)end[1])) {
+                return -EINVAL;
+            }
+            hi = strtoul(end + 1, &end, 10);
+        }
+        if (lo > hi || hi >= CPU_SETSIZE) {
+            return -EINVAL;
+        }
+        for (unsigned long c = lo; c <= hi; c++) {
+            CPU_SET(c, set);
+        }
+        if (*end == ',' && end[1]) {
+            end++;
+        } else if (*end) {
+            return -EINVAL;
+        }
+        s = end;
+    }
+    return 0;
+}
+
+static int props_set_int(IotThreadProps *p, int i, int64_t value,
+                         IotError **errp)
+{
+    if (value < 0) {
+        iot_error_setg(errp, "%s value must be in range [0, %" PRId64 "]",
+                       prop_info[i].name, INT64_MAX);
+        return -EINVAL;
+    }
+    p->v[i] = value;
+    p->mask |= MASK(i);
+    return 0;
+}
+
+static int props_set_affinity(IotThreadProps *p, const char *value,
+                              IotError **errp)
+{
+    cpu_set_t set;
+    char *copy;
+
+    if (cpulist_parse(value, &set) < 0) {
+        iot_error_setg(errp,
+                       "cpu-affinity: '%s' is not a CPU list such as "
+                       "'0-3,6'",
+                       value);
+        return -EINVAL;
+    }
+    copy = strdup(value);
+    if (!copy) {
+        iot_error_setg_errno(errp, ENOMEM, "cpu-affinity");
+        return -ENOMEM;
+    }
+    free(p->affinity);
+    p->affinity = copy;
+    p->mask |= MASK(P_CPU_AFFINITY);
+    return 0;
+}
+
+static int prop_lookup(const char *name, IotPropType type, IotError **errp)
+{
+    int i = prop_index(name);
+
+    if (i < 0) {
+        iot_error_setg(errp, "Property 'iothread.%s' not found", name);
+        return -ENOENT;
+    }
+    if (prop_info[i].type != type) {
+        iot_error_setg(
+            errp, "Invalid parameter type for '%s', expected: %s", name,
+            prop_info[i].type == IOT_PROP_INT ? "integer" : "string");
+        return -EINVAL;
+    }
+    return i;
+}
+
+int iot_thread_props_set_int(IotThreadProps *p, const char *name, int64_t value,
+                             IotError **errp)
+{
+    int i = prop_lookup(name, IOT_PROP_INT, errp);
+
+    return i < 0 ? i : props_set_int(p, i, value, errp);
+}
+
+int iot_thread_props_set_str(IotThreadProps *p, const char *name,
+                             const char *value, IotError **errp)
+{
+    int i = prop_lookup(name, IOT_PROP_STR, errp);
+
+    return i < 0 ? i : props_set_affinity(p, value, errp);
+}
+
+/* The cross-check of section 1.8, on the values as they would be. */
+static int props_check(const IotThreadProps *p, IotError **errp)
+{
+    int64_t min = p->v[P_POOL_MIN], max = p->v[P_POOL_MAX];
+
+    if (min > max || max <= 0 || min > INT_MAX || max > INT_MAX) {
+        iot_error_setg(errp, "bad thread-pool-min/thread-pool-max values");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* @dst takes every property set in @src. */
+static int props_merge(IotThreadProps *dst, const IotThreadProps *src)
+{
+    for (int i = 0; i < P_NINT; i++) {
+        if (src->mask & MASK(i)) {
+            dst->v[i] = src->v[i];
+        }
+    }
+    if (src->mask & MASK(P_CPU_AFFINITY)) {
+        char *copy = strdup(src->affinity);
+        if (!copy) {
+            return -ENOMEM;
+        }
+        free(dst->affinity);
+        dst->affinity = copy;
+    }
+    dst->mask |= src->mask;
+    return 0;
+}
+
+/* ---- the object ---- */
+
+struct IotThread {
+    atomic_int refcnt;
+    char *id;             /* [const] */
+    bool internal;        /* [const] */
+    IotCtx *ctx;          /* [const] */
+    pthread_t thread;     /* [const once started] */
+    atomic_int tid;       /* [thread publishes] -1 until started */
+    pthread_mutex_t lock; /* see the top of this file */
+    IotThreadProps props; /* [lock] the stored values */
+    bool started;         /* [lock] the thread exists (joinable) */
+    bool stopping;        /* [lock] stop requested or done */
+    bool registered;      /* [registry_lock] */
+    unsigned users;       /* [registry_lock] */
+    IotThread *reg_next;  /* [registry_lock] */
+    bool running;         /* [thread] the loop goes on */
+    cpu_set_t inherited;  /* [thread] affinity at start */
+    sem_t init_done;      /* thread start handshake */
+    IotError *init_err;   /* [thread, before init_done] */
+};
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static IotThread *registry;
+static __thread IotThread *tls_self;
+
+/* ---- the thread ---- */
+
+/* IOThread.  Applies @list ("" = the inherited set) to the calling thread. */
+static int affinity_apply(IotThread *t, const char *list, IotError **errp)
+{
+    cpu_set_t set;
+    int ret;
+
+    if (!*list) {
+        set = t->inherited;
+    } else if (cpulist_parse(list, &set) < 0) {
+        iot_error_setg(errp, "cpu-affinity: '%s' is not a CPU list", list);
+        return -EINVAL;
+    }
+    ret = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    if (ret) {
+        iot_error_setg_errno(errp, ret, "cpu-affinity: cannot run on '%s'",
+                             list);
+        return -ret;
+    }
+    return 0;
+}
+
+static void thread_set_name(const char *id)
+{
+    char name[IOT_THREAD_NAME_MAX + 1];
+
+    snprintf(name, sizeof(name), "IO %s", id);
+    pthread_setname_np(pthread_self(), name);
+}
+
+static void *thread_main(void *opaque)
+{
+    IotThread *t = opaque;
+
+    tls_self = t;
+    thread_set_name(t->id);
+    iot_ctx_set_current(t->ctx);
+    sched_getaffinity(0, sizeof(t->inherited), &t->inherited);
+    /* t->props is stable here: the creator holds it until we post. */
+    if (*t->props.affinity &&
+        affinity_apply(t, t->props.affinity, &t->init_err) < 0) {
+        sem_post(&t->init_done);
+        goto out;
+    }
+    t->running = true;
+    atomic_store_explicit(&t->tid, (int)gettid(), memory_order_release);
+    sem_post(&t->init_done);
+
+    while (t->running) {
+        iot_ctx_poll(t->ctx, true);
+    }
+out:
+    iot_ctx_set_current(NULL);
+    tls_self = NULL;
+    return NULL;
+}
+
+/* IOThread: the one-shot BH of iot_thread_stop(). */
+static void thread_stop_bh(void *opaque)
+{
+    IotThread *t = opaque;
+
+    t->running = false;
+}
+
+/* ---- creation ---- */
+
+static bool id_valid(const char *id)
+{
+    if (!id || !isalpha((unsigned char)id[0])) {
+        return false;
+    }
+    for (const char *c = id; *c; c++) {
+        if (!isalnum((unsigned char)*c) && !strchr("-._", *c)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* registry_lock held. */
+static IotThread *registry_find_locked(const char *id)
+{
+    for (IotThread *t = registry; t; t = t->reg_next) {
+        if (!strcmp(t->id, id)) {
+            return t;
+        }
+    }
+    return NULL;
+}
+
+static void duplicate_error(const char *id, IotError **errp)
+{
+    iot_error_setg(errp,
+                   "attempt to add duplicate property '%s' to object "
+                   "(type 'container')",
+                   id);
+}
+
+/* Frees an IOThread whose thread is not running. */
+static void thread_free(IotThread *t)
+{
+    if (t->ctx) {
+        iot_ctx_unref(t->ctx);
+    }
+    free(t->props.affinity);
+    free(t->id);
+    sem_destroy(&t->init_done);
+    pthread_mutex_destroy(&t->lock);
+    iot_error_free(t->init_err);
+    free(t);
+}
+
+/* Applies the stored properties to the new context (section 1.2 step 5:
+ * poll parameters, then aio-max-batch, then the pool). */
+static int ctx_apply_props(IotCtx *ctx, const IotThreadProps *p, unsigned mask,
+                           IotError **errp)
+{
+    if (mask & POLL_MASK) {
+        iot_ctx_set_poll_params(ctx, p->v[P_POLL_MAX_NS], p->v[P_POLL_GROW],
+                                p->v[P_POLL_SHRINK]);
+    }
+    if (mask & MASK(P_AIO_MAX_BATCH)) {
+        iot_ctx_set_max_batch(ctx, p->v[P_AIO_MAX_BATCH]);
+    }
+    if ((mask & POOL_MASK) &&
+        iot_ctx_set_pool_size(ctx, p->v[P_POOL_MIN], p->v[P_POOL_MAX]) < 0) {
+        iot_error_setg(errp, "bad thread-pool-min/thread-pool-max values");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static IotThread *thread_new(const char *id, const IotThreadProps *props,
+                             bool internal, IotError **errp)
+{
+    IotThread *t;
+    int ret;
+
+    if (!id_valid(id)) {
+        iot_error_setg(errp, "Parameter 'id' expects an identifier");
+        return NULL;
+    }
+    if (!internal) {
+        pthread_mutex_lock(&registry_lock);
+        ret = registry_find_locked(id) != NULL;
+        pthread_mutex_unlock(&registry_lock);
+        if (ret) {
+            duplicate_error(id, errp);
+            return NULL;
+        }
+    }
+    t = calloc(1, sizeof(*t));
+    if (!t) {
+        iot_error_setg_errno(errp, ENOMEM, "IOThread '%s'", id);
+        return NULL;
+    }
+    atomic_init(&t->refcnt, 1);
+    atomic_init(&t->tid, -1);
+    t->internal = internal;
+    pthread_mutex_init(&t->lock, NULL);
+    sem_init(&t->init_done, 0, 0);
+    props_init(&t->props);
+    t->id = strdup(id);
+    t->props.affinity = strdup("");
+    if (!t->id || !t->props.affinity ||
+        (props && props_merge(&t->props, props) < 0)) {
+        iot_error_setg_errno(errp, ENOMEM, "IOThread '%s'", id);
+        goto fail;
+    }
+    if (props_check(&t->props, errp) < 0) {
+        goto fail;
+    }
+    t->ctx = iot_ctx_new(errp);
+    if (!t->ctx || ctx_apply_props(t->ctx, &t->props, ~0u, errp) < 0) {
+        goto fail;
+    }
+    ret = pthread_create(&t->thread, NULL, thread_main, t);
+    if (ret) {
+        iot_error_setg_errno(errp, ret, "Failed to create IOThread '%s'", id);
+        goto fail;
+    }
+    t->started = true;
+    while (sem_wait(&t->init_done) < 0 && errno == EINTR) {
+    }
+    if (t->init_err) {
+        pthread_join(t->thread, NULL);
+        iot_error_propagate(errp, t->init_err);
+        t->init_err = NULL;
+        goto fail;
+    }
+    if (!internal) {
+        pthread_mutex_lock(&registry_lock);
+        if (registry_find_locked(id)) {
+            /* Lost a race with a creator of the same id. */
+            pthread_mutex_unlock(&registry_lock);
+            duplicate_error(id, errp);
+            iot_thread_stop(t, NULL);
+            goto fail;
+        }
+        t->registered = true;
+        t->reg_next = registry;
+        registry = t;
+        pthread_mutex_unlock(&registry_lock);
+    }
+    return t;
+
+fail:
+    thread_free(t);
+    return NULL;
+}
+
+IotThread *iot_thread_new(const char *id, const IotThreadProps *props,
+                          IotError **errp)
+{
+    return thread_new(id, props, false, errp);
+}
+
+IotThread *iot_thread_new_internal(const char *id, const IotThreadProps *props,
+                                   IotError **errp)
+{
+    return thread_new(id, props, true, errp);
+}
+
+/* ---- stop and destroy ---- */
+
+static int not_from_self(IotThread *t, const char *what, IotError **errp)
+{
+    if (tls_self == t) {
+        iot_error_setg(errp, "cannot %s IOThread '%s' from its own thread",
+                       what, t->id);
+        return -EDEADLK;
+    }
+    return 0;
+}
+
+int iot_thread_stop(IotThread *t, IotError **errp)
+{
+    int ret = not_from_self(t, "stop", errp);
+
+    if (ret < 0) {
+        return ret;
+    }
+    /* The lock is held across the join, so that a second stopper returns
+     * only once the thread is gone. */
+    pthread_mutex_lock(&t->lock);
+    if (t->started && !t->stopping) {
+        t->stopping = true;
+        ret = iot_bh_schedule_oneshot(t->ctx, thread_stop_bh, t);
+        if (ret == 0) {
+            pthread_join(t->thread, NULL);
+        } else {
+            t->stopping = false;
+            iot_error_setg_errno(errp, -ret, "cannot stop IOThread '%s'",
+                                 t->id);
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    return ret;
+}
+
+int iot_thread_destroy(IotThread *t, IotError **errp)
+{
+    int ret = not_from_self(t, "destroy", errp);
+
+    if (ret < 0) {
+        return ret;
+    }
+    pthread_mutex_lock(&registry_lock);
+    if (t->users) {
+        pthread_mutex_unlock(&registry_lock);
+        iot_error_setg(errp, "IOThread '%s' is in use and cannot be deleted",
+                       t->id);
+        return -EBUSY;
+    }
+    if (t->registered) {
+        IotThread **link = &registry;
+        while (*link != t) {
+            link = &(*link)->reg_next;
+        }
+        *link = t->reg_next;
+        t->registered = false;
+    }
+    pthread_mutex_unlock(&registry_lock);
+    ret = iot_thread_stop(t, errp);
+    if (ret == 0) {
+        iot_thread_unref(t);
+    }
+    return ret;
+}
+
+void iot_thread_ref(IotThread *t)
+{
+    atomic_fetch_add_explicit(&t->refcnt, 1, memory_order_relaxed);
+}
+
+void iot_thread_unref(IotThread *t)
+{
+    if (!t ||
+        atomic_fetch_sub_explicit(&t->refcnt, 1, memory_order_acq_rel) != 1) {
+        return;
+    }
+    if (tls_self == t) {
+        fprintf(stderr,
+                "%s: the last reference to IOThread '%s' dropped on "
+                "its own thread, aborting...\n",
+                __func__, t->id);
+        abort();
+    }
+    iot_thread_stop(t, NULL);
+    thread_free(t);
+}
+
+void iot_thread_use(IotThread *t)
+{
+    pthread_mutex_lock(&registry_lock);
+    t->users++;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+void iot_thread_unuse(IotThread *t)
+{
+    pthread_mutex_lock(&registry_lock);
+    if (t->users) {
+        t->users--;
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
+unsigned iot_thread_users(IotThread *t)
+{
+    unsigned n;
+
+    pthread_mutex_lock(&registry_lock);
+    n = t->users;
+    pthread_mutex_unlock(&registry_lock);
+    return n;
+}
+
+/* ---- lookup and queries ---- */
+
+IotThread *iot_thread_find(const char *id)
+{
+    IotThread *t;
+
+    if (!id) {
+        return NULL;
+    }
+    pthread_mutex_lock(&registry_lock);
+    t = registry_find_locked(id);
+    if (t) {
+        iot_thread_ref(t);
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return t;
+}
+
+const char *iot_thread_id(const IotThread *t)
+{
+    return t->id;
+}
+
+pid_t iot_thread_tid(const IotThread *t)
+{
+    return atomic_load_explicit(&((IotThread *)t)->tid, memory_order_acquire);
+}
+
+IotCtx *iot_thread_ctx(const IotThread *t)
+{
+    return t->ctx;
+}
+
+bool iot_thread_is_internal(const IotThread *t)
+{
+    return t->internal;
+}
+
+bool iot_in_iothread(void)
+{
+    return tls_self != NULL;
+}
+
+IotThread *iot_thread_self(void)
+{
+    return tls_self;
+}
+
+char *iot_thread_query_json(void)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    const char *sep = "";
+
+    if (!f) {
+        return NULL;
+    }
+    fputc('[', f);
+    pthread_mutex_lock(&registry_lock);
+    for (IotThread *t = registry; t; t = t->reg_next) {
+        IotThreadProps *p = &t->props;
+        pthread_mutex_lock(&t->lock);
+        /* Ids are identifiers: nothing in them needs escaping. */
+        fprintf(
+            f,
+            "%s{\"id\": \"%s\", \"thread-id\": %d, \"poll-max-ns\": %" PRId64
+            ", \"poll-grow\": %" PRId64 ", \"poll-shrink\": %" PRId64
+            ", \"aio-max-batch\": %" PRId64 "}",
+            sep, t->id, iot_thread_tid(t), p->v[P_POLL_MAX_NS],
+            p->v[P_POLL_GROW], p->v[P_POLL_SHRINK], p->v[P_AIO_MAX_BATCH]);
+        pthread_mutex_unlock(&t->lock);
+        sep = ", ";
+    }
+    pthread_mutex_unlock(&registry_lock);
+    fputc(']', f);
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+void iot_thread_get_stats(IotThread *t, IotCtxStats *stats)
+{
+    iot_ctx_get_stats(t->ctx, stats);
+}
+
+static void stats_write(FILE *f, IotThread *t)
+{
+    IotCtxStats s;
+    char *affinity;
+
+    iot_ctx_get_stats(t->ctx, &s);
+    pthread_mutex_lock(&t->lock);
+    affinity = strdup(t->props.affinity);
+    pthread_mutex_unlock(&t->lock);
+    /* Ids and CPU lists are validated: nothing in them needs escaping. */
+    fprintf(f,
+            "{\"id\": \"%s\", \"thread-id\": %d, \"cpu-affinity\": \"%s\", "
+            "\"backend\": \"%s\", \"iterations\": %" PRIu64
+            ", \"busy-ns\": %" PRIu64 ", \"idle-ns\": %" PRIu64
+            ", \"poll-hits\": %" PRIu64 ", \"poll-misses\": %" PRIu64
+            ", \"poll-ns\": %" PRIu64 ", \"poll-window-ns\": %" PRId64
+            ", \"notify-sent\": %" PRIu64 ", \"notify-elided\": %" PRIu64
+            ", \"bh-runs\": %" PRIu64 ", \"fd-events\": %" PRIu64
+            ", \"timer-fires\": %" PRIu64 ", \"pool-threads\": %u"
+            ", \"pool-queued\": %u, \"pool-active\": %u}",
+            t->id, iot_thread_tid(t), affinity ? affinity : "", s.backend,
+            s.iterations, s.busy_ns, s.idle_ns, s.poll_hits, s.poll_misses,
+            s.poll_ns, s.poll_window_ns, s.notify_sent, s.notify_elided,
+            s.bh_runs, s.fd_events, s.timer_fires, s.pool_threads,
+            s.pool_queued, s.pool_active);
+    free(affinity);
+}
+
+char *iot_thread_stats_json(const char *id)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    const char *sep = "";
+
+    if (!f) {
+        return NULL;
+    }
+    fputc('[', f);
+    pthread_mutex_lock(&registry_lock);
+    for (IotThread *t = registry; t; t = t->reg_next) {
+        if (id && strcmp(id, t->id)) {
+            continue;
+        }
+        fputs(sep, f);
+        stats_write(f, t);
+        sep = ", ";
+    }
+    pthread_mutex_unlock(&registry_lock);
+    fputc(']', f);
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* ---- properties at run time ---- */
+
+int iot_thread_get_int(IotThread *t, const char *name, int64_t *value,
+                       IotError **errp)
+{
+    int i = prop_lookup(name, IOT_PROP_INT, errp);
+
+    if (i < 0) {
+        return i;
+    }
+    pthread_mutex_lock(&t->lock);
+    *value = t->props.v[i];
+    pthread_mutex_unlock(&t->lock);
+    return 0;
+}
+
+char *iot_thread_get_str(IotThread *t, const char *name, IotError **errp)
+{
+    int i = prop_index(name);
+    char *s = NULL;
+
+    if (i < 0) {
+        iot_error_setg(errp, "Property 'iothread.%s' not found", name);
+        return NULL;
+    }
+    pthread_mutex_lock(&t->lock);
+    if (prop_info[i].type == IOT_PROP_STR) {
+        s = strdup(t->props.affinity);
+    } else if (asprintf(&s, "%" PRId64, t->props.v[i]) < 0) {
+        s = NULL;
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (!s) {
+        iot_error_setg_errno(errp, ENOMEM, "Property 'iothread.%s'", name);
+    }
+    return s;
+}
+
+/* A property change on its way to the IOThread. */
+typedef struct Apply {
+    IotThread *t;
+    const IotThreadProps *next; /* the values as they will be */
+    unsigned mask;              /* what changes */
+    IotError *err;
+    int ret;
+    bool done;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+} Apply;
+
+/* IOThread, or any thread when the IOThread does not run.  Affinity first:
+ * it is the only step that can fail, so nothing is applied if it does. */
+static int apply_now(IotThread *t, const IotThreadProps *next, unsigned mask,
+                     bool on_thread, IotError **errp)
+{
+    if ((mask & MASK(P_CPU_AFFINITY)) && on_thread &&
+        affinity_apply(t, next->affinity, errp) < 0) {
+        return -EINVAL;
+    }
+    return ctx_apply_props(t->ctx, next, mask, errp);
+}
+
+static void apply_bh(void *opaque)
+{
+    Apply *a = opaque;
+
+    a->ret = apply_now(a->t, a->next, a->mask, true, &a->err);
+    pthread_mutex_lock(&a->lock);
+    a->done = true;
+    pthread_cond_signal(&a->cond);
+    pthread_mutex_unlock(&a->lock);
+}
+
+/* t->lock held.  Applies @next in the IOThread and waits for it. */
+static int apply_in_thread(IotThread *t, const IotThreadProps *next,
+                           unsigned mask, IotError **errp)
+{
+    Apply a = { .t = t, .next = next, .mask = mask };
+    int ret;
+
+    if (tls_self == t || !t->started || t->stopping) {
+        return apply_now(t, next, mask, tls_self == t, errp);
+    }
+    pthread_mutex_init(&a.lock, NULL);
+    pthread_cond_init(&a.cond, NULL);
+    ret = iot_bh_schedule_oneshot(t->ctx, apply_bh, &a);
+    if (ret == 0) {
+        pthread_mutex_lock(&a.lock);
+        while (!a.done) {
+            pthread_cond_wait(&a.cond, &a.lock);
+        }
+        pthread_mutex_unlock(&a.lock);
+        ret = a.ret;
+        iot_error_propagate(errp, a.err);
+    } else {
+        iot_error_setg_errno(errp, -ret, "IOThread '%s'", t->id);
+    }
+    pthread_cond_destroy(&a.cond);
+    pthread_mutex_destroy(&a.lock);
+    return ret;
+}
+
+int iot_thread_set_props(IotThread *t, const IotThreadProps *changes,
+                         IotError **errp)
+{
+    IotThreadProps next;
+    int ret;
+
+    pthread_mutex_lock(&t->lock);
+    next = t->props;
+    next.affinity = strdup(t->props.affinity);
+    if (!next.affinity || props_merge(&next, changes) < 0) {
+        iot_error_setg_errno(errp, ENOMEM, "IOThread '%s'", t->id);
+        ret = -ENOMEM;
+    } else {
+        ret = props_check(&next, errp);
+    }
+    if (ret == 0) {
+        ret = apply_in_thread(t, &next, changes->mask, errp);
+    }
+    if (ret == 0) {
+        free(t->props.affinity);
+        t->props = next;
+        next.affinity = NULL;
+    }
+    pthread_mutex_unlock(&t->lock);
+    free(next.affinity);
+    return ret;
+}
+
+int iot_thread_set_int(IotThread *t, const char *name, int64_t value,
+                       IotError **errp)
+{
+    IotThreadProps change;
+    int ret;
+
+    props_init(&change);
+    ret = iot_thread_props_set_int(&change, name, value, errp);
+    if (ret == 0) {
+        ret = iot_thread_set_props(t, &change, errp);
+    }
+    return ret;
+}
+
+int iot_thread_set_str(IotThread *t, const char *name, const char *value,
+                       IotError **errp)
+{
+    IotThreadProps change;
+    int ret;
+
+    props_init(&change);
+    ret = iot_thread_props_set_str(&change, name, value, errp);
+    if (ret == 0) {
+        ret = iot_thread_set_props(t, &change, errp);
+    }
+    free(change.affinity);
+    return ret;
+}
