@@ -192,6 +192,10 @@ int64_t iot__poll_adjust(int64_t window, int64_t block_ns,
 void iot__poll_list_add(IotCtx *ctx, IotHandler *h);    /* home */
 void iot__poll_list_remove(IotCtx *ctx, IotHandler *h); /* home or FREEING */
 
+/* poll.c, for the GLib source */
+void iot__poll_mode_off(IotCtx *ctx);  /* home thread, not a walker */
+int64_t iot__ctx_timeout(IotCtx *ctx); /* home thread: BHs and timers */
+
 /* ctx.c */
 static inline const IotFdmonOps *iot__fdmon(IotCtx *ctx)
 {

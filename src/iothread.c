@@ -29,6 +29,10 @@
 
 #include "ctx-internal.h"
 
+#ifdef IOT_HAVE_GLIB
+#include <iothread/glib.h>
+#endif
+
 /* ---- properties ---- */
 
 enum {
@@ -282,6 +286,14 @@ struct IotThread {
     cpu_set_t inherited;  /* [thread] affinity at start */
     sem_t init_done;      /* thread start handshake */
     IotError *init_err;   /* [thread, before init_done] */
+#ifdef IOT_HAVE_GLIB
+    /* Created on demand under lock, then [const]; published to the thread
+     * by the release store of run_gcontext. */
+    GMainContext *gctx;
+    GMainLoop *gloop;
+    GSource *gsource;
+    atomic_bool run_gcontext;
+#endif
 };
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -339,6 +351,16 @@ static void *thread_main(void *opaque)
 
     while (t->running) {
         iot_ctx_poll(t->ctx, true);
+#ifdef IOT_HAVE_GLIB
+        /* Acquire pairs with the release in iot_thread_get_gmain_context().
+         * Once asked for, the GLib loop drives the context until stop. */
+        if (t->running &&
+            atomic_load_explicit(&t->run_gcontext, memory_order_acquire)) {
+            g_main_context_push_thread_default(t->gctx);
+            g_main_loop_run(t->gloop);
+            g_main_context_pop_thread_default(t->gctx);
+        }
+#endif
     }
 out:
     iot_ctx_set_current(NULL);
@@ -352,6 +374,11 @@ static void thread_stop_bh(void *opaque)
     IotThread *t = opaque;
 
     t->running = false;
+#ifdef IOT_HAVE_GLIB
+    if (atomic_load_explicit(&t->run_gcontext, memory_order_acquire)) {
+        g_main_loop_quit(t->gloop);
+    }
+#endif
 }
 
 /* ---- creation ---- */
@@ -391,6 +418,15 @@ static void duplicate_error(const char *id, IotError **errp)
 /* Frees an IOThread whose thread is not running. */
 static void thread_free(IotThread *t)
 {
+#ifdef IOT_HAVE_GLIB
+    if (t->gctx) {
+        /* The source holds a context reference: destroy it first. */
+        g_source_destroy(t->gsource);
+        g_source_unref(t->gsource);
+        g_main_loop_unref(t->gloop);
+        g_main_context_unref(t->gctx);
+    }
+#endif
     if (t->ctx) {
         iot_ctx_unref(t->ctx);
     }
@@ -931,3 +967,33 @@ int iot_thread_set_str(IotThread *t, const char *name, const char *value,
     free(change.affinity);
     return ret;
 }
+
+#ifdef IOT_HAVE_GLIB
+GMainContext *iot_thread_get_gmain_context(IotThread *t)
+{
+    pthread_mutex_lock(&t->lock);
+    if (!t->gctx) {
+        char name[64];
+
+        t->gctx = g_main_context_new();
+        t->gloop = g_main_loop_new(t->gctx, FALSE);
+        t->gsource = iot_ctx_new_gsource(t->ctx);
+        if (!t->gsource) {
+            g_main_loop_unref(t->gloop);
+            g_main_context_unref(t->gctx);
+            t->gctx = NULL;
+            pthread_mutex_unlock(&t->lock);
+            return NULL;
+        }
+        snprintf(name, sizeof(name), "IO %s aio-context", t->id);
+        g_source_set_name(t->gsource, name);
+        g_source_attach(t->gsource, t->gctx);
+        /* Release pairs with the acquire loads in thread_main() and
+         * thread_stop_bh(): they see gctx and gloop. */
+        atomic_store_explicit(&t->run_gcontext, true, memory_order_release);
+        iot_ctx_notify(t->ctx);
+    }
+    pthread_mutex_unlock(&t->lock);
+    return t->gctx;
+}
+#endif

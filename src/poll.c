@@ -297,9 +297,29 @@ static void notify_accept(IotCtx *ctx)
     }
 }
 
+/* ---- for the GLib source (glib.c) ---- */
+
+/* Home thread.  GLib never busy polls: leave poll mode if it is on.  What
+ * the last io_poll finds is picked up through its fd by the next dispatch,
+ * so the ready list is dropped. */
+void iot__poll_mode_off(IotCtx *ctx)
+{
+    IotReadyList ready = { NULL, NULL };
+
+    if (!ctx->poll_started) {
+        return;
+    }
+    iot__lockcnt_inc(&ctx->list_lock);
+    poll_set_started(ctx, &ready, false);
+    for (IotHandler *h; (h = iot__ready_pop(&ready));) {
+        h->poll_ready = false;
+    }
+    iot__lockcnt_dec(&ctx->list_lock);
+}
+
 /* ---- the iteration ---- */
 
-static int64_t compute_timeout(IotCtx *ctx)
+int64_t iot__ctx_timeout(IotCtx *ctx)
 {
     int64_t timeout = iot__bh_timeout(ctx);
 
@@ -352,7 +372,7 @@ bool iot_ctx_poll(IotCtx *ctx, bool blocking)
         start = iot__now_ns();
     }
 
-    timeout = blocking ? compute_timeout(ctx) : 0;
+    timeout = blocking ? iot__ctx_timeout(ctx) : 0;
     /* Handlers found ready here run in dispatch_ready(), which counts
      * their progress (the notifier's never counts). */
     polled = try_poll_mode(ctx, &ready, &timeout);

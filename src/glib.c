@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The loop context as a GSource (section 6.1 of the specification).
+ *
+ * GLib watches one fd, the context's epoll fd, which is readable whenever a
+ * registered fd (the context's own notifier included) is.  prepare sets
+ * bit 0 of notify_me, so producers kick the notifier while GLib may sleep;
+ * check clears it and accepts the notification; dispatch runs one
+ * non-blocking iteration.  The bit is separate from the +2 counter of
+ * iot_ctx_poll() because GLib may call prepare without check: the worst
+ * case is then a few needless eventfd writes, never a lost one.
+ */
+#include <iothread/glib.h>
+
+#include "ctx-internal.h"
+#include "fdmon.h"
+
+typedef struct CtxSource {
+    GSource source;
+    IotCtx *ctx;
+    gpointer tag; /* the epoll fd's tag */
+} CtxSource;
+
+/* Home thread.  ns -> ms for GLib, rounded up: better to wait a little too
+ * long than to spin. */
+static gint timeout_ms(int64_t ns)
+{
+    int64_t ms;
+
+    if (ns < 0) {
+        return -1;
+    }
+    ms = (ns + IOT_NS_PER_MS - 1) / IOT_NS_PER_MS;
+    return ms > G_MAXINT32 ? G_MAXINT32 : (gint)ms;
+}
+
+static gboolean ctx_source_prepare(GSource *source, gint *timeout)
+{
+    IotCtx *ctx = ((CtxSource *)source)->ctx;
+    unsigned me = atomic_load_explicit(&ctx->notify_me, memory_order_relaxed);
+    int64_t ns;
+
+    /* seq_cst: the same Dekker pair as notify_me_raise() in poll.c. */
+    atomic_store_explicit(&ctx->notify_me, me | 1, memory_order_seq_cst);
+    iot__poll_mode_off(ctx);
+    ns = atomic_load_explicit(&ctx->notified, memory_order_seq_cst)
+             ? 0
+             : iot__ctx_timeout(ctx);
+    *timeout = timeout_ms(ns);
+    return ns == 0;
+}
+
+static gboolean ctx_source_check(GSource *source)
+{
+    CtxSource *cs = (CtxSource *)source;
+    IotCtx *ctx = cs->ctx;
+    unsigned me = atomic_load_explicit(&ctx->notify_me, memory_order_relaxed);
+
+    /* Release: GLib's poll is over before producers may skip the kick. */
+    atomic_store_explicit(&ctx->notify_me, me & ~1u, memory_order_release);
+    return iot__ctx_timeout(ctx) == 0 ||
+           atomic_load_explicit(&ctx->notified, memory_order_relaxed) ||
+           (g_source_query_unix_fd(source, cs->tag) & G_IO_IN);
+}
+
+static gboolean ctx_source_dispatch(GSource *source, GSourceFunc cb,
+                                    gpointer data)
+{
+    (void)cb;
+    (void)data;
+    iot_ctx_poll(((CtxSource *)source)->ctx, false);
+    return G_SOURCE_CONTINUE;
+}
+
+static void ctx_source_finalize(GSource *source)
+{
+    iot_ctx_unref(((CtxSource *)source)->ctx);
+}
+
+static GSourceFuncs ctx_source_funcs = {
+    .prepare = ctx_source_prepare,
+    .check = ctx_source_check,
+    .dispatch = ctx_source_dispatch,
+    .finalize = ctx_source_finalize,
+};
+
+GSource *iot_ctx_new_gsource(IotCtx *ctx)
+{
+    CtxSource *cs;
+    int ret;
+
+    iot__lockcnt_lock(&ctx->list_lock);
+    ret = iot__fdmon_epoll_enable(ctx);
+    iot__lockcnt_unlock(&ctx->list_lock);
+    if (ret < 0) {
+        return NULL;
+    }
+    cs = (CtxSource *)g_source_new(&ctx_source_funcs, sizeof(*cs));
+    iot_ctx_ref(ctx);
+    cs->ctx = ctx;
+    g_source_set_name(&cs->source, "iothread-ctx");
+    g_source_set_can_recurse(&cs->source, TRUE);
+    cs->tag = g_source_add_unix_fd(&cs->source, ctx->epollfd, G_IO_IN);
+    return &cs->source;
+}

@@ -1,0 +1,329 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * GLib integration: the /aio-gsource/ behaviours of section 7.1 (the loop
+ * context driven by g_main_context_iteration), and an IOThread's
+ * GMainContext running GLib sources on that IOThread.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+#include <iothread/all.h>
+#include <iothread/glib.h>
+
+#include "ctx-internal.h"
+#include "harness.h"
+
+static IotCtx *ctx;
+static GMainContext *gctx;
+static GSource *src;
+
+static void setup(void)
+{
+    ctx = iot_ctx_new(NULL);
+    T_ASSERT(ctx);
+    T_ASSERT_EQ(iot_ctx_set_current(ctx), 0);
+    gctx = g_main_context_new();
+    src = iot_ctx_new_gsource(ctx);
+    T_ASSERT(src);
+    g_source_attach(src, gctx);
+    T_ASSERT_STR(iot_ctx_fdmon_name(ctx), "epoll");
+}
+
+static void teardown(void)
+{
+    g_source_destroy(src);
+    g_source_unref(src);
+    g_main_context_unref(gctx);
+    iot_ctx_unref(ctx);
+}
+
+static gboolean iterate(gboolean may_block)
+{
+    return g_main_context_iteration(gctx, may_block);
+}
+
+/* Iterates until nothing is left; how many iterations had activity. */
+static int drain(void)
+{
+    int n = 0;
+
+    while (iterate(FALSE)) {
+        n++;
+        T_ASSERT(n < 100);
+    }
+    return n;
+}
+
+static void test_flush(void)
+{
+    setup();
+    iot_ctx_notify(ctx);
+    drain();
+    T_ASSERT_FALSE(iterate(FALSE));
+    teardown();
+}
+
+typedef struct Counter {
+    IotBh *bh;
+    int n, max;
+} Counter;
+
+static void count_cb(void *opaque)
+{
+    Counter *c = opaque;
+
+    if (++c->n < c->max) {
+        iot_bh_schedule(c->bh);
+    }
+}
+
+static void test_bh_schedule(void)
+{
+    Counter c = { .max = 1 };
+
+    setup();
+    c.bh = iot_bh_new(ctx, count_cb, &c);
+    iot_bh_schedule(c.bh);
+    T_ASSERT_EQ(c.n, 0);
+    T_ASSERT_TRUE(iterate(TRUE));
+    T_ASSERT_EQ(c.n, 1);
+    drain();
+    T_ASSERT_FALSE(iterate(FALSE));
+    T_ASSERT_EQ(c.n, 1);
+    iot_bh_delete(c.bh);
+    drain();
+    teardown();
+}
+
+static void test_bh_schedule10(void)
+{
+    Counter c = { .max = 10 };
+
+    setup();
+    c.bh = iot_bh_new(ctx, count_cb, &c);
+    iot_bh_schedule(c.bh);
+    /* Self-rescheduling: once per iteration, never in a loop. */
+    for (int i = 1; i <= 10; i++) {
+        T_ASSERT_TRUE(iterate(TRUE));
+        T_ASSERT_EQ(c.n, i);
+    }
+    drain();
+    T_ASSERT_EQ(c.n, 10);
+    iot_bh_delete(c.bh);
+    drain();
+    teardown();
+}
+
+static void test_bh_cancel_delete(void)
+{
+    Counter c = { .max = 1 }, d = { .max = 1 };
+
+    setup();
+    c.bh = iot_bh_new(ctx, count_cb, &c);
+    d.bh = iot_bh_new(ctx, count_cb, &d);
+    iot_bh_schedule(c.bh);
+    iot_bh_cancel(c.bh);
+    iot_bh_schedule(d.bh);
+    iot_bh_delete(d.bh);
+    drain();
+    T_ASSERT_EQ(c.n, 0);
+    T_ASSERT_EQ(d.n, 0);
+    T_ASSERT_FALSE(iterate(FALSE));
+    iot_bh_delete(c.bh);
+    drain();
+    teardown();
+}
+
+typedef struct SelfDel {
+    IotBh *bh;
+    int n, max;
+} SelfDel;
+
+static void self_delete_cb(void *opaque)
+{
+    SelfDel *s = opaque;
+
+    if (++s->n < s->max) {
+        iot_bh_schedule(s->bh);
+    } else {
+        iot_bh_delete(s->bh);
+    }
+}
+
+static void test_bh_callback_delete(void)
+{
+    SelfDel s[4] = { { .max = 1 }, { .max = 3 }, { .max = 2 }, { .max = 4 } };
+
+    setup();
+    for (int i = 0; i < 4; i++) {
+        s[i].bh = iot_bh_new(ctx, self_delete_cb, &s[i]);
+        iot_bh_schedule(s[i].bh);
+    }
+    drain();
+    for (int i = 0; i < 4; i++) {
+        T_ASSERT_EQ(s[i].n, s[i].max);
+    }
+    /* After the last delete, at most one extra iteration (its notify). */
+    T_ASSERT_FALSE(iterate(FALSE));
+    teardown();
+}
+
+static int event_reads;
+
+static void event_read(IotEvent *e)
+{
+    event_reads++;
+    iot_event_test_and_clear(e);
+}
+
+static void test_event(void)
+{
+    IotEvent e;
+
+    setup();
+    T_ASSERT_EQ(iot_event_init(&e, false), 0);
+    /* add-remove: never set, no callback. */
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &e, event_read, NULL, NULL), 0);
+    drain();
+    T_ASSERT_EQ(event_reads, 0);
+    /* wait: set, one callback. */
+    T_ASSERT_EQ(iot_event_set(&e), 0);
+    T_ASSERT_TRUE(iterate(TRUE));
+    T_ASSERT_EQ(event_reads, 1);
+    drain();
+    T_ASSERT_EQ(event_reads, 1);
+    /* flush: set from another thread wakes a blocking iteration. */
+    T_ASSERT_EQ(iot_event_set(&e), 0);
+    while (event_reads < 2) {
+        iterate(TRUE);
+    }
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &e, NULL, NULL, NULL), 0);
+    drain();
+    T_ASSERT_EQ(iot_event_set(&e), 0);
+    drain();
+    T_ASSERT_EQ(event_reads, 2);
+    iot_event_cleanup(&e);
+    teardown();
+}
+
+typedef struct TimerProbe {
+    IotTimer *t;
+    int64_t deadline;
+    int fired;
+    bool early;
+} TimerProbe;
+
+static void timer_cb(void *opaque)
+{
+    TimerProbe *p = opaque;
+
+    p->early |= iot_clock_ns(IOT_CLOCK_MONOTONIC) < p->deadline;
+    if (++p->fired == 1) {
+        p->deadline = iot_clock_ns(IOT_CLOCK_MONOTONIC) + 30 * IOT_NS_PER_MS;
+        iot_timer_mod(p->t, p->deadline);
+    }
+}
+
+static void test_timer(void)
+{
+    TimerProbe p = { 0 };
+
+    setup();
+    p.t = iot_timer_new(ctx, IOT_CLOCK_MONOTONIC, timer_cb, &p);
+    p.deadline = iot_clock_ns(IOT_CLOCK_MONOTONIC) + 20 * IOT_NS_PER_MS;
+    iot_timer_mod(p.t, p.deadline);
+    drain();
+    while (p.fired < 2) {
+        iterate(TRUE); /* GLib's timeout (ms, rounded up) wakes it */
+    }
+    T_ASSERT_FALSE(p.early);
+    T_ASSERT_EQ(p.fired, 2);
+    iot_timer_free(p.t);
+    teardown();
+}
+
+/* ---- an IOThread's GMainContext ---- */
+
+typedef struct OnThread {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    pid_t tid;
+    bool in_iothread;
+} OnThread;
+
+static void on_thread_done(OnThread *o)
+{
+    pthread_mutex_lock(&o->lock);
+    o->tid = gettid();
+    o->in_iothread = iot_in_iothread();
+    o->done = true;
+    pthread_cond_signal(&o->cond);
+    pthread_mutex_unlock(&o->lock);
+}
+
+static void on_thread_wait(OnThread *o)
+{
+    pthread_mutex_lock(&o->lock);
+    while (!o->done) {
+        pthread_cond_wait(&o->cond, &o->lock);
+    }
+    o->done = false;
+    pthread_mutex_unlock(&o->lock);
+}
+
+static gboolean idle_cb(gpointer opaque)
+{
+    on_thread_done(opaque);
+    return G_SOURCE_REMOVE;
+}
+
+static void bh_cb(void *opaque)
+{
+    on_thread_done(opaque);
+}
+
+static void test_iothread_gmain_context(void)
+{
+    OnThread o = { .lock = PTHREAD_MUTEX_INITIALIZER,
+                   .cond = PTHREAD_COND_INITIALIZER };
+    IotThread *t = iot_thread_new("io-glib", NULL, NULL);
+    GMainContext *worker;
+    GSource *idle;
+
+    T_ASSERT(t);
+    worker = iot_thread_get_gmain_context(t);
+    T_ASSERT(worker);
+    T_ASSERT(iot_thread_get_gmain_context(t) == worker);
+
+    /* A GLib idle source attached to it runs on the IOThread. */
+    idle = g_idle_source_new();
+    g_source_set_callback(idle, idle_cb, &o, NULL);
+    g_source_attach(idle, worker);
+    g_source_unref(idle);
+    on_thread_wait(&o);
+    T_ASSERT_EQ(o.tid, iot_thread_tid(t));
+    T_ASSERT_TRUE(o.in_iothread);
+
+    /* BHs still run there, now through the context's GSource. */
+    for (int i = 0; i < 100; i++) {
+        T_ASSERT_EQ(iot_bh_schedule_oneshot(iot_thread_ctx(t), bh_cb, &o), 0);
+        on_thread_wait(&o);
+        T_ASSERT_EQ(o.tid, iot_thread_tid(t));
+    }
+    T_ASSERT_EQ(iot_thread_destroy(t, NULL), 0);
+}
+
+int main(int argc, char **argv)
+{
+    t_add("/aio-gsource/flush", test_flush);
+    t_add("/aio-gsource/bh/schedule", test_bh_schedule);
+    t_add("/aio-gsource/bh/schedule10", test_bh_schedule10);
+    t_add("/aio-gsource/bh/cancel-delete", test_bh_cancel_delete);
+    t_add("/aio-gsource/bh/callback-delete/many", test_bh_callback_delete);
+    t_add("/aio-gsource/event/add-remove-wait-flush", test_event);
+    t_add("/aio-gsource/timer/schedule", test_timer);
+    t_add("/glib/iothread-gmain-context", test_iothread_gmain_context);
+    return t_run(argc, argv);
+}
