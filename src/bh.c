@@ -168,8 +168,11 @@ void iot_bh_schedule_idle(IotBh *bh)
 
 void iot_bh_cancel(IotBh *bh)
 {
+    /* acq_rel: a cancel that comes after a schedule in the flags' order
+     * sees what the scheduler wrote before scheduling (pool.c relies on
+     * it); one that comes before is undone by that schedule. */
     atomic_fetch_and_explicit(&bh->flags, ~(unsigned)BH_SCHEDULED,
-                              memory_order_relaxed);
+                              memory_order_acq_rel);
 }
 
 void iot_bh_delete(IotBh *bh)

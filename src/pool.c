@@ -205,10 +205,9 @@ static void pool_spawn_bh(void *opaque)
     pthread_attr_destroy(&attr);
 }
 
-/* Home thread.  Runs completions, oldest first. */
-static void pool_done_bh(void *opaque)
+/* Home thread.  Moves finished work from the done list to the FIFO. */
+static void pool_take_done(IotPool *p)
 {
-    IotPool *p = opaque;
     IotWork *w, *fifo = NULL;
 
     /* Acquire pairs with the release in work_complete(). */
@@ -219,17 +218,31 @@ static void pool_done_bh(void *opaque)
         fifo = w;
         w = next;
     }
-    if (fifo) {
-        if (p->fifo_tail) {
-            p->fifo_tail->dnext = fifo;
-        } else {
-            p->fifo_head = fifo;
-        }
-        for (p->fifo_tail = fifo; p->fifo_tail->dnext;
-             p->fifo_tail = p->fifo_tail->dnext) {
-        }
+    if (!fifo) {
+        return;
     }
-    while ((w = p->fifo_head)) {
+    if (p->fifo_tail) {
+        p->fifo_tail->dnext = fifo;
+    } else {
+        p->fifo_head = fifo;
+    }
+    for (p->fifo_tail = fifo; p->fifo_tail->dnext;
+         p->fifo_tail = p->fifo_tail->dnext) {
+    }
+}
+
+/* Home thread.  Runs completions, oldest first. */
+static void pool_done_bh(void *opaque)
+{
+    IotPool *p = opaque;
+    IotWork *w;
+
+    for (;;) {
+        pool_take_done(p);
+        w = p->fifo_head;
+        if (!w) {
+            break;
+        }
         p->fifo_head = w->dnext;
         if (!p->fifo_head) {
             p->fifo_tail = NULL;
@@ -242,6 +255,12 @@ static void pool_done_bh(void *opaque)
             w->done(w->opaque, w->ret);
         }
         free(w);
+        /* Whatever the reschedule was for is handled by this loop; leave
+         * no BH behind that would run for nothing (and count as progress).
+         * The cancel synchronises with a worker's schedule (acq_rel in
+         * iot_bh_cancel), so work pushed before that schedule is seen by
+         * pool_take_done() at the top of the loop. */
+        iot_bh_cancel(p->done_bh);
     }
 }
 
