@@ -149,7 +149,8 @@ struct IotCtx {
         _Atomic uint64_t iterations, idle_ns, poll_hits, poll_misses, poll_ns,
             accepted, bh_runs, fd_events, timer_fires;
         _Atomic int64_t poll_window_ns;
-        _Atomic int64_t epoch_ns; /* first poll; 0 before */
+        _Atomic int64_t epoch_ns;      /* first poll; 0 before */
+        _Atomic int64_t wait_start_ns; /* blocked since; 0 when not */
     } stats;
 };
 
@@ -177,7 +178,8 @@ void iot__ready_push(IotReadyList *list, IotHandler *h);
 IotHandler *iot__ready_pop(IotReadyList *list);
 
 /* pool.c */
-void iot__pool_free(IotCtx *ctx); /* finalize: waits for the workers */
+void iot__pool_free(IotCtx *ctx);         /* finalize: waits for the workers */
+bool iot__pool_is_worker_of(IotCtx *ctx); /* any thread: is it ours? */
 extern int64_t iot__pool_idle_ns; /* idle worker timeout; tests shorten it */
 
 /* timer.c */

@@ -261,15 +261,19 @@ const char *iot_ctx_fdmon_name(IotCtx *ctx)
 
 void iot_ctx_get_stats(IotCtx *ctx, IotCtxStats *s)
 {
-    int64_t epoch = STAT(epoch_ns);
+    int64_t epoch = STAT(epoch_ns), waiting = STAT(wait_start_ns);
+    int64_t now = iot__stats_now_ns();
     uint64_t sent, accepted;
     IotPoolStats pool;
 
     *s = (IotCtxStats){ 0 };
     s->iterations = STAT(iterations);
     s->idle_ns = STAT(idle_ns);
+    if (waiting && now > waiting) {
+        s->idle_ns += (uint64_t)(now - waiting); /* blocked right now */
+    }
     if (epoch) {
-        uint64_t total = (uint64_t)(iot__stats_now_ns() - epoch);
+        uint64_t total = (uint64_t)(now - epoch);
         s->busy_ns = total > s->idle_ns ? total - s->idle_ns : 0;
     }
     s->poll_hits = STAT(poll_hits);

@@ -3,12 +3,20 @@
  * IOThread objects: lifecycle, properties, registry (sections 1.2-1.9 of
  * the specification).
  *
- * Threads and locks:
- *  - registry_lock protects the list of user-created IOThreads and the
- *    "users" marks; it is taken before any IOThread's lock;
- *  - t->lock serialises the controlling operations on one IOThread (stop,
- *    property sets, reads of the stored properties).  A set holds it while
- *    it waits for its apply BH, which never takes it;
+ * Threads and locks.  No lock is ever held while waiting for the IOThread,
+ * so code running on the IOThread may call anything here except stop and
+ * destroy of its own IOThread (refused with an error).
+ *  - registry_lock: the list of user-created IOThreads and the "users"
+ *    marks.  Taken before props_lock.
+ *  - t->lock: the start/stop state.  Held only to read or change it and to
+ *    queue a BH, so that a set queued while the thread runs is queued
+ *    before the stop BH and runs before the thread ends.
+ *  - t->join_lock: taken (under t->lock) by the stopper and held across
+ *    the join, so that a second stopper returns only once it is done.
+ *  - t->props_lock: the stored property values; held only to copy them.
+ *  - Property sets on a running IOThread execute in the IOThread (an
+ *    apply BH; the caller waits on its own condition variable), so the
+ *    IOThread serialises them; on a stopped one they run under t->lock.
  *  - t->running is read and written only by the IOThread itself.
  */
 #include <ctype.h>
@@ -270,22 +278,24 @@ static int props_merge(IotThreadProps *dst, const IotThreadProps *src)
 
 struct IotThread {
     atomic_int refcnt;
-    char *id;             /* [const] */
-    bool internal;        /* [const] */
-    IotCtx *ctx;          /* [const] */
-    pthread_t thread;     /* [const once started] */
-    atomic_int tid;       /* [thread publishes] -1 until started */
-    pthread_mutex_t lock; /* see the top of this file */
-    IotThreadProps props; /* [lock] the stored values */
-    bool started;         /* [lock] the thread exists (joinable) */
-    bool stopping;        /* [lock] stop requested or done */
-    bool registered;      /* [registry_lock] */
-    unsigned users;       /* [registry_lock] */
-    IotThread *reg_next;  /* [registry_lock] */
-    bool running;         /* [thread] the loop goes on */
-    cpu_set_t inherited;  /* [thread] affinity at start */
-    sem_t init_done;      /* thread start handshake */
-    IotError *init_err;   /* [thread, before init_done] */
+    char *id;                   /* [const] */
+    bool internal;              /* [const] */
+    IotCtx *ctx;                /* [const] */
+    pthread_t thread;           /* [const once started] */
+    atomic_int tid;             /* [thread publishes] -1 until started */
+    pthread_mutex_t lock;       /* see the top of this file */
+    pthread_mutex_t join_lock;  /* held across the join */
+    pthread_mutex_t props_lock; /* props */
+    IotThreadProps props;       /* [props_lock] the stored values */
+    bool started;               /* [lock] the thread exists (joinable) */
+    bool stopping;              /* [lock] stop requested or done */
+    bool registered;            /* [registry_lock] */
+    unsigned users;             /* [registry_lock] */
+    IotThread *reg_next;        /* [registry_lock] */
+    bool running;               /* [thread] the loop goes on */
+    cpu_set_t inherited;        /* [thread] affinity at start */
+    sem_t init_done;            /* thread start handshake */
+    IotError *init_err;         /* [thread, before init_done] */
 #ifdef IOT_HAVE_GLIB
     /* Created on demand under lock, then [const]; published to the thread
      * by the release store of run_gcontext. */
@@ -434,6 +444,8 @@ static void thread_free(IotThread *t)
     free(t->id);
     sem_destroy(&t->init_done);
     pthread_mutex_destroy(&t->lock);
+    pthread_mutex_destroy(&t->join_lock);
+    pthread_mutex_destroy(&t->props_lock);
     iot_error_free(t->init_err);
     free(t);
 }
@@ -486,6 +498,8 @@ static IotThread *thread_new(const char *id, const IotThreadProps *props,
     atomic_init(&t->tid, -1);
     t->internal = internal;
     pthread_mutex_init(&t->lock, NULL);
+    pthread_mutex_init(&t->join_lock, NULL);
+    pthread_mutex_init(&t->props_lock, NULL);
     sem_init(&t->init_done, 0, 0);
     props_init(&t->props);
     t->id = strdup(id);
@@ -558,32 +572,43 @@ static int not_from_self(IotThread *t, const char *what, IotError **errp)
                        what, t->id);
         return -EDEADLK;
     }
+    if (iot__pool_is_worker_of(t->ctx)) {
+        iot_error_setg(errp,
+                       "cannot %s IOThread '%s' from one of its pool "
+                       "workers",
+                       what, t->id);
+        return -EDEADLK;
+    }
     return 0;
 }
 
 int iot_thread_stop(IotThread *t, IotError **errp)
 {
     int ret = not_from_self(t, "stop", errp);
+    bool join = false;
 
     if (ret < 0) {
         return ret;
     }
-    /* The lock is held across the join, so that a second stopper returns
-     * only once the thread is gone. */
     pthread_mutex_lock(&t->lock);
     if (t->started && !t->stopping) {
-        t->stopping = true;
         ret = iot_bh_schedule_oneshot(t->ctx, thread_stop_bh, t);
-        if (ret == 0) {
-            pthread_join(t->thread, NULL);
-        } else {
-            t->stopping = false;
+        if (ret < 0) {
+            pthread_mutex_unlock(&t->lock);
             iot_error_setg_errno(errp, -ret, "cannot stop IOThread '%s'",
                                  t->id);
+            return ret;
         }
+        t->stopping = join = true;
     }
+    /* Taken under t->lock: a later stopper queues behind our join. */
+    pthread_mutex_lock(&t->join_lock);
     pthread_mutex_unlock(&t->lock);
-    return ret;
+    if (join) {
+        pthread_join(t->thread, NULL);
+    }
+    pthread_mutex_unlock(&t->join_lock);
+    return 0;
 }
 
 int iot_thread_destroy(IotThread *t, IotError **errp)
@@ -726,7 +751,7 @@ char *iot_thread_query_json(void)
     pthread_mutex_lock(&registry_lock);
     for (IotThread *t = registry; t; t = t->reg_next) {
         IotThreadProps *p = &t->props;
-        pthread_mutex_lock(&t->lock);
+        pthread_mutex_lock(&t->props_lock);
         /* Ids are identifiers: nothing in them needs escaping. */
         fprintf(
             f,
@@ -735,7 +760,7 @@ char *iot_thread_query_json(void)
             ", \"aio-max-batch\": %" PRId64 "}",
             sep, t->id, iot_thread_tid(t), p->v[P_POLL_MAX_NS],
             p->v[P_POLL_GROW], p->v[P_POLL_SHRINK], p->v[P_AIO_MAX_BATCH]);
-        pthread_mutex_unlock(&t->lock);
+        pthread_mutex_unlock(&t->props_lock);
         sep = ", ";
     }
     pthread_mutex_unlock(&registry_lock);
@@ -758,9 +783,9 @@ static void stats_write(FILE *f, IotThread *t)
     char *affinity;
 
     iot_ctx_get_stats(t->ctx, &s);
-    pthread_mutex_lock(&t->lock);
+    pthread_mutex_lock(&t->props_lock);
     affinity = strdup(t->props.affinity);
-    pthread_mutex_unlock(&t->lock);
+    pthread_mutex_unlock(&t->props_lock);
     /* Ids and CPU lists are validated: nothing in them needs escaping. */
     fprintf(f,
             "{\"id\": \"%s\", \"thread-id\": %d, \"cpu-affinity\": \"%s\", "
@@ -819,9 +844,9 @@ int iot_thread_get_int(IotThread *t, const char *name, int64_t *value,
     if (i < 0) {
         return i;
     }
-    pthread_mutex_lock(&t->lock);
+    pthread_mutex_lock(&t->props_lock);
     *value = t->props.v[i];
-    pthread_mutex_unlock(&t->lock);
+    pthread_mutex_unlock(&t->props_lock);
     return 0;
 }
 
@@ -834,24 +859,60 @@ char *iot_thread_get_str(IotThread *t, const char *name, IotError **errp)
         iot_error_setg(errp, "Property 'iothread.%s' not found", name);
         return NULL;
     }
-    pthread_mutex_lock(&t->lock);
+    pthread_mutex_lock(&t->props_lock);
     if (prop_info[i].type == IOT_PROP_STR) {
         s = strdup(t->props.affinity);
     } else if (asprintf(&s, "%" PRId64, t->props.v[i]) < 0) {
         s = NULL;
     }
-    pthread_mutex_unlock(&t->lock);
+    pthread_mutex_unlock(&t->props_lock);
     if (!s) {
         iot_error_setg_errno(errp, ENOMEM, "Property 'iothread.%s'", name);
     }
     return s;
 }
 
+/* Validates @changes against the stored values, applies them and stores
+ * the result, all or nothing.  Runs in the IOThread (@on_thread), or on a
+ * stopped IOThread's caller under t->lock.  Affinity is applied first: it
+ * is the only step that can fail. */
+static int props_update(IotThread *t, const IotThreadProps *changes,
+                        bool on_thread, IotError **errp)
+{
+    IotThreadProps next;
+    int ret;
+
+    pthread_mutex_lock(&t->props_lock);
+    next = t->props;
+    next.affinity = strdup(t->props.affinity);
+    pthread_mutex_unlock(&t->props_lock);
+    if (!next.affinity || props_merge(&next, changes) < 0) {
+        free(next.affinity);
+        iot_error_setg_errno(errp, ENOMEM, "IOThread '%s'", t->id);
+        return -ENOMEM;
+    }
+    ret = props_check(&next, errp);
+    if (ret == 0 && (changes->mask & MASK(P_CPU_AFFINITY)) && on_thread) {
+        ret = affinity_apply(t, next.affinity, errp);
+    }
+    if (ret == 0) {
+        ret = ctx_apply_props(t->ctx, &next, changes->mask, errp);
+    }
+    if (ret == 0) {
+        pthread_mutex_lock(&t->props_lock);
+        free(t->props.affinity);
+        t->props = next;
+        pthread_mutex_unlock(&t->props_lock);
+    } else {
+        free(next.affinity);
+    }
+    return ret;
+}
+
 /* A property change on its way to the IOThread. */
 typedef struct Apply {
     IotThread *t;
-    const IotThreadProps *next; /* the values as they will be */
-    unsigned mask;              /* what changes */
+    const IotThreadProps *changes;
     IotError *err;
     int ret;
     bool done;
@@ -859,42 +920,37 @@ typedef struct Apply {
     pthread_cond_t cond;
 } Apply;
 
-/* IOThread, or any thread when the IOThread does not run.  Affinity first:
- * it is the only step that can fail, so nothing is applied if it does. */
-static int apply_now(IotThread *t, const IotThreadProps *next, unsigned mask,
-                     bool on_thread, IotError **errp)
-{
-    if ((mask & MASK(P_CPU_AFFINITY)) && on_thread &&
-        affinity_apply(t, next->affinity, errp) < 0) {
-        return -EINVAL;
-    }
-    return ctx_apply_props(t->ctx, next, mask, errp);
-}
-
 static void apply_bh(void *opaque)
 {
     Apply *a = opaque;
 
-    a->ret = apply_now(a->t, a->next, a->mask, true, &a->err);
+    a->ret = props_update(a->t, a->changes, true, &a->err);
     pthread_mutex_lock(&a->lock);
     a->done = true;
     pthread_cond_signal(&a->cond);
     pthread_mutex_unlock(&a->lock);
 }
 
-/* t->lock held.  Applies @next in the IOThread and waits for it. */
-static int apply_in_thread(IotThread *t, const IotThreadProps *next,
-                           unsigned mask, IotError **errp)
+int iot_thread_set_props(IotThread *t, const IotThreadProps *changes,
+                         IotError **errp)
 {
-    Apply a = { .t = t, .next = next, .mask = mask };
+    Apply a = { .t = t, .changes = changes };
     int ret;
 
-    if (tls_self == t || !t->started || t->stopping) {
-        return apply_now(t, next, mask, tls_self == t, errp);
+    if (tls_self == t) {
+        return props_update(t, changes, true, errp);
+    }
+    pthread_mutex_lock(&t->lock);
+    if (!t->started || t->stopping) {
+        /* Nobody runs the loop: apply here, serialised by t->lock. */
+        ret = props_update(t, changes, false, errp);
+        pthread_mutex_unlock(&t->lock);
+        return ret;
     }
     pthread_mutex_init(&a.lock, NULL);
     pthread_cond_init(&a.cond, NULL);
     ret = iot_bh_schedule_oneshot(t->ctx, apply_bh, &a);
+    pthread_mutex_unlock(&t->lock);
     if (ret == 0) {
         pthread_mutex_lock(&a.lock);
         while (!a.done) {
@@ -908,34 +964,6 @@ static int apply_in_thread(IotThread *t, const IotThreadProps *next,
     }
     pthread_cond_destroy(&a.cond);
     pthread_mutex_destroy(&a.lock);
-    return ret;
-}
-
-int iot_thread_set_props(IotThread *t, const IotThreadProps *changes,
-                         IotError **errp)
-{
-    IotThreadProps next;
-    int ret;
-
-    pthread_mutex_lock(&t->lock);
-    next = t->props;
-    next.affinity = strdup(t->props.affinity);
-    if (!next.affinity || props_merge(&next, changes) < 0) {
-        iot_error_setg_errno(errp, ENOMEM, "IOThread '%s'", t->id);
-        ret = -ENOMEM;
-    } else {
-        ret = props_check(&next, errp);
-    }
-    if (ret == 0) {
-        ret = apply_in_thread(t, &next, changes->mask, errp);
-    }
-    if (ret == 0) {
-        free(t->props.affinity);
-        t->props = next;
-        next.affinity = NULL;
-    }
-    pthread_mutex_unlock(&t->lock);
-    free(next.affinity);
     return ret;
 }
 

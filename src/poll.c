@@ -350,7 +350,9 @@ static void fd_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout)
         return;
     }
     t0 = iot__stats_now_ns();
+    IOT_STAT_SET(ctx, wait_start_ns, t0);
     iot__fdmon(ctx)->wait(ctx, ready, timeout);
+    IOT_STAT_SET(ctx, wait_start_ns, 0);
     IOT_STAT_ADD(ctx, idle_ns, iot__stats_now_ns() - t0);
 }
 

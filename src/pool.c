@@ -57,6 +57,14 @@ struct IotPool {
     long outstanding;               /* [home] submitted, not completed */
 };
 
+/* The pool whose worker the calling thread is, or NULL. */
+static __thread IotPool *tls_worker_pool;
+
+bool iot__pool_is_worker_of(IotCtx *ctx)
+{
+    return tls_worker_pool && tls_worker_pool->ctx == ctx;
+}
+
 /* Tests shorten the idle timeout; 10 s as in QEMU otherwise. */
 int64_t iot__pool_idle_ns = 10 * IOT_NS_PER_S;
 
@@ -133,6 +141,7 @@ static void *worker_main(void *opaque)
     IotPool *p = opaque;
 
     pthread_setname_np(pthread_self(), "worker");
+    tls_worker_pool = p;
     pthread_mutex_lock(&p->lock);
     while (worker_wait(p)) {
         IotWork *w = p->qhead;

@@ -1,7 +1,2483 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * IOThread objects: section 1 of the specification and items 8-9 of its
+ * section 9, the QMP surface's "IOThread properties" and "Threads", and the
+ * library's own promises on top of them (all-or-nothing property sets
+ * applied inside the IOThread, no poll reset on aio-max-batch or pool
+ * changes, "in use" marks, creation that leaves nothing behind).
+ *
+ * Every case runs in its own forked process, so /proc/self/task and
+ * /proc/self/fd start with the harness's own entries only; leaks are
+ * checked by counting them before and after.  A thread that
+ * pthread_join() has reaped, or a detached pool worker that has said
+ * goodbye, can stay listed in /proc/self/task for a moment while the
+ * kernel finishes its exit, so task counts are compared by
+ * task_count_settle(), which re-reads until the expected count appears
+ * (it fails only if it never does).
+ *
+ * Work is run on an IOThread synchronously by run_on(): a one-shot BH and
+ * a condition variable, no sleeps.  The only bounded waits are the
+ * deadlock detectors, which turn a hang into a named failure.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <iothread/all.h>
+
+#include "ctx-internal.h"
 #include "harness.h"
+
+#define RANGE_MSG(name) name " value must be in range [0, 9223372036854775807]"
+#define POOL_MSG        "bad thread-pool-min/thread-pool-max values"
+#define ID_MSG          "Parameter 'id' expects an identifier"
+#define DEADLOCK_S      10 /* a wait this long means a deadlock */
+
+/* ---- helpers: errors ---- */
+
+/* Fails unless @err is NULL; prints its message if not. */
+static void check_no_err(const char *file, int line, IotError *err)
+{
+    if (err) {
+        t_fail(file, line, "unexpected error: %s", iot_error_message(err));
+    }
+}
+#define T_NO_ERR(err) check_no_err(__FILE__, __LINE__, (err))
+
+/* *errp must hold an error whose message is @exact (or, if @exact is NULL,
+ * contains @needle); frees it and clears *errp. */
+static void check_err(const char *file, int line, IotError **errp,
+                      const char *exact, const char *needle)
+{
+    const char *msg;
+
+    if (!*errp) {
+        t_fail(file, line, "expected an error, got none");
+    }
+    msg = iot_error_message(*errp);
+    if (!msg) {
+        t_fail(file, line, "error without a message");
+    }
+    if (exact && strcmp(msg, exact)) {
+        t_fail(file, line, "error \"%s\", expected \"%s\"", msg, exact);
+    }
+    if (needle && !strstr(msg, needle)) {
+        t_fail(file, line, "error \"%s\" does not mention \"%s\"", msg, needle);
+    }
+    iot_error_free(*errp);
+    *errp = NULL;
+}
+#define T_ERR_IS(errp, exact)                                                  \
+    check_err(__FILE__, __LINE__, (errp), (exact), NULL)
+#define T_ERR_HAS(errp, needle)                                                \
+    check_err(__FILE__, __LINE__, (errp), NULL, (needle))
+
+/* ---- helpers: waiting ---- */
+
+typedef struct Waiter {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int count;
+} Waiter;
+
+static void waiter_init(Waiter *w)
+{
+    pthread_condattr_t ca;
+
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    w->count = 0;
+}
+
+static void waiter_destroy(Waiter *w)
+{
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->lock);
+}
+
+static void waiter_post(Waiter *w)
+{
+    pthread_mutex_lock(&w->lock);
+    w->count++;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Waits until @n posts have been made; false after @seconds (0: never). */
+static bool waiter_wait_for(Waiter *w, int n, int seconds)
+{
+    struct timespec ts;
+    bool ok = true;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += seconds;
+    pthread_mutex_lock(&w->lock);
+    while (w->count < n && ok) {
+        if (seconds) {
+            ok = pthread_cond_timedwait(&w->cond, &w->lock, &ts) != ETIMEDOUT ||
+                 w->count >= n;
+        } else {
+            pthread_cond_wait(&w->cond, &w->lock);
+        }
+    }
+    pthread_mutex_unlock(&w->lock);
+    return ok;
+}
+
+static void waiter_wait(Waiter *w, int n)
+{
+    waiter_wait_for(w, n, 0);
+}
+
+/* ---- helpers: running code on an IOThread ---- */
+
+typedef void CallFunc(void *arg);
+
+typedef struct Call {
+    CallFunc *fn;
+    void *arg;
+    Waiter done;
+} Call;
+
+static void call_bh(void *opaque)
+{
+    Call *c = opaque;
+
+    if (c->fn) {
+        c->fn(c->arg);
+    }
+    waiter_post(&c->done);
+}
+
+/* Runs @fn(@arg) in @t's thread and waits for it.  @fn NULL: just a
+ * round trip, which also orders after every BH scheduled before. */
+static void run_on(IotThread *t, CallFunc *fn, void *arg)
+{
+    Call c = { .fn = fn, .arg = arg };
+
+    waiter_init(&c.done);
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(iot_thread_ctx(t), call_bh, &c), 0);
+    waiter_wait(&c.done, 1);
+    waiter_destroy(&c.done);
+}
+
+static void sync_with(IotThread *t)
+{
+    run_on(t, NULL, NULL);
+}
+
+/* ---- helpers: /proc ---- */
+
+static int count_dir(const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *e;
+    int n = 0;
+
+    T_ASSERT(d != NULL);
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            n++;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+static bool task_exists(pid_t tid)
+{
+    char path[64];
+
+    snprintf(path, sizeof(path), "/proc/self/task/%d", (int)tid);
+    return access(path, F_OK) == 0;
+}
+
+/* Waits until the task @tid is gone from /proc/self/task. */
+static void task_gone_settle(const char *file, int line, pid_t tid)
+{
+    for (int i = 0; task_exists(tid) && i < 20000; i++) {
+        struct timespec ts = { 0, 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    if (task_exists(tid)) {
+        t_fail(file, line, "task %d still exists", (int)tid);
+    }
+}
+#define T_TASK_GONE(tid) task_gone_settle(__FILE__, __LINE__, (tid))
+
+static void *noop_thread(void *arg)
+{
+    *(pid_t *)arg = gettid();
+    return NULL;
+}
+
+/* ThreadSanitizer starts a background thread of its own at the first
+ * pthread_create(): start it before anything is counted. */
+static void warm_up(void)
+{
+    static bool done;
+    pthread_t thread;
+    pid_t tid = 0;
+
+    if (!done) {
+        done = true;
+        T_ASSERT_EQ(pthread_create(&thread, NULL, noop_thread, &tid), 0);
+        T_ASSERT_EQ(pthread_join(thread, NULL), 0);
+        T_TASK_GONE(tid);
+    }
+}
+
+static int task_count(void)
+{
+    warm_up();
+    return count_dir("/proc/self/task");
+}
+
+static int fd_count(void)
+{
+    return count_dir("/proc/self/fd");
+}
+
+/* The kernel may list an exited (joined) thread for a moment: re-read
+ * until the count is @want, failing only if it never gets there. */
+static void task_count_settle(const char *file, int line, int want)
+{
+    int n = task_count();
+
+    for (int i = 0; n != want && i < 20000; i++) {
+        struct timespec ts = { 0, 1000 * 1000 };
+        nanosleep(&ts, NULL);
+        n = task_count();
+    }
+    if (n != want) {
+        t_fail(file, line, "%d entries in /proc/self/task, expected %d", n,
+               want);
+    }
+}
+#define T_TASKS(want) task_count_settle(__FILE__, __LINE__, (want))
+
+/* Reads /proc/self/task/TID/FILE into @buf, without the final newline. */
+static void read_task_file(pid_t tid, const char *file, char *buf, size_t len)
+{
+    char path[96];
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof(path), "/proc/self/task/%d/%s", (int)tid, file);
+    f = fopen(path, "r");
+    T_ASSERT(f != NULL);
+    n = fread(buf, 1, len - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    if (n && buf[n - 1] == '\n') {
+        buf[n - 1] = '\0';
+    }
+}
+
+/* The Cpus_allowed_list line of the task's status, e.g. "0-1". */
+static void task_cpus_allowed(pid_t tid, char *out, size_t len)
+{
+    char buf[8192], *p, *nl;
+
+    read_task_file(tid, "status", buf, sizeof(buf));
+    p = strstr(buf, "Cpus_allowed_list:");
+    T_ASSERT(p != NULL);
+    p += strlen("Cpus_allowed_list:");
+    while (*p == ' ' || *p == '\t') {
+        p++;
+    }
+    nl = strchr(p, '\n');
+    if (nl) {
+        *nl = '\0';
+    }
+    snprintf(out, len, "%s", p);
+}
+
+/* ---- helpers: JSON, minimally ---- */
+
+/* A copy of the object of @json whose "id" is @id, or NULL. */
+static char *json_obj(const char *json, const char *id)
+{
+    char key[128];
+    const char *p, *start, *end;
+
+    snprintf(key, sizeof(key), "\"id\": \"%s\"", id);
+    p = strstr(json, key);
+    if (!p) {
+        return NULL;
+    }
+    for (start = p; start > json && *start != '{'; start--) {
+    }
+    end = strchr(p, '}');
+    T_ASSERT(*start == '{' && end != NULL);
+    return strndup(start, (size_t)(end - start + 1));
+}
+
+/* The integer member @name of the object @obj. */
+static bool json_int(const char *obj, const char *name, int64_t *value)
+{
+    char key[64], *end;
+    const char *p;
+
+    snprintf(key, sizeof(key), "\"%s\":", name);
+    p = strstr(obj, key);
+    if (!p) {
+        return false;
+    }
+    p += strlen(key);
+    while (*p == ' ') {
+        p++;
+    }
+    *value = strtoll(p, &end, 10);
+    return end != p;
+}
+
+static int64_t json_int_of(const char *obj, const char *name)
+{
+    int64_t v = 0;
+
+    if (!json_int(obj, name, &v)) {
+        t_fail(__FILE__, __LINE__, "no integer \"%s\" in %s", name, obj);
+    }
+    return v;
+}
+
+static int count_char(const char *s, char c)
+{
+    int n = 0;
+
+    for (; *s; s++) {
+        n += *s == c;
+    }
+    return n;
+}
+
+/* ---- helpers: IOThreads ---- */
+
+static IotThread *new_thread(const char *id, const IotThreadProps *props)
+{
+    IotError *err = NULL;
+    IotThread *t = iot_thread_new(id, props, &err);
+
+    T_NO_ERR(err);
+    T_ASSERT(t != NULL);
+    return t;
+}
+
+static void destroy_thread(IotThread *t)
+{
+    IotError *err = NULL;
+
+    T_ASSERT_EQ(iot_thread_destroy(t, &err), 0);
+    T_NO_ERR(err);
+}
+
+static int64_t get_int(IotThread *t, const char *name)
+{
+    IotError *err = NULL;
+    int64_t v = -12345;
+
+    T_ASSERT_EQ(iot_thread_get_int(t, name, &v, &err), 0);
+    T_NO_ERR(err);
+    return v;
+}
+
+static void set_int_ok(IotThread *t, const char *name, int64_t value)
+{
+    IotError *err = NULL;
+
+    T_ASSERT_EQ(iot_thread_set_int(t, name, value, &err), 0);
+    T_NO_ERR(err);
+}
+
+static void set_str_ok(IotThread *t, const char *name, const char *value)
+{
+    IotError *err = NULL;
+
+    T_ASSERT_EQ(iot_thread_set_str(t, name, value, &err), 0);
+    T_NO_ERR(err);
+}
+
+/* get_str, compared and freed. */
+static void check_str(const char *file, int line, IotThread *t,
+                      const char *name, const char *want)
+{
+    IotError *err = NULL;
+    char *s = iot_thread_get_str(t, name, &err);
+
+    if (!s || strcmp(s, want)) {
+        t_fail(file, line, "%s reads \"%s\", expected \"%s\"", name,
+               s ? s : "(null)", want);
+    }
+    check_no_err(file, line, err);
+    free(s);
+}
+#define T_STR_PROP(t, name, want)                                              \
+    check_str(__FILE__, __LINE__, (t), (name), (want))
+
+static IotThreadProps *props_new(void)
+{
+    IotThreadProps *p = iot_thread_props_new();
+
+    T_ASSERT(p != NULL);
+    return p;
+}
+
+static void props_int(IotThreadProps *p, const char *name, int64_t value)
+{
+    IotError *err = NULL;
+
+    T_ASSERT_EQ(iot_thread_props_set_int(p, name, value, &err), 0);
+    T_NO_ERR(err);
+}
+
+static void props_str(IotThreadProps *p, const char *name, const char *value)
+{
+    IotError *err = NULL;
+
+    T_ASSERT_EQ(iot_thread_props_set_str(p, name, value, &err), 0);
+    T_NO_ERR(err);
+}
+
+static const char *const int_props[] = {
+    "poll-max-ns",   "poll-grow",       "poll-shrink",
+    "aio-max-batch", "thread-pool-min", "thread-pool-max",
+};
+#define N_INT_PROPS (sizeof(int_props) / sizeof(int_props[0]))
+
+/* What the IOThread sees about itself, gathered on its thread. */
+typedef struct Inside {
+    IotThread *t;
+    bool in_iothread;
+    IotThread *self;
+    pid_t tid;
+    IotCtx *current;
+} Inside;
+
+static void inside_fn(void *opaque)
+{
+    Inside *in = opaque;
+
+    in->in_iothread = iot_in_iothread();
+    in->self = iot_thread_self();
+    in->tid = gettid();
+    in->current = iot_ctx_current();
+}
+
+/* ---- lifecycle ---- */
+
+static void test_lifecycle_tid_and_name(void)
+{
+    int tasks0 = task_count(), fds0 = fd_count();
+    IotThread *t = new_thread("io0", NULL);
+    pid_t tid = iot_thread_tid(t);
+    Inside in = { 0 };
+    char comm[64];
+
+    /* Published before iot_thread_new() returned. */
+    T_ASSERT(tid > 0);
+    T_ASSERT(tid != getpid());
+    T_ASSERT_TRUE(task_exists(tid));
+    T_ASSERT_EQ(task_count(), tasks0 + 1);
+    T_ASSERT_STR(iot_thread_id(t), "io0");
+    T_ASSERT_FALSE(iot_thread_is_internal(t));
+    T_ASSERT(iot_thread_ctx(t) != NULL);
+
+    read_task_file(tid, "comm", comm, sizeof(comm));
+    T_ASSERT_STR(comm, "IO io0");
+
+    run_on(t, inside_fn, &in);
+    T_ASSERT_EQ(in.tid, tid);
+    T_ASSERT(in.self == t);
+    T_ASSERT(in.current == iot_thread_ctx(t));
+
+    destroy_thread(t);
+    T_TASK_GONE(tid);
+    T_TASKS(tasks0);
+    T_ASSERT_EQ(fd_count(), fds0);
+}
+
+static void check_name(const char *id, const char *want)
+{
+    IotThread *t = new_thread(id, NULL);
+    char comm[64];
+
+    read_task_file(iot_thread_tid(t), "comm", comm, sizeof(comm));
+    T_ASSERT_STR(comm, want);
+    T_ASSERT(strlen(comm) <= IOT_THREAD_NAME_MAX);
+    /* The id itself is kept whole. */
+    T_ASSERT_STR(iot_thread_id(t), id);
+    destroy_thread(t);
+}
+
+static void test_lifecycle_long_id(void)
+{
+    /* "IO " + 12 characters is exactly 15: not cut. */
+    check_name("abcdefghijkl", "IO abcdefghijkl");
+    /* Longer ones keep the first 12 characters of the id. */
+    check_name("abcdefghijklm", "IO abcdefghijkl");
+    check_name("iothread-long-name-0123456789", "IO iothread-lon");
+}
+
+static void *stop_thread_fn(void *opaque)
+{
+    IotThread *t = opaque;
+    IotError *err = NULL;
+
+    T_ASSERT_EQ(iot_thread_stop(t, &err), 0);
+    T_NO_ERR(err);
+    return NULL;
+}
+
+static void test_lifecycle_stop_idempotent(void)
+{
+    int tasks0 = task_count(), fds0 = fd_count();
+    IotError *err = NULL;
+    IotThread *t = new_thread("io0", NULL);
+    pid_t tid = iot_thread_tid(t);
+    pthread_t a, b;
+
+    T_ASSERT_EQ(iot_thread_stop(t, &err), 0);
+    T_NO_ERR(err);
+    /* Joined: the thread is gone. */
+    T_TASK_GONE(tid);
+    T_ASSERT_EQ(iot_thread_stop(t, &err), 0);
+    T_NO_ERR(err);
+    T_ASSERT_EQ(iot_thread_stop(t, NULL), 0);
+    /* Destroying a stopped IOThread is fine. */
+    destroy_thread(t);
+    T_ASSERT(iot_thread_find("io0") == NULL);
+
+    /* Two concurrent stoppers both return 0, once the thread is gone. */
+    t = new_thread("io0", NULL);
+    tid = iot_thread_tid(t);
+    T_ASSERT_EQ(pthread_create(&a, NULL, stop_thread_fn, t), 0);
+    T_ASSERT_EQ(pthread_create(&b, NULL, stop_thread_fn, t), 0);
+    T_ASSERT_EQ(pthread_join(a, NULL), 0);
+    T_ASSERT_EQ(pthread_join(b, NULL), 0);
+    T_TASK_GONE(tid);
+    destroy_thread(t);
+
+    T_TASKS(tasks0);
+    T_ASSERT_EQ(fd_count(), fds0);
+}
+
+typedef struct SelfStop {
+    IotThread *t;
+    int stop_ret, destroy_ret, stop_null_ret;
+    char stop_msg[256], destroy_msg[256];
+} SelfStop;
+
+static void self_stop_fn(void *opaque)
+{
+    SelfStop *s = opaque;
+    IotError *err = NULL;
+
+    s->stop_ret = iot_thread_stop(s->t, &err);
+    snprintf(s->stop_msg, sizeof(s->stop_msg), "%s",
+             err ? iot_error_message(err) : "");
+    iot_error_free(err);
+    err = NULL;
+    s->destroy_ret = iot_thread_destroy(s->t, &err);
+    snprintf(s->destroy_msg, sizeof(s->destroy_msg), "%s",
+             err ? iot_error_message(err) : "");
+    iot_error_free(err);
+    s->stop_null_ret = iot_thread_stop(s->t, NULL);
+}
+
+static void test_lifecycle_stop_from_self(void)
+{
+    IotThread *t = new_thread("io0", NULL), *found;
+    SelfStop s = { .t = t };
+    Inside in = { 0 };
+
+    run_on(t, self_stop_fn, &s);
+    T_ASSERT_EQ(s.stop_ret, -EDEADLK);
+    T_ASSERT(s.stop_msg[0] != '\0');
+    T_ASSERT(strstr(s.stop_msg, "io0") != NULL);
+    T_ASSERT_EQ(s.destroy_ret, -EDEADLK);
+    T_ASSERT(s.destroy_msg[0] != '\0');
+    T_ASSERT(strstr(s.destroy_msg, "io0") != NULL);
+    T_ASSERT_EQ(s.stop_null_ret, -EDEADLK);
+
+    /* Nothing was done: still running, still registered. */
+    run_on(t, inside_fn, &in);
+    T_ASSERT(in.self == t);
+    T_ASSERT_TRUE(task_exists(iot_thread_tid(t)));
+    found = iot_thread_find("io0");
+    T_ASSERT(found == t);
+    iot_thread_unref(found);
+
+    destroy_thread(t);
+}
+
+/* A pool worker of the IOThread cannot stop or destroy it either: the
+ * join (and the pool's wait for its own workers) would never end. */
+typedef struct WorkerStop {
+    IotThread *t;
+    int stop_ret, destroy_ret;
+    Waiter done;
+} WorkerStop;
+
+static int worker_stop_fn(void *opaque)
+{
+    WorkerStop *w = opaque;
+
+    w->stop_ret = iot_thread_stop(w->t, NULL);
+    w->destroy_ret = iot_thread_destroy(w->t, NULL);
+    return 0;
+}
+
+static void worker_stop_done(void *opaque, int ret)
+{
+    (void)ret;
+    waiter_post(&((WorkerStop *)opaque)->done);
+}
+
+static void submit_worker_stop(void *opaque)
+{
+    WorkerStop *w = opaque;
+
+    T_ASSERT(iot_pool_submit(iot_thread_ctx(w->t), worker_stop_fn, w,
+                             worker_stop_done, w));
+}
+
+static void test_lifecycle_stop_from_worker(void)
+{
+    IotThread *t = new_thread("io0", NULL);
+    WorkerStop w = { .t = t };
+
+    waiter_init(&w.done);
+    run_on(t, submit_worker_stop, &w);
+    waiter_wait(&w.done, 1);
+    T_ASSERT_EQ(w.stop_ret, -EDEADLK);
+    T_ASSERT_EQ(w.destroy_ret, -EDEADLK);
+    sync_with(t);
+    waiter_destroy(&w.done);
+    destroy_thread(t);
+}
+
+/* Destroy unregisters and stops even while other references live; they
+ * keep the object, and the id can be used again at once. */
+static void test_lifecycle_destroy_with_refs(void)
+{
+    int tasks0 = task_count(), fds0 = fd_count();
+    IotThread *t = new_thread("io0", NULL), *ref, *t2;
+    pid_t tid = iot_thread_tid(t);
+    char *json;
+
+    ref = iot_thread_find("io0");
+    T_ASSERT(ref == t);
+    destroy_thread(t);
+    T_TASK_GONE(tid);
+    T_ASSERT(iot_thread_find("io0") == NULL);
+    json = iot_thread_query_json();
+    T_ASSERT_STR(json, "[]");
+    free(json);
+    /* The object is still readable through the reference. */
+    T_ASSERT_STR(iot_thread_id(ref), "io0");
+    T_ASSERT_EQ(iot_thread_stop(ref, NULL), 0);
+
+    t2 = new_thread("io0", NULL);
+    T_ASSERT(t2 != ref);
+    iot_thread_unref(ref);
+    ref = iot_thread_find("io0");
+    T_ASSERT(ref == t2);
+    iot_thread_unref(ref);
+    destroy_thread(t2);
+
+    T_TASKS(tasks0);
+    T_ASSERT_EQ(fd_count(), fds0);
+}
+
+/* ---- creation failures ---- */
+
+typedef struct Snapshot {
+    int tasks, fds;
+    char *query;
+} Snapshot;
+
+static void snapshot_take(Snapshot *s)
+{
+    s->tasks = task_count();
+    s->fds = fd_count();
+    s->query = iot_thread_query_json();
+    T_ASSERT(s->query != NULL);
+}
+
+/* After a failed creation of @id: nothing changed, and the id finds
+ * what it found before (@existing, usually NULL). */
+static void snapshot_check(const char *file, int line, const Snapshot *s,
+                           const char *id, IotThread *existing)
+{
+    char *q;
+    IotThread *found = iot_thread_find(id);
+
+    task_count_settle(file, line, s->tasks);
+    if (fd_count() != s->fds) {
+        t_fail(file, line, "%d fds, expected %d", fd_count(), s->fds);
+    }
+    if (found != existing) {
+        t_fail(file, line, "iot_thread_find(\"%s\") found %p, expected %p", id,
+               (void *)found, (void *)existing);
+    }
+    iot_thread_unref(found);
+    q = iot_thread_query_json();
+    if (!q || strcmp(q, s->query)) {
+        t_fail(file, line, "query changed: %s, was %s", q ? q : "(null)",
+               s->query);
+    }
+    free(q);
+}
+#define T_UNCHANGED(s, id, existing)                                           \
+    snapshot_check(__FILE__, __LINE__, (s), (id), (existing))
+
+/* Creates @id with @props, which must fail with @exact (or @needle). */
+static void create_fails(const Snapshot *s, const char *id, IotThread *existing,
+                         const IotThreadProps *props, const char *exact,
+                         const char *needle)
+{
+    IotError *err = NULL;
+    IotThread *t = iot_thread_new(id, props, &err);
+
+    if (t) {
+        t_fail(__FILE__, __LINE__, "iot_thread_new(\"%s\") succeeded", id);
+    }
+    check_err(__FILE__, __LINE__, &err, exact, needle);
+    T_UNCHANGED(s, id, existing);
+    /* The same goes for internal ones (except duplicates, which are only
+     * checked among the user-created). */
+    if (!existing) {
+        t = iot_thread_new_internal(id, props, &err);
+        if (t) {
+            t_fail(__FILE__, __LINE__,
+                   "iot_thread_new_internal(\"%s\") "
+                   "succeeded",
+                   id);
+        }
+        check_err(__FILE__, __LINE__, &err, exact, needle);
+        T_UNCHANGED(s, id, NULL);
+    }
+}
+
+/* A CPU number that parses but that this machine does not have. */
+static int absent_cpu(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_CONF);
+
+    return n < 1000 ? 1000 : CPU_SETSIZE - 1;
+}
+
+static void test_create_failure_leaves_nothing(void)
+{
+    IotThread *io0 = new_thread("io0", NULL);
+    IotThreadProps *p;
+    Snapshot s;
+    char cpu[16];
+
+    snapshot_take(&s);
+
+    /* Bad ids. */
+    create_fails(&s, "", NULL, NULL, ID_MSG, NULL);
+    create_fails(&s, "1abc", NULL, NULL, ID_MSG, NULL);
+    create_fails(&s, "a b", NULL, NULL, ID_MSG, NULL);
+    create_fails(&s, "a/b", NULL, NULL, ID_MSG, NULL);
+    create_fails(&s, "-ab", NULL, NULL, ID_MSG, NULL);
+
+    /* Duplicate id (user-created ones only). */
+    create_fails(&s, "io0", io0, NULL,
+                 "attempt to add duplicate property 'io0' to object "
+                 "(type 'container')",
+                 NULL);
+
+    /* Pool sizes: checked at creation. */
+    p = props_new();
+    props_int(p, "thread-pool-min", 10);
+    props_int(p, "thread-pool-max", 4);
+    create_fails(&s, "io1", NULL, p, POOL_MSG, NULL);
+    iot_thread_props_free(p);
+
+    p = props_new();
+    props_int(p, "thread-pool-max", 0);
+    create_fails(&s, "io1", NULL, p, POOL_MSG, NULL);
+    iot_thread_props_free(p);
+
+    p = props_new();
+    props_int(p, "thread-pool-max", (int64_t)INT_MAX + 1);
+    create_fails(&s, "io1", NULL, p, POOL_MSG, NULL);
+    iot_thread_props_free(p);
+
+    p = props_new();
+    props_int(p, "thread-pool-min", 65); /* above the default max */
+    create_fails(&s, "io1", NULL, p, POOL_MSG, NULL);
+    iot_thread_props_free(p);
+
+    /* A CPU list that parses but cannot be applied: the thread was
+     * started, so this also checks that it is joined and its context
+     * dropped. */
+    snprintf(cpu, sizeof(cpu), "%d", absent_cpu());
+    p = props_new();
+    props_str(p, "cpu-affinity", cpu);
+    create_fails(&s, "io1", NULL, p, NULL, "cpu-affinity");
+    iot_thread_props_free(p);
+
+    /* And a good creation still works afterwards. */
+    {
+        IotThread *t = new_thread("io1", NULL);
+        destroy_thread(t);
+    }
+    T_UNCHANGED(&s, "io1", NULL);
+
+    free(s.query);
+    destroy_thread(io0);
+}
+
+static void test_create_destroy_1000(void)
+{
+    long n = t_scale(1000, 10);
+    int tasks0 = task_count(), fds0 = fd_count();
+    char *json;
+
+    for (long i = 0; i < n; i++) {
+        char id[32];
+        IotThread *t;
+
+        snprintf(id, sizeof(id), "io%ld", i % 3);
+        t = new_thread(id, NULL);
+        T_ASSERT(iot_thread_tid(t) > 0);
+        if (i % 10 == 0) {
+            sync_with(t);
+        }
+        destroy_thread(t);
+        T_ASSERT(iot_thread_find(id) == NULL);
+    }
+    T_TASKS(tasks0);
+    T_ASSERT_EQ(fd_count(), fds0);
+    json = iot_thread_query_json();
+    T_ASSERT_STR(json, "[]");
+    free(json);
+}
+
+/* ---- registry ---- */
+
+static void check_query_obj(const char *json, IotThread *t, int64_t max_ns,
+                            int64_t grow, int64_t shrink, int64_t batch)
+{
+    char *obj = json_obj(json, iot_thread_id(t));
+
+    if (!obj) {
+        t_fail(__FILE__, __LINE__, "\"%s\" not listed in %s", iot_thread_id(t),
+               json);
+    }
+    T_ASSERT_EQ(json_int_of(obj, "thread-id"), iot_thread_tid(t));
+    T_ASSERT_EQ(json_int_of(obj, "poll-max-ns"), max_ns);
+    T_ASSERT_EQ(json_int_of(obj, "poll-grow"), grow);
+    T_ASSERT_EQ(json_int_of(obj, "poll-shrink"), shrink);
+    T_ASSERT_EQ(json_int_of(obj, "aio-max-batch"), batch);
+    /* The six IOThreadInfo members and nothing else (ids have no ':'). */
+    T_ASSERT_EQ(count_char(obj, ':'), 6);
+    free(obj);
+}
+
+static void test_registry_find_and_query(void)
+{
+    IotThreadProps *p = props_new();
+    IotThread *t0, *t1, *f;
+    char *json, key[64];
+
+    t0 = new_thread("io0", NULL);
+    props_int(p, "poll-max-ns", 0);
+    props_int(p, "poll-grow", 3);
+    props_int(p, "poll-shrink", 5);
+    props_int(p, "aio-max-batch", 7);
+    t1 = new_thread("io1", p);
+    iot_thread_props_free(p);
+
+    f = iot_thread_find("io0");
+    T_ASSERT(f == t0);
+    iot_thread_unref(f);
+    f = iot_thread_find("io1");
+    T_ASSERT(f == t1);
+    iot_thread_unref(f);
+    T_ASSERT(iot_thread_find("io2") == NULL);
+    T_ASSERT(iot_thread_find("io") == NULL);
+    T_ASSERT(iot_thread_find("") == NULL);
+
+    json = iot_thread_query_json();
+    T_ASSERT(json != NULL);
+    T_ASSERT(json[0] == '[' && json[strlen(json) - 1] == ']');
+    T_ASSERT(strstr(json, "\"id\": \"io0\"") != NULL);
+    snprintf(key, sizeof(key), "\"thread-id\": %d", (int)iot_thread_tid(t0));
+    T_ASSERT(strstr(json, key) != NULL);
+    check_query_obj(json, t0, 32768, 0, 0, 0);
+    check_query_obj(json, t1, 0, 3, 5, 7);
+    T_ASSERT_EQ(count_char(json, '{'), 2);
+    free(json);
+
+    /* Configured values follow a set. */
+    set_int_ok(t0, "poll-grow", 4);
+    json = iot_thread_query_json();
+    check_query_obj(json, t0, 32768, 4, 0, 0);
+    free(json);
+
+    destroy_thread(t1);
+    json = iot_thread_query_json();
+    T_ASSERT(strstr(json, "\"id\": \"io1\"") == NULL);
+    T_ASSERT_EQ(count_char(json, '{'), 1);
+    free(json);
+    destroy_thread(t0);
+    json = iot_thread_query_json();
+    T_ASSERT_STR(json, "[]");
+    free(json);
+}
+
+static void test_registry_internal_hidden(void)
+{
+    IotThread *user = new_thread("io0", NULL), *in1, *in2, *f;
+    IotError *err = NULL;
+    char *json, comm[64];
+    Inside ins = { 0 };
+
+    in1 = iot_thread_new_internal("mon_iothread", NULL, &err);
+    T_NO_ERR(err);
+    T_ASSERT(in1 != NULL);
+    T_ASSERT_TRUE(iot_thread_is_internal(in1));
+    T_ASSERT(iot_thread_tid(in1) > 0);
+    read_task_file(iot_thread_tid(in1), "comm", comm, sizeof(comm));
+    T_ASSERT_STR(comm, "IO mon_iothread"); /* exactly 15 */
+    /* Internal ones live apart: a user id can be reused for them. */
+    in2 = iot_thread_new_internal("io0", NULL, &err);
+    T_NO_ERR(err);
+    T_ASSERT(in2 != NULL);
+
+    T_ASSERT(iot_thread_find("mon_iothread") == NULL);
+    f = iot_thread_find("io0");
+    T_ASSERT(f == user);
+    iot_thread_unref(f);
+
+    json = iot_thread_query_json();
+    T_ASSERT(strstr(json, "mon_iothread") == NULL);
+    T_ASSERT_EQ(count_char(json, '{'), 1);
+    free(json);
+    json = iot_thread_stats_json(NULL);
+    T_ASSERT(strstr(json, "mon_iothread") == NULL);
+    T_ASSERT_EQ(count_char(json, '{'), 1);
+    free(json);
+
+    /* They are IOThreads all the same. */
+    run_on(in1, inside_fn, &ins);
+    T_ASSERT_TRUE(ins.in_iothread);
+    T_ASSERT(ins.self == in1);
+
+    /* A user IOThread cannot take an id twice, internal ones can. */
+    T_ASSERT(iot_thread_new("io0", NULL, &err) == NULL);
+    T_ERR_IS(&err, "attempt to add duplicate property 'io0' to object "
+                   "(type 'container')");
+
+    destroy_thread(in2);
+    destroy_thread(in1);
+    destroy_thread(user);
+}
+
+typedef struct PoolRec {
+    IotThread *t;
+    atomic_int worker_in_iothread; /* -1 until recorded */
+    IotThread *worker_self;
+    pid_t worker_tid;
+    bool done_in_iothread;
+    IotThread *done_self;
+    int done_ret;
+    bool submitted;
+    Waiter done;
+} PoolRec;
+
+static int pool_work_fn(void *arg)
+{
+    PoolRec *r = arg;
+
+    atomic_store(&r->worker_in_iothread, iot_in_iothread());
+    r->worker_self = iot_thread_self();
+    r->worker_tid = gettid();
+    return 42;
+}
+
+static void pool_done_fn(void *opaque, int ret)
+{
+    PoolRec *r = opaque;
+
+    r->done_in_iothread = iot_in_iothread();
+    r->done_self = iot_thread_self();
+    r->done_ret = ret;
+    waiter_post(&r->done);
+}
+
+static void pool_submit_fn(void *opaque)
+{
+    PoolRec *r = opaque;
+
+    r->submitted = iot_pool_submit(iot_thread_ctx(r->t), pool_work_fn, r,
+                                   pool_done_fn, r) != NULL;
+}
+
+static void test_registry_in_iothread(void)
+{
+    IotThread *t = new_thread("io0", NULL);
+    PoolRec r = { .t = t };
+    Inside in = { 0 };
+
+    /* The main thread (of this case's process) is not an IOThread. */
+    T_ASSERT_FALSE(iot_in_iothread());
+    T_ASSERT(iot_thread_self() == NULL);
+
+    run_on(t, inside_fn, &in);
+    T_ASSERT_TRUE(in.in_iothread);
+    T_ASSERT(in.self == t);
+
+    /* A pool worker of that IOThread's context is not one either. */
+    atomic_init(&r.worker_in_iothread, -1);
+    waiter_init(&r.done);
+    run_on(t, pool_submit_fn, &r);
+    T_ASSERT_TRUE(r.submitted);
+    waiter_wait(&r.done, 1);
+    T_ASSERT_EQ(r.done_ret, 42);
+    T_ASSERT_EQ(atomic_load(&r.worker_in_iothread), 0);
+    T_ASSERT(r.worker_self == NULL);
+    T_ASSERT(r.worker_tid != iot_thread_tid(t));
+    T_ASSERT(r.worker_tid != getpid());
+    /* ... while the completion runs back on the IOThread. */
+    T_ASSERT_TRUE(r.done_in_iothread);
+    T_ASSERT(r.done_self == t);
+    waiter_destroy(&r.done);
+
+    destroy_thread(t);
+    T_ASSERT_FALSE(iot_in_iothread());
+}
+
+/* Two creators of one id at the same time: exactly one wins; the loser
+ * gets the duplicate error and leaves nothing behind. */
+typedef struct Racer {
+    pthread_barrier_t *barrier;
+    IotThread *t;
+    char msg[256];
+} Racer;
+
+static void *racer_fn(void *opaque)
+{
+    Racer *r = opaque;
+    IotError *err = NULL;
+
+    pthread_barrier_wait(r->barrier);
+    r->t = iot_thread_new("dup", NULL, &err);
+    snprintf(r->msg, sizeof(r->msg), "%s", err ? iot_error_message(err) : "");
+    iot_error_free(err);
+    return NULL;
+}
+
+static void test_registry_duplicate_race(void)
+{
+    int tasks0 = task_count(), fds0 = fd_count();
+    long n = t_scale(100, 5);
+    pthread_barrier_t barrier;
+
+    pthread_barrier_init(&barrier, NULL, 2);
+    for (long i = 0; i < n; i++) {
+        Racer a = { .barrier = &barrier }, b = { .barrier = &barrier };
+        pthread_t ta, tb;
+        Racer *win, *lose;
+        IotThread *f;
+
+        T_ASSERT_EQ(pthread_create(&ta, NULL, racer_fn, &a), 0);
+        T_ASSERT_EQ(pthread_create(&tb, NULL, racer_fn, &b), 0);
+        T_ASSERT_EQ(pthread_join(ta, NULL), 0);
+        T_ASSERT_EQ(pthread_join(tb, NULL), 0);
+        T_ASSERT((a.t == NULL) != (b.t == NULL));
+        win = a.t ? &a : &b;
+        lose = a.t ? &b : &a;
+        T_ASSERT_STR(win->msg, "");
+        T_ASSERT_STR(lose->msg, "attempt to add duplicate property 'dup' "
+                                "to object (type 'container')");
+        f = iot_thread_find("dup");
+        T_ASSERT(f == win->t);
+        iot_thread_unref(f);
+        destroy_thread(win->t);
+    }
+    pthread_barrier_destroy(&barrier);
+    T_TASKS(tasks0);
+    T_ASSERT_EQ(fd_count(), fds0);
+}
+
+/* ---- properties ---- */
+
+static void test_properties_defaults(void)
+{
+    static const struct {
+        const char *name;
+        IotPropType type;
+    } want[] = {
+        { "poll-max-ns", IOT_PROP_INT },
+        { "poll-grow", IOT_PROP_INT },
+        { "poll-shrink", IOT_PROP_INT },
+        { "aio-max-batch", IOT_PROP_INT },
+        { "thread-pool-min", IOT_PROP_INT },
+        { "thread-pool-max", IOT_PROP_INT },
+        { "cpu-affinity", IOT_PROP_STR },
+    };
+    IotThread *t = new_thread("io0", NULL);
+    IotCtx *ctx = iot_thread_ctx(t);
+    const IotPropInfo *info;
+    size_t count = 0;
+    int64_t max_ns, grow, shrink, min, max;
+
+    T_ASSERT_EQ(get_int(t, "poll-max-ns"), 32768);
+    T_ASSERT_EQ(get_int(t, "poll-max-ns"), IOT_THREAD_POLL_MAX_NS_DEFAULT);
+    T_ASSERT_EQ(get_int(t, "poll-grow"), 0);
+    T_ASSERT_EQ(get_int(t, "poll-shrink"), 0);
+    T_ASSERT_EQ(get_int(t, "aio-max-batch"), 0);
+    T_ASSERT_EQ(get_int(t, "thread-pool-min"), 0);
+    T_ASSERT_EQ(get_int(t, "thread-pool-max"), 64);
+    T_STR_PROP(t, "cpu-affinity", "");
+    T_STR_PROP(t, "poll-max-ns", "32768");
+    T_STR_PROP(t, "thread-pool-max", "64");
+    T_STR_PROP(t, "poll-grow", "0");
+
+    /* The context runs with them. */
+    iot_ctx_get_poll_params(ctx, &max_ns, &grow, &shrink);
+    T_ASSERT_EQ(max_ns, 32768);
+    T_ASSERT_EQ(grow, 0);
+    T_ASSERT_EQ(shrink, 0);
+    T_ASSERT_EQ(iot_ctx_get_max_batch(ctx), 0);
+    iot_ctx_get_pool_size(ctx, &min, &max);
+    T_ASSERT_EQ(min, 0);
+    T_ASSERT_EQ(max, 64);
+
+    info = iot_thread_props_info(&count);
+    T_ASSERT(info != NULL);
+    T_ASSERT_EQ(count, 7);
+    for (size_t i = 0; i < count; i++) {
+        T_ASSERT_STR(info[i].name, want[i].name);
+        T_ASSERT_EQ(info[i].type, want[i].type);
+        T_ASSERT(info[i].description && info[i].description[0]);
+    }
+    T_ASSERT(iot_thread_props_info(NULL) == info);
+
+    destroy_thread(t);
+}
+
+/* Sets @name to @value, which must fail with @exact (or @needle) and
+ * change nothing. */
+static void set_int_fails(IotThread *t, const char *name, int64_t value,
+                          const char *exact, const char *needle)
+{
+    IotError *err = NULL;
+    int64_t before[N_INT_PROPS], max_ns, grow, shrink, min, max;
+    IotCtx *ctx = iot_thread_ctx(t);
+    unsigned gen = atomic_load(&ctx->param_gen);
+
+    for (size_t i = 0; i < N_INT_PROPS; i++) {
+        before[i] = get_int(t, int_props[i]);
+    }
+    T_ASSERT(iot_thread_set_int(t, name, value, &err) < 0);
+    check_err(__FILE__, __LINE__, &err, exact, needle);
+    for (size_t i = 0; i < N_INT_PROPS; i++) {
+        T_ASSERT_EQ(get_int(t, int_props[i]), before[i]);
+    }
+    iot_ctx_get_poll_params(ctx, &max_ns, &grow, &shrink);
+    T_ASSERT_EQ(max_ns, before[0]);
+    T_ASSERT_EQ(grow, before[1]);
+    T_ASSERT_EQ(shrink, before[2]);
+    T_ASSERT_EQ(iot_ctx_get_max_batch(ctx), before[3]);
+    iot_ctx_get_pool_size(ctx, &min, &max);
+    T_ASSERT_EQ(min, before[4]);
+    T_ASSERT_EQ(max, before[5]);
+    T_ASSERT_EQ(atomic_load(&ctx->param_gen), gen);
+}
+
+static void set_str_fails(IotThread *t, const char *name, const char *value,
+                          const char *exact, const char *needle)
+{
+    IotError *err = NULL;
+    char *before = iot_thread_get_str(t, "cpu-affinity", NULL);
+
+    T_ASSERT(before != NULL);
+    T_ASSERT(iot_thread_set_str(t, name, value, &err) < 0);
+    check_err(__FILE__, __LINE__, &err, exact, needle);
+    T_STR_PROP(t, "cpu-affinity", before);
+    free(before);
+}
+
+static void test_properties_bad_values(void)
+{
+    IotThread *t = new_thread("io0", NULL);
+    IotCtx *ctx = iot_thread_ctx(t);
+    IotError *err = NULL;
+    int64_t v, max_ns, grow, shrink;
+    char msg[128], *s;
+
+    /* Negative values, with QEMU's text. */
+    for (size_t i = 0; i < N_INT_PROPS; i++) {
+        snprintf(msg, sizeof(msg),
+                 "%s value must be in range [0, 9223372036854775807]",
+                 int_props[i]);
+        set_int_fails(t, int_props[i], -1, msg, NULL);
+        set_int_fails(t, int_props[i], INT64_MIN, msg, NULL);
+    }
+    set_int_fails(t, "poll-max-ns", -1, RANGE_MSG("poll-max-ns"), NULL);
+
+    /* INT64_MAX is fine for the four unbounded ones. */
+    set_int_ok(t, "poll-grow", INT64_MAX);
+    set_int_ok(t, "poll-shrink", INT64_MAX);
+    set_int_ok(t, "aio-max-batch", INT64_MAX);
+    set_int_ok(t, "poll-max-ns", INT64_MAX);
+    T_ASSERT_EQ(get_int(t, "poll-max-ns"), INT64_MAX);
+    T_ASSERT_EQ(get_int(t, "poll-grow"), INT64_MAX);
+    T_ASSERT_EQ(get_int(t, "poll-shrink"), INT64_MAX);
+    T_ASSERT_EQ(get_int(t, "aio-max-batch"), INT64_MAX);
+    T_STR_PROP(t, "poll-max-ns", "9223372036854775807");
+    iot_ctx_get_poll_params(ctx, &max_ns, &grow, &shrink);
+    T_ASSERT_EQ(max_ns, INT64_MAX);
+    T_ASSERT_EQ(grow, INT64_MAX);
+    T_ASSERT_EQ(shrink, INT64_MAX);
+    T_ASSERT_EQ(iot_ctx_get_max_batch(ctx), INT64_MAX);
+    sync_with(t); /* the loop survives running with them */
+    set_int_ok(t, "poll-max-ns", 32768);
+    set_int_ok(t, "poll-grow", 0);
+    set_int_ok(t, "poll-shrink", 0);
+    set_int_ok(t, "aio-max-batch", 0);
+
+    /* Pool sizes, against the stored values. */
+    set_int_fails(t, "thread-pool-min", 100, POOL_MSG, NULL); /* > max 64 */
+    set_int_fails(t, "thread-pool-min", 65, POOL_MSG, NULL);
+    set_int_ok(t, "thread-pool-min", 64); /* == max */
+    set_int_ok(t, "thread-pool-min", 10);
+    set_int_fails(t, "thread-pool-max", 5, POOL_MSG, NULL); /* < min 10 */
+    set_int_fails(t, "thread-pool-max", 9, POOL_MSG, NULL);
+    set_int_ok(t, "thread-pool-max", 10);
+    set_int_ok(t, "thread-pool-min", 0);
+    set_int_fails(t, "thread-pool-max", 0, POOL_MSG, NULL);
+    set_int_fails(t, "thread-pool-max", (int64_t)INT_MAX + 1, POOL_MSG, NULL);
+    set_int_fails(t, "thread-pool-max", INT64_MAX, POOL_MSG, NULL);
+    set_int_fails(t, "thread-pool-min", (int64_t)INT_MAX + 1, POOL_MSG, NULL);
+    set_int_ok(t, "thread-pool-max", INT_MAX);
+    set_int_ok(t, "thread-pool-min", INT_MAX);
+    set_int_fails(t, "thread-pool-min", (int64_t)INT_MAX + 1, POOL_MSG, NULL);
+    set_int_ok(t, "thread-pool-min", 0);
+    set_int_ok(t, "thread-pool-max", 64);
+    {
+        /* Both above INT_MAX, so min <= max holds: still refused. */
+        IotThreadProps *p = props_new();
+        props_int(p, "thread-pool-max", (int64_t)INT_MAX + 2);
+        props_int(p, "thread-pool-min", (int64_t)INT_MAX + 1);
+        T_ASSERT(iot_thread_set_props(t, p, &err) < 0);
+        T_ERR_IS(&err, POOL_MSG);
+        iot_thread_props_free(p);
+        T_ASSERT_EQ(get_int(t, "thread-pool-min"), 0);
+        T_ASSERT_EQ(get_int(t, "thread-pool-max"), 64);
+    }
+
+    /* Unknown names. */
+    set_int_fails(t, "nope", 1, "Property 'iothread.nope' not found", NULL);
+    set_str_fails(t, "nope", "1", "Property 'iothread.nope' not found", NULL);
+    T_ASSERT(iot_thread_get_int(t, "nope", &v, &err) < 0);
+    T_ERR_IS(&err, "Property 'iothread.nope' not found");
+    T_ASSERT(iot_thread_get_str(t, "nope", &err) == NULL);
+    T_ERR_IS(&err, "Property 'iothread.nope' not found");
+    s = iot_thread_get_str(t, "nope", NULL); /* errp NULL is fine */
+    T_ASSERT(s == NULL);
+
+    /* Wrong types. */
+    set_int_fails(t, "cpu-affinity", 1, NULL, "cpu-affinity");
+    T_ASSERT(iot_thread_set_int(t, "cpu-affinity", 0, &err) < 0);
+    T_ERR_HAS(&err, "Invalid parameter type");
+    set_str_fails(t, "poll-max-ns", "1000", NULL, "poll-max-ns");
+    T_ASSERT(iot_thread_set_str(t, "poll-max-ns", "1000", &err) < 0);
+    T_ERR_HAS(&err, "Invalid parameter type");
+    T_ASSERT_EQ(get_int(t, "poll-max-ns"), 32768);
+    T_ASSERT(iot_thread_get_int(t, "cpu-affinity", &v, &err) < 0);
+    T_ERR_HAS(&err, "cpu-affinity");
+
+    /* CPU lists that do not parse. */
+    {
+        static const char *const bad[] = {
+            "x",
+            "3-1",
+            "1,,2",
+            "1,",
+            ",1",
+            "-1",
+            "0-",
+            "0-x",
+            " 0",
+            "0 ",
+            "0;1",
+            "1024",
+            "99999999999999999999",
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            set_str_fails(t, "cpu-affinity", bad[i], NULL, "cpu-affinity");
+        }
+    }
+    T_STR_PROP(t, "cpu-affinity", "");
+
+    destroy_thread(t);
+}
+
+/* A set of several properties is all or nothing. */
+static void test_properties_all_or_nothing(void)
+{
+    IotThread *t = new_thread("io0", NULL);
+    IotCtx *ctx = iot_thread_ctx(t);
+    IotError *err = NULL;
+    IotThreadProps *p;
+    int64_t max_ns, min, max;
+    unsigned gen;
+    char cpu[16];
+
+    set_int_ok(t, "poll-max-ns", 1000);
+    gen = atomic_load(&ctx->param_gen);
+
+    p = props_new();
+    props_int(p, "poll-max-ns", 5);
+    props_int(p, "aio-max-batch", 9);
+    props_int(p, "thread-pool-min", 100); /* bad: above max 64 */
+    T_ASSERT(iot_thread_set_props(t, p, &err) < 0);
+    T_ERR_IS(&err, POOL_MSG);
+    iot_thread_props_free(p);
+    T_ASSERT_EQ(get_int(t, "poll-max-ns"), 1000);
+    T_ASSERT_EQ(get_int(t, "aio-max-batch"), 0);
+    T_ASSERT_EQ(get_int(t, "thread-pool-min"), 0);
+    iot_ctx_get_poll_params(ctx, &max_ns, NULL, NULL);
+    T_ASSERT_EQ(max_ns, 1000);
+    T_ASSERT_EQ(iot_ctx_get_max_batch(ctx), 0);
+    iot_ctx_get_pool_size(ctx, &min, &max);
+    T_ASSERT_EQ(min, 0);
+    T_ASSERT_EQ(max, 64);
+    T_ASSERT_EQ(atomic_load(&ctx->param_gen), gen);
+
+    /* An affinity that cannot be applied also stops the others. */
+    snprintf(cpu, sizeof(cpu), "%d", absent_cpu());
+    p = props_new();
+    props_int(p, "poll-max-ns", 5);
+    props_int(p, "aio-max-batch", 9);
+    props_int(p, "thread-pool-min", 2);
+    props_str(p, "cpu-affinity", cpu);
+    T_ASSERT(iot_thread_set_props(t, p, &err) < 0);
+    T_ERR_HAS(&err, "cpu-affinity");
+    iot_thread_props_free(p);
+    T_ASSERT_EQ(get_int(t, "poll-max-ns"), 1000);
+    T_ASSERT_EQ(get_int(t, "aio-max-batch"), 0);
+    T_ASSERT_EQ(get_int(t, "thread-pool-min"), 0);
+    T_STR_PROP(t, "cpu-affinity", "");
+    iot_ctx_get_poll_params(ctx, &max_ns, NULL, NULL);
+    T_ASSERT_EQ(max_ns, 1000);
+    T_ASSERT_EQ(iot_ctx_get_max_batch(ctx), 0);
+    iot_ctx_get_pool_size(ctx, &min, &max);
+    T_ASSERT_EQ(min, 0);
+    T_ASSERT_EQ(atomic_load(&ctx->param_gen), gen);
+
+    /* And a good one is applied whole. */
+    p = props_new();
+    props_int(p, "poll-max-ns", 5);
+    props_int(p, "aio-max-batch", 9);
+    props_int(p, "thread-pool-min", 2);
+    props_int(p, "thread-pool-max", 3);
+    T_ASSERT_EQ(iot_thread_set_props(t, p, &err), 0);
+    T_NO_ERR(err);
+    iot_thread_props_free(p);
+    T_ASSERT_EQ(get_int(t, "poll-max-ns"), 5);
+    T_ASSERT_EQ(get_int(t, "aio-max-batch"), 9);
+    T_ASSERT_EQ(get_int(t, "thread-pool-min"), 2);
+    T_ASSERT_EQ(get_int(t, "thread-pool-max"), 3);
+    iot_ctx_get_pool_size(ctx, &min, &max);
+    T_ASSERT_EQ(min, 2);
+    T_ASSERT_EQ(max, 3);
+
+    destroy_thread(t);
+}
+
+/* The creation property set checks each value on its own. */
+static void test_properties_builder(void)
+{
+    IotThreadProps *p = props_new();
+    IotError *err = NULL;
+    IotThread *t;
+    char msg[128];
+
+    for (size_t i = 0; i < N_INT_PROPS; i++) {
+        snprintf(msg, sizeof(msg),
+                 "%s value must be in range [0, 9223372036854775807]",
+                 int_props[i]);
+        T_ASSERT(iot_thread_props_set_int(p, int_props[i], -1, &err) < 0);
+        T_ERR_IS(&err, msg);
+    }
+    T_ASSERT(iot_thread_props_set_int(p, "nope", 1, &err) < 0);
+    T_ERR_IS(&err, "Property 'iothread.nope' not found");
+    T_ASSERT(iot_thread_props_set_str(p, "nope", "", &err) < 0);
+    T_ERR_IS(&err, "Property 'iothread.nope' not found");
+    T_ASSERT(iot_thread_props_set_int(p, "cpu-affinity", 0, &err) < 0);
+    T_ERR_HAS(&err, "cpu-affinity");
+    T_ASSERT(iot_thread_props_set_str(p, "poll-max-ns", "1", &err) < 0);
+    T_ERR_HAS(&err, "poll-max-ns");
+    T_ASSERT(iot_thread_props_set_str(p, "cpu-affinity", "3-1", &err) < 0);
+    T_ERR_HAS(&err, "cpu-affinity");
+    /* errp NULL ignores the error. */
+    T_ASSERT(iot_thread_props_set_int(p, "poll-grow", -1, NULL) < 0);
+
+    /* The refused sets left the defaults: creating with @p gives them. */
+    t = new_thread("io0", p);
+    T_ASSERT_EQ(get_int(t, "poll-max-ns"), 32768);
+    T_ASSERT_EQ(get_int(t, "poll-grow"), 0);
+    T_ASSERT_EQ(get_int(t, "thread-pool-max"), 64);
+    T_STR_PROP(t, "cpu-affinity", "");
+    destroy_thread(t);
+
+    /* Values given at creation are stored and applied. */
+    props_int(p, "poll-max-ns", 0);
+    props_int(p, "poll-grow", 3);
+    props_int(p, "poll-shrink", 4);
+    props_int(p, "aio-max-batch", 5);
+    props_int(p, "thread-pool-min", 6);
+    props_int(p, "thread-pool-max", 7);
+    props_int(p, "poll-grow", 8); /* the last set wins */
+    t = new_thread("io0", p);
+    iot_thread_props_free(p);
+    T_ASSERT_EQ(get_int(t, "poll-max-ns"), 0);
+    T_ASSERT_EQ(get_int(t, "poll-grow"), 8);
+    T_ASSERT_EQ(get_int(t, "poll-shrink"), 4);
+    T_ASSERT_EQ(get_int(t, "aio-max-batch"), 5);
+    T_ASSERT_EQ(get_int(t, "thread-pool-min"), 6);
+    T_ASSERT_EQ(get_int(t, "thread-pool-max"), 7);
+    {
+        IotCtx *ctx = iot_thread_ctx(t);
+        int64_t a, b, c;
+        iot_ctx_get_poll_params(ctx, &a, &b, &c);
+        T_ASSERT_EQ(a, 0);
+        T_ASSERT_EQ(b, 8);
+        T_ASSERT_EQ(c, 4);
+        T_ASSERT_EQ(iot_ctx_get_max_batch(ctx), 5);
+        iot_ctx_get_pool_size(ctx, &a, &b);
+        T_ASSERT_EQ(a, 6);
+        T_ASSERT_EQ(b, 7);
+    }
+    destroy_thread(t);
+}
+
+/* What the loop has in force, read on its own thread. */
+typedef struct InForce {
+    IotCtx *ctx;
+    IotPollParams param;
+} InForce;
+
+static void in_force_fn(void *opaque)
+{
+    InForce *f = opaque;
+
+    f->param = f->ctx->param;
+}
+
+static void test_properties_runtime_applied(void)
+{
+    IotThread *t = new_thread("io0", NULL);
+    IotCtx *ctx = iot_thread_ctx(t);
+    InForce f = { .ctx = ctx };
+    int64_t max_ns, grow, shrink, min, max;
+
+    set_int_ok(t, "poll-max-ns", 1000);
+    iot_ctx_get_poll_params(ctx, &max_ns, &grow, &shrink);
+    T_ASSERT_EQ(max_ns, 1000);
+    T_ASSERT_EQ(get_int(t, "poll-max-ns"), 1000);
+    /* ... and the loop runs with it from its next iteration on. */
+    run_on(t, in_force_fn, &f);
+    T_ASSERT_EQ(f.param.max_ns, 1000);
+
+    set_int_ok(t, "poll-grow", 3);
+    set_int_ok(t, "poll-shrink", 2);
+    iot_ctx_get_poll_params(ctx, &max_ns, &grow, &shrink);
+    T_ASSERT_EQ(max_ns, 1000);
+    T_ASSERT_EQ(grow, 3);
+    T_ASSERT_EQ(shrink, 2);
+    run_on(t, in_force_fn, &f);
+    T_ASSERT_EQ(f.param.max_ns, 1000);
+    T_ASSERT_EQ(f.param.grow, 3);
+    T_ASSERT_EQ(f.param.shrink, 2);
+
+    set_int_ok(t, "aio-max-batch", 17);
+    T_ASSERT_EQ(iot_ctx_get_max_batch(ctx), 17);
+    T_ASSERT_EQ(get_int(t, "aio-max-batch"), 17);
+
+    set_int_ok(t, "thread-pool-max", 8);
+    set_int_ok(t, "thread-pool-min", 2);
+    iot_ctx_get_pool_size(ctx, &min, &max);
+    T_ASSERT_EQ(min, 2);
+    T_ASSERT_EQ(max, 8);
+
+    /* The poll values did not move meanwhile. */
+    iot_ctx_get_poll_params(ctx, &max_ns, &grow, &shrink);
+    T_ASSERT_EQ(max_ns, 1000);
+    T_ASSERT_EQ(grow, 3);
+    T_ASSERT_EQ(shrink, 2);
+
+    destroy_thread(t);
+}
+
+typedef struct InsideSet {
+    IotThread *t;
+    int ret[4];
+    int64_t got;
+    char *msg;
+} InsideSet;
+
+static void inside_set_fn(void *opaque)
+{
+    InsideSet *s = opaque;
+    IotError *err = NULL;
+
+    s->ret[0] = iot_thread_set_int(s->t, "poll-max-ns", 2000, NULL);
+    s->ret[1] = iot_thread_set_int(s->t, "aio-max-batch", 3, NULL);
+    s->ret[2] = iot_thread_set_int(s->t, "thread-pool-min", 1, NULL);
+    s->ret[3] = iot_thread_set_int(s->t, "thread-pool-max", 0, &err);
+    s->msg = err ? strdup(iot_error_message(err)) : NULL;
+    iot_error_free(err);
+    iot_thread_get_int(s->t, "poll-max-ns", &s->got, NULL);
+}
+
+static void test_properties_runtime_from_inside(void)
+{
+    IotThread *t = new_thread("io0", NULL);
+    IotCtx *ctx = iot_thread_ctx(t);
+    InsideSet s = { .t = t };
+    InForce f = { .ctx = ctx };
+    int64_t max_ns, min, max;
+
+    run_on(t, inside_set_fn, &s);
+    T_ASSERT_EQ(s.ret[0], 0);
+    T_ASSERT_EQ(s.ret[1], 0);
+    T_ASSERT_EQ(s.ret[2], 0);
+    T_ASSERT(s.ret[3] < 0);
+    T_ASSERT_STR(s.msg, POOL_MSG);
+    free(s.msg);
+    T_ASSERT_EQ(s.got, 2000);
+    T_ASSERT_EQ(get_int(t, "poll-max-ns"), 2000);
+    T_ASSERT_EQ(get_int(t, "thread-pool-max"), 64);
+    iot_ctx_get_poll_params(ctx, &max_ns, NULL, NULL);
+    T_ASSERT_EQ(max_ns, 2000);
+    T_ASSERT_EQ(iot_ctx_get_max_batch(ctx), 3);
+    iot_ctx_get_pool_size(ctx, &min, &max);
+    T_ASSERT_EQ(min, 1);
+    T_ASSERT_EQ(max, 64);
+    run_on(t, in_force_fn, &f);
+    T_ASSERT_EQ(f.param.max_ns, 2000);
+
+    destroy_thread(t);
+}
+
+/* Poll parameter changes reset the adaptive windows (a new generation);
+ * aio-max-batch, pool and affinity changes do not. */
+static void test_properties_runtime_param_gen(void)
+{
+    IotThread *t = new_thread("io0", NULL);
+    IotCtx *ctx = iot_thread_ctx(t);
+    IotThreadProps *p;
+    unsigned gen = atomic_load(&ctx->param_gen);
+    IotError *err = NULL;
+
+    set_int_ok(t, "poll-max-ns", 1000);
+    T_ASSERT_EQ(atomic_load(&ctx->param_gen), gen + 1);
+    set_int_ok(t, "poll-grow", 2);
+    T_ASSERT_EQ(atomic_load(&ctx->param_gen), gen + 2);
+    set_int_ok(t, "poll-shrink", 2);
+    T_ASSERT_EQ(atomic_load(&ctx->param_gen), gen + 3);
+    gen += 3;
+
+    set_int_ok(t, "aio-max-batch", 10);
+    T_ASSERT_EQ(atomic_load(&ctx->param_gen), gen);
+    set_int_ok(t, "thread-pool-min", 1);
+    T_ASSERT_EQ(atomic_load(&ctx->param_gen), gen);
+    set_int_ok(t, "thread-pool-max", 4);
+    T_ASSERT_EQ(atomic_load(&ctx->param_gen), gen);
+    set_str_ok(t, "cpu-affinity", "");
+    T_ASSERT_EQ(atomic_load(&ctx->param_gen), gen);
+
+    /* Several at once: one generation if any poll value is among them. */
+    p = props_new();
+    props_int(p, "aio-max-batch", 11);
+    props_int(p, "thread-pool-max", 5);
+    T_ASSERT_EQ(iot_thread_set_props(t, p, &err), 0);
+    T_NO_ERR(err);
+    T_ASSERT_EQ(atomic_load(&ctx->param_gen), gen);
+    props_int(p, "poll-max-ns", 500);
+    props_int(p, "poll-grow", 4);
+    T_ASSERT_EQ(iot_thread_set_props(t, p, &err), 0);
+    T_NO_ERR(err);
+    T_ASSERT_EQ(atomic_load(&ctx->param_gen), gen + 1);
+    iot_thread_props_free(p);
+
+    destroy_thread(t);
+}
+
+/*
+ * An "any thread" call made on the IOThread while another thread controls
+ * it (a property set waiting for its apply BH, or a stop waiting for the
+ * join).  The BH on the IOThread waits until the controller's BH is
+ * pending (so the controller is inside its call), then makes its own call.
+ */
+typedef enum { OP_GET_INT, OP_SET_INT, OP_QUERY, OP_STATS } InsideOp;
+
+typedef struct Crossing {
+    IotThread *t;
+    InsideOp op;
+    bool stop; /* the controller stops instead of setting */
+    Waiter started, done;
+    int ret;
+} Crossing;
+
+static void crossing_bh(void *opaque)
+{
+    Crossing *c = opaque;
+    IotCtx *ctx = iot_thread_ctx(c->t);
+    int64_t v;
+    char *s;
+
+    waiter_post(&c->started);
+    /* The controller schedules its BH while it holds whatever it holds. */
+    while (!atomic_load(&ctx->bh_list)) {
+        sched_yield();
+    }
+    switch (c->op) {
+    case OP_GET_INT:
+        c->ret = iot_thread_get_int(c->t, "poll-max-ns", &v, NULL);
+        break;
+    case OP_SET_INT:
+        c->ret = iot_thread_set_int(c->t, "aio-max-batch", 5, NULL);
+        break;
+    case OP_QUERY:
+        s = iot_thread_query_json();
+        c->ret = s ? 0 : -1;
+        free(s);
+        break;
+    case OP_STATS:
+        s = iot_thread_stats_json(NULL);
+        c->ret = s ? 0 : -1;
+        free(s);
+        break;
+    }
+    waiter_post(&c->done);
+}
+
+static void *controller_fn(void *opaque)
+{
+    Crossing *c = opaque;
+
+    if (c->stop) {
+        T_ASSERT_EQ(iot_thread_stop(c->t, NULL), 0);
+    } else {
+        T_ASSERT_EQ(iot_thread_set_int(c->t, "poll-max-ns", 1000, NULL), 0);
+    }
+    return NULL;
+}
+
+static void crossing_run(InsideOp op, bool stop, const char *what)
+{
+    IotThread *t = new_thread("io0", NULL);
+    Crossing c = { .t = t, .op = op, .stop = stop };
+    pthread_t tid;
+
+    waiter_init(&c.started);
+    waiter_init(&c.done);
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(iot_thread_ctx(t), crossing_bh, &c), 0);
+    waiter_wait(&c.started, 1);
+    T_ASSERT_EQ(pthread_create(&tid, NULL, controller_fn, &c), 0);
+    if (!waiter_wait_for(&c.done, 1, DEADLOCK_S)) {
+        t_fail(__FILE__, __LINE__,
+               "deadlock: %s on the IOThread blocks while another thread "
+               "is in %s (it holds the IOThread's lock while waiting for "
+               "the IOThread)",
+               what, stop ? "iot_thread_stop" : "iot_thread_set_int");
+    }
+    T_ASSERT_EQ(c.ret, 0);
+    T_ASSERT_EQ(pthread_join(tid, NULL), 0);
+    if (!stop) {
+        T_ASSERT_EQ(get_int(t, "poll-max-ns"), 1000);
+        T_ASSERT_EQ(get_int(t, "aio-max-batch"), op == OP_SET_INT ? 5 : 0);
+    }
+    waiter_destroy(&c.started);
+    waiter_destroy(&c.done);
+    destroy_thread(t);
+}
+
+static void test_properties_runtime_get_inside_while_set(void)
+{
+    crossing_run(OP_GET_INT, false, "iot_thread_get_int");
+}
+
+static void test_properties_runtime_set_inside_while_set(void)
+{
+    crossing_run(OP_SET_INT, false, "iot_thread_set_int");
+}
+
+static void test_registry_query_inside_while_set(void)
+{
+    crossing_run(OP_QUERY, false, "iot_thread_query_json");
+}
+
+static void test_registry_stats_inside_while_stop(void)
+{
+    crossing_run(OP_STATS, true, "iot_thread_stats_json");
+}
+
+/* ---- cpu-affinity ---- */
+
+static void affinity_of(pid_t tid, cpu_set_t *set)
+{
+    CPU_ZERO(set);
+    T_ASSERT_EQ(sched_getaffinity(tid, sizeof(*set), set), 0);
+}
+
+/* The first CPU this process may run on. */
+static int first_cpu(void)
+{
+    cpu_set_t set;
+
+    affinity_of(0, &set);
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (CPU_ISSET(c, &set)) {
+            return c;
+        }
+    }
+    t_fail(__FILE__, __LINE__, "no CPU at all");
+}
+
+static void check_only_cpu(pid_t tid, int cpu)
+{
+    cpu_set_t set;
+    char list[64], want[16];
+
+    affinity_of(tid, &set);
+    T_ASSERT_EQ(CPU_COUNT(&set), 1);
+    T_ASSERT_TRUE(CPU_ISSET(cpu, &set));
+    snprintf(want, sizeof(want), "%d", cpu);
+    task_cpus_allowed(tid, list, sizeof(list));
+    T_ASSERT_STR(list, want);
+}
+
+static void test_cpu_affinity_runtime(void)
+{
+    IotThread *t = new_thread("io0", NULL);
+    pid_t tid = iot_thread_tid(t);
+    int cpu = first_cpu();
+    cpu_set_t inherited, now;
+    char list[16], before[64], after[64];
+    unsigned gen = atomic_load(&iot_thread_ctx(t)->param_gen);
+
+    affinity_of(0, &inherited);
+    affinity_of(tid, &now);
+    T_ASSERT_TRUE(CPU_EQUAL(&now, &inherited));
+    task_cpus_allowed(tid, before, sizeof(before));
+
+    snprintf(list, sizeof(list), "%d", cpu);
+    set_str_ok(t, "cpu-affinity", list);
+    T_STR_PROP(t, "cpu-affinity", list);
+    check_only_cpu(tid, cpu);
+    /* The caller's own affinity is not touched. */
+    affinity_of(0, &now);
+    T_ASSERT_TRUE(CPU_EQUAL(&now, &inherited));
+    sync_with(t);
+
+    /* "" goes back to the inherited set. */
+    set_str_ok(t, "cpu-affinity", "");
+    T_STR_PROP(t, "cpu-affinity", "");
+    affinity_of(tid, &now);
+    T_ASSERT_TRUE(CPU_EQUAL(&now, &inherited));
+    task_cpus_allowed(tid, after, sizeof(after));
+    T_ASSERT_STR(after, before);
+
+    /* A list that parses but names no CPU of this machine: refused, and
+     * the affinity stays as it was. */
+    set_str_ok(t, "cpu-affinity", list);
+    snprintf(list, sizeof(list), "%d", absent_cpu());
+    set_str_fails(t, "cpu-affinity", list, NULL, "cpu-affinity");
+    check_only_cpu(tid, cpu);
+
+    /* Ranges and lists: the whole inherited set, written out. */
+    {
+        char full[256] = "";
+        size_t len = 0;
+        for (int c = 0; c < CPU_SETSIZE; c++) {
+            if (CPU_ISSET(c, &inherited)) {
+                len += (size_t)snprintf(full + len, sizeof(full) - len, "%s%d",
+                                        len ? "," : "", c);
+                T_ASSERT(len < sizeof(full));
+            }
+        }
+        set_str_ok(t, "cpu-affinity", full);
+        affinity_of(tid, &now);
+        T_ASSERT_TRUE(CPU_EQUAL(&now, &inherited));
+        if (CPU_ISSET(0, &inherited) && CPU_ISSET(1, &inherited)) {
+            set_str_ok(t, "cpu-affinity", "0-1");
+            affinity_of(tid, &now);
+            T_ASSERT_EQ(CPU_COUNT(&now), 2);
+        }
+    }
+    /* Affinity is no poll parameter. */
+    T_ASSERT_EQ(atomic_load(&iot_thread_ctx(t)->param_gen), gen);
+
+    destroy_thread(t);
+}
+
+static void test_cpu_affinity_at_creation(void)
+{
+    IotThreadProps *p = props_new();
+    int cpu = first_cpu();
+    char list[16], *json, *obj, key[64];
+    IotThread *t;
+    cpu_set_t inherited, now;
+
+    snprintf(list, sizeof(list), "%d", cpu);
+    props_str(p, "cpu-affinity", list);
+    t = new_thread("io0", p);
+    iot_thread_props_free(p);
+    T_STR_PROP(t, "cpu-affinity", list);
+    check_only_cpu(iot_thread_tid(t), cpu);
+    /* The creator is unaffected. */
+    affinity_of(0, &inherited);
+    T_ASSERT(CPU_COUNT(&inherited) >= 1);
+
+    json = iot_thread_stats_json("io0");
+    obj = json_obj(json, "io0");
+    T_ASSERT(obj != NULL);
+    snprintf(key, sizeof(key), "\"cpu-affinity\": \"%s\"", list);
+    T_ASSERT(strstr(obj, key) != NULL);
+    free(obj);
+    free(json);
+
+    /* "" at run time: the set the creator had, not the one at creation. */
+    set_str_ok(t, "cpu-affinity", "");
+    affinity_of(iot_thread_tid(t), &now);
+    T_ASSERT_TRUE(CPU_EQUAL(&now, &inherited));
+
+    destroy_thread(t);
+}
+
+/* ---- poll-max-ns storm ---- */
+
+typedef struct Storm {
+    IotCtx *ctx;
+    long cap;               /* BHs per producer, at most */
+    atomic_uchar *slots[2]; /* runs of each BH */
+    atomic_long scheduled[2];
+    atomic_long ran;
+    atomic_bool setter_done;
+} Storm;
+
+typedef struct StormProducer {
+    Storm *s;
+    int idx;
+} StormProducer;
+
+static void storm_bh(void *opaque)
+{
+    atomic_uchar *slot = opaque;
+
+    atomic_fetch_add(slot, 1);
+}
+
+static void storm_count_bh(void *opaque)
+{
+    Storm *s = opaque;
+
+    atomic_fetch_add(&s->ran, 1);
+}
+
+static void *storm_producer_fn(void *opaque)
+{
+    StormProducer *sp = opaque;
+    Storm *s = sp->s;
+    long i;
+
+    for (i = 0; i < s->cap && !atomic_load(&s->setter_done); i++) {
+        T_ASSERT_EQ(
+            iot_bh_schedule_oneshot(s->ctx, storm_bh, &s->slots[sp->idx][i]),
+            0);
+        T_ASSERT_EQ(iot_bh_schedule_oneshot(s->ctx, storm_count_bh, s), 0);
+        atomic_store(&s->scheduled[sp->idx], i + 1);
+        /* Keep the backlog bounded. */
+        while (atomic_load(&s->scheduled[0]) + atomic_load(&s->scheduled[1]) -
+                   atomic_load(&s->ran) >
+               1000) {
+            sched_yield();
+        }
+    }
+    return NULL;
+}
+
+typedef struct StormSetter {
+    IotThread *t;
+    Storm *s;
+    long n;
+    int64_t last;
+} StormSetter;
+
+static void *storm_setter_fn(void *opaque)
+{
+    StormSetter *ss = opaque;
+
+    for (long i = 0; i < ss->n; i++) {
+        int64_t v = (i * 7919) % 100000;
+        if (i == ss->n - 1) {
+            v = 12345;
+        }
+        T_ASSERT_EQ(iot_thread_set_int(ss->t, "poll-max-ns", v, NULL), 0);
+        ss->last = v;
+    }
+    atomic_store(&ss->s->setter_done, true);
+    return NULL;
+}
+
+static void test_poll_max_ns_storm(void)
+{
+    IotThread *t = new_thread("io0", NULL);
+    Storm s = { .ctx = iot_thread_ctx(t), .cap = t_scale(200000, 20) };
+    StormProducer prod[2] = { { &s, 0 }, { &s, 1 } };
+    StormSetter ss = { .t = t, .s = &s, .n = t_scale(10000, 20) };
+    pthread_t pt[2], st;
+    InForce f = { .ctx = s.ctx };
+    int64_t max_ns;
+    long total;
+
+    for (int i = 0; i < 2; i++) {
+        s.slots[i] = calloc((size_t)s.cap, sizeof(atomic_uchar));
+        T_ASSERT(s.slots[i] != NULL);
+    }
+    for (int i = 0; i < 2; i++) {
+        T_ASSERT_EQ(pthread_create(&pt[i], NULL, storm_producer_fn, &prod[i]),
+                    0);
+    }
+    T_ASSERT_EQ(pthread_create(&st, NULL, storm_setter_fn, &ss), 0);
+    T_ASSERT_EQ(pthread_join(st, NULL), 0);
+    for (int i = 0; i < 2; i++) {
+        T_ASSERT_EQ(pthread_join(pt[i], NULL), 0);
+    }
+    /* Every BH scheduled before this one has run when it does. */
+    sync_with(t);
+
+    total = atomic_load(&s.scheduled[0]) + atomic_load(&s.scheduled[1]);
+    T_ASSERT(total > 0);
+    T_ASSERT_EQ(atomic_load(&s.ran), total);
+    for (int i = 0; i < 2; i++) {
+        long n = atomic_load(&s.scheduled[i]);
+        for (long j = 0; j < s.cap; j++) {
+            unsigned runs = atomic_load(&s.slots[i][j]);
+            if (runs != (j < n ? 1u : 0u)) {
+                t_fail(__FILE__, __LINE__,
+                       "producer %d's BH %ld ran %u times (%ld scheduled)", i,
+                       j, runs, n);
+            }
+        }
+        free(s.slots[i]);
+    }
+
+    T_ASSERT_EQ(ss.last, 12345);
+    T_ASSERT_EQ(get_int(t, "poll-max-ns"), 12345);
+    iot_ctx_get_poll_params(s.ctx, &max_ns, NULL, NULL);
+    T_ASSERT_EQ(max_ns, 12345);
+    run_on(t, in_force_fn, &f);
+    T_ASSERT_EQ(f.param.max_ns, 12345);
+
+    destroy_thread(t);
+}
+
+/* ---- stop while busy ---- */
+
+typedef struct Busy {
+    IotCtx *ctx;
+    long cap;
+    atomic_uchar *slots[2];
+    atomic_long scheduled[2];
+    atomic_long ran;
+    atomic_bool stop;
+} Busy;
+
+typedef struct BusyProducer {
+    Busy *b;
+    int idx;
+} BusyProducer;
+
+typedef struct BusyItem {
+    Busy *b;
+    atomic_uchar *slot;
+} BusyItem;
+
+static void busy_bh(void *opaque)
+{
+    BusyItem *it = opaque;
+
+    atomic_fetch_add(it->slot, 1);
+    atomic_fetch_add(&it->b->ran, 1);
+}
+
+static void *busy_producer_fn(void *opaque)
+{
+    BusyProducer *bp = opaque;
+    Busy *b = bp->b;
+    BusyItem *items = calloc((size_t)b->cap, sizeof(*items));
+    long i;
+
+    T_ASSERT(items != NULL);
+    for (i = 0; i < b->cap && !atomic_load(&b->stop); i++) {
+        items[i] = (BusyItem){ b, &b->slots[bp->idx][i] };
+        T_ASSERT_EQ(iot_bh_schedule_oneshot(b->ctx, busy_bh, &items[i]), 0);
+        atomic_store(&b->scheduled[bp->idx], i + 1);
+        if (i % 64 == 63) {
+            sched_yield();
+        }
+    }
+    return items; /* freed by the test once nothing can run them */
+}
+
+static void busy_run(bool drain)
+{
+    int tasks0 = task_count(), fds0 = fd_count();
+    IotThread *t = new_thread("io0", NULL);
+    Busy b = { .ctx = iot_thread_ctx(t), .cap = t_scale(200000, 20) };
+    BusyProducer bp[2] = { { &b, 0 }, { &b, 1 } };
+    pthread_t pt[2];
+    void *items[2];
+    long total, ran_at_stop;
+
+    iot_ctx_ref(b.ctx);
+    for (int i = 0; i < 2; i++) {
+        b.slots[i] = calloc((size_t)b.cap, sizeof(atomic_uchar));
+        T_ASSERT(b.slots[i] != NULL);
+    }
+    for (int i = 0; i < 2; i++) {
+        T_ASSERT_EQ(pthread_create(&pt[i], NULL, busy_producer_fn, &bp[i]), 0);
+    }
+    /* Let the IOThread get busy with them. */
+    while (atomic_load(&b.ran) < 100 &&
+           atomic_load(&b.scheduled[0]) + atomic_load(&b.scheduled[1]) <
+               2 * b.cap) {
+        sched_yield();
+    }
+    T_ASSERT_EQ(iot_thread_stop(t, NULL), 0);
+    ran_at_stop = atomic_load(&b.ran);
+    destroy_thread(t);
+    /* Nobody runs the context any more; the producers keep scheduling to
+     * it a little longer (our reference keeps it alive). */
+    T_ASSERT_EQ(atomic_load(&b.ran), ran_at_stop);
+    atomic_store(&b.stop, true);
+    for (int i = 0; i < 2; i++) {
+        T_ASSERT_EQ(pthread_join(pt[i], &items[i]), 0);
+    }
+    total = atomic_load(&b.scheduled[0]) + atomic_load(&b.scheduled[1]);
+    T_ASSERT(atomic_load(&b.ran) <= total);
+    T_ASSERT_EQ(atomic_load(&b.ran), ran_at_stop);
+
+    if (drain) {
+        /* This thread may become the context's home now: the leftovers
+         * run, each exactly once. */
+        T_ASSERT(iot_ctx_current() == NULL);
+        T_ASSERT_EQ(iot_ctx_set_current(b.ctx), 0);
+        while (iot_ctx_poll(b.ctx, false)) {
+        }
+        T_ASSERT_EQ(atomic_load(&b.ran), total);
+        for (int i = 0; i < 2; i++) {
+            long n = atomic_load(&b.scheduled[i]);
+            for (long j = 0; j < b.cap; j++) {
+                unsigned runs = atomic_load(&b.slots[i][j]);
+                if (runs != (j < n ? 1u : 0u)) {
+                    t_fail(__FILE__, __LINE__,
+                           "producer %d's BH %ld ran %u times", i, j, runs);
+                }
+            }
+        }
+        T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+    }
+    /* The last reference: pending one-shots are freed, no abort. */
+    iot_ctx_unref(b.ctx);
+    for (int i = 0; i < 2; i++) {
+        free(items[i]);
+        free(b.slots[i]);
+    }
+    T_TASKS(tasks0);
+    T_ASSERT_EQ(fd_count(), fds0);
+}
+
+static void test_stop_while_busy(void)
+{
+    busy_run(true);
+}
+
+static void test_stop_while_busy_unref_pending(void)
+{
+    busy_run(false);
+}
+
+/* ---- statistics ---- */
+
+static void count_bh(void *opaque)
+{
+    atomic_fetch_add((atomic_long *)opaque, 1);
+}
+
+static void timer_cb(void *opaque)
+{
+    waiter_post(opaque);
+}
+
+typedef struct TimerBox {
+    IotCtx *ctx;
+    Waiter *w;
+    IotTimer *timer;
+} TimerBox;
+
+static void timer_arm_fn(void *opaque)
+{
+    TimerBox *tb = opaque;
+
+    tb->timer = iot_timer_new(tb->ctx, IOT_CLOCK_MONOTONIC, timer_cb, tb->w);
+    T_ASSERT(tb->timer != NULL);
+    iot_timer_mod(tb->timer, iot_clock_ns(IOT_CLOCK_MONOTONIC) + IOT_NS_PER_MS);
+}
+
+static void timer_free_fn(void *opaque)
+{
+    TimerBox *tb = opaque;
+
+    iot_timer_free(tb->timer);
+}
+
+typedef struct FdBox {
+    IotCtx *ctx;
+    int fd;
+    Waiter w;
+    atomic_int reads, poll_readies;
+} FdBox;
+
+static void fd_read_cb(void *opaque)
+{
+    FdBox *fb = opaque;
+    uint64_t v;
+
+    if (read(fb->fd, &v, sizeof(v)) == sizeof(v)) {
+        atomic_fetch_add(&fb->reads, 1);
+        waiter_post(&fb->w);
+    }
+}
+
+static bool fd_poll_cb(void *opaque)
+{
+    (void)opaque;
+    return false; /* never ready by polling; the read callback does it */
+}
+
+static void fd_poll_ready_cb(void *opaque)
+{
+    FdBox *fb = opaque;
+
+    atomic_fetch_add(&fb->poll_readies, 1);
+}
+
+static void fd_add_fn(void *opaque)
+{
+    FdBox *fb = opaque;
+
+    T_ASSERT_EQ(iot_fd_set_handler(fb->ctx, fb->fd, fd_read_cb, NULL,
+                                   fd_poll_cb, fd_poll_ready_cb, fb),
+                0);
+}
+
+static void fd_del_fn(void *opaque)
+{
+    FdBox *fb = opaque;
+
+    T_ASSERT_EQ(iot_fd_set(fb->ctx, fb->fd, NULL, NULL), 0);
+}
+
+typedef struct SubmitBox {
+    IotCtx *ctx;
+    Waiter w;
+    bool ok;
+} SubmitBox;
+
+static int nop_work(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+static void submit_done(void *opaque, int ret)
+{
+    (void)ret;
+    waiter_post(&((SubmitBox *)opaque)->w);
+}
+
+static void submit_fn(void *opaque)
+{
+    SubmitBox *sb = opaque;
+
+    sb->ok = iot_pool_submit(sb->ctx, nop_work, NULL, submit_done, sb) != NULL;
+}
+
+static void test_stats_move(void)
+{
+    IotThreadProps *p = props_new();
+    IotThread *t;
+    IotCtx *ctx;
+    IotCtxStats s0, s;
+    atomic_long runs = 0;
+    long n = 1000;
+    Waiter tw;
+    TimerBox tb;
+    FdBox fb;
+    SubmitBox sb;
+    uint64_t one = 1;
+
+    props_int(p, "poll-max-ns", 0);
+    t = new_thread("io0", p);
+    iot_thread_props_free(p);
+    ctx = iot_thread_ctx(t);
+
+    sync_with(t);
+    iot_thread_get_stats(t, &s0);
+    T_ASSERT(s0.iterations >= 1);
+    T_ASSERT(s0.backend != NULL);
+    T_ASSERT(!strcmp(s0.backend, "poll") || !strcmp(s0.backend, "epoll"));
+    T_ASSERT_STR(s0.backend, iot_ctx_fdmon_name(ctx));
+    T_ASSERT_EQ(s0.pool_threads, 0);
+
+    /* Bottom halves. */
+    for (long i = 0; i < n; i++) {
+        T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, count_bh, &runs), 0);
+    }
+    sync_with(t);
+    T_ASSERT_EQ(atomic_load(&runs), n);
+    iot_thread_get_stats(t, &s);
+    T_ASSERT(s.bh_runs >= s0.bh_runs + (uint64_t)n);
+    T_ASSERT(s.iterations > s0.iterations);
+
+    /* A timer. */
+    waiter_init(&tw);
+    tb = (TimerBox){ .ctx = ctx, .w = &tw };
+    run_on(t, timer_arm_fn, &tb);
+    waiter_wait(&tw, 1);
+    sync_with(t);
+    iot_thread_get_stats(t, &s);
+    T_ASSERT(s.timer_fires >= 1);
+    run_on(t, timer_free_fn, &tb);
+    waiter_destroy(&tw);
+
+    /* An fd handler (pollable, but polling is off). */
+    fb = (FdBox){ .ctx = ctx };
+    fb.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    T_ASSERT(fb.fd >= 0);
+    waiter_init(&fb.w);
+    run_on(t, fd_add_fn, &fb);
+    for (int i = 0; i < 5; i++) {
+        T_ASSERT_EQ(write(fb.fd, &one, sizeof(one)), (ssize_t)sizeof(one));
+        waiter_wait(&fb.w, i + 1);
+    }
+    sync_with(t);
+    run_on(t, fd_del_fn, &fb);
+    close(fb.fd);
+    waiter_destroy(&fb.w);
+    iot_thread_get_stats(t, &s);
+    T_ASSERT(s.fd_events >= 5);
+    T_ASSERT_EQ(atomic_load(&fb.reads), 5);
+    T_ASSERT_EQ(atomic_load(&fb.poll_readies), 0);
+    T_ASSERT_EQ(s.poll_hits, 0);
+    T_ASSERT_EQ(s.poll_window_ns, 0);
+    T_ASSERT(s.iterations > s0.iterations + 5);
+
+    /* The pool: thread-pool-min workers once it exists. */
+    set_int_ok(t, "thread-pool-min", 3);
+    sb = (SubmitBox){ .ctx = ctx };
+    waiter_init(&sb.w);
+    run_on(t, submit_fn, &sb);
+    T_ASSERT_TRUE(sb.ok);
+    waiter_wait(&sb.w, 1);
+    waiter_destroy(&sb.w);
+    iot_thread_get_stats(t, &s);
+    T_ASSERT_EQ(s.pool_threads, 3);
+    T_ASSERT_EQ(s.pool_queued, 0);
+    T_ASSERT_EQ(s.pool_active, 0);
+    set_int_ok(t, "thread-pool-min", 5);
+    iot_thread_get_stats(t, &s);
+    T_ASSERT_EQ(s.pool_threads, 5);
+
+    /* Counters never go back. */
+    {
+        IotCtxStats s2;
+        sync_with(t);
+        iot_thread_get_stats(t, &s2);
+        T_ASSERT(s2.iterations >= s.iterations);
+        T_ASSERT(s2.bh_runs >= s.bh_runs);
+        T_ASSERT(s2.fd_events >= s.fd_events);
+        T_ASSERT(s2.timer_fires >= s.timer_fires);
+        T_ASSERT_EQ(s2.poll_hits, 0);
+    }
+
+    destroy_thread(t);
+}
+
+static void test_stats_json(void)
+{
+    static const char *const members[] = {
+        "backend",     "iterations",    "busy-ns",     "idle-ns",
+        "poll-hits",   "poll-misses",   "poll-ns",     "poll-window-ns",
+        "notify-sent", "notify-elided", "bh-runs",     "fd-events",
+        "timer-fires", "pool-threads",  "pool-queued", "pool-active",
+    };
+    IotThread *t0 = new_thread("io0", NULL), *t1 = new_thread("io1", NULL);
+    IotThread *in = iot_thread_new_internal("hidden", NULL, NULL);
+    atomic_long runs = 0;
+    char *json, *obj, key[64];
+    IotCtxStats s;
+
+    T_ASSERT(in != NULL);
+    for (int i = 0; i < 50; i++) {
+        T_ASSERT_EQ(
+            iot_bh_schedule_oneshot(iot_thread_ctx(t0), count_bh, &runs), 0);
+    }
+    sync_with(t0);
+    iot_thread_get_stats(t0, &s);
+
+    json = iot_thread_stats_json(NULL);
+    T_ASSERT(json != NULL);
+    T_ASSERT(json[0] == '[' && json[strlen(json) - 1] == ']');
+    T_ASSERT(strstr(json, "\"id\": \"io0\"") != NULL);
+    T_ASSERT(strstr(json, "\"id\": \"io1\"") != NULL);
+    T_ASSERT(strstr(json, "hidden") == NULL);
+    T_ASSERT(strstr(json, "\"bh-runs\": ") != NULL);
+    T_ASSERT_EQ(count_char(json, '{'), 2);
+    obj = json_obj(json, "io0");
+    T_ASSERT(obj != NULL);
+    for (size_t i = 0; i < sizeof(members) / sizeof(members[0]); i++) {
+        snprintf(key, sizeof(key), "\"%s\": ", members[i]);
+        if (!strstr(obj, key)) {
+            t_fail(__FILE__, __LINE__, "no %s in %s", key, obj);
+        }
+    }
+    T_ASSERT(strstr(obj, "\"cpu-affinity\": \"\"") != NULL);
+    T_ASSERT_EQ(json_int_of(obj, "thread-id"), iot_thread_tid(t0));
+    T_ASSERT(json_int_of(obj, "bh-runs") >= 50);
+    T_ASSERT(json_int_of(obj, "bh-runs") >= (int64_t)s.bh_runs);
+    T_ASSERT(json_int_of(obj, "iterations") >= 1);
+    snprintf(key, sizeof(key), "\"backend\": \"%s\"", s.backend);
+    T_ASSERT(strstr(obj, key) != NULL);
+    /* id, thread-id, cpu-affinity and the 16 counters. */
+    T_ASSERT_EQ(count_char(obj, ':'), 19);
+    free(obj);
+    free(json);
+
+    json = iot_thread_stats_json("io1");
+    T_ASSERT(strstr(json, "\"id\": \"io1\"") != NULL);
+    T_ASSERT(strstr(json, "\"id\": \"io0\"") == NULL);
+    T_ASSERT_EQ(count_char(json, '{'), 1);
+    free(json);
+    json = iot_thread_stats_json("nope");
+    T_ASSERT_STR(json, "[]");
+    free(json);
+    json = iot_thread_stats_json("hidden");
+    T_ASSERT_STR(json, "[]");
+    free(json);
+
+    destroy_thread(in);
+    destroy_thread(t1);
+    destroy_thread(t0);
+    json = iot_thread_stats_json(NULL);
+    T_ASSERT_STR(json, "[]");
+    free(json);
+}
+
+/* ---- in use ---- */
+
+static void test_in_use(void)
+{
+    IotThread *t = new_thread("io0", NULL), *f;
+    IotError *err = NULL;
+    Inside in = { 0 };
+
+    T_ASSERT_EQ(iot_thread_users(t), 0);
+    iot_thread_use(t);
+    iot_thread_use(t);
+    T_ASSERT_EQ(iot_thread_users(t), 2);
+
+    T_ASSERT_EQ(iot_thread_destroy(t, &err), -EBUSY);
+    T_ERR_HAS(&err, "in use");
+    /* Nothing was done: registered and running. */
+    f = iot_thread_find("io0");
+    T_ASSERT(f == t);
+    iot_thread_unref(f);
+    run_on(t, inside_fn, &in);
+    T_ASSERT(in.self == t);
+    T_ASSERT_TRUE(task_exists(iot_thread_tid(t)));
+
+    iot_thread_unuse(t);
+    T_ASSERT_EQ(iot_thread_users(t), 1);
+    T_ASSERT_EQ(iot_thread_destroy(t, &err), -EBUSY);
+    T_ERR_HAS(&err, "in use");
+    T_ASSERT_EQ(iot_thread_destroy(t, NULL), -EBUSY);
+    sync_with(t);
+
+    iot_thread_unuse(t);
+    T_ASSERT_EQ(iot_thread_users(t), 0);
+    destroy_thread(t);
+    T_ASSERT(iot_thread_find("io0") == NULL);
+}
 
 int main(int argc, char **argv)
 {
+    t_add("/iothread/lifecycle/tid-and-name", test_lifecycle_tid_and_name);
+    t_add("/iothread/lifecycle/long-id", test_lifecycle_long_id);
+    t_add("/iothread/lifecycle/stop-idempotent",
+          test_lifecycle_stop_idempotent);
+    t_add("/iothread/lifecycle/stop-from-self", test_lifecycle_stop_from_self);
+    t_add("/iothread/lifecycle/stop-from-pool-worker",
+          test_lifecycle_stop_from_worker);
+    t_add("/iothread/lifecycle/destroy-with-refs",
+          test_lifecycle_destroy_with_refs);
+    t_add("/iothread/create-failure-leaves-nothing",
+          test_create_failure_leaves_nothing);
+    t_add("/iothread/create-destroy-1000", test_create_destroy_1000);
+    t_add("/iothread/registry/find-and-query", test_registry_find_and_query);
+    t_add("/iothread/registry/internal-hidden", test_registry_internal_hidden);
+    t_add("/iothread/registry/in-iothread", test_registry_in_iothread);
+    t_add("/iothread/registry/duplicate-race", test_registry_duplicate_race);
+    t_add("/iothread/registry/query-inside-while-set",
+          test_registry_query_inside_while_set);
+    t_add("/iothread/registry/stats-inside-while-stop",
+          test_registry_stats_inside_while_stop);
+    t_add("/iothread/properties-defaults", test_properties_defaults);
+    t_add("/iothread/properties-bad-values", test_properties_bad_values);
+    t_add("/iothread/properties-bad-values/all-or-nothing",
+          test_properties_all_or_nothing);
+    t_add("/iothread/properties-bad-values/builder", test_properties_builder);
+    t_add("/iothread/properties-runtime/applied",
+          test_properties_runtime_applied);
+    t_add("/iothread/properties-runtime/from-inside",
+          test_properties_runtime_from_inside);
+    t_add("/iothread/properties-runtime/param-gen",
+          test_properties_runtime_param_gen);
+    t_add("/iothread/properties-runtime/get-inside-while-set",
+          test_properties_runtime_get_inside_while_set);
+    t_add("/iothread/properties-runtime/set-inside-while-set",
+          test_properties_runtime_set_inside_while_set);
+    t_add("/iothread/cpu-affinity/runtime", test_cpu_affinity_runtime);
+    t_add("/iothread/cpu-affinity/at-creation", test_cpu_affinity_at_creation);
+    t_add("/iothread/poll-max-ns-storm", test_poll_max_ns_storm);
+    t_add("/iothread/stop-while-busy", test_stop_while_busy);
+    t_add("/iothread/stop-while-busy/unref-pending",
+          test_stop_while_busy_unref_pending);
+    t_add("/iothread/stats-move", test_stats_move);
+    t_add("/iothread/stats-move/json", test_stats_json);
+    t_add("/iothread/in-use", test_in_use);
     return t_run(argc, argv);
 }
