@@ -1,0 +1,470 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmdline.h"
+
+__attribute__((format(printf, 2, 3))) static int fail(char **msg,
+                                                      const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    if (vasprintf(msg, fmt, ap) < 0) {
+        *msg = NULL;
+    }
+    va_end(ap);
+    return -1;
+}
+
+int cfg_keyval(const char *spec, const char *implied_key, CfgPairFunc *cb,
+               void *opaque, char **msg)
+{
+    size_t len = strlen(spec);
+    char *buf = malloc(len + 1);
+    const char *p = spec;
+    bool first = true;
+    int ret = 0;
+
+    if (!buf) {
+        return fail(msg, "out of memory");
+    }
+    while (ret == 0 && *p) {
+        /* One element, with ",," unescaped, up to a lone ','. */
+        size_t n = 0;
+        char *eq;
+        while (*p && !(*p == ',' && p[1] != ',')) {
+            if (*p == ',') {
+                p++; /* ",," */
+            }
+            buf[n++] = *p++;
+        }
+        buf[n] = '\0';
+        if (*p == ',') {
+            p++;
+            if (!*p) {
+                ret = fail(msg, "Expected parameter name after ','");
+                break;
+            }
+        }
+        eq = strchr(buf, '=');
+        if (!eq && first && implied_key) {
+            ret = cb(opaque, implied_key, buf, msg);
+        } else if (!eq || eq == buf) {
+            ret = fail(msg, "Expected '=' after parameter '%s'", buf);
+        } else {
+            *eq = '\0';
+            ret = cb(opaque, buf, eq + 1, msg);
+        }
+        first = false;
+    }
+    if (ret == 0 && first) {
+        ret = fail(msg, "Parameters expected");
+    }
+    free(buf);
+    return ret;
+}
+
+static int parse_int(const char *key, const char *value, int64_t *out,
+                     char **msg)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(value, &end, 0);
+    if (!*value || *end || errno == ERANGE) {
+        return fail(msg, "Invalid parameter type for '%s', expected: integer",
+                    key);
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_onoff(const char *key, const char *value, bool *out,
+                       char **msg)
+{
+    if (!strcmp(value, "on") || !strcmp(value, "true")) {
+        *out = true;
+    } else if (!strcmp(value, "off") || !strcmp(value, "false")) {
+        *out = false;
+    } else {
+        return fail(msg, "Parameter '%s' expects 'on' or 'off'", key);
+    }
+    return 0;
+}
+
+/* ---- --object ---- */
+
+static int object_pair(void *opaque, const char *key, const char *value,
+                       char **msg)
+{
+    CfgObject *o = opaque;
+    IotError *err = NULL;
+    size_t n;
+    const IotPropInfo *info = iot_thread_props_info(&n);
+    int64_t v = 0;
+
+    if (!strcmp(key, "qom-type")) {
+        if (strcmp(value, "iothread")) {
+            return fail(msg, "Parameter 'qom-type' does not accept value '%s'",
+                        value);
+        }
+        return 0;
+    }
+    if (!strcmp(key, "id")) {
+        free(o->id);
+        o->id = strdup(value);
+        return o->id ? 0 : fail(msg, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(info[i].name, key)) {
+            continue;
+        }
+        if (info[i].type == IOT_PROP_STR) {
+            if (iot_thread_props_set_str(o->props, key, value, &err) < 0) {
+                break;
+            }
+            return 0;
+        }
+        if (parse_int(key, value, &v, msg) < 0) {
+            return -1;
+        }
+        if (iot_thread_props_set_int(o->props, key, v, &err) < 0) {
+            break;
+        }
+        return 0;
+    }
+    if (err) {
+        fail(msg, "%s", iot_error_message(err));
+        iot_error_free(err);
+        return -1;
+    }
+    return fail(msg, "Parameter '%s' is unexpected", key);
+}
+
+static int parse_object(DaemonConfig *cfg, const char *spec, char **msg)
+{
+    CfgObject o = { .props = iot_thread_props_new() };
+    CfgObject *objs;
+
+    if (!o.props) {
+        return fail(msg, "out of memory");
+    }
+    if (cfg_keyval(spec, "qom-type", object_pair, &o, msg) < 0) {
+        goto fail;
+    }
+    if (!o.id) {
+        fail(msg, "Parameter 'id' is missing");
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->nobjects; i++) {
+        if (!strcmp(cfg->objects[i].id, o.id)) {
+            fail(msg,
+                 "attempt to add duplicate property '%s' to object (type "
+                 "'container')",
+                 o.id);
+            goto fail;
+        }
+    }
+    objs = realloc(cfg->objects, (cfg->nobjects + 1) * sizeof(*objs));
+    if (!objs) {
+        fail(msg, "out of memory");
+        goto fail;
+    }
+    cfg->objects = objs;
+    cfg->objects[cfg->nobjects++] = o;
+    return 0;
+fail:
+    free(o.id);
+    iot_thread_props_free(o.props);
+    return -1;
+}
+
+/* ---- --chardev and --monitor ---- */
+
+typedef struct ChardevSpec {
+    CfgChardev c;
+    bool server, wait, have_server;
+} ChardevSpec;
+
+static int chardev_pair(void *opaque, const char *key, const char *value,
+                        char **msg)
+{
+    ChardevSpec *s = opaque;
+    char **field = NULL;
+
+    if (!strcmp(key, "backend")) {
+        if (strcmp(value, "socket")) {
+            return fail(msg,
+                        "chardev backend '%s' is not supported (only "
+                        "'socket')",
+                        value);
+        }
+        return 0;
+    }
+    if (!strcmp(key, "server")) {
+        s->have_server = true;
+        return parse_onoff(key, value, &s->server, msg);
+    }
+    if (!strcmp(key, "wait")) {
+        return parse_onoff(key, value, &s->wait, msg);
+    }
+    if (!strcmp(key, "id")) {
+        field = &s->c.id;
+    } else if (!strcmp(key, "path")) {
+        field = &s->c.path;
+    } else {
+        return fail(msg, "Parameter '%s' is unexpected", key);
+    }
+    free(*field);
+    *field = strdup(value);
+    return *field ? 0 : fail(msg, "out of memory");
+}
+
+static int parse_chardev(DaemonConfig *cfg, const char *spec, char **msg)
+{
+    ChardevSpec s = { .wait = true };
+    CfgChardev *devs;
+
+    if (cfg_keyval(spec, "backend", chardev_pair, &s, msg) < 0) {
+        goto fail;
+    }
+    if (!s.c.id) {
+        fail(msg, "Parameter 'id' is missing");
+        goto fail;
+    }
+    if (!s.c.path) {
+        fail(msg, "Parameter 'path' is missing (only UNIX sockets are "
+                  "supported)");
+        goto fail;
+    }
+    if (!s.have_server || !s.server) {
+        fail(msg, "only server=on sockets are supported");
+        goto fail;
+    }
+    if (s.wait) {
+        fail(msg, "wait=on is not supported: add wait=off");
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->nchardevs; i++) {
+        if (!strcmp(cfg->chardevs[i].id, s.c.id)) {
+            fail(msg,
+                 "attempt to add duplicate property '%s' to object (type "
+                 "'container')",
+                 s.c.id);
+            goto fail;
+        }
+    }
+    devs = realloc(cfg->chardevs, (cfg->nchardevs + 1) * sizeof(*devs));
+    if (!devs) {
+        fail(msg, "out of memory");
+        goto fail;
+    }
+    cfg->chardevs = devs;
+    cfg->chardevs[cfg->nchardevs++] = s.c;
+    return 0;
+fail:
+    free(s.c.id);
+    free(s.c.path);
+    return -1;
+}
+
+static int add_qmp_path(DaemonConfig *cfg, const char *path, char **msg)
+{
+    char **paths = realloc(cfg->qmp_paths, (cfg->nqmp + 1) * sizeof(*paths));
+
+    if (!paths || !(paths[cfg->nqmp] = strdup(path))) {
+        if (paths) {
+            cfg->qmp_paths = paths;
+        }
+        return fail(msg, "out of memory");
+    }
+    cfg->qmp_paths = paths;
+    cfg->nqmp++;
+    return 0;
+}
+
+typedef struct MonitorSpec {
+    char *chardev;
+} MonitorSpec;
+
+static int monitor_pair(void *opaque, const char *key, const char *value,
+                        char **msg)
+{
+    MonitorSpec *m = opaque;
+
+    if (!strcmp(key, "chardev")) {
+        free(m->chardev);
+        m->chardev = strdup(value);
+        return m->chardev ? 0 : fail(msg, "out of memory");
+    }
+    if (!strcmp(key, "mode")) {
+        return strcmp(value, "control")
+                   ? fail(msg, "only mode=control monitors are supported")
+                   : 0;
+    }
+    if (!strcmp(key, "pretty")) {
+        return fail(msg, "pretty=on is not supported");
+    }
+    return fail(msg, "Parameter '%s' is unexpected", key);
+}
+
+static int parse_monitor(DaemonConfig *cfg, const char *spec, char **msg)
+{
+    MonitorSpec m = { NULL };
+    int ret = cfg_keyval(spec, "chardev", monitor_pair, &m, msg);
+    size_t i;
+
+    if (ret == 0 && !m.chardev) {
+        ret = fail(msg, "Parameter 'chardev' is missing");
+    }
+    for (i = 0; ret == 0 && i < cfg->nchardevs; i++) {
+        if (!strcmp(cfg->chardevs[i].id, m.chardev)) {
+            break;
+        }
+    }
+    if (ret == 0 && i == cfg->nchardevs) {
+        ret = fail(msg, "chardev '%s' not found", m.chardev);
+    } else if (ret == 0 && cfg->chardevs[i].monitored) {
+        ret = fail(msg, "chardev '%s' already has a monitor", m.chardev);
+    } else if (ret == 0) {
+        cfg->chardevs[i].monitored = true;
+        ret = add_qmp_path(cfg, cfg->chardevs[i].path, msg);
+    }
+    free(m.chardev);
+    return ret;
+}
+
+/* ---- argv ---- */
+
+enum {
+    OPT_OBJECT = 256,
+    OPT_CHARDEV,
+    OPT_MONITOR,
+    OPT_QMP,
+    OPT_PIDFILE,
+    OPT_DAEMONIZE
+};
+
+static const struct option long_opts[] = {
+    { "object", required_argument, NULL, OPT_OBJECT },
+    { "chardev", required_argument, NULL, OPT_CHARDEV },
+    { "monitor", required_argument, NULL, OPT_MONITOR },
+    { "qmp", required_argument, NULL, OPT_QMP },
+    { "pidfile", required_argument, NULL, OPT_PIDFILE },
+    { "daemonize", no_argument, NULL, OPT_DAEMONIZE },
+    { "help", no_argument, NULL, 'h' },
+    { "version", no_argument, NULL, 'V' },
+    { NULL, 0, NULL, 0 },
+};
+
+static int option_fail(char **msg, const char *opt, const char *arg, char *why)
+{
+    fail(msg, "--%s %s: %s", opt, arg, why ? why : "out of memory");
+    free(why);
+    return -1;
+}
+
+int cfg_parse(int argc, char **argv, DaemonConfig *cfg, char **msg)
+{
+    char *why = NULL;
+    int c;
+
+    memset(cfg, 0, sizeof(*cfg));
+    if (argc <= 1) {
+        return cfg_default(cfg, msg);
+    }
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":hV", long_opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_OBJECT:
+            if (parse_object(cfg, optarg, &why) < 0) {
+                return option_fail(msg, "object", optarg, why);
+            }
+            break;
+        case OPT_CHARDEV:
+            if (parse_chardev(cfg, optarg, &why) < 0) {
+                return option_fail(msg, "chardev", optarg, why);
+            }
+            break;
+        case OPT_MONITOR:
+            if (parse_monitor(cfg, optarg, &why) < 0) {
+                return option_fail(msg, "monitor", optarg, why);
+            }
+            break;
+        case OPT_QMP:
+            if (add_qmp_path(cfg, optarg, msg) < 0) {
+                return -1;
+            }
+            break;
+        case OPT_PIDFILE:
+            free(cfg->pidfile);
+            cfg->pidfile = strdup(optarg);
+            break;
+        case OPT_DAEMONIZE:
+            cfg->daemonize = true;
+            break;
+        case 'h':
+            cfg->help = true;
+            break;
+        case 'V':
+            cfg->version = true;
+            break;
+        case ':':
+            return fail(msg, "option '%s' requires an argument",
+                        argv[optind - 1]);
+        default:
+            return fail(msg, "unrecognized option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) {
+        return fail(msg, "unexpected argument '%s'", argv[optind]);
+    }
+    return 0;
+}
+
+int cfg_default(DaemonConfig *cfg, char **msg)
+{
+    const char *dir = getenv("XDG_RUNTIME_DIR");
+    char *path = NULL;
+    int ret;
+
+    cfg->defaults = true;
+    if (parse_object(cfg, "iothread,id=io0", msg) < 0 ||
+        parse_object(cfg, "iothread,id=io1,poll-max-ns=0", msg) < 0) {
+        return -1;
+    }
+    if (asprintf(&path, "%s/iothreadd.sock", dir && *dir ? dir : ".") < 0) {
+        return fail(msg, "out of memory");
+    }
+    ret = add_qmp_path(cfg, path, msg);
+    free(path);
+    return ret;
+}
+
+void cfg_free(DaemonConfig *cfg)
+{
+    for (size_t i = 0; i < cfg->nobjects; i++) {
+        free(cfg->objects[i].id);
+        iot_thread_props_free(cfg->objects[i].props);
+    }
+    for (size_t i = 0; i < cfg->nchardevs; i++) {
+        free(cfg->chardevs[i].id);
+        free(cfg->chardevs[i].path);
+    }
+    for (size_t i = 0; i < cfg->nqmp; i++) {
+        free(cfg->qmp_paths[i]);
+    }
+    free(cfg->objects);
+    free(cfg->chardevs);
+    free(cfg->qmp_paths);
+    free(cfg->pidfile);
+    memset(cfg, 0, sizeof(*cfg));
+}

@@ -1,0 +1,452 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iothreadd's QMP commands.  Main thread only.  Behaviour and error texts
+ * follow QEMU (../shared/reference/qmp-surface.md); where QEMU is buggy we
+ * do better on purpose, as noted.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <iothread/iothread.h>
+
+#include "qmp.h"
+
+/* Parses JSON text made by the library (a trusted producer). */
+static json_object *from_library(char *text, QmpError *err)
+{
+    json_object *o = text ? json_tokener_parse(text) : NULL;
+
+    free(text);
+    if (!o) {
+        qmp_error_set(err, QMP_GENERIC_ERROR, "out of memory");
+    }
+    return o;
+}
+
+static void qmp_capabilities(QmpServer *srv, json_object *args,
+                             json_object **ret, QmpError *err)
+{
+    json_object *enable;
+
+    (void)srv;
+    (void)ret;
+    /* We offer no capability (no out-of-band execution).  QEMU's text
+     * names the parameter 'null'; kept so that scripts match it. */
+    if (json_object_object_get_ex(args, "enable", &enable) &&
+        json_object_array_length(enable) > 0) {
+        qmp_error_set(
+            err, QMP_GENERIC_ERROR,
+            "Parameter 'null' does not accept value '%s'",
+            json_object_get_string(json_object_array_get_idx(enable, 0)));
+    }
+}
+
+static void query_version(QmpServer *srv, json_object *args, json_object **ret,
+                          QmpError *err)
+{
+    json_object *v = json_object_new_object(), *q = json_object_new_object();
+
+    (void)srv;
+    (void)args;
+    (void)err;
+    json_object_object_add(q, "micro", json_object_new_int(IOTHREADD_MICRO));
+    json_object_object_add(q, "minor", json_object_new_int(IOTHREADD_MINOR));
+    json_object_object_add(q, "major", json_object_new_int(IOTHREADD_MAJOR));
+    json_object_object_add(v, "qemu", q);
+    json_object_object_add(v, "package",
+                           json_object_new_string(IOTHREADD_PACKAGE));
+    *ret = v;
+}
+
+static void query_commands(QmpServer *srv, json_object *args, json_object **ret,
+                           QmpError *err)
+{
+    json_object *list = json_object_new_array();
+
+    (void)srv;
+    (void)args;
+    (void)err;
+    for (const QmpCommand *c = qmp_commands; c->name; c++) {
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "name", json_object_new_string(c->name));
+        json_object_array_add(list, o);
+    }
+    *ret = list;
+}
+
+static void quit(QmpServer *srv, json_object *args, json_object **ret,
+                 QmpError *err)
+{
+    (void)args;
+    (void)ret;
+    (void)err;
+    qmp_server_request_quit(srv, "host-qmp-quit");
+}
+
+static void query_iothreads(QmpServer *srv, json_object *args,
+                            json_object **ret, QmpError *err)
+{
+    (void)srv;
+    (void)args;
+    *ret = from_library(iot_thread_query_json(), err);
+}
+
+static void query_iothread_stats(QmpServer *srv, json_object *args,
+                                 json_object **ret, QmpError *err)
+{
+    json_object *id = NULL;
+
+    (void)srv;
+    json_object_object_get_ex(args, "id", &id);
+    *ret = from_library(
+        iot_thread_stats_json(id ? json_object_get_string(id) : NULL), err);
+    if (*ret && id && json_object_array_length(*ret) == 0) {
+        qmp_error_set(err, QMP_GENERIC_ERROR, "iothread \"%s\" not found",
+                      json_object_get_string(id));
+    }
+}
+
+/* ---- objects ---- */
+
+/* object-add's members for qom-type iothread, in schema order. */
+static const QmpArg iothread_args[] = {
+    { "qom-type", QMP_T_STR, true },
+    { "id", QMP_T_STR, true },
+    { "aio-max-batch", QMP_T_INT, false },
+    { "thread-pool-min", QMP_T_INT, false },
+    { "thread-pool-max", QMP_T_INT, false },
+    { "poll-max-ns", QMP_T_INT, false },
+    { "poll-grow", QMP_T_INT, false },
+    { "poll-shrink", QMP_T_INT, false },
+    { "cpu-affinity", QMP_T_STR, false },
+    { NULL },
+};
+
+static bool check_args(const QmpArg *schema, json_object *args, QmpError *err)
+{
+    for (const QmpArg *a = schema; a->name; a++) {
+        json_object *v;
+        bool ok;
+        if (!json_object_object_get_ex(args, a->name, &v)) {
+            if (a->required) {
+                qmp_error_set(err, QMP_GENERIC_ERROR,
+                              "Parameter '%s' is missing", a->name);
+                return false;
+            }
+            continue;
+        }
+        ok = a->type == QMP_T_INT ? qmp_json_is_int64(v)
+                                  : json_object_is_type(v, json_type_string);
+        if (!ok) {
+            qmp_error_set(err, QMP_GENERIC_ERROR,
+                          "Invalid parameter type for '%s', expected: %s",
+                          a->name, a->type == QMP_T_INT ? "integer" : "string");
+            return false;
+        }
+        if (!strcmp(a->name, "qom-type") &&
+            strcmp(json_object_get_string(v), "iothread")) {
+            qmp_error_set(err, QMP_GENERIC_ERROR,
+                          "Parameter 'qom-type' does not accept value '%s'",
+                          json_object_get_string(v));
+            return false;
+        }
+    }
+    json_object_object_foreach(args, key, val)
+    {
+        const QmpArg *a = schema;
+        (void)val;
+        while (a->name && strcmp(a->name, key)) {
+            a++;
+        }
+        if (!a->name) {
+            qmp_error_set(err, QMP_GENERIC_ERROR,
+                          "Parameter '%s' is unexpected", key);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void object_add(QmpServer *srv, json_object *args, json_object **ret,
+                       QmpError *err)
+{
+    IotThreadProps *props;
+    IotError *ierr = NULL;
+    IotThread *t;
+    const char *id;
+
+    (void)srv;
+    (void)ret;
+    if (!check_args(iothread_args, args, err)) {
+        return;
+    }
+    props = iot_thread_props_new();
+    json_object_object_foreach(args, key, val)
+    {
+        int r = 0;
+        if (!strcmp(key, "qom-type") || !strcmp(key, "id")) {
+            continue;
+        }
+        if (json_object_is_type(val, json_type_string)) {
+            r = iot_thread_props_set_str(props, key,
+                                         json_object_get_string(val), &ierr);
+        } else {
+            r = iot_thread_props_set_int(props, key, json_object_get_int64(val),
+                                         &ierr);
+        }
+        if (r < 0) {
+            break;
+        }
+    }
+    json_object_object_get_ex(args, "id", &args);
+    id = json_object_get_string(args);
+    t = ierr ? NULL : iot_thread_new(id, props, &ierr);
+    iot_thread_props_free(props);
+    if (!t) {
+        qmp_error_set(err, QMP_GENERIC_ERROR, "%s", iot_error_message(ierr));
+        iot_error_free(ierr);
+    }
+    /* The registry holds it from now on; object-del destroys it. */
+}
+
+static void object_del(QmpServer *srv, json_object *args, json_object **ret,
+                       QmpError *err)
+{
+    json_object *idv;
+    const char *id;
+    IotError *ierr = NULL;
+    IotThread *t;
+
+    (void)srv;
+    (void)ret;
+    json_object_object_get_ex(args, "id", &idv);
+    id = json_object_get_string(idv);
+    t = iot_thread_find(id);
+    if (!t) {
+        qmp_error_set(err, QMP_GENERIC_ERROR, "object '%s' not found", id);
+        return;
+    }
+    if (iot_thread_destroy(t, &ierr) < 0) {
+        qmp_error_set(err, QMP_GENERIC_ERROR, "%s", iot_error_message(ierr));
+        iot_error_free(ierr);
+    }
+    iot_thread_unref(t); /* the reference find gave us */
+}
+
+/* "/objects/ID" or the partial path "ID". */
+static IotThread *path_resolve(const char *path, QmpError *err)
+{
+    const char *id = path;
+    IotThread *t = NULL;
+
+    if (!strncmp(path, "/objects/", 9)) {
+        id = path + 9;
+    }
+    if (!strchr(id, '/')) {
+        t = iot_thread_find(id);
+    }
+    if (!t) {
+        qmp_error_set(err, QMP_DEVICE_NOT_FOUND, "Device '%s' not found", path);
+    }
+    return t;
+}
+
+static const char *prop_arg(json_object *args, const char *name)
+{
+    json_object *v;
+
+    json_object_object_get_ex(args, name, &v);
+    return json_object_get_string(v);
+}
+
+static void qom_get(QmpServer *srv, json_object *args, json_object **ret,
+                    QmpError *err)
+{
+    const char *prop = prop_arg(args, "property");
+    IotThread *t = path_resolve(prop_arg(args, "path"), err);
+    IotError *ierr = NULL;
+    int64_t v;
+
+    (void)srv;
+    if (!t) {
+        return;
+    }
+    if (!strcmp(prop, "type")) {
+        *ret = json_object_new_string("iothread");
+    } else if (iot_thread_get_int(t, prop, &v, NULL) == 0) {
+        *ret = json_object_new_int64(v);
+    } else {
+        /* A string property, or none (then the error names it). */
+        char *s = iot_thread_get_str(t, prop, &ierr);
+        if (s) {
+            *ret = json_object_new_string(s);
+            free(s);
+        } else {
+            qmp_error_set(err, QMP_GENERIC_ERROR, "%s",
+                          iot_error_message(ierr));
+            iot_error_free(ierr);
+        }
+    }
+    iot_thread_unref(t);
+}
+
+static void qom_set(QmpServer *srv, json_object *args, json_object **ret,
+                    QmpError *err)
+{
+    const char *prop = prop_arg(args, "property");
+    IotThread *t = path_resolve(prop_arg(args, "path"), err);
+    IotError *ierr = NULL;
+    json_object *value;
+    size_t n;
+    const IotPropInfo *info = iot_thread_props_info(&n);
+    int r = -1;
+
+    (void)srv;
+    (void)ret;
+    if (!t) {
+        return;
+    }
+    json_object_object_get_ex(args, "value", &value);
+    if (!strcmp(prop, "type")) {
+        qmp_error_set(err, QMP_GENERIC_ERROR,
+                      "Property 'iothread.type' is not writable");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(info[i].name, prop)) {
+            continue;
+        }
+        if (info[i].type == IOT_PROP_INT && !qmp_json_is_int64(value)) {
+            qmp_error_set(err, QMP_GENERIC_ERROR,
+                          "Invalid parameter type for '%s', expected: integer",
+                          prop);
+            goto out;
+        }
+        if (info[i].type == IOT_PROP_STR &&
+            !json_object_is_type(value, json_type_string)) {
+            qmp_error_set(err, QMP_GENERIC_ERROR,
+                          "Invalid parameter type for '%s', expected: string",
+                          prop);
+            goto out;
+        }
+        r = info[i].type == IOT_PROP_INT
+                ? iot_thread_set_int(t, prop, json_object_get_int64(value),
+                                     &ierr)
+                : iot_thread_set_str(t, prop, json_object_get_string(value),
+                                     &ierr);
+        if (r < 0) {
+            qmp_error_set(err, QMP_GENERIC_ERROR, "%s",
+                          iot_error_message(ierr));
+        }
+        goto out;
+    }
+    qmp_error_set(err, QMP_GENERIC_ERROR, "Property 'iothread.%s' not found",
+                  prop);
+out:
+    iot_error_free(ierr);
+    iot_thread_unref(t);
+}
+
+static json_object *prop_entry(const char *name, const char *type,
+                               const char *desc)
+{
+    json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "name", json_object_new_string(name));
+    json_object_object_add(o, "type", json_object_new_string(type));
+    if (desc) {
+        json_object_object_add(o, "description", json_object_new_string(desc));
+    }
+    return o;
+}
+
+static json_object *iothread_props(bool with_desc)
+{
+    json_object *list = json_object_new_array();
+    size_t n;
+    const IotPropInfo *info = iot_thread_props_info(&n);
+
+    json_object_array_add(list, prop_entry("type", "string", NULL));
+    for (size_t i = 0; i < n; i++) {
+        json_object_array_add(
+            list, prop_entry(info[i].name,
+                             info[i].type == IOT_PROP_INT ? "int" : "string",
+                             with_desc ? info[i].description : NULL));
+    }
+    return list;
+}
+
+static void qom_list(QmpServer *srv, json_object *args, json_object **ret,
+                     QmpError *err)
+{
+    const char *path = prop_arg(args, "path");
+    IotThread *t;
+
+    (void)srv;
+    if (!strcmp(path, "/objects") || !strcmp(path, "/objects/")) {
+        json_object *list = json_object_new_array();
+        json_object *info = from_library(iot_thread_query_json(), err);
+        for (size_t i = 0; info && i < json_object_array_length(info); i++) {
+            json_object *id;
+            json_object_object_get_ex(json_object_array_get_idx(info, i), "id",
+                                      &id);
+            json_object_array_add(list, prop_entry(json_object_get_string(id),
+                                                   "child<iothread>", NULL));
+        }
+        json_object_put(info);
+        *ret = list;
+        return;
+    }
+    t = path_resolve(path, err);
+    if (t) {
+        *ret = iothread_props(false);
+        iot_thread_unref(t);
+    }
+}
+
+static void qom_list_properties(QmpServer *srv, json_object *args,
+                                json_object **ret, QmpError *err)
+{
+    const char *type = prop_arg(args, "typename");
+
+    (void)srv;
+    if (strcmp(type, "iothread")) {
+        qmp_error_set(err, QMP_DEVICE_NOT_FOUND, "Class '%s' not found", type);
+        return;
+    }
+    *ret = iothread_props(true);
+}
+
+/* ---- the table ---- */
+
+static const QmpArg caps_args[] = { { "enable", QMP_T_STRLIST, false },
+                                    { NULL } };
+static const QmpArg id_args[] = { { "id", QMP_T_STR, true }, { NULL } };
+static const QmpArg opt_id_args[] = { { "id", QMP_T_STR, false }, { NULL } };
+static const QmpArg get_args[] = { { "path", QMP_T_STR, true },
+                                   { "property", QMP_T_STR, true },
+                                   { NULL } };
+static const QmpArg set_args[] = { { "path", QMP_T_STR, true },
+                                   { "property", QMP_T_STR, true },
+                                   { "value", QMP_T_ANY, true },
+                                   { NULL } };
+static const QmpArg path_args[] = { { "path", QMP_T_STR, true }, { NULL } };
+static const QmpArg typename_args[] = { { "typename", QMP_T_STR, true },
+                                        { NULL } };
+
+const QmpCommand qmp_commands[] = {
+    { "qmp_capabilities", qmp_capabilities, caps_args, false },
+    { "query-version", query_version, NULL, false },
+    { "query-commands", query_commands, NULL, false },
+    { "quit", quit, NULL, false },
+    { "query-iothreads", query_iothreads, NULL, false },
+    { "query-iothread-stats", query_iothread_stats, opt_id_args, false },
+    { "object-add", object_add, NULL, true },
+    { "object-del", object_del, id_args, false },
+    { "qom-get", qom_get, get_args, false },
+    { "qom-set", qom_set, set_args, false },
+    { "qom-list", qom_list, path_args, false },
+    { "qom-list-properties", qom_list_properties, typename_args, false },
+    { NULL, NULL, NULL, false },
+};

@@ -1,0 +1,774 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iothreadd's QMP server.  Main thread only.
+ *
+ * Framing: each client has a json-c tokener fed with whatever arrives, so
+ * values may span reads and lines, and several may share one line.  A
+ * syntax error gets a "JSON parse error" reply and the rest of that line
+ * is dropped, so the stream recovers at the next line.  A value that grows
+ * past QMP_MAX_INPUT is refused the same way.  No client can block
+ * another: sockets are non-blocking, output is queued per client, and a
+ * client that lets more than QMP_MAX_OUTPUT pile up is dropped.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <iothread/fd.h>
+
+#include "qmp.h"
+
+#define QMP_MAX_OUTPUT (16 * 1024 * 1024)
+#define QMP_READ_CHUNK 65536
+
+typedef struct Listener {
+    QmpServer *srv;
+    int fd;
+    char *path;
+    struct Listener *next;
+} Listener;
+
+struct QmpServer {
+    IotCtx *ctx;
+    Listener *listeners;
+    QmpClient *clients;
+    bool quit;
+    char *quit_reason;
+};
+
+struct QmpClient {
+    QmpServer *srv;
+    int fd; /* -1: not a socket (tests, fuzzing) */
+    bool negotiated;
+    struct json_tokener *tok;
+    size_t value_bytes; /* fed into the value being parsed */
+    bool discard_line;  /* dropping input up to the next newline */
+    char *out;
+    size_t out_len, out_cap;
+    bool dead; /* to be closed */
+    QmpClient *next;
+};
+
+void qmp_error_set(QmpError *err, QmpErrorClass cls, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err->desc) {
+        return;
+    }
+    err->cls = cls;
+    va_start(ap, fmt);
+    if (vasprintf(&err->desc, fmt, ap) < 0) {
+        err->desc = NULL;
+    }
+    va_end(ap);
+}
+
+/* ---- JSON output in QEMU's style ---- */
+
+static void dump(json_object *o, struct printbuf *pb)
+{
+    const int flags = JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE;
+    const char *sep = "";
+
+    switch (json_object_get_type(o)) {
+    case json_type_object:
+        printbuf_strappend(pb, "{");
+        json_object_object_foreach(o, key, val)
+        {
+            json_object *k = json_object_new_string(key);
+            printbuf_memappend(pb, sep, (int)strlen(sep));
+            printbuf_memappend(
+                pb, json_object_to_json_string_ext(k, flags),
+                (int)strlen(json_object_to_json_string_ext(k, flags)));
+            printbuf_strappend(pb, ": ");
+            dump(val, pb);
+            json_object_put(k);
+            sep = ", ";
+        }
+        printbuf_strappend(pb, "}");
+        break;
+    case json_type_array:
+        printbuf_strappend(pb, "[");
+        for (size_t i = 0; i < json_object_array_length(o); i++) {
+            printbuf_memappend(pb, sep, (int)strlen(sep));
+            dump(json_object_array_get_idx(o, i), pb);
+            sep = ", ";
+        }
+        printbuf_strappend(pb, "]");
+        break;
+    default: {
+        const char *s = json_object_to_json_string_ext(o, flags);
+        printbuf_memappend(pb, s, (int)strlen(s));
+    }
+    }
+}
+
+char *qmp_json_dump(json_object *obj)
+{
+    struct printbuf *pb = printbuf_new();
+    char *s;
+
+    if (!pb) {
+        return NULL;
+    }
+    dump(obj, pb);
+    s = strndup(pb->buf, (size_t)pb->bpos);
+    printbuf_free(pb);
+    return s;
+}
+
+/* ---- output ---- */
+
+static void client_write_raw(QmpClient *c, const char *s, size_t len)
+{
+    if (c->dead) {
+        return;
+    }
+    if (c->out_len + len > QMP_MAX_OUTPUT) {
+        /* It does not read what it asks for: drop it, not the others. */
+        c->dead = true;
+        return;
+    }
+    if (c->out_len + len > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap : 4096;
+        char *out;
+        while (cap < c->out_len + len) {
+            cap *= 2;
+        }
+        out = realloc(c->out, cap);
+        if (!out) {
+            c->dead = true;
+            return;
+        }
+        c->out = out;
+        c->out_cap = cap;
+    }
+    memcpy(c->out + c->out_len, s, len);
+    c->out_len += len;
+}
+
+/* Queues @obj as one line and drops it. */
+static void client_send(QmpClient *c, json_object *obj)
+{
+    char *s = qmp_json_dump(obj);
+
+    json_object_put(obj);
+    if (!s) {
+        c->dead = true;
+        return;
+    }
+    client_write_raw(c, s, strlen(s));
+    client_write_raw(c, "\r\n", 2);
+    free(s);
+}
+
+static const char *class_name(QmpErrorClass cls)
+{
+    switch (cls) {
+    case QMP_COMMAND_NOT_FOUND:
+        return "CommandNotFound";
+    case QMP_DEVICE_NOT_FOUND:
+        return "DeviceNotFound";
+    default:
+        return "GenericError";
+    }
+}
+
+/* Sends an error reply echoing @id (borrowed, may be NULL). */
+static void send_error(QmpClient *c, json_object *id, QmpErrorClass cls,
+                       const char *desc)
+{
+    json_object *r = json_object_new_object();
+    json_object *e = json_object_new_object();
+
+    json_object_object_add(e, "class", json_object_new_string(class_name(cls)));
+    json_object_object_add(e, "desc", json_object_new_string(desc));
+    json_object_object_add(r, "error", e);
+    if (id) {
+        json_object_object_add(r, "id", json_object_get(id));
+    }
+    client_send(c, r);
+}
+
+static void send_greeting(QmpClient *c)
+{
+    json_object *ver = json_object_new_object();
+    json_object *q = json_object_new_object();
+    json_object *v = json_object_new_object();
+    json_object *g = json_object_new_object();
+
+    json_object_object_add(q, "micro", json_object_new_int(IOTHREADD_MICRO));
+    json_object_object_add(q, "minor", json_object_new_int(IOTHREADD_MINOR));
+    json_object_object_add(q, "major", json_object_new_int(IOTHREADD_MAJOR));
+    json_object_object_add(v, "qemu", q);
+    json_object_object_add(v, "package",
+                           json_object_new_string(IOTHREADD_PACKAGE));
+    json_object_object_add(ver, "version", v);
+    json_object_object_add(ver, "capabilities", json_object_new_array());
+    json_object_object_add(g, "QMP", ver);
+    client_send(c, g);
+}
+
+/* ---- argument checking ---- */
+
+static const char *type_name(QmpType t)
+{
+    switch (t) {
+    case QMP_T_STR:
+        return "string";
+    case QMP_T_INT:
+        return "integer";
+    case QMP_T_BOOL:
+        return "boolean";
+    case QMP_T_STRLIST:
+        return "array";
+    default:
+        return "any";
+    }
+}
+
+/* An int64 in JSON: a json-c int that did not saturate. */
+bool qmp_json_is_int64(json_object *v)
+{
+    if (!json_object_is_type(v, json_type_int)) {
+        return false;
+    }
+    return json_object_get_int64(v) != INT64_MAX ||
+           json_object_get_uint64(v) == (uint64_t)INT64_MAX;
+}
+
+static bool type_ok(json_object *v, QmpType t)
+{
+    switch (t) {
+    case QMP_T_STR:
+        return json_object_is_type(v, json_type_string);
+    case QMP_T_INT:
+        return qmp_json_is_int64(v);
+    case QMP_T_BOOL:
+        return json_object_is_type(v, json_type_boolean);
+    case QMP_T_STRLIST:
+        if (!json_object_is_type(v, json_type_array)) {
+            return false;
+        }
+        for (size_t i = 0; i < json_object_array_length(v); i++) {
+            if (!json_object_is_type(json_object_array_get_idx(v, i),
+                                     json_type_string)) {
+                return false;
+            }
+        }
+        return true;
+    default:
+        return true;
+    }
+}
+
+/* Checks @args against @schema as QEMU's visitor does: each member in
+ * schema order (missing, wrong type), then members nobody expects. */
+static bool args_check(const QmpArg *schema, json_object *args, QmpError *err)
+{
+    for (const QmpArg *a = schema; a && a->name; a++) {
+        json_object *v;
+        if (!json_object_object_get_ex(args, a->name, &v)) {
+            if (a->required) {
+                qmp_error_set(err, QMP_GENERIC_ERROR,
+                              "Parameter '%s' is missing", a->name);
+                return false;
+            }
+            continue;
+        }
+        if (!type_ok(v, a->type)) {
+            qmp_error_set(err, QMP_GENERIC_ERROR,
+                          "Invalid parameter type for '%s', expected: %s",
+                          a->name, type_name(a->type));
+            return false;
+        }
+    }
+    json_object_object_foreach(args, key, val)
+    {
+        const QmpArg *a = schema;
+        (void)val;
+        while (a && a->name && strcmp(a->name, key)) {
+            a++;
+        }
+        if (!a || !a->name) {
+            qmp_error_set(err, QMP_GENERIC_ERROR,
+                          "Parameter '%s' is unexpected", key);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- dispatch ---- */
+
+static const QmpCommand *command_find(const char *name)
+{
+    for (const QmpCommand *cmd = qmp_commands; cmd->name; cmd++) {
+        if (!strcmp(cmd->name, name)) {
+            return cmd;
+        }
+    }
+    return NULL;
+}
+
+/* The envelope rules (section "Framing and parse errors" of qmp-surface). */
+static bool envelope_check(json_object *req, const char **exec,
+                           json_object **args, QmpError *err)
+{
+    json_object_object_foreach(req, key, val)
+    {
+        if (!strcmp(key, "execute")) {
+            if (!json_object_is_type(val, json_type_string)) {
+                qmp_error_set(err, QMP_GENERIC_ERROR,
+                              "QMP input member 'execute' must be a string");
+                return false;
+            }
+            *exec = json_object_get_string(val);
+        } else if (!strcmp(key, "arguments")) {
+            if (!json_object_is_type(val, json_type_object)) {
+                qmp_error_set(err, QMP_GENERIC_ERROR,
+                              "QMP input member 'arguments' must be an object");
+                return false;
+            }
+            *args = val;
+        } else if (strcmp(key, "id")) {
+            qmp_error_set(err, QMP_GENERIC_ERROR,
+                          "QMP input member '%s' is unexpected", key);
+            return false;
+        }
+    }
+    if (!*exec) {
+        qmp_error_set(err, QMP_GENERIC_ERROR,
+                      "QMP input lacks member 'execute'");
+        return false;
+    }
+    return true;
+}
+
+static void dispatch(QmpClient *c, json_object *req)
+{
+    const char *exec = NULL;
+    json_object *args = NULL, *id = NULL, *ret = NULL, *empty = NULL;
+    QmpError err = { 0 };
+    const QmpCommand *cmd;
+
+    if (!json_object_is_type(req, json_type_object)) {
+        send_error(c, NULL, QMP_GENERIC_ERROR,
+                   "QMP input must be a JSON object");
+        return;
+    }
+    json_object_object_get_ex(req, "id", &id);
+    if (!envelope_check(req, &exec, &args, &err)) {
+        goto out;
+    }
+    if (!c->negotiated && strcmp(exec, "qmp_capabilities")) {
+        qmp_error_set(&err, QMP_COMMAND_NOT_FOUND,
+                      "Expecting capabilities negotiation with "
+                      "'qmp_capabilities'");
+        goto out;
+    }
+    if (c->negotiated && !strcmp(exec, "qmp_capabilities")) {
+        qmp_error_set(&err, QMP_COMMAND_NOT_FOUND,
+                      "Capabilities negotiation is already complete, command "
+                      "ignored");
+        goto out;
+    }
+    cmd = command_find(exec);
+    if (!cmd) {
+        qmp_error_set(&err, QMP_COMMAND_NOT_FOUND,
+                      "The command %s has not been found", exec);
+        goto out;
+    }
+    if (!args) {
+        args = empty = json_object_new_object();
+    }
+    if (!cmd->any_args && !args_check(cmd->args, args, &err)) {
+        goto out;
+    }
+    cmd->handler(c->srv, args, &ret, &err);
+    if (!err.desc && !strcmp(exec, "qmp_capabilities")) {
+        c->negotiated = true;
+    }
+
+out:
+    if (err.desc) {
+        send_error(c, id, err.cls, err.desc);
+        json_object_put(ret);
+    } else {
+        json_object *r = json_object_new_object();
+        json_object_object_add(r, "return",
+                               ret ? ret : json_object_new_object());
+        if (id) {
+            json_object_object_add(r, "id", json_object_get(id));
+        }
+        client_send(c, r);
+    }
+    free(err.desc);
+    json_object_put(empty);
+}
+
+/* ---- input ---- */
+
+static void parse_error(QmpClient *c, const char *what)
+{
+    char *desc = NULL;
+
+    if (asprintf(&desc, "JSON parse error, %s", what) < 0) {
+        c->dead = true;
+        return;
+    }
+    send_error(c, NULL, QMP_GENERIC_ERROR, desc);
+    free(desc);
+    json_tokener_reset(c->tok);
+    c->value_bytes = 0;
+    c->discard_line = true;
+}
+
+/* Drops input up to and including the next newline; returns the rest. */
+static size_t skip_line(QmpClient *c, const char *buf, size_t len)
+{
+    const char *nl = memchr(buf, '\n', len);
+
+    if (!nl) {
+        return len;
+    }
+    c->discard_line = false;
+    return (size_t)(nl - buf) + 1;
+}
+
+void qmp_client_input(QmpClient *c, const char *buf, size_t len)
+{
+    while (len && !c->dead) {
+        json_object *obj;
+        enum json_tokener_error jerr;
+        size_t used;
+
+        if (c->discard_line) {
+            used = skip_line(c, buf, len);
+            buf += used;
+            len -= used;
+            continue;
+        }
+        obj = json_tokener_parse_ex(c->tok, buf,
+                                    (int)(len > INT32_MAX ? INT32_MAX : len));
+        jerr = json_tokener_get_error(c->tok);
+        used = json_tokener_get_parse_end(c->tok);
+        if (jerr == json_tokener_continue) {
+            c->value_bytes += used;
+            if (c->value_bytes > QMP_MAX_INPUT) {
+                parse_error(c, "input exceeds 1 MiB");
+            }
+            buf += used;
+            len -= used;
+            continue;
+        }
+        if (jerr != json_tokener_success) {
+            parse_error(c, json_tokener_error_desc(jerr));
+            /* Resynchronise from the offending byte's line. */
+            used = used < len ? used : len;
+            buf += used;
+            len -= used;
+            continue;
+        }
+        buf += used;
+        len -= used;
+        c->value_bytes = 0;
+        json_tokener_reset(c->tok);
+        dispatch(c, obj);
+        json_object_put(obj);
+    }
+}
+
+char *qmp_client_take_output(QmpClient *c, size_t *len)
+{
+    char *out = c->out;
+
+    *len = c->out_len;
+    c->out = NULL;
+    c->out_len = c->out_cap = 0;
+    return out;
+}
+
+/* ---- sockets ---- */
+
+static void client_flush(QmpClient *c);
+
+static void client_set_handlers(QmpClient *c);
+
+static void client_close(QmpClient *c)
+{
+    QmpServer *srv = c->srv;
+    QmpClient **link = &srv->clients;
+
+    while (*link && *link != c) {
+        link = &(*link)->next;
+    }
+    if (*link) {
+        *link = c->next;
+    }
+    qmp_client_free(c);
+}
+
+static void client_readable(void *opaque)
+{
+    QmpClient *c = opaque;
+    char buf[QMP_READ_CHUNK];
+    ssize_t n = read(c->fd, buf, sizeof(buf));
+
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        c->dead = true;
+    } else if (n > 0) {
+        qmp_client_input(c, buf, (size_t)n);
+    }
+    client_flush(c);
+}
+
+static void client_writable(void *opaque)
+{
+    client_flush(opaque);
+}
+
+/* Sends what it can; waits for POLLOUT for the rest. */
+static void client_flush(QmpClient *c)
+{
+    size_t off = 0;
+
+    while (!c->dead && off < c->out_len) {
+        ssize_t n = send(c->fd, c->out + off, c->out_len - off,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno != EAGAIN) {
+                c->dead = true;
+            }
+            break;
+        }
+        off += (size_t)n;
+    }
+    if (off) {
+        memmove(c->out, c->out + off, c->out_len - off);
+        c->out_len -= off;
+    }
+    if (c->dead) {
+        client_close(c);
+        return;
+    }
+    client_set_handlers(c);
+}
+
+static void client_set_handlers(QmpClient *c)
+{
+    iot_fd_set_handler(c->srv->ctx, c->fd, client_readable,
+                       c->out_len ? client_writable : NULL, NULL, NULL, c);
+}
+
+QmpClient *qmp_client_new(QmpServer *srv, int fd)
+{
+    QmpClient *c = calloc(1, sizeof(*c));
+
+    if (!c) {
+        return NULL;
+    }
+    c->srv = srv;
+    c->fd = fd;
+    c->tok = json_tokener_new();
+    if (!c->tok) {
+        free(c);
+        return NULL;
+    }
+    /* Strict JSON, but the stream goes on after each value. */
+    json_tokener_set_flags(c->tok, JSON_TOKENER_STRICT |
+                                       JSON_TOKENER_ALLOW_TRAILING_CHARS);
+    send_greeting(c);
+    return c;
+}
+
+void qmp_client_free(QmpClient *c)
+{
+    if (c->fd >= 0) {
+        iot_fd_set_handler(c->srv->ctx, c->fd, NULL, NULL, NULL, NULL, NULL);
+        close(c->fd);
+    }
+    json_tokener_free(c->tok);
+    free(c->out);
+    free(c);
+}
+
+static void listener_accept(void *opaque)
+{
+    Listener *l = opaque;
+    QmpServer *srv = l->srv;
+    QmpClient *c;
+    int fd;
+
+    fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+        return;
+    }
+    c = qmp_client_new(srv, fd);
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->next = srv->clients;
+    srv->clients = c;
+    client_flush(c);
+}
+
+__attribute__((format(printf, 2, 3))) static void set_msg(char **msg,
+                                                          const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    if (vasprintf(msg, fmt, ap) < 0) {
+        *msg = NULL;
+    }
+    va_end(ap);
+}
+
+QmpServer *qmp_server_new(IotCtx *ctx)
+{
+    QmpServer *srv = calloc(1, sizeof(*srv));
+
+    if (srv) {
+        srv->ctx = ctx;
+    }
+    return srv;
+}
+
+int qmp_server_listen(QmpServer *srv, const char *path, char **msg)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    Listener *l;
+    int fd, probe;
+
+    if (strlen(path) >= sizeof(addr.sun_path)) {
+        set_msg(msg, "socket path '%s' is too long", path);
+        return -ENAMETOOLONG;
+    }
+    strcpy(addr.sun_path, path);
+    /* Refuse to steal the socket of a daemon that is still running. */
+    probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe >= 0 &&
+        connect(probe, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
+        close(probe);
+        set_msg(msg, "'%s' is in use by another server", path);
+        return -EADDRINUSE;
+    }
+    if (probe >= 0) {
+        close(probe);
+    }
+    unlink(path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+        listen(fd, 16) < 0) {
+        int e = errno;
+        set_msg(msg, "cannot listen on '%s': %s", path, strerror(e));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -e;
+    }
+    l = calloc(1, sizeof(*l));
+    if (!l || !(l->path = strdup(path))) {
+        free(l);
+        close(fd);
+        unlink(path);
+        set_msg(msg, "out of memory");
+        return -ENOMEM;
+    }
+    l->srv = srv;
+    l->fd = fd;
+    l->next = srv->listeners;
+    srv->listeners = l;
+    iot_fd_set_handler(srv->ctx, fd, listener_accept, NULL, NULL, NULL, l);
+    return 0;
+}
+
+bool qmp_server_quit_requested(QmpServer *srv)
+{
+    return srv->quit;
+}
+
+void qmp_server_request_quit(QmpServer *srv, const char *reason)
+{
+    if (!srv->quit) {
+        srv->quit = true;
+        srv->quit_reason = strdup(reason);
+    }
+}
+
+void qmp_server_event(QmpServer *srv, const char *name, json_object *data)
+{
+    struct timeval tv;
+
+    gettimeofday(&tv, NULL);
+    for (QmpClient *c = srv->clients; c; c = c->next) {
+        json_object *ev, *ts;
+        if (!c->negotiated) {
+            continue;
+        }
+        ev = json_object_new_object();
+        ts = json_object_new_object();
+        json_object_object_add(ts, "seconds", json_object_new_int64(tv.tv_sec));
+        json_object_object_add(ts, "microseconds",
+                               json_object_new_int64(tv.tv_usec));
+        json_object_object_add(ev, "timestamp", ts);
+        json_object_object_add(ev, "event", json_object_new_string(name));
+        json_object_object_add(ev, "data", json_object_get(data));
+        client_send(c, ev);
+    }
+    json_object_put(data);
+}
+
+void qmp_server_shutdown(QmpServer *srv)
+{
+    json_object *data = json_object_new_object();
+
+    json_object_object_add(data, "guest", json_object_new_boolean(0));
+    json_object_object_add(data, "reason",
+                           json_object_new_string(srv->quit_reason
+                                                      ? srv->quit_reason
+                                                      : "host-signal"));
+    qmp_server_event(srv, "SHUTDOWN", data);
+    while (srv->clients) {
+        QmpClient *c = srv->clients;
+        /* Best effort: what the socket takes now. */
+        if (c->fd >= 0 && c->out_len) {
+            ssize_t n =
+                send(c->fd, c->out, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)n;
+        }
+        srv->clients = c->next;
+        qmp_client_free(c);
+    }
+    while (srv->listeners) {
+        Listener *l = srv->listeners;
+        srv->listeners = l->next;
+        iot_fd_set_handler(srv->ctx, l->fd, NULL, NULL, NULL, NULL, NULL);
+        close(l->fd);
+        unlink(l->path);
+        free(l->path);
+        free(l);
+    }
+}
+
+void qmp_server_free(QmpServer *srv)
+{
+    if (srv) {
+        qmp_server_shutdown(srv);
+        free(srv->quit_reason);
+        free(srv);
+    }
+}

@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iothreadd's QMP server: UNIX-socket listeners and clients on the main
+ * context, the JSON stream framing, the command dispatcher and events.
+ * Everything here runs on the main thread.
+ */
+#ifndef IOTHREADD_QMP_H
+#define IOTHREADD_QMP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <json-c/json.h>
+
+#include <iothread/ctx.h>
+
+typedef struct QmpServer QmpServer;
+typedef struct QmpClient QmpClient;
+
+/* QMP error classes. */
+typedef enum QmpErrorClass {
+    QMP_GENERIC_ERROR,
+    QMP_COMMAND_NOT_FOUND,
+    QMP_DEVICE_NOT_FOUND,
+} QmpErrorClass;
+
+typedef struct QmpError {
+    QmpErrorClass cls;
+    char *desc;
+} QmpError;
+
+void qmp_error_set(QmpError *err, QmpErrorClass cls, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* A command: fills *ret (a new object, or NULL for {}) or *err. */
+typedef void QmpHandler(QmpServer *srv, json_object *args, json_object **ret,
+                        QmpError *err);
+
+/* One argument of a command's schema. */
+typedef enum QmpType {
+    QMP_T_STR,
+    QMP_T_INT,
+    QMP_T_BOOL,
+    QMP_T_ANY,
+    QMP_T_STRLIST,
+} QmpType;
+
+typedef struct QmpArg {
+    const char *name;
+    QmpType type;
+    bool required;
+} QmpArg;
+
+typedef struct QmpCommand {
+    const char *name;
+    QmpHandler *handler;
+    const QmpArg *args; /* NULL-name terminated; NULL: no arguments */
+    bool any_args;      /* the handler checks arguments itself */
+} QmpCommand;
+
+/* qmp-cmds.c: the command table, NULL-name terminated. */
+extern const QmpCommand qmp_commands[];
+
+/* The server. */
+QmpServer *qmp_server_new(IotCtx *ctx);
+void qmp_server_free(QmpServer *srv);
+/* Listens on @path (a UNIX socket, created now).  0 or -errno, message
+ * in *msg (free()). */
+int qmp_server_listen(QmpServer *srv, const char *path, char **msg);
+/* Set by the quit command and signals; the main loop watches it. */
+bool qmp_server_quit_requested(QmpServer *srv);
+void qmp_server_request_quit(QmpServer *srv, const char *reason);
+/* Sends SHUTDOWN, flushes what it can, closes every client and removes
+ * every socket file. */
+void qmp_server_shutdown(QmpServer *srv);
+/* Broadcasts an event to every negotiated client; takes @data. */
+void qmp_server_event(QmpServer *srv, const char *name, json_object *data);
+
+/* A client on any transport; the server's sockets use these, and so do
+ * the fuzzer and the unit tests.  Output accumulates in the client until
+ * qmp_client_take_output() or the socket layer sends it. */
+QmpClient *qmp_client_new(QmpServer *srv, int fd);
+void qmp_client_free(QmpClient *c);
+void qmp_client_input(QmpClient *c, const char *buf, size_t len);
+char *qmp_client_take_output(QmpClient *c, size_t *len);
+
+/* True if @v is a JSON integer that fits int64 (json-c saturates). */
+bool qmp_json_is_int64(json_object *v);
+
+/* JSON text in QEMU's wire style: ": " and ", " separators, one line. */
+char *qmp_json_dump(json_object *obj);
+
+/* Greeting version. */
+#define IOTHREADD_MAJOR   0
+#define IOTHREADD_MINOR   1
+#define IOTHREADD_MICRO   0
+#define IOTHREADD_PACKAGE "iothreadd 0.1.0"
+
+/* The most bytes one JSON value may take before it is refused. */
+#define QMP_MAX_INPUT (1024 * 1024)
+
+#endif
