@@ -1,5 +1,5 @@
 # The two commands of the README:
-#   make run     install what is missing, build, run (the daemon, later)
+#   make run     install what is missing, build, start iothreadd (defaults)
 #   make check   install what is missing, build plain/ASan/TSan, run every test
 BUILD ?= build
 
@@ -16,8 +16,10 @@ $(BUILD)/build.ninja:
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
+# The embedded default: IOThreads io0 and io1, QMP on
+# $XDG_RUNTIME_DIR/iothreadd.sock (or ./iothreadd.sock), in the foreground.
 run: build
-	./$(BUILD)/examples/hello-loop
+	./$(BUILD)/daemon/iothreadd
 
 check: deps
 	scripts/check.sh

@@ -1,0 +1,489 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iothreadctl: a command-line client for iothreadd's QMP socket.
+ *
+ *   iothreadctl [--socket PATH] [--json] COMMAND [ARGS]
+ *     list                         the IOThreads and their properties
+ *     add ID [PROP=VALUE...]       object-add an IOThread
+ *     del ID                       object-del it
+ *     get ID PROP                  qom-get
+ *     set ID PROP VALUE            qom-set
+ *     stats [ID] [--watch SECS]    statistics; --watch refreshes in place
+ *
+ * Errors from the daemon are printed as they are, and the exit status is 1.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include <iothread/iothread.h>
+
+typedef struct Conn {
+    int fd;
+    struct json_tokener *tok;
+    char buf[65536];
+    size_t off, len;  /* unparsed bytes in buf */
+} Conn;
+
+static bool json_out;
+
+__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt,
+                                                                ...)
+{
+    va_list ap;
+
+    fputs("iothreadctl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(1);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: iothreadctl [--socket PATH] [--json] COMMAND [ARGS]\n"
+            "  list                       the IOThreads and their properties\n"
+            "  add ID [PROP=VALUE...]     create an IOThread\n"
+            "  del ID                     delete it\n"
+            "  get ID PROP                read a property\n"
+            "  set ID PROP VALUE          change a property\n"
+            "  stats [ID] [--watch SECS]  statistics, refreshed with --watch\n"
+            "The socket defaults to $IOTHREADD_SOCKET, else "
+            "$XDG_RUNTIME_DIR/iothreadd.sock, else ./iothreadd.sock.\n");
+}
+
+/* ---- the connection ---- */
+
+static json_object *conn_read(Conn *c)
+{
+    for (;;) {
+        if (c->len) {
+            json_object *o = json_tokener_parse_ex(c->tok, c->buf + c->off,
+                                                   (int)c->len);
+            enum json_tokener_error e = json_tokener_get_error(c->tok);
+            size_t used = json_tokener_get_parse_end(c->tok);
+            c->off += used;
+            c->len -= used;
+            if (o) {
+                json_tokener_reset(c->tok);
+                return o;
+            }
+            if (e != json_tokener_continue) {
+                die("bad JSON from the daemon: %s",
+                    json_tokener_error_desc(e));
+            }
+        }
+        c->off = 0;
+        ssize_t n = read(c->fd, c->buf, sizeof(c->buf));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            die("the daemon closed the connection");
+        }
+        c->len = (size_t)n;
+    }
+}
+
+static void conn_send(Conn *c, json_object *req)
+{
+    const char *s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
+    size_t len = strlen(s), off = 0;
+
+    while (off < len) {
+        ssize_t n = write(c->fd, s + off, len - off);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            die("write: %s", strerror(errno));
+        }
+        off += (size_t)n;
+    }
+    if (write(c->fd, "\n", 1) != 1) {
+        die("write: %s", strerror(errno));
+    }
+}
+
+/* Runs one command; returns its "return" value (a new reference).  An
+ * error reply is printed and exits 1. */
+static json_object *conn_call(Conn *c, const char *cmd, json_object *args)
+{
+    json_object *req = json_object_new_object(), *reply, *v;
+
+    json_object_object_add(req, "execute", json_object_new_string(cmd));
+    if (args) {
+        json_object_object_add(req, "arguments", args);
+    }
+    conn_send(c, req);
+    json_object_put(req);
+    for (;;) {
+        reply = conn_read(c);
+        if (json_object_object_get_ex(reply, "return", &v)) {
+            json_object_get(v);
+            json_object_put(reply);
+            return v;
+        }
+        if (json_object_object_get_ex(reply, "error", &v)) {
+            json_object *desc;
+            json_object_object_get_ex(v, "desc", &desc);
+            fprintf(stderr, "iothreadctl: %s\n", json_object_get_string(desc));
+            exit(1);
+        }
+        json_object_put(reply); /* an event */
+    }
+}
+
+static void conn_open(Conn *c, const char *path)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    json_object *greeting;
+
+    if (strlen(path) >= sizeof(addr.sun_path)) {
+        die("socket path too long: %s", path);
+    }
+    strcpy(addr.sun_path, path);
+    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&addr, sizeof(addr))) {
+        die("cannot connect to %s: %s (is iothreadd running?)", path,
+            strerror(errno));
+    }
+    c->tok = json_tokener_new();
+    greeting = conn_read(c);
+    if (!json_object_object_get_ex(greeting, "QMP", NULL)) {
+        die("%s does not speak QMP", path);
+    }
+    json_object_put(greeting);
+    json_object_put(conn_call(c, "qmp_capabilities", NULL));
+}
+
+/* ---- output ---- */
+
+static void print_json(json_object *o)
+{
+    puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+                                               JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+static int64_t member_int(json_object *o, const char *name)
+{
+    json_object *v;
+
+    return json_object_object_get_ex(o, name, &v) ? json_object_get_int64(v)
+                                                  : 0;
+}
+
+static const char *member_str(json_object *o, const char *name)
+{
+    json_object *v;
+
+    return json_object_object_get_ex(o, name, &v) ? json_object_get_string(v)
+                                                  : "";
+}
+
+static void cmd_list(Conn *c)
+{
+    json_object *list = conn_call(c, "query-iothreads", NULL);
+
+    if (json_out) {
+        print_json(list);
+    } else {
+        printf("%-16s %8s %12s %9s %11s %13s\n", "ID", "TID", "POLL-MAX-NS",
+               "POLL-GROW", "POLL-SHRINK", "AIO-MAX-BATCH");
+        for (size_t i = 0; i < json_object_array_length(list); i++) {
+            json_object *t = json_object_array_get_idx(list, i);
+            printf("%-16s %8" PRId64 " %12" PRId64 " %9" PRId64 " %11" PRId64
+                   " %13" PRId64 "\n",
+                   member_str(t, "id"), member_int(t, "thread-id"),
+                   member_int(t, "poll-max-ns"), member_int(t, "poll-grow"),
+                   member_int(t, "poll-shrink"), member_int(t, "aio-max-batch"));
+        }
+    }
+    json_object_put(list);
+}
+
+/* A property value: an integer for int properties, else a string. */
+static json_object *prop_value(const char *name, const char *value)
+{
+    size_t n;
+    const IotPropInfo *info = iot_thread_props_info(&n);
+
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(info[i].name, name) && info[i].type == IOT_PROP_INT) {
+            char *end;
+            long long v;
+            errno = 0;
+            v = strtoll(value, &end, 0);
+            if (!*value || *end || errno) {
+                die("%s: '%s' is not an integer", name, value);
+            }
+            return json_object_new_int64(v);
+        }
+    }
+    return json_object_new_string(value);
+}
+
+static json_object *path_args(const char *id, const char *prop)
+{
+    json_object *args = json_object_new_object();
+    char path[512];
+
+    snprintf(path, sizeof(path), "/objects/%s", id);
+    json_object_object_add(args, "path", json_object_new_string(path));
+    json_object_object_add(args, "property", json_object_new_string(prop));
+    return args;
+}
+
+static void cmd_add(Conn *c, int argc, char **argv)
+{
+    json_object *args = json_object_new_object();
+
+    json_object_object_add(args, "qom-type", json_object_new_string("iothread"));
+    json_object_object_add(args, "id", json_object_new_string(argv[0]));
+    for (int i = 1; i < argc; i++) {
+        char *eq = strchr(argv[i], '=');
+        if (!eq || eq == argv[i]) {
+            die("add: expected PROP=VALUE, got '%s'", argv[i]);
+        }
+        *eq = '\0';
+        json_object_object_add(args, argv[i], prop_value(argv[i], eq + 1));
+    }
+    json_object_put(conn_call(c, "object-add", args));
+}
+
+static void cmd_del(Conn *c, const char *id)
+{
+    json_object *args = json_object_new_object();
+
+    json_object_object_add(args, "id", json_object_new_string(id));
+    json_object_put(conn_call(c, "object-del", args));
+}
+
+static void cmd_get(Conn *c, const char *id, const char *prop)
+{
+    json_object *v = conn_call(c, "qom-get", path_args(id, prop));
+
+    if (json_out) {
+        print_json(v);
+    } else {
+        puts(json_object_get_string(v));
+    }
+    json_object_put(v);
+}
+
+static void cmd_set(Conn *c, const char *id, const char *prop,
+                    const char *value)
+{
+    json_object *args = path_args(id, prop);
+
+    json_object_object_add(args, "value", prop_value(prop, value));
+    json_object_put(conn_call(c, "qom-set", args));
+}
+
+/* ---- stats ---- */
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static json_object *prev_find(json_object *prev, const char *id)
+{
+    for (size_t i = 0; prev && i < json_object_array_length(prev); i++) {
+        json_object *t = json_object_array_get_idx(prev, i);
+        if (!strcmp(member_str(t, "id"), id)) {
+            return t;
+        }
+    }
+    return NULL;
+}
+
+/* One table.  With @prev (the last sample, @dt seconds ago) the counters
+ * are shown as rates and busy as a share of the interval. */
+static void stats_table(json_object *list, json_object *prev, double dt)
+{
+    printf("%-12s %7s %-6s %6s %10s %10s %10s %8s %8s %9s %9s %9s %5s\n", "ID",
+           "TID", "FDMON", "BUSY%", prev ? "ITER/s" : "ITER",
+           prev ? "BH/s" : "BH", prev ? "FD/s" : "FD", "HITS", "MISSES",
+           "WINDOW", "NOTIFY", "ELIDED", "POOL");
+    for (size_t i = 0; i < json_object_array_length(list); i++) {
+        json_object *t = json_object_array_get_idx(list, i);
+        json_object *p = prev ? prev_find(prev, member_str(t, "id")) : NULL;
+        double busy = (double)member_int(t, "busy-ns");
+        double idle = (double)member_int(t, "idle-ns");
+        double iter = (double)member_int(t, "iterations");
+        double bh = (double)member_int(t, "bh-runs");
+        double fd = (double)member_int(t, "fd-events");
+
+        if (p && dt > 0) {
+            busy -= (double)member_int(p, "busy-ns");
+            idle -= (double)member_int(p, "idle-ns");
+            iter = (iter - (double)member_int(p, "iterations")) / dt;
+            bh = (bh - (double)member_int(p, "bh-runs")) / dt;
+            fd = (fd - (double)member_int(p, "fd-events")) / dt;
+        }
+        printf("%-12s %7" PRId64 " %-6s %5.1f%% %10.0f %10.0f %10.0f %8" PRId64
+               " %8" PRId64 " %9" PRId64 " %9" PRId64 " %9" PRId64 " %2" PRId64
+               "/%-2" PRId64 "\n",
+               member_str(t, "id"), member_int(t, "thread-id"),
+               member_str(t, "backend"),
+               busy + idle > 0 ? 100.0 * busy / (busy + idle) : 0.0, iter, bh,
+               fd, member_int(t, "poll-hits"), member_int(t, "poll-misses"),
+               member_int(t, "poll-window-ns"), member_int(t, "notify-sent"),
+               member_int(t, "notify-elided"), member_int(t, "pool-threads"),
+               member_int(t, "pool-active"));
+    }
+}
+
+static json_object *stats_args(const char *id)
+{
+    json_object *args = json_object_new_object();
+
+    if (id) {
+        json_object_object_add(args, "id", json_object_new_string(id));
+    }
+    return args;
+}
+
+static void cmd_stats(Conn *c, const char *id, double watch)
+{
+    json_object *prev = NULL;
+    struct timespec t0, t1;
+
+    signal(SIGINT, on_sigint);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        json_object *list = conn_call(c, "query-iothread-stats", stats_args(id));
+        double dt;
+
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        dt = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+        t0 = t1;
+        if (json_out) {
+            print_json(list);
+        } else {
+            if (watch > 0) {
+                printf("\033[H\033[2J");  /* home, clear: refresh in place */
+                printf("iothreadd statistics, every %.1f s (Ctrl-C quits)\n\n",
+                       watch);
+            }
+            stats_table(list, prev, dt);
+        }
+        fflush(stdout);
+        json_object_put(prev);
+        prev = list;
+        if (watch > 0 && !interrupted) {
+            struct timespec ts = { (time_t)watch,
+                                   (long)((watch - (time_t)watch) * 1e9) };
+            nanosleep(&ts, NULL);
+        }
+    } while (watch > 0 && !interrupted);
+    json_object_put(prev);
+}
+
+/* ---- main ---- */
+
+static const char *default_socket(void)
+{
+    static char path[512];
+    const char *env = getenv("IOTHREADD_SOCKET");
+    const char *dir = getenv("XDG_RUNTIME_DIR");
+
+    if (env && *env) {
+        return env;
+    }
+    snprintf(path, sizeof(path), "%s/iothreadd.sock", dir && *dir ? dir : ".");
+    return path;
+}
+
+static void need_args(int argc, int n, const char *cmd)
+{
+    if (argc != n) {
+        die("%s: wrong number of arguments (see iothreadctl --help)", cmd);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *socket_path = default_socket(), *cmd;
+    Conn c = { .fd = -1 };
+    int i = 1;
+
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (!strcmp(argv[i], "--socket") && i + 1 < argc) {
+            socket_path = argv[++i];
+        } else if (!strcmp(argv[i], "--json")) {
+            json_out = true;
+        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else {
+            die("unknown option '%s' (see iothreadctl --help)", argv[i]);
+        }
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return 1;
+    }
+    cmd = argv[i++];
+    argc -= i;
+    argv += i;
+    if (strcmp(cmd, "list") && strcmp(cmd, "add") && strcmp(cmd, "del") &&
+        strcmp(cmd, "get") && strcmp(cmd, "set") && strcmp(cmd, "stats")) {
+        die("unknown command '%s' (see iothreadctl --help)", cmd);
+    }
+    conn_open(&c, socket_path);
+    if (!strcmp(cmd, "list")) {
+        need_args(argc, 0, cmd);
+        cmd_list(&c);
+    } else if (!strcmp(cmd, "add")) {
+        if (argc < 1) {
+            die("add: an ID is needed");
+        }
+        cmd_add(&c, argc, argv);
+    } else if (!strcmp(cmd, "del")) {
+        need_args(argc, 1, cmd);
+        cmd_del(&c, argv[0]);
+    } else if (!strcmp(cmd, "get")) {
+        need_args(argc, 2, cmd);
+        cmd_get(&c, argv[0], argv[1]);
+    } else if (!strcmp(cmd, "set")) {
+        need_args(argc, 3, cmd);
+        cmd_set(&c, argv[0], argv[1], argv[2]);
+    } else {
+        const char *id = NULL;
+        double watch = 0;
+        for (int k = 0; k < argc; k++) {
+            if (!strcmp(argv[k], "--watch") && k + 1 < argc) {
+                char *end;
+                watch = strtod(argv[++k], &end);
+                if (*end || watch <= 0) {
+                    die("stats: --watch needs a positive number of seconds");
+                }
+            } else if (!id && argv[k][0] != '-') {
+                id = argv[k];
+            } else {
+                die("stats: unexpected '%s'", argv[k]);
+            }
+        }
+        cmd_stats(&c, id, watch);
+    }
+    json_tokener_free(c.tok);
+    close(c.fd);
+    return 0;
+}
