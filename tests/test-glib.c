@@ -169,6 +169,36 @@ static void test_bh_callback_delete(void)
     teardown();
 }
 
+static void test_bh_callback_delete_one(void)
+{
+    SelfDel s = { .max = 1 };
+
+    setup();
+    s.bh = iot_bh_new(ctx, self_delete_cb, &s);
+    iot_bh_schedule(s.bh);
+    T_ASSERT_TRUE(iterate(TRUE));
+    T_ASSERT_EQ(s.n, 1);
+    /* The delete's own notify may give one more active iteration. */
+    T_ASSERT(drain() <= 1);
+    T_ASSERT_FALSE(iterate(FALSE));
+    teardown();
+}
+
+static void test_bh_flush(void)
+{
+    Counter c = { .max = 1 };
+
+    setup();
+    c.bh = iot_bh_new(ctx, count_cb, &c);
+    iot_bh_schedule(c.bh);
+    drain();
+    T_ASSERT_EQ(c.n, 1);
+    T_ASSERT_FALSE(iterate(FALSE));
+    iot_bh_delete(c.bh);
+    drain();
+    teardown();
+}
+
 static int event_reads;
 
 static void event_read(IotEvent *e)
@@ -204,6 +234,47 @@ static void test_event(void)
     drain();
     T_ASSERT_EQ(event_reads, 2);
     iot_event_cleanup(&e);
+    teardown();
+}
+
+static int dummy_reads;
+
+static void dummy_read(IotEvent *e)
+{
+    dummy_reads++;
+    iot_event_test_and_clear(e);
+}
+
+/* With a second active notifier, each set gives exactly one callback per
+ * iteration and none spurious. */
+static void test_event_wait_no_flush_cb(void)
+{
+    IotEvent e, dummy;
+
+    setup();
+    event_reads = dummy_reads = 0;
+    T_ASSERT_EQ(iot_event_init(&e, false), 0);
+    T_ASSERT_EQ(iot_event_init(&dummy, false), 0);
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &e, event_read, NULL, NULL), 0);
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &dummy, dummy_read, NULL, NULL), 0);
+    drain();
+    T_ASSERT_EQ(iot_event_set(&e), 0);
+    T_ASSERT_TRUE(iterate(TRUE));  /* must not block: e is set */
+    T_ASSERT_EQ(event_reads, 1);
+    T_ASSERT_EQ(dummy_reads, 0);
+    T_ASSERT_EQ(iot_event_set(&dummy), 0);
+    while (dummy_reads < 1) {
+        iterate(TRUE);
+    }
+    drain();
+    T_ASSERT_EQ(event_reads, 1);
+    T_ASSERT_EQ(dummy_reads, 1);
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &e, NULL, NULL, NULL), 0);
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &dummy, NULL, NULL, NULL), 0);
+    drain();
+    T_ASSERT_FALSE(iterate(FALSE));
+    iot_event_cleanup(&e);
+    iot_event_cleanup(&dummy);
     teardown();
 }
 
@@ -322,7 +393,10 @@ int main(int argc, char **argv)
     t_add("/aio-gsource/bh/schedule10", test_bh_schedule10);
     t_add("/aio-gsource/bh/cancel-delete", test_bh_cancel_delete);
     t_add("/aio-gsource/bh/callback-delete/many", test_bh_callback_delete);
+    t_add("/aio-gsource/bh/callback-delete/one", test_bh_callback_delete_one);
+    t_add("/aio-gsource/bh/flush", test_bh_flush);
     t_add("/aio-gsource/event/add-remove-wait-flush", test_event);
+    t_add("/aio-gsource/event/wait/no-flush-cb", test_event_wait_no_flush_cb);
     t_add("/aio-gsource/timer/schedule", test_timer);
     t_add("/glib/iothread-gmain-context", test_iothread_gmain_context);
     return t_run(argc, argv);
