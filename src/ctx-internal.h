@@ -27,6 +27,8 @@
 #define IOT_POLL_START_NS     4000     /* first window when polling grows */
 #define IOT_IDLE_BH_PERIOD_NS 10000000 /* idle BHs run at least every 10 ms */
 #define IOT_EPOLL_THRESHOLD   64       /* AUTO moves to epoll at 64 fds */
+#define IOT_POLL_IDLE_NS      7000000000LL /* io_uring: idle handlers stop polling \
+                                            */
 
 typedef struct IotHandler IotHandler;
 typedef struct IotBhSlice IotBhSlice;
@@ -73,10 +75,16 @@ struct IotHandler {
     /* [home, or list with FREEING] busy polling. */
     bool in_poll_list;
     IotHandler *poll_prev, *poll_next;
-    int64_t poll_ns; /* adaptive window */
+    int64_t poll_ns;            /* adaptive window */
+    int64_t poll_idle_deadline; /* [home] io_uring: leave polling after */
 
     /* [list] backend state. */
     bool epoll_added;
+    /* io_uring: [list] queued changes, [home] request state. */
+    unsigned iou_ops;     /* [list] IOU_ADD / IOU_REMOVE queued */
+    IotHandler *iou_next; /* [list] on the change list */
+    bool iou_armed;       /* [home] a POLL_ADD is in flight */
+    bool iou_removed;     /* [home] its removal was processed */
 };
 
 typedef struct IotPollParams {
@@ -126,6 +134,7 @@ struct IotCtx {
     /* ---- fd monitoring backend ---- */
     _Atomic(const IotFdmonOps *) fdmon; /* [list writes, any reads] */
     IotFdmonKind fdmon_kind;            /* [const] as requested */
+    void *iou;                          /* [const] io_uring state */
     int epollfd;                        /* [list] or -1 */
     struct pollfd *pfds;                /* [home] poll backend arrays */
     IotHandler **pfd_handlers;          /* [home] */

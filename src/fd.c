@@ -183,9 +183,14 @@ static void handler_count(IotCtx *ctx, IotHandler *h, int delta)
  * home thread's end of iteration. */
 static void handler_retire(IotCtx *ctx, IotHandler *old, bool self_walker)
 {
+    const IotFdmonOps *ops = iot__fdmon(ctx);
+
     /* Release pairs with the acquire loads of walkers (handler_live()). */
     atomic_store_explicit(&old->deleted, true, memory_order_release);
     handler_count(ctx, old, -1);
+    if (ops->retire && ops->retire(ctx, old)) {
+        return; /* the backend frees it once the kernel has let go */
+    }
     if (iot__lockcnt_try_exclusive(&ctx->list_lock, self_walker)) {
         handler_unlink(ctx, old);
         iot__lockcnt_end_exclusive(&ctx->list_lock, self_walker);

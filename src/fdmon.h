@@ -3,10 +3,13 @@
  * fd monitoring backends behind one small ops table.
  *
  * The context starts on the backend asked for (IotCtxOptions.fdmon, or the
- * IOTHREAD_FDMON environment variable for AUTO).  AUTO starts with poll(2),
- * whose per-wait cost grows with the number of fds but needs no extra fd,
- * and moves to epoll for good when a wait sees 64 or more live handlers
- * (QEMU's threshold).  epoll falls back to poll if an epoll_ctl fails.
+ * IOTHREAD_FDMON environment variable for AUTO).  AUTO tries io_uring
+ * first (QEMU 10.2's default), and if it is not built or cannot be set up
+ * (sysctl io_uring_disabled, seccomp, ENOMEM, an old kernel) falls back to
+ * poll(2), whose per-wait cost grows with the number of fds but needs no
+ * extra fd, and which moves to epoll for good when a wait sees 64 or more
+ * live handlers (QEMU's threshold).  epoll falls back to poll if an
+ * epoll_ctl fails.
  */
 #ifndef IOT_FDMON_H
 #define IOT_FDMON_H
@@ -27,10 +30,22 @@ struct IotFdmonOps {
      * epoll cannot see fds from user space, so any live handler without
      * io_poll stops busy polling. */
     bool (*need_wait)(IotCtx *ctx);
+    /* List mutex held, optional.  @h was removed or replaced: true if the
+     * backend frees it later (io_uring, once its poll request is gone);
+     * false to let the generic code free it when no walker can see it. */
+    bool (*retire)(IotCtx *ctx, IotHandler *h);
+    /* Home thread, optional.  Hand queued changes to the kernel before
+     * GLib's poll (the GSource's prepare). */
+    void (*prepare)(IotCtx *ctx);
+    /* True if completions can be seen from user space, so that handlers
+     * without io_poll take part in busy polling (need_wait watches them)
+     * and idle polled handlers may leave the poll list. */
+    bool userspace_poll;
 };
 
 extern const IotFdmonOps iot__fdmon_poll_ops;
 extern const IotFdmonOps iot__fdmon_epoll_ops;
+extern const IotFdmonOps iot__fdmon_io_uring_ops;
 
 /* Any thread, before the context is shared.  Picks the backend. */
 int iot__fdmon_setup(IotCtx *ctx, IotFdmonKind kind, IotError **errp);
@@ -43,5 +58,13 @@ int iot__fdmon_epoll_enable(IotCtx *ctx);
 void iot__fdmon_epoll_disable(IotCtx *ctx);
 
 bool iot__fdmon_poll_disabled(IotCtx *ctx);
+
+/* Any thread, before the context is shared.  Sets up io_uring; 0 or a
+ * negative errno (-ENOSYS when built without liburing). */
+int iot__fdmon_io_uring_setup(IotCtx *ctx);
+void iot__fdmon_io_uring_teardown(IotCtx *ctx);
+/* Home thread.  The fd GLib should watch: the ring's, or the epoll fd
+ * (switching poll to epoll).  Negative errno on failure. */
+int iot__fdmon_gsource_fd(IotCtx *ctx);
 
 #endif

@@ -2,8 +2,9 @@
 /*
  * The loop context as a GSource (section 6.1 of the specification).
  *
- * GLib watches one fd, the context's epoll fd, which is readable whenever a
- * registered fd (the context's own notifier included) is.  prepare sets
+ * GLib watches one fd: the io_uring ring's, readable when completions are
+ * waiting, or else the epoll fd, readable whenever a registered fd (the
+ * context's own notifier included) is.  prepare sets
  * bit 0 of notify_me, so producers kick the notifier while GLib may sleep;
  * check clears it and accepts the notification; dispatch runs one
  * non-blocking iteration.  The bit is separate from the +2 counter of
@@ -18,7 +19,7 @@
 typedef struct CtxSource {
     GSource source;
     IotCtx *ctx;
-    gpointer tag; /* the epoll fd's tag */
+    gpointer tag; /* the watched fd's tag */
 } CtxSource;
 
 /* Home thread.  ns -> ms for GLib, rounded up: better to wait a little too
@@ -43,6 +44,9 @@ static gboolean ctx_source_prepare(GSource *source, gint *timeout)
     /* seq_cst: the same Dekker pair as notify_me_raise() in poll.c. */
     atomic_store_explicit(&ctx->notify_me, me | 1, memory_order_seq_cst);
     iot__poll_mode_off(ctx);
+    if (iot__fdmon(ctx)->prepare) {
+        iot__fdmon(ctx)->prepare(ctx); /* io_uring: submit queued changes */
+    }
     ns = atomic_load_explicit(&ctx->notified, memory_order_seq_cst)
              ? 0
              : iot__ctx_timeout(ctx);
@@ -87,12 +91,9 @@ static GSourceFuncs ctx_source_funcs = {
 GSource *iot_ctx_new_gsource(IotCtx *ctx)
 {
     CtxSource *cs;
-    int ret;
+    int fd = iot__fdmon_gsource_fd(ctx);
 
-    iot__lockcnt_lock(&ctx->list_lock);
-    ret = iot__fdmon_epoll_enable(ctx);
-    iot__lockcnt_unlock(&ctx->list_lock);
-    if (ret < 0) {
+    if (fd < 0) {
         return NULL;
     }
     cs = (CtxSource *)g_source_new(&ctx_source_funcs, sizeof(*cs));
@@ -100,6 +101,6 @@ GSource *iot_ctx_new_gsource(IotCtx *ctx)
     cs->ctx = ctx;
     g_source_set_name(&cs->source, "iothread-ctx");
     g_source_set_can_recurse(&cs->source, TRUE);
-    cs->tag = g_source_add_unix_fd(&cs->source, ctx->epollfd, G_IO_IN);
+    cs->tag = g_source_add_unix_fd(&cs->source, fd, G_IO_IN);
     return &cs->source;
 }

@@ -144,25 +144,33 @@ static bool poll_set_started(IotCtx *ctx, IotReadyList *ready, bool started)
 
 /* Home thread, walker.  Calls every polled handler's io_poll until one is
  * ready or @max_ns passes.  Returns true if any handler was ready; the
- * caller's *timeout is then 0, else reduced by the time spent. */
+ * caller's *timeout is then 0, else reduced by the time spent.  With
+ * io_uring a completion also ends the stretch, with *timeout 0, so that
+ * the wait that follows does not block and poll mode stays on. */
 static bool run_poll_handlers(IotCtx *ctx, IotReadyList *ready, int64_t max_ns,
                               int64_t *timeout)
 {
+    const IotFdmonOps *ops = iot__fdmon(ctx);
     int64_t start = iot__now_ns(), elapsed;
-    bool hit = false;
+    bool hit = false, completion = false;
 
     do {
         for (IotHandler *h = ctx->poll_head; h; h = h->poll_next) {
             if (handler_live(h) && h->ops.poll(h->opaque)) {
                 poll_hit(h, ready);
+                h->poll_idle_deadline = start + IOT_POLL_IDLE_NS;
                 hit = true;
             }
         }
         elapsed = iot__now_ns() - start;
-    } while (!hit && elapsed < max_ns && !iot__fdmon(ctx)->need_wait(ctx));
+        if (!hit && ops->need_wait(ctx)) {
+            completion = ops->userspace_poll;
+            break;
+        }
+    } while (!hit && elapsed < max_ns);
 
     IOT_STAT_ADD(ctx, poll_ns, elapsed);
-    if (hit) {
+    if (hit || completion) {
         IOT_STAT_ADD(ctx, poll_hits, 1);
         *timeout = 0;
     } else {
@@ -172,6 +180,41 @@ static bool run_poll_handlers(IotCtx *ctx, IotReadyList *ready, int64_t max_ns,
         }
     }
     return hit;
+}
+
+/* Home thread, walker; io_uring only (section 3.6).  A polled handler that
+ * was not ready for IOT_POLL_IDLE_NS leaves the poll list, so that many
+ * idle handlers do not slow every stretch of busy polling.  Its fd is
+ * still watched through the ring, so it cannot starve.  Returns true if
+ * the last io_poll of one that left found it ready. */
+static bool remove_idle_poll_handlers(IotCtx *ctx, IotReadyList *ready)
+{
+    int64_t now = iot__now_ns();
+    bool progress = false;
+    IotHandler *h, *next;
+
+    for (h = ctx->poll_head; h; h = next) {
+        next = h->poll_next;
+        if (h->poll_idle_deadline == 0) {
+            h->poll_idle_deadline = now + IOT_POLL_IDLE_NS;
+            continue;
+        }
+        if (now < h->poll_idle_deadline) {
+            continue;
+        }
+        h->poll_idle_deadline = 0;
+        iot__poll_list_remove(ctx, h);
+        if (ctx->poll_started && handler_live(h)) {
+            if (h->ops.poll_end) {
+                h->ops.poll_end(h->opaque);
+            }
+            if (h->ops.poll(h->opaque)) {
+                poll_hit(h, ready);
+                progress = true;
+            }
+        }
+    }
+    return progress;
 }
 
 /* Home thread, walker.  Busy polls if the windows, the timeout and the
@@ -191,9 +234,22 @@ static bool try_poll_mode(IotCtx *ctx, IotReadyList *ready, int64_t *timeout)
     }
     IOT_STAT_SET(ctx, poll_window_ns, max_ns);
     max_ns = iot__timeout_min(max_ns, *timeout);
+    if (max_ns > 0 && iot__fdmon(ctx)->prepare) {
+        /* io_uring: hand queued requests (re-arms, changes) to the kernel
+         * first, so that every fd is watched while we poll. */
+        iot__fdmon(ctx)->prepare(ctx);
+    }
     if (max_ns > 0 && !iot__fdmon(ctx)->need_wait(ctx)) {
+        bool hit;
+
         poll_set_started(ctx, ready, true);
-        return run_poll_handlers(ctx, ready, max_ns, timeout);
+        hit = run_poll_handlers(ctx, ready, max_ns, timeout);
+        if (iot__fdmon(ctx)->userspace_poll &&
+            remove_idle_poll_handlers(ctx, ready)) {
+            *timeout = 0;
+            hit = true;
+        }
+        return hit;
     }
     return false;
 }

@@ -238,9 +238,15 @@ static void test_fdmon_choice(void)
     IotError *err = NULL;
     IotCtx *ctx;
 
+    IotCtxOptions uring_opts = { .fdmon = IOT_FDMON_IO_URING };
+
     unsetenv("IOTHREAD_FDMON");
+    /* AUTO is io_uring where it can be set up, else poll. */
+    ctx = iot_ctx_new_full(&uring_opts, NULL);
+    const char *dflt = ctx ? "io_uring" : "poll";
+    iot_ctx_unref(ctx);
     ctx = iot_ctx_new(NULL);
-    T_ASSERT_STR(iot_ctx_fdmon_name(ctx), "poll");
+    T_ASSERT_STR(iot_ctx_fdmon_name(ctx), dflt);
     iot_ctx_unref(ctx);
     ctx = iot_ctx_new_full(&poll_opts, NULL);
     T_ASSERT_STR(iot_ctx_fdmon_name(ctx), "poll");

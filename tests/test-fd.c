@@ -4,9 +4,10 @@
  * 2.4, 2.5, 2.6, 4.1-4.4, the event rows of 7.1 and item 4 of section 9 of
  * the specification).
  *
- * Every case runs once per backend, as /poll/aio/... and /epoll/aio/...;
- * the cases about backend selection itself (the AUTO upgrade and the
- * IOTHREAD_FDMON variable) run once, as /auto/aio/....
+ * Every case runs once per backend, as /poll/aio/..., /epoll/aio/... and
+ * /io_uring/aio/... (the last skipped where io_uring cannot be set up);
+ * the cases about backend selection itself (the AUTO upgrade and fallback,
+ * and the IOTHREAD_FDMON variable) run once, as /auto/aio/....
  *
  * Each case gets a fresh context, current on the case's thread; the
  * teardown checks that the case removed every handler it added (only the
@@ -38,9 +39,24 @@ static IotFdmonKind g_kind;
 static IotCtx *ctx;
 static int base_live, base_disable, base_pollable;
 
+/* Tests: makes io_uring setup fail as if the kernel refused it. */
+extern int iot__io_uring_setup_fail;
+
 static const char *kind_name(IotFdmonKind kind)
 {
-    return kind == IOT_FDMON_EPOLL ? "epoll" : "poll";
+    return kind == IOT_FDMON_EPOLL      ? "epoll"
+           : kind == IOT_FDMON_IO_URING ? "io_uring"
+                                        : "poll";
+}
+
+/* Can this machine set io_uring up (not disabled, not filtered)? */
+static bool have_io_uring(void)
+{
+    IotCtxOptions opts = { .fdmon = IOT_FDMON_IO_URING };
+    IotCtx *c = iot_ctx_new_full(&opts, NULL);
+
+    iot_ctx_unref(c);
+    return c != NULL;
 }
 
 static int disable_cnt(void)
@@ -76,7 +92,7 @@ static void ctx_setup(IotFdmonKind kind)
     if (kind != IOT_FDMON_AUTO) {
         T_ASSERT_STR(iot_ctx_fdmon_name(ctx), kind_name(kind));
     } else {
-        /* AUTO starts with poll(2). */
+        /* AUTO without io_uring (the cases make it fail) starts on poll. */
         T_ASSERT_STR(iot_ctx_fdmon_name(ctx), "poll");
     }
     base_live = live_cnt();
@@ -105,6 +121,10 @@ static void ctx_teardown(void)
 
 static void run_with(IotFdmonKind kind, TestFunc *body)
 {
+    if (kind == IOT_FDMON_IO_URING && !have_io_uring()) {
+        fprintf(stderr, "io_uring cannot be set up here: skipped\n");
+        return;
+    }
     ctx_setup(kind);
     body();
     ctx_teardown();
@@ -119,12 +139,17 @@ static void run_with(IotFdmonKind kind, TestFunc *body)
     static void fn##_epoll(void)                                               \
     {                                                                          \
         run_with(IOT_FDMON_EPOLL, fn);                                         \
+    }                                                                          \
+    static void fn##_io_uring(void)                                            \
+    {                                                                          \
+        run_with(IOT_FDMON_IO_URING, fn);                                      \
     }
 
 #define ADD_BOTH(path, fn)                                                     \
     do {                                                                       \
         t_add("/poll" path, fn##_poll);                                        \
         t_add("/epoll" path, fn##_epoll);                                      \
+        t_add("/io_uring" path, fn##_io_uring);                                \
     } while (0)
 
 /* ---- helpers ---- */
@@ -1159,6 +1184,7 @@ BACKEND_CASE(test_fd_many)
 static void test_fd_epoll_upgrade(void)
 {
     T_ASSERT_EQ(unsetenv("IOTHREAD_FDMON"), 0);
+    iot__io_uring_setup_fail = EPERM; /* AUTO falls back to poll, then epoll */
     ctx_setup(IOT_FDMON_AUTO);
     many_fds(true);
     ctx_teardown();
@@ -1187,13 +1213,17 @@ static void env_expect(const char *env, IotFdmonKind kind, const char *name)
 static void test_fdmon_env(void)
 {
     IotCtxOptions opts = { .fdmon = IOT_FDMON_AUTO };
+    const char *dflt = have_io_uring() ? "io_uring" : "poll";
     IotError *err = NULL;
     IotCtx *c;
 
     env_expect("epoll", IOT_FDMON_AUTO, "epoll");
     env_expect("poll", IOT_FDMON_AUTO, "poll");
-    env_expect("auto", IOT_FDMON_AUTO, "poll");
-    env_expect("", IOT_FDMON_AUTO, "poll");
+    env_expect("auto", IOT_FDMON_AUTO, dflt);
+    env_expect("", IOT_FDMON_AUTO, dflt);
+    if (have_io_uring()) {
+        env_expect("io_uring", IOT_FDMON_AUTO, "io_uring");
+    }
 
     /* AUTO through iot_ctx_new_full honours it too. */
     T_ASSERT_EQ(setenv("IOTHREAD_FDMON", "epoll", 1), 0);
@@ -1229,8 +1259,36 @@ static void test_fdmon_env(void)
     T_ASSERT_EQ(unsetenv("IOTHREAD_FDMON"), 0);
     c = iot_ctx_new(NULL);
     T_ASSERT(c != NULL);
-    T_ASSERT_STR(iot_ctx_fdmon_name(c), "poll");
+    T_ASSERT_STR(iot_ctx_fdmon_name(c), dflt);
     iot_ctx_unref(c);
+}
+
+/* AUTO falls back when io_uring cannot be set up (disabled by sysctl,
+ * seccomp, ENOMEM...), and says so; asking for io_uring by name fails
+ * with a message instead. */
+static void test_fdmon_fallback(void)
+{
+    IotCtxOptions opts = { .fdmon = IOT_FDMON_IO_URING };
+    IotError *err = NULL;
+    IotCtx *c;
+    IotCtxStats st;
+
+    T_ASSERT_EQ(unsetenv("IOTHREAD_FDMON"), 0);
+    iot__io_uring_setup_fail = EPERM;
+    c = iot_ctx_new(&err);
+    T_ASSERT(c != NULL);
+    T_ASSERT(err == NULL);
+    T_ASSERT_STR(iot_ctx_fdmon_name(c), "poll");
+    iot_ctx_get_stats(c, &st);
+    T_ASSERT_STR(st.backend, "poll");
+    iot_ctx_unref(c);
+
+    c = iot_ctx_new_full(&opts, &err);
+    T_ASSERT(c == NULL);
+    T_ASSERT(err != NULL);
+    T_ASSERT(strstr(iot_error_message(err), "io_uring") != NULL);
+    iot_error_free(err);
+    iot__io_uring_setup_fail = 0;
 }
 
 /* ---- fd/hup ---- */
@@ -1466,5 +1524,6 @@ int main(int argc, char **argv)
              test_fd_many_changes_in_callback);
     t_add("/auto/aio/fd/epoll-upgrade", test_fd_epoll_upgrade);
     t_add("/auto/aio/fdmon/env", test_fdmon_env);
+    t_add("/auto/aio/fdmon/io_uring-fallback", test_fdmon_fallback);
     return t_run(argc, argv);
 }

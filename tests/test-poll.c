@@ -138,10 +138,15 @@ static void probe_end(IotEvent *e)
     probe_of(e)->ended = true;
 }
 
+/* The rules of section 3 as poll and epoll apply them (io_uring differs
+ * on purpose, see the io_uring cases at the end). */
+static IotFdmonKind kind = IOT_FDMON_POLL;
+
 static IotCtx *setup(int64_t max_ns, int64_t grow, int64_t shrink)
 {
+    IotCtxOptions opts = { .fdmon = kind };
     IotError *err = NULL;
-    IotCtx *ctx = iot_ctx_new(&err);
+    IotCtx *ctx = iot_ctx_new_full(&opts, &err);
 
     T_ASSERT(ctx);
     T_ASSERT_EQ(iot_ctx_set_current(ctx), 0);
@@ -460,6 +465,113 @@ static void test_nested_aio_poll(void)
     iot_ctx_unref(ctx);
 }
 
+/* ---- io_uring: completions are visible from user space ---- */
+
+static bool use_io_uring(void)
+{
+    IotCtxOptions opts = { .fdmon = IOT_FDMON_IO_URING };
+    IotCtx *c = iot_ctx_new_full(&opts, NULL);
+
+    iot_ctx_unref(c);
+    kind = IOT_FDMON_IO_URING;
+    if (!c) {
+        fprintf(stderr, "io_uring cannot be set up here: skipped\n");
+    }
+    return c != NULL;
+}
+
+/* A handler without io_poll does not stop busy polling (section 3.7):
+ * the ring's completions are checked in the same loop. */
+static void test_io_uring_polls_with_nonpollable(void)
+{
+    IotCtx *ctx;
+    Probe p = { 0 };
+    int pipefd[2];
+
+    if (!use_io_uring()) {
+        return;
+    }
+    ctx = setup(1000000, 0, 0);
+    T_ASSERT_EQ(pipe(pipefd), 0);
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, pipefd[0], nopoll_read, NULL, NULL,
+                                   NULL, NULL), 0);
+    T_ASSERT_EQ(atomic_load(&ctx->poll_disable_cnt), 1);
+    probe_add(ctx, &p);
+    fire(ctx, &p, 1000);
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 4000);
+
+    fake_step = 1000;
+    p.ready_at_poll = 2;
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(p.begins, 1);
+    T_ASSERT_EQ(p.polls, 2);
+    T_ASSERT_EQ(p.ready_calls, 1);
+
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, pipefd[0], NULL, NULL, NULL, NULL,
+                                   NULL), 0);
+    probe_remove(ctx, &p);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    iot__test_clock = NULL;
+    iot_ctx_unref(ctx);
+}
+
+static void flag_cb(void *opaque)
+{
+    *(bool *)opaque = true;
+}
+
+/* Section 3.6: a polled handler not ready for 7 s leaves the poll list,
+ * with io_poll_end and one last io_poll. */
+static void test_io_uring_idle_removal(void)
+{
+    IotCtx *ctx;
+    IotTimer *t;
+    Probe p = { 0 };
+
+    if (!use_io_uring()) {
+        return;
+    }
+    ctx = setup(1000000, 0, 0);
+    bool fired = false;
+
+    t = iot_timer_new(ctx, IOT_CLOCK_MONOTONIC, flag_cb, &fired);
+    probe_add(ctx, &p);
+    fire(ctx, &p, 1000);
+    T_ASSERT_EQ(ctx->poll_len, 1);
+
+    /* A stretch that finds nothing starts the idle clock; a real timer
+     * 1 ms away ends the blocking poll. */
+    fake_step = 1000;
+    iot_timer_mod(t, iot_clock_ns(IOT_CLOCK_MONOTONIC) + IOT_NS_PER_MS);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false)); /* takes the timer's notify */
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(p.begins, 1);
+    T_ASSERT_EQ(ctx->poll_len, 1);
+    T_ASSERT_EQ(p.ends, 1);
+
+    /* 8 s later (fake), still idle: it leaves the poll list. */
+    fake_step = 8 * IOT_NS_PER_S;
+    fired = false;
+    iot_timer_mod(t, iot_clock_ns(IOT_CLOCK_MONOTONIC) + IOT_NS_PER_MS);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    /* The fake 8 s eat the (real) timeout: poll until the timer fires. */
+    while (!fired) {
+        iot_ctx_poll(ctx, true);
+    }
+    T_ASSERT_EQ(ctx->poll_len, 0);
+    T_ASSERT_EQ(p.ends, 2);
+
+    /* Its fd still works through the ring, and brings it back. */
+    fire(ctx, &p, 1000);
+    T_ASSERT_EQ(ctx->poll_len, 1);
+
+    iot_timer_free(t);
+    probe_remove(ctx, &p);
+    iot__test_clock = NULL;
+    iot_ctx_unref(ctx);
+}
+
 int main(int argc, char **argv)
 {
     t_add("/poll/adjust/start-4000", test_adjust_start);
@@ -473,5 +585,8 @@ int main(int argc, char **argv)
     t_add("/section9/item6/poll-mode-transitions", test_transitions);
     t_add("/section9/item7/no-busy-poll-without-io_poll", test_skip_polling);
     t_add("/nested-aio-poll", test_nested_aio_poll);
+    t_add("/poll/io_uring/polls-with-nonpollable-fd",
+          test_io_uring_polls_with_nonpollable);
+    t_add("/poll/io_uring/idle-handler-removal", test_io_uring_idle_removal);
     return t_run(argc, argv);
 }

@@ -27,17 +27,20 @@ extern "C" {
 
 typedef struct IotCtx IotCtx;
 
-/* fd monitoring backends.  AUTO starts with poll(2) and moves to epoll
- * for good once 64 fds are registered (see docs/design.md). */
+/* fd monitoring backends.  AUTO uses io_uring where it can be set up;
+ * otherwise it starts with poll(2) and moves to epoll for good once 64 fds
+ * are registered (see docs/design.md).  A backend asked for by name that
+ * cannot be set up makes iot_ctx_new_full() fail. */
 typedef enum IotFdmonKind {
     IOT_FDMON_AUTO = 0,
     IOT_FDMON_POLL,
     IOT_FDMON_EPOLL,
+    IOT_FDMON_IO_URING,
 } IotFdmonKind;
 
 typedef struct IotCtxOptions {
     /* Which backend to use.  AUTO honours the IOTHREAD_FDMON environment
-     * variable ("poll", "epoll") when it is set. */
+     * variable ("auto", "poll", "epoll", "io_uring") when it is set. */
     IotFdmonKind fdmon;
     /* Reserved; set to zero. */
     uint64_t reserved[7];
@@ -102,7 +105,8 @@ IOT_API void iot_ctx_get_poll_params(IotCtx *ctx, int64_t *max_ns,
 IOT_API int iot_ctx_set_max_batch(IotCtx *ctx, int64_t max_batch);
 IOT_API int64_t iot_ctx_get_max_batch(IotCtx *ctx);
 
-/* Any thread.  The fd monitoring backend in use: "poll" or "epoll". */
+/* Any thread.  The fd monitoring backend in use: "poll", "epoll" or
+ * "io_uring". */
 IOT_API const char *iot_ctx_fdmon_name(IotCtx *ctx);
 
 /* Live statistics of a context.  Each counter is written only by the home

@@ -21,8 +21,9 @@ extern "C" {
  * it with g_source_attach() to a context iterated on @ctx's home thread.
  * Each dispatch is one non-blocking iteration of @ctx; there is never any
  * busy polling under GLib.  The source holds a reference to @ctx; the
- * caller owns the source (g_source_destroy + g_source_unref).  It switches
- * @ctx to the epoll backend, whose one fd GLib then watches. */
+ * caller owns the source (g_source_destroy + g_source_unref).  GLib watches
+ * one fd: the io_uring ring's, or the epoll fd (a context on poll moves to
+ * epoll for this). */
 IOT_API GSource *iot_ctx_new_gsource(IotCtx *ctx);
 
 /* Any thread.  The IOThread's own GMainContext, created on first call.

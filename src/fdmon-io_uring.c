@@ -1,0 +1,365 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The io_uring backend (section 4.5 of the specification).
+ *
+ * Each handler is watched by a one-shot IORING_OP_POLL_ADD whose user data
+ * is the handler; a completion makes it ready and re-arms it, which gives
+ * level-triggered behaviour like poll and epoll (multishot polls are edge
+ * triggered).  The ring is single-issuer: only the home thread prepares
+ * SQEs.  Other threads queue changes on a list under the handler-list
+ * mutex (update); the home thread turns them into SQEs before each wait.
+ *
+ * A removed handler stays allocated until the kernel has let go of it: its
+ * POLL_REMOVE is queued, and only when its POLL_ADD completes (cancelled
+ * or fired) does it go on the context's deleted list, to be freed when no
+ * walker can see it.  The kernel sees the completion ring from user space,
+ * so busy polling can watch every fd, including those without io_poll.
+ *
+ *                  change list   SQ ring   CQ ring   iou_armed/removed
+ * any thread       mutex         no        no        no
+ * home thread      mutex         yes       yes       yes
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fdmon.h"
+
+#ifdef IOT_HAVE_IO_URING
+
+#include <liburing.h>
+
+#define IOU_ENTRIES 128
+#define IOU_ADD     1u
+#define IOU_REMOVE  2u
+
+typedef struct IouState {
+    struct io_uring ring;     /* [home] */
+    IotHandler *changes;      /* [list] handlers with iou_ops */
+    atomic_bool have_changes; /* [list writes, home reads] */
+} IouState;
+
+static IouState *iou(IotCtx *ctx)
+{
+    return ctx->iou;
+}
+
+/* Mutex held.  Queues @h for the home thread with @op. */
+static void change_queue(IotCtx *ctx, IotHandler *h, unsigned op)
+{
+    IouState *s = iou(ctx);
+
+    if (!h->iou_ops) {
+        h->iou_next = s->changes;
+        s->changes = h;
+    }
+    h->iou_ops |= op;
+    atomic_store_explicit(&s->have_changes, true, memory_order_release);
+}
+
+static void iou_update(IotCtx *ctx, IotHandler *old, IotHandler *new_)
+{
+    if (new_ && new_->events) {
+        change_queue(ctx, new_, IOU_ADD);
+    }
+    if (old) {
+        change_queue(ctx, old, IOU_REMOVE);
+    }
+}
+
+/* The backend frees every retired handler itself (deleted_push). */
+static bool iou_retire(IotCtx *ctx, IotHandler *h)
+{
+    (void)ctx;
+    (void)h;
+    return true;
+}
+
+/* Mutex held.  Hands @h to the generic deferred free. */
+static void deleted_push(IotCtx *ctx, IotHandler *h)
+{
+    h->deleted_next = ctx->deleted;
+    ctx->deleted = h;
+    atomic_store_explicit(&ctx->deleted_pending, true, memory_order_relaxed);
+}
+
+/* Home thread.  A free SQE, submitting to make room if the ring is full. */
+static struct io_uring_sqe *sqe_get(IouState *s)
+{
+    struct io_uring_sqe *sqe;
+
+    while (!(sqe = io_uring_get_sqe(&s->ring))) {
+        int ret = io_uring_submit(&s->ring);
+        if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+            fprintf(stderr, "libiothread: io_uring_submit: %s\n",
+                    strerror(-ret));
+            abort();
+        }
+    }
+    return sqe;
+}
+
+static void arm(IouState *s, IotHandler *h)
+{
+    struct io_uring_sqe *sqe = sqe_get(s);
+
+    io_uring_prep_poll_add(sqe, h->fd, (unsigned)h->events);
+    io_uring_sqe_set_data(sqe, h);
+    h->iou_armed = true;
+}
+
+/* Home thread.  Turns queued changes into SQEs. */
+static void fill_sq(IotCtx *ctx)
+{
+    IouState *s = iou(ctx);
+    IotHandler *h, *next;
+
+    /* Acquire pairs with the release in change_queue(): a cheap look. */
+    if (!atomic_load_explicit(&s->have_changes, memory_order_acquire)) {
+        return;
+    }
+    iot__lockcnt_lock(&ctx->list_lock);
+    h = s->changes;
+    s->changes = NULL;
+    atomic_store_explicit(&s->have_changes, false, memory_order_relaxed);
+    for (; h; h = next) {
+        unsigned ops = h->iou_ops;
+        next = h->iou_next;
+        h->iou_ops = 0;
+        if (ops & IOU_REMOVE) {
+            h->iou_removed = true;
+            if (h->iou_armed) {
+                struct io_uring_sqe *sqe = sqe_get(s);
+                io_uring_prep_poll_remove(sqe, (__u64)(uintptr_t)h);
+                io_uring_sqe_set_data(sqe, NULL);
+            } else {
+                deleted_push(ctx, h);
+            }
+        } else if (ops & IOU_ADD) {
+            arm(s, h);
+        }
+    }
+    iot__lockcnt_unlock(&ctx->list_lock);
+}
+
+static short revents_of(int res)
+{
+    return (short)(res & (POLLIN | POLLOUT | POLLHUP | POLLERR | POLLPRI));
+}
+
+/* Home thread, walker.  One completion. */
+static int complete(IotCtx *ctx, struct io_uring_cqe *cqe, IotReadyList *ready)
+{
+    IouState *s = iou(ctx);
+    IotHandler *h = io_uring_cqe_get_data(cqe);
+
+    if (!h) {
+        return 0; /* a POLL_REMOVE's own completion */
+    }
+    h->iou_armed = false;
+    if (atomic_load_explicit(&h->deleted, memory_order_acquire)) {
+        if (h->iou_removed) {
+            /* Its removal was processed: the kernel is done with it. */
+            iot__lockcnt_lock(&ctx->list_lock);
+            deleted_push(ctx, h);
+            iot__lockcnt_unlock(&ctx->list_lock);
+        }
+        /* Else fill_sq() will see it unarmed and free it. */
+        return 0;
+    }
+    if (cqe->res == -ECANCELED) {
+        arm(s, h); /* not ours: the kernel gave up, watch again */
+        return 0;
+    }
+    if (cqe->res < 0) {
+        /* The fd is bad (closed while watched): report an error once. */
+        h->revents = POLLERR;
+    } else {
+        h->revents = revents_of(cqe->res);
+        arm(s, h); /* one-shot: re-arm for level-triggered behaviour */
+    }
+    iot__ready_push(ready, h);
+    return 1;
+}
+
+static int reap(IotCtx *ctx, IotReadyList *ready)
+{
+    IouState *s = iou(ctx);
+    struct io_uring_cqe *cqe;
+    unsigned head, seen;
+    int n = 0;
+
+    do {
+        seen = 0;
+        io_uring_for_each_cqe(&s->ring, head, cqe)
+        {
+            n += complete(ctx, cqe, ready);
+            seen++;
+        }
+        io_uring_cq_advance(&s->ring, seen);
+        /* Completions the kernel could not fit are fetched with a syscall. */
+        if (io_uring_cq_has_overflow(&s->ring)) {
+            io_uring_get_events(&s->ring);
+            seen = 1;
+        }
+    } while (seen);
+    return n;
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * IOT_NS_PER_S + ts.tv_nsec;
+}
+
+/* Submits, waits for one completion unless @timeout is 0, reaps.  Returns
+ * the number of ready handlers.  A blocking wait woken only by the ring's
+ * own completions (a POLL_REMOVE, a cancelled poll) waits again, so that,
+ * as on the other backends, only an fd event, a notify or the timeout
+ * ends it. */
+static int iou_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout)
+{
+    IouState *s = iou(ctx);
+    int64_t deadline = timeout > 0 ? now_ns() + timeout : 0;
+
+    for (;;) {
+        struct io_uring_cqe *cqe;
+        int ret, n;
+
+        fill_sq(ctx);
+        if (timeout == 0 || io_uring_cq_ready(&s->ring)) {
+            ret = io_uring_sq_ready(&s->ring) ? io_uring_submit(&s->ring) : 0;
+        } else if (timeout < 0) {
+            ret = io_uring_submit_and_wait(&s->ring, 1);
+        } else {
+            struct __kernel_timespec ts = { .tv_sec = timeout / IOT_NS_PER_S,
+                                            .tv_nsec = timeout % IOT_NS_PER_S };
+            ret =
+                io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
+        }
+        if (ret < 0 && ret != -EINTR && ret != -ETIME && ret != -EAGAIN &&
+            ret != -EBUSY) {
+            return ret;
+        }
+        n = reap(ctx, ready);
+        if (n > 0 || timeout == 0 || ret == -ETIME) {
+            return n;
+        }
+        if (timeout > 0) {
+            timeout = deadline - now_ns();
+            if (timeout <= 0) {
+                return 0;
+            }
+        }
+    }
+}
+
+/* Completions to reap, requests to submit or changes to queue: busy
+ * polling must stop and wait() run (without blocking, timeout 0). */
+static bool iou_need_wait(IotCtx *ctx)
+{
+    IouState *s = iou(ctx);
+
+    return io_uring_cq_ready(&s->ring) || io_uring_sq_ready(&s->ring) ||
+           atomic_load_explicit(&s->have_changes, memory_order_relaxed);
+}
+
+static void iou_prepare(IotCtx *ctx)
+{
+    IouState *s = iou(ctx);
+
+    fill_sq(ctx);
+    if (io_uring_sq_ready(&s->ring)) {
+        io_uring_submit(&s->ring);
+    }
+}
+
+const IotFdmonOps iot__fdmon_io_uring_ops = {
+    .name = "io_uring",
+    .update = iou_update,
+    .wait = iou_wait,
+    .need_wait = iou_need_wait,
+    .retire = iou_retire,
+    .prepare = iou_prepare,
+    .userspace_poll = true,
+};
+
+/* Tests: fail the setup as if the kernel had refused it. */
+int iot__io_uring_setup_fail;
+
+int iot__fdmon_io_uring_setup(IotCtx *ctx)
+{
+    IouState *s;
+    int ret;
+
+    if (iot__io_uring_setup_fail) {
+        return -iot__io_uring_setup_fail;
+    }
+    s = calloc(1, sizeof(*s));
+    if (!s) {
+        return -ENOMEM;
+    }
+    ret = io_uring_queue_init(IOU_ENTRIES, &s->ring, 0);
+    if (ret < 0) {
+        free(s);
+        return ret;
+    }
+    ctx->iou = s;
+    atomic_init(&ctx->fdmon, &iot__fdmon_io_uring_ops);
+    return 0;
+}
+
+void iot__fdmon_io_uring_teardown(IotCtx *ctx)
+{
+    IouState *s = iou(ctx);
+
+    if (s) {
+        io_uring_queue_exit(&s->ring);
+        free(s);
+        ctx->iou = NULL;
+    }
+}
+
+int iot__fdmon_gsource_fd(IotCtx *ctx)
+{
+    int ret;
+
+    if (ctx->iou) {
+        return iou(ctx)->ring.ring_fd;
+    }
+    iot__lockcnt_lock(&ctx->list_lock);
+    ret = iot__fdmon_epoll_enable(ctx);
+    iot__lockcnt_unlock(&ctx->list_lock);
+    return ret < 0 ? ret : ctx->epollfd;
+}
+
+#else /* !IOT_HAVE_IO_URING */
+
+int iot__io_uring_setup_fail;
+
+int iot__fdmon_io_uring_setup(IotCtx *ctx)
+{
+    (void)ctx;
+    return -ENOSYS;
+}
+
+void iot__fdmon_io_uring_teardown(IotCtx *ctx)
+{
+    (void)ctx;
+}
+
+int iot__fdmon_gsource_fd(IotCtx *ctx)
+{
+    int ret;
+
+    iot__lockcnt_lock(&ctx->list_lock);
+    ret = iot__fdmon_epoll_enable(ctx);
+    iot__lockcnt_unlock(&ctx->list_lock);
+    return ret < 0 ? ret : ctx->epollfd;
+}
+
+#endif
