@@ -37,6 +37,8 @@
 
 typedef struct IouState {
     struct io_uring ring;     /* [home] */
+    unsigned queued;          /* [home] SQEs since the last submit */
+    unsigned long submits;    /* [home] batch submissions (for tests) */
     IotHandler *changes;      /* [list] handlers with iou_ops */
     atomic_bool have_changes; /* [list writes, home reads] */
 } IouState;
@@ -85,25 +87,41 @@ static void deleted_push(IotCtx *ctx, IotHandler *h)
     atomic_store_explicit(&ctx->deleted_pending, true, memory_order_relaxed);
 }
 
-/* Home thread.  A free SQE, submitting to make room if the ring is full. */
-static struct io_uring_sqe *sqe_get(IouState *s)
+/* Home thread.  Hands the queued SQEs to the kernel. */
+static void submit(IouState *s)
 {
+    int ret = io_uring_submit(&s->ring);
+
+    if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+        fprintf(stderr, "libiothread: io_uring_submit: %s\n", strerror(-ret));
+        abort();
+    }
+    s->queued = 0;
+}
+
+/* Home thread.  A free SQE.  aio-max-batch limits how many requests one
+ * io_uring_enter() submits (0: the ring's size, IOU_ENTRIES): reaching it
+ * submits at once, as a full ring does. */
+static struct io_uring_sqe *sqe_get(IotCtx *ctx)
+{
+    IouState *s = iou(ctx);
+    int64_t batch = iot_ctx_get_max_batch(ctx);
     struct io_uring_sqe *sqe;
 
-    while (!(sqe = io_uring_get_sqe(&s->ring))) {
-        int ret = io_uring_submit(&s->ring);
-        if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
-            fprintf(stderr, "libiothread: io_uring_submit: %s\n",
-                    strerror(-ret));
-            abort();
-        }
+    if (batch > 0 && s->queued >= (uint64_t)batch) {
+        submit(s);
+        s->submits++;
     }
+    while (!(sqe = io_uring_get_sqe(&s->ring))) {
+        submit(s);
+    }
+    s->queued++;
     return sqe;
 }
 
-static void arm(IouState *s, IotHandler *h)
+static void arm(IotCtx *ctx, IotHandler *h)
 {
-    struct io_uring_sqe *sqe = sqe_get(s);
+    struct io_uring_sqe *sqe = sqe_get(ctx);
 
     io_uring_prep_poll_add(sqe, h->fd, (unsigned)h->events);
     io_uring_sqe_set_data(sqe, h);
@@ -131,14 +149,14 @@ static void fill_sq(IotCtx *ctx)
         if (ops & IOU_REMOVE) {
             h->iou_removed = true;
             if (h->iou_armed) {
-                struct io_uring_sqe *sqe = sqe_get(s);
+                struct io_uring_sqe *sqe = sqe_get(ctx);
                 io_uring_prep_poll_remove(sqe, (__u64)(uintptr_t)h);
                 io_uring_sqe_set_data(sqe, NULL);
             } else {
                 deleted_push(ctx, h);
             }
         } else if (ops & IOU_ADD) {
-            arm(s, h);
+            arm(ctx, h);
         }
     }
     iot__lockcnt_unlock(&ctx->list_lock);
@@ -152,7 +170,6 @@ static short revents_of(int res)
 /* Home thread, walker.  One completion. */
 static int complete(IotCtx *ctx, struct io_uring_cqe *cqe, IotReadyList *ready)
 {
-    IouState *s = iou(ctx);
     IotHandler *h = io_uring_cqe_get_data(cqe);
 
     if (!h) {
@@ -170,7 +187,7 @@ static int complete(IotCtx *ctx, struct io_uring_cqe *cqe, IotReadyList *ready)
         return 0;
     }
     if (cqe->res == -ECANCELED) {
-        arm(s, h); /* not ours: the kernel gave up, watch again */
+        arm(ctx, h); /* not ours: the kernel gave up, watch again */
         return 0;
     }
     if (cqe->res < 0) {
@@ -178,7 +195,7 @@ static int complete(IotCtx *ctx, struct io_uring_cqe *cqe, IotReadyList *ready)
         h->revents = POLLERR;
     } else {
         h->revents = revents_of(cqe->res);
-        arm(s, h); /* one-shot: re-arm for level-triggered behaviour */
+        arm(ctx, h); /* one-shot: re-arm for level-triggered behaviour */
     }
     iot__ready_push(ready, h);
     return 1;
@@ -233,8 +250,10 @@ static int iou_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout)
         fill_sq(ctx);
         if (timeout == 0 || io_uring_cq_ready(&s->ring)) {
             ret = io_uring_sq_ready(&s->ring) ? io_uring_submit(&s->ring) : 0;
+            s->queued = 0;
         } else if (timeout < 0) {
             ret = io_uring_submit_and_wait(&s->ring, 1);
+            s->queued = 0;
         } else {
             struct __kernel_timespec ts = { .tv_sec = timeout / IOT_NS_PER_S,
                                             .tv_nsec = timeout % IOT_NS_PER_S };
@@ -274,7 +293,7 @@ static void iou_prepare(IotCtx *ctx)
 
     fill_sq(ctx);
     if (io_uring_sq_ready(&s->ring)) {
-        io_uring_submit(&s->ring);
+        submit(s);
     }
 }
 
@@ -324,6 +343,11 @@ void iot__fdmon_io_uring_teardown(IotCtx *ctx)
     }
 }
 
+unsigned long iot__io_uring_batch_submits(IotCtx *ctx)
+{
+    return ctx->iou ? iou(ctx)->submits : 0;
+}
+
 int iot__fdmon_gsource_fd(IotCtx *ctx)
 {
     int ret;
@@ -340,6 +364,12 @@ int iot__fdmon_gsource_fd(IotCtx *ctx)
 #else /* !IOT_HAVE_IO_URING */
 
 int iot__io_uring_setup_fail;
+
+unsigned long iot__io_uring_batch_submits(IotCtx *ctx)
+{
+    (void)ctx;
+    return 0;
+}
 
 int iot__fdmon_io_uring_setup(IotCtx *ctx)
 {

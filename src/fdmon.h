@@ -63,6 +63,8 @@ bool iot__fdmon_poll_disabled(IotCtx *ctx);
  * negative errno (-ENOSYS when built without liburing). */
 int iot__fdmon_io_uring_setup(IotCtx *ctx);
 void iot__fdmon_io_uring_teardown(IotCtx *ctx);
+/* Home thread, tests: submissions forced by aio-max-batch so far. */
+unsigned long iot__io_uring_batch_submits(IotCtx *ctx);
 /* Home thread.  The fd GLib should watch: the ring's, or the epoll fd
  * (switching poll to epoll).  Negative errno on failure. */
 int iot__fdmon_gsource_fd(IotCtx *ctx);

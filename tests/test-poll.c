@@ -12,6 +12,7 @@
 #include <iothread/all.h>
 
 #include "ctx-internal.h"
+#include "fdmon.h"
 #include "harness.h"
 
 /* ---- the pure rule ---- */
@@ -493,8 +494,9 @@ static void test_io_uring_polls_with_nonpollable(void)
     }
     ctx = setup(1000000, 0, 0);
     T_ASSERT_EQ(pipe(pipefd), 0);
-    T_ASSERT_EQ(iot_fd_set_handler(ctx, pipefd[0], nopoll_read, NULL, NULL,
-                                   NULL, NULL), 0);
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, pipefd[0], nopoll_read, NULL, NULL, NULL, NULL),
+        0);
     T_ASSERT_EQ(atomic_load(&ctx->poll_disable_cnt), 1);
     probe_add(ctx, &p);
     fire(ctx, &p, 1000);
@@ -507,8 +509,8 @@ static void test_io_uring_polls_with_nonpollable(void)
     T_ASSERT_EQ(p.polls, 2);
     T_ASSERT_EQ(p.ready_calls, 1);
 
-    T_ASSERT_EQ(iot_fd_set_handler(ctx, pipefd[0], NULL, NULL, NULL, NULL,
-                                   NULL), 0);
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, pipefd[0], NULL, NULL, NULL, NULL, NULL), 0);
     probe_remove(ctx, &p);
     close(pipefd[0]);
     close(pipefd[1]);
@@ -572,6 +574,48 @@ static void test_io_uring_idle_removal(void)
     iot_ctx_unref(ctx);
 }
 
+static void ev_read(IotEvent *e)
+{
+    iot_event_test_and_clear(e);
+}
+
+/* aio-max-batch caps the requests one io_uring_enter() submits. */
+static void test_io_uring_max_batch(void)
+{
+    IotEvent ev[16];
+    IotCtx *ctx;
+
+    if (!use_io_uring()) {
+        return;
+    }
+    ctx = setup(0, 0, 0);
+    iot__test_clock = NULL;
+    for (int i = 0; i < 16; i++) {
+        T_ASSERT_EQ(iot_event_init(&ev[i], false), 0);
+    }
+    /* Default (0): one submission for all the new polls. */
+    for (int i = 0; i < 8; i++) {
+        T_ASSERT_EQ(iot_ctx_set_event(ctx, &ev[i], ev_read, NULL, NULL), 0);
+    }
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(iot__io_uring_batch_submits(ctx), 0);
+    /* 2: every second request goes in at once. */
+    T_ASSERT_EQ(iot_ctx_set_max_batch(ctx, 2), 0);
+    for (int i = 8; i < 16; i++) {
+        T_ASSERT_EQ(iot_ctx_set_event(ctx, &ev[i], ev_read, NULL, NULL), 0);
+    }
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT(iot__io_uring_batch_submits(ctx) >= 3);
+    /* Everything still works. */
+    T_ASSERT_EQ(iot_event_set(&ev[12]), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    for (int i = 0; i < 16; i++) {
+        T_ASSERT_EQ(iot_ctx_set_event(ctx, &ev[i], NULL, NULL, NULL), 0);
+        iot_event_cleanup(&ev[i]);
+    }
+    iot_ctx_unref(ctx);
+}
+
 int main(int argc, char **argv)
 {
     t_add("/poll/adjust/start-4000", test_adjust_start);
@@ -588,5 +632,6 @@ int main(int argc, char **argv)
     t_add("/poll/io_uring/polls-with-nonpollable-fd",
           test_io_uring_polls_with_nonpollable);
     t_add("/poll/io_uring/idle-handler-removal", test_io_uring_idle_removal);
+    t_add("/poll/io_uring/aio-max-batch", test_io_uring_max_batch);
     return t_run(argc, argv);
 }
