@@ -317,7 +317,7 @@ static int monitor_pair(void *opaque, const char *key, const char *value,
 
 static int parse_monitor(DaemonConfig *cfg, const char *spec, char **msg)
 {
-    MonitorSpec m = { NULL };
+    MonitorSpec m = { .chardev = NULL };
     int ret = cfg_keyval(spec, "chardev", monitor_pair, &m, msg);
     size_t i;
 
@@ -380,7 +380,7 @@ int cfg_parse(int argc, char **argv, DaemonConfig *cfg, char **msg)
     if (argc <= 1) {
         return cfg_default(cfg, msg);
     }
-    optind = 1;
+    optind = 0; /* 0, not 1: glibc then forgets any previous argv */
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":hV", long_opts, NULL)) != -1) {
         switch (c) {
@@ -421,6 +421,9 @@ int cfg_parse(int argc, char **argv, DaemonConfig *cfg, char **msg)
             return fail(msg, "option '%s' requires an argument",
                         argv[optind - 1]);
         default:
+            if (optopt) {
+                return fail(msg, "invalid option '-%c'", optopt);
+            }
             return fail(msg, "unrecognized option '%s'", argv[optind - 1]);
         }
     }

@@ -120,7 +120,7 @@ static const QmpArg iothread_args[] = {
     { "poll-grow", QMP_T_INT, false },
     { "poll-shrink", QMP_T_INT, false },
     { "cpu-affinity", QMP_T_STR, false },
-    { NULL },
+    QMP_ARGS_END,
 };
 
 static bool check_args(const QmpArg *schema, json_object *args, QmpError *err)
@@ -421,19 +421,20 @@ static void qom_list_properties(QmpServer *srv, json_object *args,
 /* ---- the table ---- */
 
 static const QmpArg caps_args[] = { { "enable", QMP_T_STRLIST, false },
-                                    { NULL } };
-static const QmpArg id_args[] = { { "id", QMP_T_STR, true }, { NULL } };
-static const QmpArg opt_id_args[] = { { "id", QMP_T_STR, false }, { NULL } };
+                                    QMP_ARGS_END };
+static const QmpArg id_args[] = { { "id", QMP_T_STR, true }, QMP_ARGS_END };
+static const QmpArg opt_id_args[] = { { "id", QMP_T_STR, false },
+                                      QMP_ARGS_END };
 static const QmpArg get_args[] = { { "path", QMP_T_STR, true },
                                    { "property", QMP_T_STR, true },
-                                   { NULL } };
+                                   QMP_ARGS_END };
 static const QmpArg set_args[] = { { "path", QMP_T_STR, true },
                                    { "property", QMP_T_STR, true },
                                    { "value", QMP_T_ANY, true },
-                                   { NULL } };
-static const QmpArg path_args[] = { { "path", QMP_T_STR, true }, { NULL } };
+                                   QMP_ARGS_END };
+static const QmpArg path_args[] = { { "path", QMP_T_STR, true }, QMP_ARGS_END };
 static const QmpArg typename_args[] = { { "typename", QMP_T_STR, true },
-                                        { NULL } };
+                                        QMP_ARGS_END };
 
 const QmpCommand qmp_commands[] = {
     { "qmp_capabilities", qmp_capabilities, caps_args, false },

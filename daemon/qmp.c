@@ -49,6 +49,8 @@ struct QmpClient {
     bool negotiated;
     struct json_tokener *tok;
     size_t value_bytes; /* fed into the value being parsed */
+    unsigned esc_state; /* \\u0000 scanner state (nul_scan) */
+    bool value_has_nul; /* the value being parsed contains \\u0000 */
     bool discard_line;  /* dropping input up to the next newline */
     char *out;
     size_t out_len, out_cap;
@@ -429,7 +431,36 @@ static void parse_error(QmpClient *c, const char *what)
     free(desc);
     json_tokener_reset(c->tok);
     c->value_bytes = 0;
+    c->esc_state = 0;
+    c->value_has_nul = false;
     c->discard_line = true;
+}
+
+/* Scans consumed input for the escape \u0000, which json-c accepts but
+ * which would cut C strings (names, ids) short; QEMU refuses it too.
+ * esc_state: 0 plain, 1 after an escaping backslash, 2..6 matched "u",
+ * "u0", ... of "u0000". */
+static void nul_scan(QmpClient *c, const char *buf, size_t len)
+{
+    static const char pat[] = "u0000";
+
+    for (size_t i = 0; i < len; i++) {
+        char ch = buf[i];
+        if (c->esc_state >= 2) {
+            if (ch == pat[c->esc_state - 1]) {
+                if (++c->esc_state == 6) {
+                    c->value_has_nul = true;
+                    c->esc_state = 0;
+                }
+            } else {
+                c->esc_state = 0;
+            }
+        } else if (c->esc_state == 1) {
+            c->esc_state = ch == 'u' ? 2 : 0;
+        } else if (ch == '\\') {
+            c->esc_state = 1;
+        }
+    }
 }
 
 /* Drops input up to and including the next newline; returns the rest. */
@@ -461,6 +492,7 @@ void qmp_client_input(QmpClient *c, const char *buf, size_t len)
                                     (int)(len > INT32_MAX ? INT32_MAX : len));
         jerr = json_tokener_get_error(c->tok);
         used = json_tokener_get_parse_end(c->tok);
+        nul_scan(c, buf, used < len ? used : len);
         if (jerr == json_tokener_continue) {
             c->value_bytes += used;
             if (c->value_bytes > QMP_MAX_INPUT) {
@@ -481,8 +513,15 @@ void qmp_client_input(QmpClient *c, const char *buf, size_t len)
         buf += used;
         len -= used;
         c->value_bytes = 0;
+        c->esc_state = 0;
         json_tokener_reset(c->tok);
-        dispatch(c, obj);
+        if (c->value_has_nul) {
+            c->value_has_nul = false;
+            send_error(c, NULL, QMP_GENERIC_ERROR,
+                       "JSON parse error, \\u0000 is not supported");
+        } else {
+            dispatch(c, obj);
+        }
         json_object_put(obj);
     }
 }
@@ -586,9 +625,11 @@ QmpClient *qmp_client_new(QmpServer *srv, int fd)
         free(c);
         return NULL;
     }
-    /* Strict JSON, but the stream goes on after each value. */
+    /* Strict JSON in valid UTF-8 (what we echo must be valid too), and the
+     * stream goes on after each value. */
     json_tokener_set_flags(c->tok, JSON_TOKENER_STRICT |
-                                       JSON_TOKENER_ALLOW_TRAILING_CHARS);
+                                       JSON_TOKENER_ALLOW_TRAILING_CHARS |
+                                       JSON_TOKENER_VALIDATE_UTF8);
     send_greeting(c);
     return c;
 }

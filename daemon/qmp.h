@@ -51,6 +51,11 @@ typedef struct QmpArg {
     bool required;
 } QmpArg;
 
+#define QMP_ARGS_END                                                           \
+    {                                                                          \
+        NULL, QMP_T_ANY, false                                                 \
+    }
+
 typedef struct QmpCommand {
     const char *name;
     QmpHandler *handler;

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Builds and tests everything, as `make check` and CI do:
-#   1. gcc build with -Werror, every test;
+#   1. gcc build with -Werror, every test, once per fd monitoring backend
+#      (io_uring, epoll, poll: IOTHREAD_FDMON decides for every context that
+#      does not ask for one by name);
 #   2. clang build with -Werror (compile only: a second compiler's warnings);
 #   3. ASan+UBSan build, every test;
 #   4. TSan build, every test;
-#   5. the spin model of the notify handshake.
+#   5. the spin model of the notify handshake;
+#   6. the libFuzzer targets for 60 s (tests/fuzz/run.sh: QMP input, cmdline).
 # Ends with "N passed, N failed" over all of them.
 set -u
 cd "$(dirname "$0")/.."
@@ -61,9 +64,17 @@ suite() {  # suite LABEL DIR: run the tests of DIR
 }
 
 if build plain build-check -Dwerror=true; then
-  suite plain build-check
+  for fdmon in io_uring epoll poll; do
+    IOTHREAD_FDMON=$fdmon suite "plain-$fdmon" build-check
+  done
+else
+  for fdmon in io_uring epoll poll; do
+    cp "$log/plain.out" "$log/plain-$fdmon.out"
+  done
 fi
-count plain "$log/plain.out"
+for fdmon in io_uring epoll poll; do
+  count "plain-$fdmon" "$log/plain-$fdmon.out"
+done
 
 if CC=clang build clang build-clang -Dwerror=true; then
   echo "clang: 1 passed, 0 failed" >"$log/clang.out"
@@ -99,6 +110,12 @@ tests/spin/run.sh >"$log/spin.full" 2>&1
 cat "$log/spin.full"
 grep -E '^spin: ' "$log/spin.full" >"$log/spin.out" || true
 count spin "$log/spin.out"
+
+echo "== fuzz: libFuzzer targets (tests/fuzz/run.sh 60)"
+tests/fuzz/run.sh 60 >"$log/fuzz.full" 2>&1
+tail -n 15 "$log/fuzz.full"
+grep -E '^fuzz: ' "$log/fuzz.full" >"$log/fuzz.out" || true
+count fuzz "$log/fuzz.out"
 
 echo
 echo "$total_p passed, $total_f failed"
