@@ -26,3 +26,15 @@ check: deps
 
 clean:
 	rm -rf $(BUILD) build-check build-clang build-asan build-tsan
+
+# Benchmarks (bench/, BENCHMARKS.md): installs the peers if missing, builds
+# the library (release, in $(BENCH_BUILD)) and bench/ against it, runs every
+# workload on every implementation.  QUICK=1: smaller counts, < 3 minutes.
+BENCH_BUILD ?= build-bench
+.PHONY: bench
+bench:
+	@scripts/install-deps.sh libuv1-dev libevent-dev gnuplot-nox
+	@[ -f $(BENCH_BUILD)/build.ninja ] || meson setup $(BENCH_BUILD) --buildtype=release
+	ninja -C $(BENCH_BUILD) src/libiothread.a
+	$(MAKE) -C bench IOT_BUILD=$(abspath $(BENCH_BUILD))
+	bench/run.sh --bin $(BENCH_BUILD)/bench/iot-bench $(if $(filter 1 yes true,$(QUICK)),--quick)
