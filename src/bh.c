@@ -51,11 +51,89 @@ void iot__bh_ctx_init(IotCtx *ctx)
     pthread_mutex_init(&ctx->bh_all_lock, NULL);
 }
 
-static IotBh *bh_alloc(IotCtx *ctx, IotBhFunc *cb, void *opaque,
-                       const char *name)
-{
-    IotBh *bh = malloc(sizeof(*bh));
+/*
+ * One-shot BHs are recycled instead of going through malloc and a free on
+ * another thread (the loop).  The loop pushes each one it has run onto its
+ * context's "returned" stack (CAS push, at most ONESHOT_KEEP of them); a
+ * producer whose thread cache is empty takes that whole stack with one
+ * exchange, so there is no ABA and no lock.  The thread cache is freed when
+ * the thread exits, the returned stack when the context is finalized.
+ *
+ *                   returned stack    thread cache
+ * home thread       push              -
+ * producers         take all          own only
+ */
+#define ONESHOT_KEEP 1024
 
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static __thread IotBh *cache_head;
+
+static void bh_list_free(IotBh *bh)
+{
+    while (bh) {
+        IotBh *next = bh->next;
+        free(bh);
+        bh = next;
+    }
+}
+
+static void cache_destroy(void *unused)
+{
+    (void)unused;
+    bh_list_free(cache_head);
+    cache_head = NULL;
+}
+
+static void cache_key_create(void)
+{
+    pthread_key_create(&cache_key, cache_destroy);
+}
+
+/* Any thread.  Memory for a one-shot BH. */
+static IotBh *oneshot_mem(IotCtx *ctx)
+{
+    IotBh *bh = cache_head;
+
+    if (!bh) {
+        /* Acquire pairs with the release CAS in oneshot_recycle(). */
+        bh = atomic_exchange_explicit(&ctx->bh_returned, NULL,
+                                      memory_order_acquire);
+        if (!bh) {
+            return malloc(sizeof(*bh));
+        }
+        /* The key's destructor frees the cache when the thread exits. */
+        pthread_once(&cache_once, cache_key_create);
+        pthread_setspecific(cache_key, (void *)1);
+    }
+    cache_head = bh->next;
+    return bh;
+}
+
+/* Home thread.  A one-shot BH has run: keep its memory for a producer. */
+static void oneshot_recycle(IotCtx *ctx, IotBh *bh)
+{
+    IotBh *head = atomic_load_explicit(&ctx->bh_returned, memory_order_relaxed);
+
+    if (!head) {
+        ctx->bh_returned_n = 0; /* a producer took them all */
+    }
+    if (ctx->bh_returned_n >= ONESHOT_KEEP) {
+        free(bh);
+        return;
+    }
+    ctx->bh_returned_n++;
+    do {
+        bh->next = head;
+        /* Release pairs with the acquire exchange in oneshot_mem(). */
+    } while (!atomic_compare_exchange_weak_explicit(&ctx->bh_returned, &head,
+                                                    bh, memory_order_release,
+                                                    memory_order_relaxed));
+}
+
+static IotBh *bh_init(IotBh *bh, IotCtx *ctx, IotBhFunc *cb, void *opaque,
+                      const char *name)
+{
     if (!bh) {
         return NULL;
     }
@@ -65,6 +143,12 @@ static IotBh *bh_alloc(IotCtx *ctx, IotBhFunc *cb, void *opaque,
                    .name = name ? name : "(unnamed)" };
     atomic_init(&bh->flags, 0);
     return bh;
+}
+
+static IotBh *bh_alloc(IotCtx *ctx, IotBhFunc *cb, void *opaque,
+                       const char *name)
+{
+    return bh_init(malloc(sizeof(IotBh)), ctx, cb, opaque, name);
 }
 
 /* Any thread. */
@@ -141,10 +225,13 @@ static void bh_enqueue(IotBh *bh, unsigned add)
         IotBh *head = atomic_load_explicit(&ctx->bh_list, memory_order_relaxed);
         do {
             bh->next = head;
-            /* Release pairs with the acquire exchange in iot__bh_poll() and
-             * the acquire load in iot__bh_timeout(): bh->next is visible. */
+            /* seq_cst (release at least) pairs with the exchange in
+             * iot__bh_poll() and the acquire load in iot__bh_timeout():
+             * bh->next is visible.  seq_cst also puts the push before the
+             * load in iot_ctx_notify() in the single order, which its fast
+             * path relies on. */
         } while (!atomic_compare_exchange_weak_explicit(
-            &ctx->bh_list, &head, bh, memory_order_release,
+            &ctx->bh_list, &head, bh, memory_order_seq_cst,
             memory_order_relaxed));
     } else if (add == BH_SCHEDULED &&
                (old & (BH_SCHEDULED | BH_IDLE | BH_DELETED)) == BH_SCHEDULED) {
@@ -183,7 +270,7 @@ void iot_bh_delete(IotBh *bh)
 int iot_bh_schedule_oneshot_full(IotCtx *ctx, IotBhFunc *cb, void *opaque,
                                  const char *name)
 {
-    IotBh *bh = bh_alloc(ctx, cb, opaque, name);
+    IotBh *bh = bh_init(oneshot_mem(ctx), ctx, cb, opaque, name);
 
     if (!bh) {
         return -ENOMEM;
@@ -234,9 +321,10 @@ bool iot__bh_poll(IotCtx *ctx)
     IotBhSlice slice, *s;
     bool progress = false;
 
-    /* Acquire pairs with the release CAS in bh_enqueue(). */
+    /* seq_cst: after the accept exchange in the single order (see
+     * iot_ctx_notify()); acquire pairs with the CAS in bh_enqueue(). */
     slice.head = bh_reverse(
-        atomic_exchange_explicit(&ctx->bh_list, NULL, memory_order_acquire));
+        atomic_exchange_explicit(&ctx->bh_list, NULL, memory_order_seq_cst));
     slice.next = NULL;
     if (ctx->slice_tail) {
         ctx->slice_tail->next = &slice;
@@ -264,7 +352,9 @@ bool iot__bh_poll(IotCtx *ctx)
             bh->cb(bh->opaque);
             IOT_STAT_ADD(ctx, bh_runs, 1);
         }
-        if (flags & (BH_DELETED | BH_ONESHOT)) {
+        if (flags & BH_ONESHOT) {
+            oneshot_recycle(ctx, bh);
+        } else if (flags & BH_DELETED) {
             bh_free(bh);
         }
     }
@@ -329,5 +419,6 @@ void iot__bh_ctx_finalize(IotCtx *ctx)
                 ctx->bh_all->name);
         abort();
     }
+    bh_list_free(atomic_exchange(&ctx->bh_returned, NULL));
     pthread_mutex_destroy(&ctx->bh_all_lock);
 }

@@ -27,8 +27,9 @@
 #define IOT_POLL_START_NS     4000     /* first window when polling grows */
 #define IOT_IDLE_BH_PERIOD_NS 10000000 /* idle BHs run at least every 10 ms */
 #define IOT_EPOLL_THRESHOLD   64       /* AUTO moves to epoll at 64 fds */
-#define IOT_POLL_IDLE_NS      7000000000LL /* io_uring: idle handlers stop polling \
-                                            */
+#define IOT_POLL_IDLE_NS                                                       \
+    7000000000LL /* io_uring: idle handlers stop polling                       \
+                  */
 
 typedef struct IotHandler IotHandler;
 typedef struct IotBhSlice IotBhSlice;
@@ -117,7 +118,9 @@ struct IotCtx {
     _Alignas(64) _Atomic(IotBh *) bh_list;
     IotBhSlice *slice_head, *slice_tail; /* [home] batches being run */
     pthread_mutex_t bh_all_lock;
-    IotBh *bh_all; /* [bh_all_lock] non-one-shot BHs */
+    IotBh *bh_all;                /* [bh_all_lock] non-one-shot BHs */
+    _Atomic(IotBh *) bh_returned; /* [home pushes, any takes] one-shot memory */
+    unsigned bh_returned_n;       /* [home] pushed since last seen empty */
 
     /* ---- fd handlers ---- */
     IotLockCnt list_lock;

@@ -181,13 +181,19 @@ void iot_ctx_main_fini(void)
  * modelled in docs/spin/notify.promela).  The caller has published its
  * work (a BH push, a timer, a handler change) before calling.
  *
- * Only the caller that flips `notified` from false to true looks at
- * notify_me: while it is true the loop cannot block (notify_me_raise()
- * re-checks it), and the loop's notify_accept() exchange that clears it
- * reads our store, so our work is visible to the loop after it.
+ * While `notified` is set the loop cannot block (notify_me_raise() checks
+ * it) and has not yet accepted: its accept comes later in the single order
+ * of seq_cst operations, and so does the BH take that follows it, which
+ * therefore sees our (seq_cst) push; mutex-published work is seen through
+ * the mutex.  So a producer that finds it set does nothing more: one load,
+ * no write to a shared line, while the loop is busy.  Otherwise only the
+ * caller that flips it from false to true looks at notify_me.
  */
 void iot_ctx_notify(IotCtx *ctx)
 {
+    if (atomic_load_explicit(&ctx->notified, memory_order_seq_cst)) {
+        return;
+    }
     /* seq_cst exchange, then seq_cst load: the Dekker pair with
      * notify_me_raise() in poll.c (its seq_cst store of notify_me, then
      * seq_cst load of `notified`).  In the single order of seq_cst

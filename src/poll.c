@@ -134,7 +134,7 @@ static bool poll_set_started(IotCtx *ctx, IotReadyList *ready, bool started)
         if (h->ops.poll_end) {
             h->ops.poll_end(h->opaque);
         }
-        if (h->ops.poll(h->opaque)) {
+        if (h->ops.poll && h->ops.poll(h->opaque)) {
             poll_hit(h, ready);
             progress |= !h->is_notifier;
         }
@@ -156,7 +156,7 @@ static bool run_poll_handlers(IotCtx *ctx, IotReadyList *ready, int64_t max_ns,
 
     do {
         for (IotHandler *h = ctx->poll_head; h; h = h->poll_next) {
-            if (handler_live(h) && h->ops.poll(h->opaque)) {
+            if (h->ops.poll && handler_live(h) && h->ops.poll(h->opaque)) {
                 poll_hit(h, ready);
                 h->poll_idle_deadline = start + IOT_POLL_IDLE_NS;
                 hit = true;
@@ -208,7 +208,7 @@ static bool remove_idle_poll_handlers(IotCtx *ctx, IotReadyList *ready)
             if (h->ops.poll_end) {
                 h->ops.poll_end(h->opaque);
             }
-            if (h->ops.poll(h->opaque)) {
+            if (h->ops.poll && h->ops.poll(h->opaque)) {
                 poll_hit(h, ready);
                 progress = true;
             }
@@ -268,9 +268,12 @@ static bool dispatch_handler(IotCtx *ctx, IotHandler *h)
     if (!handler_live(h)) {
         return false;
     }
-    /* A handler with io_poll that fires through its fd starts polling:
-     * activity is likely to continue. */
-    if (h->pollable && !h->in_poll_list) {
+    /* A handler that fires through its fd starts polling: activity is
+     * likely to continue.  With io_uring that includes handlers without
+     * io_poll: their completions are seen from user space while polling,
+     * and their windows count towards the polling budget. */
+    if (!h->in_poll_list &&
+        (h->pollable || iot__fdmon(ctx)->userspace_poll)) {
         iot__poll_list_add(ctx, h);
         if (ctx->poll_started && h->ops.poll_begin) {
             h->ops.poll_begin(h->opaque);
