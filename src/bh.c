@@ -63,7 +63,7 @@ void iot__bh_ctx_init(IotCtx *ctx)
  * home thread       push              -
  * producers         take all          own only
  */
-#define ONESHOT_KEEP 1024
+#define ONESHOT_KEEP 16384
 
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
@@ -110,25 +110,45 @@ static IotBh *oneshot_mem(IotCtx *ctx)
     return bh;
 }
 
-/* Home thread.  A one-shot BH has run: keep its memory for a producer. */
-static void oneshot_recycle(IotCtx *ctx, IotBh *bh)
-{
-    IotBh *head = atomic_load_explicit(&ctx->bh_returned, memory_order_relaxed);
+/* Home thread.  One-shot BHs that have run, kept for producers: a chain
+ * built during one iot__bh_poll() pass and handed over with one CAS. */
+typedef struct Recycled {
+    IotBh *head, *tail;
+    unsigned n;
+} Recycled;
 
-    if (!head) {
-        ctx->bh_returned_n = 0; /* a producer took them all */
-    }
-    if (ctx->bh_returned_n >= ONESHOT_KEEP) {
+static void oneshot_recycle(IotCtx *ctx, Recycled *r, IotBh *bh)
+{
+    if (ctx->bh_returned_n + r->n >= ONESHOT_KEEP) {
         free(bh);
         return;
     }
-    ctx->bh_returned_n++;
+    bh->next = r->head;
+    r->head = bh;
+    if (!r->tail) {
+        r->tail = bh;
+    }
+    r->n++;
+}
+
+static void oneshot_return(IotCtx *ctx, Recycled *r)
+{
+    IotBh *head;
+
+    if (!r->head) {
+        return;
+    }
+    head = atomic_load_explicit(&ctx->bh_returned, memory_order_relaxed);
+    if (!head) {
+        ctx->bh_returned_n = 0; /* a producer took them all */
+    }
+    ctx->bh_returned_n += r->n;
     do {
-        bh->next = head;
+        r->tail->next = head;
         /* Release pairs with the acquire exchange in oneshot_mem(). */
-    } while (!atomic_compare_exchange_weak_explicit(&ctx->bh_returned, &head,
-                                                    bh, memory_order_release,
-                                                    memory_order_relaxed));
+    } while (!atomic_compare_exchange_weak_explicit(
+        &ctx->bh_returned, &head, r->head, memory_order_release,
+        memory_order_relaxed));
 }
 
 static IotBh *bh_init(IotBh *bh, IotCtx *ctx, IotBhFunc *cb, void *opaque,
@@ -271,12 +291,20 @@ int iot_bh_schedule_oneshot_full(IotCtx *ctx, IotBhFunc *cb, void *opaque,
                                  const char *name)
 {
     IotBh *bh = bh_init(oneshot_mem(ctx), ctx, cb, opaque, name);
+    IotBh *head;
 
     if (!bh) {
         return -ENOMEM;
     }
-    atomic_init(&bh->flags, BH_ONESHOT);
-    bh_enqueue(bh, BH_SCHEDULED);
+    /* Nobody else can see it yet: set the flags plainly, push once. */
+    atomic_init(&bh->flags, BH_ONESHOT | BH_PENDING | BH_SCHEDULED);
+    head = atomic_load_explicit(&ctx->bh_list, memory_order_relaxed);
+    do {
+        bh->next = head;
+        /* seq_cst: as in bh_enqueue(); it also publishes the flags. */
+    } while (!atomic_compare_exchange_weak_explicit(
+        &ctx->bh_list, &head, bh, memory_order_seq_cst, memory_order_relaxed));
+    iot_ctx_notify(ctx);
     return 0;
 }
 
@@ -294,6 +322,12 @@ static IotBh *bh_dequeue(IotBhSlice *slice, unsigned *flags)
         return NULL;
     }
     slice->head = bh->next;
+    /* Nobody else holds a one-shot BH: its flags cannot change, and a
+     * plain load is enough (the take in iot__bh_poll() ordered it). */
+    *flags = atomic_load_explicit(&bh->flags, memory_order_relaxed);
+    if (*flags & BH_ONESHOT) {
+        return bh;
+    }
     /* Clear PENDING after the unlink: a schedule from now on pushes it
      * anew and notifies again.  acq_rel pairs with bh_enqueue(). */
     *flags = atomic_fetch_and_explicit(
@@ -319,12 +353,18 @@ static IotBh *bh_reverse(IotBh *bh)
 bool iot__bh_poll(IotCtx *ctx)
 {
     IotBhSlice slice, *s;
+    Recycled recycled = { NULL, NULL, 0 };
     bool progress = false;
 
-    /* seq_cst: after the accept exchange in the single order (see
-     * iot_ctx_notify()); acquire pairs with the CAS in bh_enqueue(). */
-    slice.head = bh_reverse(
-        atomic_exchange_explicit(&ctx->bh_list, NULL, memory_order_seq_cst));
+    /* seq_cst: after the accept in the single order (see
+     * iot_ctx_notify()); acquire pairs with the CAS in bh_enqueue().  Look
+     * before taking: an exchange on an empty list would still take the
+     * cache line away from the producers. */
+    slice.head = NULL;
+    if (atomic_load_explicit(&ctx->bh_list, memory_order_seq_cst)) {
+        slice.head = bh_reverse(atomic_exchange_explicit(&ctx->bh_list, NULL,
+                                                         memory_order_seq_cst));
+    }
     slice.next = NULL;
     if (ctx->slice_tail) {
         ctx->slice_tail->next = &slice;
@@ -353,11 +393,12 @@ bool iot__bh_poll(IotCtx *ctx)
             IOT_STAT_ADD(ctx, bh_runs, 1);
         }
         if (flags & BH_ONESHOT) {
-            oneshot_recycle(ctx, bh);
+            oneshot_recycle(ctx, &recycled, bh);
         } else if (flags & BH_DELETED) {
             bh_free(bh);
         }
     }
+    oneshot_return(ctx, &recycled);
     return progress;
 }
 

@@ -272,8 +272,7 @@ static bool dispatch_handler(IotCtx *ctx, IotHandler *h)
      * likely to continue.  With io_uring that includes handlers without
      * io_poll: their completions are seen from user space while polling,
      * and their windows count towards the polling budget. */
-    if (!h->in_poll_list &&
-        (h->pollable || iot__fdmon(ctx)->userspace_poll)) {
+    if (!h->in_poll_list && (h->pollable || iot__fdmon(ctx)->userspace_poll)) {
         iot__poll_list_add(ctx, h);
         if (ctx->poll_started && h->ops.poll_begin) {
             h->ops.poll_begin(h->opaque);
