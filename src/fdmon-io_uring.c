@@ -322,6 +322,8 @@ int iot__fdmon_io_uring_setup(IotCtx *ctx)
     if (!s) {
         return -ENOMEM;
     }
+    /* No IORING_SETUP_COOP_TASKRUN: it would leave completions for the
+     * next io_uring_enter(), and busy polling must see them without one. */
     ret = io_uring_queue_init(IOU_ENTRIES, &s->ring, 0);
     if (ret < 0) {
         free(s);
