@@ -115,6 +115,7 @@ static int object_pair(void *opaque, const char *key, const char *value,
             return fail(msg, "Parameter 'qom-type' does not accept value '%s'",
                         value);
         }
+        o->has_type = true;
         return 0;
     }
     if (!strcmp(key, "id")) {
@@ -157,6 +158,10 @@ static int parse_object(DaemonConfig *cfg, const char *spec, char **msg)
         return fail(msg, "out of memory");
     }
     if (cfg_keyval(spec, "qom-type", object_pair, &o, msg) < 0) {
+        goto fail;
+    }
+    if (!o.has_type) {
+        fail(msg, "Parameter 'qom-type' is missing");
         goto fail;
     }
     if (!o.id) {

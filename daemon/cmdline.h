@@ -15,6 +15,7 @@
 typedef struct CfgObject {
     char *id;
     IotThreadProps *props;
+    bool has_type; /* qom-type=iothread was given */
 } CfgObject;
 
 typedef struct CfgChardev {

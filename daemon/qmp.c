@@ -49,7 +49,8 @@ struct QmpClient {
     bool negotiated;
     struct json_tokener *tok;
     size_t value_bytes; /* fed into the value being parsed */
-    unsigned esc_state; /* \\u0000 scanner state (nul_scan) */
+    unsigned esc_state; /* lex_scan() state */
+    bool in_string;     /* lex_scan(): inside a JSON string */
     bool value_has_nul; /* the value being parsed contains \\u0000 */
     bool discard_line;  /* dropping input up to the next newline */
     char *out;
@@ -184,9 +185,10 @@ static const char *class_name(QmpErrorClass cls)
     }
 }
 
-/* Sends an error reply echoing @id (borrowed, may be NULL). */
-static void send_error(QmpClient *c, json_object *id, QmpErrorClass cls,
-                       const char *desc)
+/* Sends an error reply echoing @id (borrowed; NULL is JSON null) if
+ * @has_id. */
+static void send_error(QmpClient *c, bool has_id, json_object *id,
+                       QmpErrorClass cls, const char *desc)
 {
     json_object *r = json_object_new_object();
     json_object *e = json_object_new_object();
@@ -194,7 +196,7 @@ static void send_error(QmpClient *c, json_object *id, QmpErrorClass cls,
     json_object_object_add(e, "class", json_object_new_string(class_name(cls)));
     json_object_object_add(e, "desc", json_object_new_string(desc));
     json_object_object_add(r, "error", e);
-    if (id) {
+    if (has_id) {
         json_object_object_add(r, "id", json_object_get(id));
     }
     client_send(c, r);
@@ -359,15 +361,17 @@ static void dispatch(QmpClient *c, json_object *req)
 {
     const char *exec = NULL;
     json_object *args = NULL, *id = NULL, *ret = NULL, *empty = NULL;
+    bool has_id;
     QmpError err = { 0 };
     const QmpCommand *cmd;
 
     if (!json_object_is_type(req, json_type_object)) {
-        send_error(c, NULL, QMP_GENERIC_ERROR,
+        send_error(c, false, NULL, QMP_GENERIC_ERROR,
                    "QMP input must be a JSON object");
         return;
     }
-    json_object_object_get_ex(req, "id", &id);
+    /* Found with a NULL value is JSON null: echoed too. */
+    has_id = json_object_object_get_ex(req, "id", &id);
     if (!envelope_check(req, &exec, &args, &err)) {
         goto out;
     }
@@ -402,13 +406,13 @@ static void dispatch(QmpClient *c, json_object *req)
 
 out:
     if (err.desc) {
-        send_error(c, id, err.cls, err.desc);
+        send_error(c, has_id, id, err.cls, err.desc);
         json_object_put(ret);
     } else {
         json_object *r = json_object_new_object();
         json_object_object_add(r, "return",
                                ret ? ret : json_object_new_object());
-        if (id) {
+        if (has_id) {
             json_object_object_add(r, "id", json_object_get(id));
         }
         client_send(c, r);
@@ -427,40 +431,50 @@ static void parse_error(QmpClient *c, const char *what)
         c->dead = true;
         return;
     }
-    send_error(c, NULL, QMP_GENERIC_ERROR, desc);
+    send_error(c, false, NULL, QMP_GENERIC_ERROR, desc);
     free(desc);
     json_tokener_reset(c->tok);
     c->value_bytes = 0;
     c->esc_state = 0;
+    c->in_string = false;
     c->value_has_nul = false;
     c->discard_line = true;
 }
 
-/* Scans consumed input for the escape \u0000, which json-c accepts but
- * which would cut C strings (names, ids) short; QEMU refuses it too.
- * esc_state: 0 plain, 1 after an escaping backslash, 2..6 matched "u",
- * "u0", ... of "u0000". */
-static void nul_scan(QmpClient *c, const char *buf, size_t len)
+/* A small lexer over the bytes the tokener consumed, for what json-c lets
+ * through and QEMU does not: the escape \u0000 (it would cut C strings
+ * such as names and ids short) and raw control characters inside strings
+ * (json-c takes a newline in a string, which would swallow the next
+ * line).  Returns the offset of the first raw control character in a
+ * string, or -1; a \u0000 sets value_has_nul.  esc_state: 0 plain, 1
+ * after a backslash, 2..5 matched "u", "u0", ... of "u0000". */
+static ssize_t lex_scan(QmpClient *c, const char *buf, size_t len)
 {
     static const char pat[] = "u0000";
 
     for (size_t i = 0; i < len; i++) {
-        char ch = buf[i];
-        if (c->esc_state >= 2) {
-            if (ch == pat[c->esc_state - 1]) {
-                if (++c->esc_state == 6) {
-                    c->value_has_nul = true;
-                    c->esc_state = 0;
-                }
-            } else {
+        unsigned char ch = (unsigned char)buf[i];
+        if (!c->in_string) {
+            c->in_string = ch == '"';
+        } else if (c->esc_state >= 2) {
+            /* Inside \uXXXX: hex digits, nothing special. */
+            if (ch == pat[c->esc_state - 1] && ++c->esc_state == 6) {
+                c->value_has_nul = true;
+                c->esc_state = 0;
+            } else if (ch != pat[c->esc_state - 1] || c->esc_state == 6) {
                 c->esc_state = 0;
             }
         } else if (c->esc_state == 1) {
             c->esc_state = ch == 'u' ? 2 : 0;
         } else if (ch == '\\') {
             c->esc_state = 1;
+        } else if (ch == '"') {
+            c->in_string = false;
+        } else if (ch < 0x20) {
+            return (ssize_t)i;
         }
     }
+    return -1;
 }
 
 /* Drops input up to and including the next newline; returns the rest. */
@@ -481,6 +495,7 @@ void qmp_client_input(QmpClient *c, const char *buf, size_t len)
         json_object *obj;
         enum json_tokener_error jerr;
         size_t used;
+        ssize_t ctl;
 
         if (c->discard_line) {
             used = skip_line(c, buf, len);
@@ -492,7 +507,17 @@ void qmp_client_input(QmpClient *c, const char *buf, size_t len)
                                     (int)(len > INT32_MAX ? INT32_MAX : len));
         jerr = json_tokener_get_error(c->tok);
         used = json_tokener_get_parse_end(c->tok);
-        nul_scan(c, buf, used < len ? used : len);
+        ctl = lex_scan(c, buf, used < len ? used : len);
+        if (ctl >= 0) {
+            /* A raw control character in a string: refuse the value and
+             * resume after it (at the next line, if it was a newline). */
+            bool newline = buf[ctl] == '\n';
+            parse_error(c, "control character in string");
+            c->discard_line = !newline;
+            buf += ctl + 1;
+            len -= (size_t)ctl + 1;
+            continue;
+        }
         if (jerr == json_tokener_continue) {
             c->value_bytes += used;
             if (c->value_bytes > QMP_MAX_INPUT) {
@@ -514,10 +539,11 @@ void qmp_client_input(QmpClient *c, const char *buf, size_t len)
         len -= used;
         c->value_bytes = 0;
         c->esc_state = 0;
+        c->in_string = false;
         json_tokener_reset(c->tok);
         if (c->value_has_nul) {
             c->value_has_nul = false;
-            send_error(c, NULL, QMP_GENERIC_ERROR,
+            send_error(c, false, NULL, QMP_GENERIC_ERROR,
                        "JSON parse error, \\u0000 is not supported");
         } else {
             dispatch(c, obj);
@@ -769,6 +795,9 @@ void qmp_server_event(QmpServer *srv, const char *name, json_object *data)
         json_object_object_add(ev, "event", json_object_new_string(name));
         json_object_object_add(ev, "data", json_object_get(data));
         client_send(c, ev);
+        if (c->fd >= 0 && !c->dead) {
+            client_set_handlers(c); /* sent when the socket takes it */
+        }
     }
     json_object_put(data);
 }

@@ -32,7 +32,7 @@ typedef struct Conn {
     int fd;
     struct json_tokener *tok;
     char buf[65536];
-    size_t off, len;  /* unparsed bytes in buf */
+    size_t off, len; /* unparsed bytes in buf */
 } Conn;
 
 static bool json_out;
@@ -70,8 +70,8 @@ static json_object *conn_read(Conn *c)
 {
     for (;;) {
         if (c->len) {
-            json_object *o = json_tokener_parse_ex(c->tok, c->buf + c->off,
-                                                   (int)c->len);
+            json_object *o =
+                json_tokener_parse_ex(c->tok, c->buf + c->off, (int)c->len);
             enum json_tokener_error e = json_tokener_get_error(c->tok);
             size_t used = json_tokener_get_parse_end(c->tok);
             c->off += used;
@@ -81,8 +81,7 @@ static json_object *conn_read(Conn *c)
                 return o;
             }
             if (e != json_tokener_continue) {
-                die("bad JSON from the daemon: %s",
-                    json_tokener_error_desc(e));
+                die("bad JSON from the daemon: %s", json_tokener_error_desc(e));
             }
         }
         c->off = 0;
@@ -140,6 +139,7 @@ static json_object *conn_call(Conn *c, const char *cmd, json_object *args)
             json_object *desc;
             json_object_object_get_ex(v, "desc", &desc);
             fprintf(stderr, "iothreadctl: %s\n", json_object_get_string(desc));
+            json_object_put(reply);
             exit(1);
         }
         json_object_put(reply); /* an event */
@@ -208,7 +208,8 @@ static void cmd_list(Conn *c)
                    " %13" PRId64 "\n",
                    member_str(t, "id"), member_int(t, "thread-id"),
                    member_int(t, "poll-max-ns"), member_int(t, "poll-grow"),
-                   member_int(t, "poll-shrink"), member_int(t, "aio-max-batch"));
+                   member_int(t, "poll-shrink"),
+                   member_int(t, "aio-max-batch"));
         }
     }
     json_object_put(list);
@@ -250,7 +251,8 @@ static void cmd_add(Conn *c, int argc, char **argv)
 {
     json_object *args = json_object_new_object();
 
-    json_object_object_add(args, "qom-type", json_object_new_string("iothread"));
+    json_object_object_add(args, "qom-type",
+                           json_object_new_string("iothread"));
     json_object_object_add(args, "id", json_object_new_string(argv[0]));
     for (int i = 1; i < argc; i++) {
         char *eq = strchr(argv[i], '=');
@@ -317,7 +319,7 @@ static json_object *prev_find(json_object *prev, const char *id)
  * are shown as rates and busy as a share of the interval. */
 static void stats_table(json_object *list, json_object *prev, double dt)
 {
-    printf("%-12s %7s %-6s %6s %10s %10s %10s %8s %8s %9s %9s %9s %5s\n", "ID",
+    printf("%-12s %7s %-8s %6s %10s %10s %10s %8s %8s %9s %9s %9s %5s\n", "ID",
            "TID", "FDMON", "BUSY%", prev ? "ITER/s" : "ITER",
            prev ? "BH/s" : "BH", prev ? "FD/s" : "FD", "HITS", "MISSES",
            "WINDOW", "NOTIFY", "ELIDED", "POOL");
@@ -337,7 +339,7 @@ static void stats_table(json_object *list, json_object *prev, double dt)
             bh = (bh - (double)member_int(p, "bh-runs")) / dt;
             fd = (fd - (double)member_int(p, "fd-events")) / dt;
         }
-        printf("%-12s %7" PRId64 " %-6s %5.1f%% %10.0f %10.0f %10.0f %8" PRId64
+        printf("%-12s %7" PRId64 " %-8s %5.1f%% %10.0f %10.0f %10.0f %8" PRId64
                " %8" PRId64 " %9" PRId64 " %9" PRId64 " %9" PRId64 " %2" PRId64
                "/%-2" PRId64 "\n",
                member_str(t, "id"), member_int(t, "thread-id"),
@@ -368,7 +370,8 @@ static void cmd_stats(Conn *c, const char *id, double watch)
     signal(SIGINT, on_sigint);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     do {
-        json_object *list = conn_call(c, "query-iothread-stats", stats_args(id));
+        json_object *list =
+            conn_call(c, "query-iothread-stats", stats_args(id));
         double dt;
 
         clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -378,7 +381,7 @@ static void cmd_stats(Conn *c, const char *id, double watch)
             print_json(list);
         } else {
             if (watch > 0) {
-                printf("\033[H\033[2J");  /* home, clear: refresh in place */
+                printf("\033[H\033[2J"); /* home, clear: refresh in place */
                 printf("iothreadd statistics, every %.1f s (Ctrl-C quits)\n\n",
                        watch);
             }

@@ -1,0 +1,406 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# iothreadctl against a running iothreadd: every command, its --json form,
+# stats --watch, and the errors (the client's own, and the daemon's shown
+# as "iothreadctl: DESC" with exit status 1), then no daemon at all.
+#
+#   IOTHREADD=... IOTHREADCTL=... tests/test-iothreadctl.sh
+#
+# Without the variables the binaries are looked for next to this script
+# in a build directory (../daemon/iothreadd, ../tools/iothreadctl), which
+# is where meson copies it and where tests/run-tests.sh runs it.  Prints
+# TAP and ends with "# N passed, N failed"; exits non-zero on a failure.
+# Every command is time-boxed with timeout(1); the daemon is awaited by
+# reading its "QMP on" line, and its end with wait.
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+IOTHREADD=${IOTHREADD:-$here/../daemon/iothreadd}
+IOTHREADCTL=${IOTHREADCTL:-$here/../tools/iothreadctl}
+LIMIT=${IOTHREADCTL_TEST_LIMIT:-30} # seconds for any one command
+
+dir=$(mktemp -d /tmp/iothreadctl-test-XXXXXX)
+sock=$dir/iothreadd.sock
+dpid=
+n=0
+passed=0
+failed=0
+
+cleanup() {
+  if [ -n "$dpid" ] && kill -0 "$dpid" 2>/dev/null; then
+    kill -KILL "$dpid" 2>/dev/null
+  fi
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+echo "TAP version 13"
+
+pass() {
+  n=$((n + 1))
+  passed=$((passed + 1))
+  echo "ok $n $1"
+}
+
+# fail NAME [DETAIL...]
+fail() {
+  local name=$1 line
+  shift
+  n=$((n + 1))
+  failed=$((failed + 1))
+  echo "not ok $n $name"
+  for line in "$@"; do
+    printf '%s\n' "$line" | sed 's/^/#   /'
+  done
+}
+
+# ctl ARGS...: runs iothreadctl on the daemon's socket; sets rc, out, err.
+ctl() {
+  timeout -k 5 "$LIMIT" "$IOTHREADCTL" --socket "$sock" "$@" \
+    >"$dir/out" 2>"$dir/err"
+  rc=$?
+  out=$(cat "$dir/out")
+  err=$(cat "$dir/err")
+}
+
+# ctl_env ARGS...: the same without --socket (the caller sets the env).
+ctl_env() {
+  timeout -k 5 "$LIMIT" "$IOTHREADCTL" "$@" >"$dir/out" 2>"$dir/err"
+  rc=$?
+  out=$(cat "$dir/out")
+  err=$(cat "$dir/err")
+}
+
+# matches TEXT SPEC: SPEC "" = empty, "=X" = exactly X, "-" = anything,
+# else an extended regex that some line matches.
+matches() {
+  case $2 in
+  "") [ -z "$1" ] ;;
+  -) true ;;
+  =*) [ "$1" = "${2#=}" ] ;;
+  *) printf '%s\n' "$1" | grep -Eq -- "$2" ;;
+  esac
+}
+
+# t NAME RC STDOUT-SPEC STDERR-SPEC ARGS...: one iothreadctl run.
+t() {
+  local name=$1 want=$2 so=$3 se=$4
+  shift 4
+  ctl "$@"
+  if [ "$rc" -eq "$want" ] && matches "$out" "$so" && matches "$err" "$se"; then
+    pass "$name"
+  else
+    fail "$name" "iothreadctl $*" "exit $rc (want $want)" \
+      "stdout: $(head -n 8 <<<"$out")" "stderr: $(head -n 8 <<<"$err")"
+  fi
+}
+
+# daemon_error NAME DESC ARGS...: the daemon's error, shown as it is.
+daemon_error() {
+  local name=$1 desc=$2
+  shift 2
+  t "$name" 1 "" "=iothreadctl: $desc" "$@"
+}
+
+# check NAME COMMAND...: a shell condition.
+check() {
+  local name=$1
+  shift
+  if "$@"; then
+    pass "$name"
+  else
+    fail "$name" "failed: $*"
+  fi
+}
+
+# json_check NAME TEXT PYTHON-EXPR: TEXT is JSON (bound to v), EXPR holds.
+json_check() {
+  local why
+  if why=$(printf '%s' "$2" | python3 -c '
+import json, sys
+v = json.load(sys.stdin)
+if not eval("(" + sys.argv[1] + ")"):
+    sys.exit("false: " + sys.argv[1])' "$3" 2>&1); then
+    pass "$1"
+  else
+    fail "$1" "$why" "JSON: $(head -c 600 <<<"$2")"
+  fi
+}
+
+field() { # field ID COLUMN: a column of ID's row in $out
+  printf '%s\n' "$out" | awk -v id="$1" -v col="$2" '$1 == id { print $col }'
+}
+
+# ---- the daemon ----
+
+if [ ! -x "$IOTHREADD" ] || [ ! -x "$IOTHREADCTL" ]; then
+  fail "binaries" "no $IOTHREADD or $IOTHREADCTL (set IOTHREADD, IOTHREADCTL)"
+  echo "1..$n"
+  echo "# $passed passed, $failed failed"
+  exit 1
+fi
+
+mkfifo "$dir/stdout"
+"$IOTHREADD" --qmp "$sock" --pidfile "$dir/d.pid" \
+  --object iothread,id=io0 --object iothread,id=io1,poll-max-ns=0 \
+  >"$dir/stdout" 2>"$dir/daemon.err" &
+dpid=$!
+exec 3<"$dir/stdout"
+if read -r -t "$LIMIT" line <&3 && [ "$line" = "iothreadd: QMP on $sock" ]; then
+  pass "daemon ready"
+else
+  fail "daemon ready" "stdout: ${line:-}" "stderr: $(cat "$dir/daemon.err")"
+  echo "1..$n"
+  echo "# $passed passed, $failed failed"
+  exit 1
+fi
+
+# ---- list ----
+
+t "list" 0 "^ID +TID +POLL-MAX-NS +POLL-GROW +POLL-SHRINK +AIO-MAX-BATCH$" "" \
+  list
+check "list: io0 poll-max-ns 32768" [ "$(field io0 3)" = 32768 ]
+check "list: io1 poll-max-ns 0" [ "$(field io1 3)" = 0 ]
+check "list: two rows" [ "$(printf '%s\n' "$out" | wc -l)" -eq 3 ]
+tid0=$(field io0 2)
+check "list: io0's TID is its thread 'IO io0'" \
+  [ "$(cat "/proc/$dpid/task/${tid0:-x}/comm" 2>/dev/null)" = "IO io0" ]
+t "--json list" 0 - "" --json list
+json_check "--json list is the IOThreadInfo list" "$out" \
+  "sorted(t['id'] for t in v) == ['io0', 'io1'] and
+   [t['poll-max-ns'] for t in v if t['id'] == 'io1'] == [0] and
+   all(set(t) == {'id', 'thread-id', 'poll-max-ns', 'poll-grow',
+                  'poll-shrink', 'aio-max-batch'} for t in v)"
+IOTHREADD_SOCKET=$sock ctl_env list
+check "\$IOTHREADD_SOCKET selects the socket" \
+  [ "$rc" -eq 0 -a -n "$(field io0 2)" ]
+env -u IOTHREADD_SOCKET XDG_RUNTIME_DIR="$dir" \
+  timeout -k 5 "$LIMIT" "$IOTHREADCTL" list >"$dir/out" 2>"$dir/err"
+check "\$XDG_RUNTIME_DIR/iothreadd.sock is the default" \
+  grep -q "^io1 " "$dir/out"
+
+# ---- add, get, set, del ----
+
+t "add with properties" 0 "" "" add io2 poll-max-ns=1000 poll-grow=2 \
+  poll-shrink=3 aio-max-batch=4 thread-pool-min=1 thread-pool-max=5
+t "get poll-max-ns" 0 "=1000" "" get io2 poll-max-ns
+t "get poll-grow" 0 "=2" "" get io2 poll-grow
+t "get poll-shrink" 0 "=3" "" get io2 poll-shrink
+t "get aio-max-batch" 0 "=4" "" get io2 aio-max-batch
+t "get thread-pool-min" 0 "=1" "" get io2 thread-pool-min
+t "get thread-pool-max" 0 "=5" "" get io2 thread-pool-max
+t "get type" 0 "=iothread" "" get io2 type
+t "get cpu-affinity (unset)" 0 "=" "" get io2 cpu-affinity
+t "--json get" 0 "=1000" "" --json get io2 poll-max-ns
+t "--json get of a string" 0 '="iothread"' "" --json get io2 type
+t "add without properties" 0 "" "" add io3
+t "add with cpu-affinity" 0 "" "" add io4 cpu-affinity=0
+t "get cpu-affinity" 0 "=0" "" get io4 cpu-affinity
+t "hex and octal integers" 0 "" "" add io5 poll-max-ns=0x10 poll-grow=010
+t "get hex" 0 "=16" "" get io5 poll-max-ns
+t "list shows them" 0 "^io2 +[0-9]+ +1000 +2 +3 +4$" "" list
+check "list: io3 and io4 too" [ -n "$(field io3 2)" -a -n "$(field io4 2)" ]
+t "set" 0 "" "" set io2 poll-max-ns 5000
+t "get after set" 0 "=5000" "" get io2 poll-max-ns
+t "set INT64_MAX" 0 "" "" set io2 poll-max-ns 9223372036854775807
+t "get INT64_MAX" 0 "=9223372036854775807" "" get io2 poll-max-ns
+t "set cpu-affinity" 0 "" "" set io2 cpu-affinity 0
+t "get cpu-affinity after set" 0 "=0" "" get io2 cpu-affinity
+t "del" 0 "" "" del io3
+t "del io5" 0 "" "" del io5
+t "list after del" 0 - "" list
+check "io3 is gone" [ -z "$(field io3 2)" ]
+daemon_error "get a deleted one" "Device '/objects/io3' not found" \
+  get io3 poll-max-ns
+t "add the deleted id again" 0 "" "" add io3 poll-max-ns=7
+t "get re-added" 0 "=7" "" get io3 poll-max-ns
+
+# ---- stats ----
+
+t "stats" 0 "^ID +TID +FDMON +BUSY% +ITER +BH +FD +HITS +MISSES +WINDOW +NOTIFY +ELIDED +POOL$" "" stats
+check "stats: a row per IOThread" \
+  [ "$(printf '%s\n' "$out" | awk 'NR > 1 { print $1 }' | sort | tr '\n' ' ')" \
+  = "io0 io1 io2 io3 io4 " ]
+check "stats: TID matches list" [ "$(field io0 2)" = "$tid0" ]
+# Each row's BUSY% value ends under the header's "BUSY%".
+bad_rows=$(printf '%s\n' "$out" | awk 'NR == 1 { at = index($0, "%") }
+  NR > 1 && index($0, "%") != at { print }')
+if [ -z "$bad_rows" ]; then
+  pass "stats: the columns line up with the header"
+else
+  fail "stats: the columns line up with the header" "$out"
+fi
+t "stats ID" 0 "^io1 " "" stats io1
+check "stats ID: that row only" [ "$(printf '%s\n' "$out" | wc -l)" -eq 2 ]
+t "--json stats" 0 - "" --json stats
+json_check "--json stats: kebab-case counters of every IOThread" "$out" \
+  "sorted(t['id'] for t in v) == ['io0', 'io1', 'io2', 'io3', 'io4'] and
+   all({'id', 'thread-id', 'cpu-affinity', 'backend', 'iterations',
+        'busy-ns', 'idle-ns', 'poll-hits', 'poll-misses', 'poll-ns',
+        'poll-window-ns', 'notify-sent', 'notify-elided', 'bh-runs',
+        'fd-events', 'timer-fires', 'pool-threads', 'pool-queued',
+        'pool-active'} <= set(t) for t in v) and
+   all(k.replace('-', '').isalnum() and k == k.lower() for t in v for k in t)
+   and [t['cpu-affinity'] for t in v if t['id'] == 'io4'] == ['0']"
+t "--json stats ID" 0 - "" --json stats io0
+json_check "--json stats ID: one entry" "$out" \
+  "len(v) == 1 and v[0]['id'] == 'io0' and v[0]['thread-id'] == $tid0"
+
+# stats --watch: refreshed until SIGINT (relayed by timeout), then exit 0.
+# Awaited on its output: two refreshes, however long they take (bounded).
+watch() { # watch NEEDLE ARGS...
+  local needle=$1 wpid i=0
+  shift
+  timeout -k 5 "$LIMIT" "$IOTHREADCTL" --socket "$sock" "$@" \
+    >"$dir/watch" 2>"$dir/watch.err" &
+  wpid=$!
+  while [ "$(grep -c -- "$needle" "$dir/watch" 2>/dev/null)" -lt 2 ] &&
+    kill -0 "$wpid" 2>/dev/null && [ $i -lt $((LIMIT * 20)) ]; do
+    sleep 0.05
+    i=$((i + 1))
+  done
+  kill -INT "$wpid" 2>/dev/null
+  wait "$wpid"
+  rc=$?
+  out=$(cat "$dir/watch")
+  err=$(cat "$dir/watch.err")
+}
+watch "iothreadd statistics, every 0.2 s" stats --watch 0.2
+if [ "$rc" -eq 0 ] && [ -z "$err" ] &&
+  [ "$(grep -c "iothreadd statistics" <<<"$out")" -ge 2 ] &&
+  grep -q "ITER/s" <<<"$out"; then
+  pass "stats --watch: refreshes, rates, SIGINT ends it with 0"
+else
+  fail "stats --watch" "exit $rc" "stderr: $err" "stdout: $(head -c 2000 <<<"$out")"
+fi
+watch '"id":"io1"' --json stats io1 --watch 0.2
+if [ "$rc" -eq 0 ] && [ -z "$err" ] &&
+  [ "$(grep -c '"id":"io1"' <<<"$out")" -ge 2 ] &&
+  ! grep -q '"id":"io0"' <<<"$out"; then
+  pass "--json stats ID --watch"
+else
+  fail "--json stats ID --watch" "exit $rc" "stderr: $err" \
+    "stdout: $(head -c 2000 <<<"$out")"
+fi
+
+# ---- the client's own errors ----
+
+t "--help" 0 "^Usage: iothreadctl" "" --help
+t "-h" 0 "^Usage: iothreadctl" "" -h
+t "no command: usage, exit 1" 1 "" "^Usage: iothreadctl"
+t "unknown command" 1 "" \
+  "=iothreadctl: unknown command 'bogus' (see iothreadctl --help)" bogus
+t "unknown option" 1 "" \
+  "=iothreadctl: unknown option '--bogus' (see iothreadctl --help)" --bogus list
+t "list: too many arguments" 1 "" \
+  "=iothreadctl: list: wrong number of arguments (see iothreadctl --help)" \
+  list extra
+t "del: no ID" 1 "" \
+  "=iothreadctl: del: wrong number of arguments (see iothreadctl --help)" del
+t "del: two IDs" 1 "" \
+  "=iothreadctl: del: wrong number of arguments (see iothreadctl --help)" \
+  del io2 io4
+t "get: one argument" 1 "" \
+  "=iothreadctl: get: wrong number of arguments (see iothreadctl --help)" \
+  get io0
+t "set: two arguments" 1 "" \
+  "=iothreadctl: set: wrong number of arguments (see iothreadctl --help)" \
+  set io0 poll-max-ns
+t "set: four arguments" 1 "" \
+  "=iothreadctl: set: wrong number of arguments (see iothreadctl --help)" \
+  set io0 poll-max-ns 1 2
+t "add: no ID" 1 "" "=iothreadctl: add: an ID is needed" add
+t "add: not PROP=VALUE" 1 "" \
+  "=iothreadctl: add: expected PROP=VALUE, got 'foo'" add io9 foo
+t "add: =VALUE" 1 "" "=iothreadctl: add: expected PROP=VALUE, got '=1'" \
+  add io9 =1
+t "add: bad integer" 1 "" \
+  "=iothreadctl: poll-max-ns: 'abc' is not an integer" add io9 poll-max-ns=abc
+t "add: empty integer" 1 "" \
+  "=iothreadctl: poll-grow: '' is not an integer" add io9 poll-grow=
+t "set: bad integer" 1 "" \
+  "=iothreadctl: poll-max-ns: '12x' is not an integer" set io0 poll-max-ns 12x
+t "set: integer out of range" 1 "" \
+  "=iothreadctl: aio-max-batch: '99999999999999999999' is not an integer" \
+  set io0 aio-max-batch 99999999999999999999
+t "stats: --watch 0" 1 "" \
+  "=iothreadctl: stats: --watch needs a positive number of seconds" \
+  stats --watch 0
+t "stats: --watch abc" 1 "" \
+  "=iothreadctl: stats: --watch needs a positive number of seconds" \
+  stats --watch abc
+t "stats: --watch without a value" 1 "" "^iothreadctl: stats: .*--watch" \
+  stats --watch
+t "stats: two IDs" 1 "" "=iothreadctl: stats: unexpected 'io1'" stats io0 io1
+timeout -k 5 "$LIMIT" "$IOTHREADCTL" --socket >"$dir/out" 2>"$dir/err"
+rc=$?
+check "--socket without a path: exit 1, names it" \
+  [ "$rc" -eq 1 -a -n "$(grep -- "--socket" "$dir/err")" ]
+
+# ---- the daemon's errors, shown as they are ----
+
+ctl list
+before=$out
+daemon_error "del: unknown" "object 'nope' not found" del nope
+daemon_error "add: duplicate" \
+  "attempt to add duplicate property 'io0' to object (type 'container')" \
+  add io0
+daemon_error "add: unknown property" "Parameter 'foo' is unexpected" \
+  add io9 foo=1
+daemon_error "add: bad id" "Parameter 'id' expects an identifier" add 9x
+daemon_error "add: negative" \
+  "poll-max-ns value must be in range [0, 9223372036854775807]" \
+  add io9 poll-max-ns=-1
+daemon_error "add: pool bounds" "bad thread-pool-min/thread-pool-max values" \
+  add io9 thread-pool-min=5 thread-pool-max=2
+daemon_error "add: bad CPU list" \
+  "cpu-affinity: 'x' is not a CPU list such as '0-3,6'" add io9 cpu-affinity=x
+ctl list
+check "failed adds left nothing" [ "$out" = "$before" ]
+daemon_error "get: unknown property" "Property 'iothread.nope' not found" \
+  get io0 nope
+daemon_error "get: unknown IOThread" "Device '/objects/nope' not found" \
+  get nope poll-max-ns
+daemon_error "set: type" "Property 'iothread.type' is not writable" \
+  set io0 type x
+daemon_error "set: unknown property" "Property 'iothread.nope' not found" \
+  set io0 nope 1
+daemon_error "set: unknown IOThread" "Device '/objects/nope' not found" \
+  set nope poll-max-ns 1
+daemon_error "set: negative" \
+  "poll-grow value must be in range [0, 9223372036854775807]" \
+  set io0 poll-grow -1
+daemon_error "set: pool bounds" "bad thread-pool-min/thread-pool-max values" \
+  set io0 thread-pool-min 100
+t "a failed set changes nothing" 0 "=0" "" get io0 thread-pool-min
+daemon_error "stats: unknown IOThread" 'iothread "nope" not found' stats nope
+
+# ---- the daemon goes away ----
+
+kill -TERM "$dpid"
+wait "$dpid"
+drc=$?
+dpid=
+exec 3<&-
+if [ "$drc" -eq 0 ] && [ ! -e "$sock" ] && [ ! -e "$dir/d.pid" ] &&
+  [ ! -s "$dir/daemon.err" ]; then
+  pass "SIGTERM: exit 0, socket and pidfile removed"
+else
+  fail "SIGTERM" "exit $drc" "stderr: $(cat "$dir/daemon.err")" \
+    "left: $(ls "$dir")"
+fi
+t "no daemon: a clear error, exit 1" 1 "" \
+  "^iothreadctl: cannot connect to $sock: .*\(is iothreadd running\?\)$" list
+t "no daemon, any command" 1 "" "^iothreadctl: cannot connect to " \
+  get io0 poll-max-ns
+: >"$dir/plain-file"
+timeout -k 5 "$LIMIT" "$IOTHREADCTL" --socket "$dir/plain-file" list \
+  >"$dir/out" 2>"$dir/err"
+rc=$?
+check "not a socket: a clear error, exit 1" \
+  [ "$rc" -eq 1 -a "$(grep -c "^iothreadctl: cannot connect to $dir/plain-file" "$dir/err")" -eq 1 ]
+
+echo "1..$n"
+echo "# $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
