@@ -512,6 +512,7 @@ void qmp_client_input(QmpClient *c, const char *buf, size_t len)
             /* A raw control character in a string: refuse the value and
              * resume after it (at the next line, if it was a newline). */
             bool newline = buf[ctl] == '\n';
+            json_object_put(obj); /* json-c may have finished the value */
             parse_error(c, "control character in string");
             c->discard_line = !newline;
             buf += ctl + 1;
