@@ -82,10 +82,11 @@ struct IotHandler {
     /* [list] backend state. */
     bool epoll_added;
     /* io_uring: [list] queued changes, [home] request state. */
-    unsigned iou_ops;     /* [list] IOU_ADD / IOU_REMOVE queued */
-    IotHandler *iou_next; /* [list] on the change list */
-    bool iou_armed;       /* [home] a POLL_ADD is in flight */
-    bool iou_removed;     /* [home] its removal was processed */
+    unsigned iou_ops;           /* [list] IOU_ADD / IOU_REMOVE queued */
+    IotHandler *iou_next;       /* [list] on the change list */
+    bool iou_armed;             /* [home] a POLL_ADD is in flight */
+    bool iou_removed;           /* [home] its removal was processed */
+    IotHandler *iou_rearm_next; /* [home] on the re-arm list */
 };
 
 typedef struct IotPollParams {

@@ -41,6 +41,7 @@ typedef struct IouState {
     unsigned long submits;    /* [home] batch submissions (for tests) */
     IotHandler *changes;      /* [list] handlers with iou_ops */
     atomic_bool have_changes; /* [list writes, home reads] */
+    IotHandler *rearm;        /* [home] completed polls to re-arm */
 } IouState;
 
 static IouState *iou(IotCtx *ctx)
@@ -128,11 +129,36 @@ static void arm(IotCtx *ctx, IotHandler *h)
     h->iou_armed = true;
 }
 
+/* Home thread.  Re-arms the polls that completed last time.  This runs
+ * after their handlers were dispatched, never while completions are being
+ * reaped: a poll re-armed on an fd still readable completes at once, and
+ * re-arming (and submitting, when the ring is full) during the reap would
+ * feed it forever.  A handler removed meanwhile is left alone; its
+ * removal is processed next, in fill_sq(). */
+static void rearm_completed(IotCtx *ctx)
+{
+    IouState *s = iou(ctx);
+    IotHandler *h = s->rearm;
+
+    s->rearm = NULL;
+    while (h) {
+        IotHandler *next = h->iou_rearm_next;
+        h->iou_rearm_next = NULL;
+        if (!atomic_load_explicit(&h->deleted, memory_order_acquire) &&
+            !h->iou_armed) {
+            arm(ctx, h);
+        }
+        h = next;
+    }
+}
+
 /* Home thread.  Turns queued changes into SQEs. */
 static void fill_sq(IotCtx *ctx)
 {
     IouState *s = iou(ctx);
     IotHandler *h, *next;
+
+    rearm_completed(ctx);
 
     /* Acquire pairs with the release in change_queue(): a cheap look. */
     if (!atomic_load_explicit(&s->have_changes, memory_order_acquire)) {
@@ -167,6 +193,15 @@ static short revents_of(int res)
     return (short)(res & (POLLIN | POLLOUT | POLLHUP | POLLERR | POLLPRI));
 }
 
+/* Home thread.  Queues @h to be re-armed by the next fill_sq(). */
+static void rearm_later(IotCtx *ctx, IotHandler *h)
+{
+    IouState *s = iou(ctx);
+
+    h->iou_rearm_next = s->rearm;
+    s->rearm = h;
+}
+
 /* Home thread, walker.  One completion. */
 static int complete(IotCtx *ctx, struct io_uring_cqe *cqe, IotReadyList *ready)
 {
@@ -187,7 +222,7 @@ static int complete(IotCtx *ctx, struct io_uring_cqe *cqe, IotReadyList *ready)
         return 0;
     }
     if (cqe->res == -ECANCELED) {
-        arm(ctx, h); /* not ours: the kernel gave up, watch again */
+        rearm_later(ctx, h); /* not ours: the kernel gave up, watch again */
         return 0;
     }
     if (cqe->res < 0) {
@@ -195,7 +230,7 @@ static int complete(IotCtx *ctx, struct io_uring_cqe *cqe, IotReadyList *ready)
         h->revents = POLLERR;
     } else {
         h->revents = revents_of(cqe->res);
-        arm(ctx, h); /* one-shot: re-arm for level-triggered behaviour */
+        rearm_later(ctx, h); /* one-shot: level-triggered via re-arm */
     }
     iot__ready_push(ready, h);
     return 1;
@@ -284,6 +319,7 @@ static bool iou_need_wait(IotCtx *ctx)
     IouState *s = iou(ctx);
 
     return io_uring_cq_ready(&s->ring) || io_uring_sq_ready(&s->ring) ||
+           s->rearm ||
            atomic_load_explicit(&s->have_changes, memory_order_relaxed);
 }
 

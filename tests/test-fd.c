@@ -1190,6 +1190,53 @@ static void test_fd_epoll_upgrade(void)
     ctx_teardown();
 }
 
+/* ---- many fds ready at once ---- */
+
+#define NREADY 600 /* within a default 1024-fd limit */
+
+static IotEvent ready_ev[NREADY];
+static int ready_hits[NREADY];
+
+static void ready_cb(IotEvent *e)
+{
+    iot_event_test_and_clear(e);
+    ready_hits[e - ready_ev]++;
+}
+
+/* More fds ready at once than the io_uring rings hold (128 SQ, 256 CQ):
+ * every one is delivered once per round, and re-arming them does not
+ * feed itself (it once looped forever, re-arming still-readable fds while
+ * reaping).  The other backends must do the same. */
+static void test_fd_many_ready(void)
+{
+    for (int i = 0; i < NREADY; i++) {
+        T_ASSERT_EQ(iot_event_init(&ready_ev[i], false), 0);
+        ready_hits[i] = 0;
+        T_ASSERT_EQ(iot_ctx_set_event(ctx, &ready_ev[i], ready_cb, NULL, NULL),
+                    0);
+    }
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    for (int round = 1; round <= 3; round++) {
+        int done;
+        for (int i = 0; i < NREADY; i++) {
+            T_ASSERT_EQ(iot_event_set(&ready_ev[i]), 0);
+        }
+        do {
+            iot_ctx_poll(ctx, true);
+            done = 0;
+            for (int i = 0; i < NREADY; i++) {
+                T_ASSERT(ready_hits[i] <= round);
+                done += ready_hits[i] == round;
+            }
+        } while (done < NREADY);
+    }
+    for (int i = 0; i < NREADY; i++) {
+        T_ASSERT_EQ(iot_ctx_set_event(ctx, &ready_ev[i], NULL, NULL, NULL), 0);
+        iot_event_cleanup(&ready_ev[i]);
+    }
+}
+BACKEND_CASE(test_fd_many_ready)
+
 /* ---- fdmon/env ---- */
 
 static void env_expect(const char *env, IotFdmonKind kind, const char *name)
@@ -1522,6 +1569,7 @@ int main(int argc, char **argv)
     ADD_BOTH("/aio/fd/hup", test_fd_hup);
     ADD_BOTH("/aio/fd/many-changes-in-callback",
              test_fd_many_changes_in_callback);
+    ADD_BOTH("/aio/fd/many-ready-at-once", test_fd_many_ready);
     t_add("/auto/aio/fd/epoll-upgrade", test_fd_epoll_upgrade);
     t_add("/auto/aio/fdmon/env", test_fdmon_env);
     t_add("/auto/aio/fdmon/io_uring-fallback", test_fdmon_fallback);
