@@ -123,49 +123,21 @@ static const QmpArg iothread_args[] = {
     QMP_ARGS_END,
 };
 
-static bool check_args(const QmpArg *schema, json_object *args, QmpError *err)
+/* object-add: the qom-type's value first (QEMU's union discriminator),
+ * then the members of the iothread branch. */
+static bool check_args(json_object *args, QmpError *err)
 {
-    for (const QmpArg *a = schema; a->name; a++) {
-        json_object *v;
-        bool ok;
-        if (!json_object_object_get_ex(args, a->name, &v)) {
-            if (a->required) {
-                qmp_error_set(err, QMP_GENERIC_ERROR,
-                              "Parameter '%s' is missing", a->name);
-                return false;
-            }
-            continue;
-        }
-        ok = a->type == QMP_T_INT ? qmp_json_is_int64(v)
-                                  : json_object_is_type(v, json_type_string);
-        if (!ok) {
-            qmp_error_set(err, QMP_GENERIC_ERROR,
-                          "Invalid parameter type for '%s', expected: %s",
-                          a->name, a->type == QMP_T_INT ? "integer" : "string");
-            return false;
-        }
-        if (!strcmp(a->name, "qom-type") &&
-            strcmp(json_object_get_string(v), "iothread")) {
-            qmp_error_set(err, QMP_GENERIC_ERROR,
-                          "Parameter 'qom-type' does not accept value '%s'",
-                          json_object_get_string(v));
-            return false;
-        }
+    json_object *type;
+
+    if (json_object_object_get_ex(args, "qom-type", &type) &&
+        json_object_is_type(type, json_type_string) &&
+        strcmp(json_object_get_string(type), "iothread")) {
+        qmp_error_set(err, QMP_GENERIC_ERROR,
+                      "Parameter 'qom-type' does not accept value '%s'",
+                      json_object_get_string(type));
+        return false;
     }
-    json_object_object_foreach(args, key, val)
-    {
-        const QmpArg *a = schema;
-        (void)val;
-        while (a->name && strcmp(a->name, key)) {
-            a++;
-        }
-        if (!a->name) {
-            qmp_error_set(err, QMP_GENERIC_ERROR,
-                          "Parameter '%s' is unexpected", key);
-            return false;
-        }
-    }
-    return true;
+    return qmp_args_check(iothread_args, args, err);
 }
 
 static void object_add(QmpServer *srv, json_object *args, json_object **ret,
@@ -178,7 +150,7 @@ static void object_add(QmpServer *srv, json_object *args, json_object **ret,
 
     (void)srv;
     (void)ret;
-    if (!check_args(iothread_args, args, err)) {
+    if (!check_args(args, err)) {
         return;
     }
     props = iot_thread_props_new();

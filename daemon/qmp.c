@@ -276,7 +276,7 @@ static bool type_ok(json_object *v, QmpType t)
 
 /* Checks @args against @schema as QEMU's visitor does: each member in
  * schema order (missing, wrong type), then members nobody expects. */
-static bool args_check(const QmpArg *schema, json_object *args, QmpError *err)
+bool qmp_args_check(const QmpArg *schema, json_object *args, QmpError *err)
 {
     for (const QmpArg *a = schema; a && a->name; a++) {
         json_object *v;
@@ -396,7 +396,7 @@ static void dispatch(QmpClient *c, json_object *req)
     if (!args) {
         args = empty = json_object_new_object();
     }
-    if (!cmd->any_args && !args_check(cmd->args, args, &err)) {
+    if (!cmd->any_args && !qmp_args_check(cmd->args, args, &err)) {
         goto out;
     }
     cmd->handler(c->srv, args, &ret, &err);

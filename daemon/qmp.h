@@ -89,6 +89,10 @@ void qmp_client_free(QmpClient *c);
 void qmp_client_input(QmpClient *c, const char *buf, size_t len);
 char *qmp_client_take_output(QmpClient *c, size_t *len);
 
+/* Checks @args against @schema as QEMU's visitor does: each member in
+ * schema order (missing, wrong type), then members nobody expects. */
+bool qmp_args_check(const QmpArg *schema, json_object *args, QmpError *err);
+
 /* True if @v is a JSON integer that fits int64 (json-c saturates). */
 bool qmp_json_is_int64(json_object *v);
 

@@ -741,7 +741,24 @@ IotThread *iot_thread_self(void)
     return tls_self;
 }
 
-char *iot_thread_query_json(void)
+/* Writes one IOThread as an IOThreadInfo object. */
+static void info_write(FILE *f, IotThread *t)
+{
+    IotThreadProps *p = &t->props;
+    pthread_mutex_lock(&t->props_lock);
+    /* Ids are identifiers: nothing in them needs escaping. */
+    fprintf(f,
+            "{\"id\": \"%s\", \"thread-id\": %d, \"poll-max-ns\": %" PRId64
+            ", \"poll-grow\": %" PRId64 ", \"poll-shrink\": %" PRId64
+            ", \"aio-max-batch\": %" PRId64 "}",
+            t->id, iot_thread_tid(t), p->v[P_POLL_MAX_NS], p->v[P_POLL_GROW],
+            p->v[P_POLL_SHRINK], p->v[P_AIO_MAX_BATCH]);
+    pthread_mutex_unlock(&t->props_lock);
+}
+
+/* The registered IOThreads (or only @id) as a JSON array of @write's
+ * objects; NULL on ENOMEM.  Free with free(). */
+static char *registry_json(const char *id, void (*write)(FILE *, IotThread *))
 {
     char *buf = NULL;
     size_t len = 0;
@@ -754,17 +771,11 @@ char *iot_thread_query_json(void)
     fputc('[', f);
     pthread_mutex_lock(&registry_lock);
     for (IotThread *t = registry; t; t = t->reg_next) {
-        IotThreadProps *p = &t->props;
-        pthread_mutex_lock(&t->props_lock);
-        /* Ids are identifiers: nothing in them needs escaping. */
-        fprintf(
-            f,
-            "%s{\"id\": \"%s\", \"thread-id\": %d, \"poll-max-ns\": %" PRId64
-            ", \"poll-grow\": %" PRId64 ", \"poll-shrink\": %" PRId64
-            ", \"aio-max-batch\": %" PRId64 "}",
-            sep, t->id, iot_thread_tid(t), p->v[P_POLL_MAX_NS],
-            p->v[P_POLL_GROW], p->v[P_POLL_SHRINK], p->v[P_AIO_MAX_BATCH]);
-        pthread_mutex_unlock(&t->props_lock);
+        if (id && strcmp(id, t->id)) {
+            continue;
+        }
+        fputs(sep, f);
+        write(f, t);
         sep = ", ";
     }
     pthread_mutex_unlock(&registry_lock);
@@ -774,6 +785,11 @@ char *iot_thread_query_json(void)
         return NULL;
     }
     return buf;
+}
+
+char *iot_thread_query_json(void)
+{
+    return registry_json(NULL, info_write);
 }
 
 void iot_thread_get_stats(IotThread *t, IotCtxStats *stats)
@@ -811,31 +827,7 @@ static void stats_write(FILE *f, IotThread *t)
 
 char *iot_thread_stats_json(const char *id)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    const char *sep = "";
-
-    if (!f) {
-        return NULL;
-    }
-    fputc('[', f);
-    pthread_mutex_lock(&registry_lock);
-    for (IotThread *t = registry; t; t = t->reg_next) {
-        if (id && strcmp(id, t->id)) {
-            continue;
-        }
-        fputs(sep, f);
-        stats_write(f, t);
-        sep = ", ";
-    }
-    pthread_mutex_unlock(&registry_lock);
-    fputc(']', f);
-    if (fclose(f) != 0) {
-        free(buf);
-        return NULL;
-    }
-    return buf;
+    return registry_json(id, stats_write);
 }
 
 /* ---- properties at run time ---- */
