@@ -51,6 +51,8 @@ struct QmpClient {
     size_t value_bytes; /* fed into the value being parsed */
     unsigned esc_state; /* lex_scan() state */
     bool in_string;     /* lex_scan(): inside a JSON string */
+    unsigned utf8_need; /* lex_scan(): continuation bytes still due */
+    unsigned char utf8_lo, utf8_hi; /* lex_scan(): bounds of the next one */
     bool value_has_nul; /* the value being parsed contains \\u0000 */
     bool discard_line;  /* dropping input up to the next newline */
     char *out;
@@ -437,31 +439,43 @@ static void parse_error(QmpClient *c, const char *what)
     c->value_bytes = 0;
     c->esc_state = 0;
     c->in_string = false;
+    c->utf8_need = 0;
     c->value_has_nul = false;
     c->discard_line = true;
 }
 
 /* A small lexer over the bytes the tokener consumed, for what json-c lets
- * through and QEMU does not: the escape \u0000 (it would cut C strings
- * such as names and ids short) and raw control characters inside strings
- * (json-c takes a newline in a string, which would swallow the next
- * line).  Returns the offset of the first raw control character in a
- * string, or -1; a \u0000 sets value_has_nul.  esc_state: 0 plain, 1
- * after a backslash, 2..5 matched "u", "u0", ... of "u0000". */
-static ssize_t lex_scan(QmpClient *c, const char *buf, size_t len)
+ * through and QEMU does not:
+ *  - the escape \u0000, which would cut C strings (names, ids) short:
+ *    sets value_has_nul;
+ *  - raw control characters inside strings (json-c takes a newline in a
+ *    string, which would swallow the next line);
+ *  - invalid UTF-8 inside strings (json-c's own check misses sequences
+ *    split across reads), which replies would echo.
+ * Returns the offset of the first byte of the second or third kind, with
+ * *why set, or -1.  esc_state: 0 plain, 1 after a backslash, 2..5 inside
+ * \uXXXX (counting the zeros of a possible \u0000); utf8_need: bytes
+ * still due in a multi-byte sequence, the next one in [utf8_lo, 0xBF]. */
+static ssize_t lex_scan(QmpClient *c, const char *buf, size_t len,
+                        const char **why)
 {
-    static const char pat[] = "u0000";
-
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)buf[i];
         if (!c->in_string) {
             c->in_string = ch == '"';
+        } else if (c->utf8_need) {
+            if (ch < c->utf8_lo || ch > c->utf8_hi) {
+                *why = "invalid UTF-8 in string";
+                return (ssize_t)i;
+            }
+            c->utf8_need--;
+            c->utf8_lo = 0x80;
+            c->utf8_hi = 0xBF;
         } else if (c->esc_state >= 2) {
-            /* Inside \uXXXX: hex digits, nothing special. */
-            if (ch == pat[c->esc_state - 1] && ++c->esc_state == 6) {
+            /* \u, then four hex digits; all four '0' is \u0000. */
+            c->esc_state = ch == '0' ? c->esc_state + 1 : 0;
+            if (c->esc_state == 6) {
                 c->value_has_nul = true;
-                c->esc_state = 0;
-            } else if (ch != pat[c->esc_state - 1] || c->esc_state == 6) {
                 c->esc_state = 0;
             }
         } else if (c->esc_state == 1) {
@@ -471,7 +485,27 @@ static ssize_t lex_scan(QmpClient *c, const char *buf, size_t len)
         } else if (ch == '"') {
             c->in_string = false;
         } else if (ch < 0x20) {
+            *why = "control character in string";
             return (ssize_t)i;
+        } else if (ch >= 0x80) {
+            /* A lead byte: how many continuation bytes, and the bounds of
+             * the first one (no overlong forms, no surrogates, <= U+10FFFF). */
+            c->utf8_lo = 0x80;
+            c->utf8_hi = 0xBF;
+            if (ch >= 0xC2 && ch <= 0xDF) {
+                c->utf8_need = 1;
+            } else if (ch >= 0xE0 && ch <= 0xEF) {
+                c->utf8_need = 2;
+                c->utf8_lo = ch == 0xE0 ? 0xA0 : 0x80;
+                c->utf8_hi = ch == 0xED ? 0x9F : 0xBF;
+            } else if (ch >= 0xF0 && ch <= 0xF4) {
+                c->utf8_need = 3;
+                c->utf8_lo = ch == 0xF0 ? 0x90 : 0x80;
+                c->utf8_hi = ch == 0xF4 ? 0x8F : 0xBF;
+            } else {
+                *why = "invalid UTF-8 in string";
+                return (ssize_t)i;
+            }
         }
     }
     return -1;
@@ -496,6 +530,7 @@ void qmp_client_input(QmpClient *c, const char *buf, size_t len)
         enum json_tokener_error jerr;
         size_t used;
         ssize_t ctl;
+        const char *why = NULL;
 
         if (c->discard_line) {
             used = skip_line(c, buf, len);
@@ -507,13 +542,13 @@ void qmp_client_input(QmpClient *c, const char *buf, size_t len)
                                     (int)(len > INT32_MAX ? INT32_MAX : len));
         jerr = json_tokener_get_error(c->tok);
         used = json_tokener_get_parse_end(c->tok);
-        ctl = lex_scan(c, buf, used < len ? used : len);
+        ctl = lex_scan(c, buf, used < len ? used : len, &why);
         if (ctl >= 0) {
-            /* A raw control character in a string: refuse the value and
-             * resume after it (at the next line, if it was a newline). */
+            /* Refuse the value and resume after the offending byte (at
+             * the next line, if it was a newline). */
             bool newline = buf[ctl] == '\n';
             json_object_put(obj); /* json-c may have finished the value */
-            parse_error(c, "control character in string");
+            parse_error(c, why);
             c->discard_line = !newline;
             buf += ctl + 1;
             len -= (size_t)ctl + 1;
@@ -541,6 +576,7 @@ void qmp_client_input(QmpClient *c, const char *buf, size_t len)
         c->value_bytes = 0;
         c->esc_state = 0;
         c->in_string = false;
+        c->utf8_need = 0;
         json_tokener_reset(c->tok);
         if (c->value_has_nul) {
             c->value_has_nul = false;
