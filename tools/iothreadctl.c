@@ -36,6 +36,14 @@ typedef struct Conn {
 } Conn;
 
 static bool json_out;
+/* stats --watch: set by SIGINT, which interrupts blocking calls. */
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
 
 __attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt,
                                                                 ...)
@@ -87,6 +95,11 @@ static json_object *conn_read(Conn *c)
         c->off = 0;
         ssize_t n = read(c->fd, c->buf, sizeof(c->buf));
         if (n < 0 && errno == EINTR) {
+            if (interrupted) {
+                /* Ctrl-C while waiting for the daemon: the watch is over. */
+                fflush(stdout);
+                _exit(0);
+            }
             continue;
         }
         if (n <= 0) {
@@ -296,14 +309,6 @@ static void cmd_set(Conn *c, const char *id, const char *prop,
 
 /* ---- stats ---- */
 
-static volatile sig_atomic_t interrupted;
-
-static void on_sigint(int sig)
-{
-    (void)sig;
-    interrupted = 1;
-}
-
 static json_object *prev_find(json_object *prev, const char *id)
 {
     for (size_t i = 0; prev && i < json_object_array_length(prev); i++) {
@@ -367,7 +372,11 @@ static void cmd_stats(Conn *c, const char *id, double watch)
     json_object *prev = NULL;
     struct timespec t0, t1;
 
-    signal(SIGINT, on_sigint);
+    struct sigaction sa = { .sa_handler = on_sigint };
+
+    /* No SA_RESTART: a read waiting for the daemon returns at once. */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     do {
         json_object *list =
