@@ -175,7 +175,8 @@ static void floor_destroy(void *loop)
 
 const bimpl bench_floor_spin =
     FLOOR("floor-spin", F_SPIN, .poster_spins = true, .loop_spins = true);
-const bimpl bench_floor_polls = FLOOR("floor-polls", F_POLLS, .loop_spins = true);
+const bimpl bench_floor_polls =
+    FLOOR("floor-polls", F_POLLS, .loop_spins = true);
 const bimpl bench_floor_futex = FLOOR("floor-futex", F_FUTEX);
 const bimpl bench_floor_eventfd = FLOOR("floor-eventfd", F_EVENTFD);
 const bimpl bench_floor_pipes =

@@ -235,8 +235,8 @@ static void gll_fd_unwatch(void *loop, void *w_)
 static void gll_describe(void *loop, char *buf, size_t len)
 {
     (void)loop;
-    snprintf(buf, len, "GLib %u.%u.%u, g_main_context_invoke", glib_major_version,
-             glib_minor_version, glib_micro_version);
+    snprintf(buf, len, "GLib %u.%u.%u, g_main_context_invoke",
+             glib_major_version, glib_minor_version, glib_micro_version);
 }
 
 const bimpl bench_glib = {

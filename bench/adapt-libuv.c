@@ -249,7 +249,8 @@ static void uvl_fd_unwatch(void *loop, void *w)
 static void uvl_describe(void *loop, char *buf, size_t len)
 {
     (void)loop;
-    snprintf(buf, len, "libuv %s, uv_async_send + MPSC queue", uv_version_string());
+    snprintf(buf, len, "libuv %s, uv_async_send + MPSC queue",
+             uv_version_string());
 }
 
 const bimpl bench_libuv = {

@@ -44,10 +44,10 @@ enum {
 typedef struct bimpl bimpl;
 struct bimpl {
     const char *name;
-    int64_t param;     /* adapter's own (iothread: poll-max-ns, -1 default;
-                          floors: the mode) */
-    bool poster_spins; /* W1: the poster spins for the reply (floor-spin) */
-    bool loop_spins;   /* the loop thread never sleeps (spin floors) */
+    int64_t param;      /* adapter's own (iothread: poll-max-ns, -1 default;
+                           floors: the mode) */
+    bool poster_spins;  /* W1: the poster spins for the reply (floor-spin) */
+    bool loop_spins;    /* the loop thread never sleeps (spin floors) */
     bool pipe_pingpong; /* W3 is the two-thread blocking-pipe floor */
 
     /* Any thread.  A running loop on a new thread; NULL on failure. */
@@ -94,13 +94,13 @@ void bench_impl_list(void);
 /* ---- configuration (main.c) ---- */
 typedef struct bcfg {
     bool quick;
-    unsigned flags;     /* BFD_* for W3 */
-    int64_t gap_ns;     /* W7 */
-    int producers;      /* W2 */
+    unsigned flags;      /* BFD_* for W3 */
+    int64_t gap_ns;      /* W7 */
+    int producers;       /* W2 */
     const char *variant; /* suffix of the workload name, or NULL */
-    const char *dist;   /* write the latency distribution here */
-    double timeout_s;   /* bound of each wait */
-    const char *fdmon;  /* iothread backend (IOTHREAD_FDMON), or NULL */
+    const char *dist;    /* write the latency distribution here */
+    double timeout_s;    /* bound of each wait */
+    const char *fdmon;   /* iothread backend (IOTHREAD_FDMON), or NULL */
     int ncpu;
 } bcfg;
 extern bcfg cfg;

@@ -29,10 +29,11 @@
 #include "bench.h"
 
 static const bimpl *const impls[] = {
-    &bench_iothread,     &bench_iothread_nopoll, &bench_libuv,
-    &bench_libevent,     &bench_glib,            &bench_floor_spin,
-    &bench_floor_polls,  &bench_floor_futex,     &bench_floor_eventfd,
-    &bench_floor_pipes,
+    &bench_iothread,      &bench_iothread_nopoll,
+    &bench_libuv,         &bench_libevent,
+    &bench_glib,          &bench_floor_spin,
+    &bench_floor_polls,   &bench_floor_futex,
+    &bench_floor_eventfd, &bench_floor_pipes,
 };
 
 const bimpl *bench_impl_find(const char *name)

@@ -98,7 +98,8 @@ long proc_status_kb(const char *field)
 
 void futex_wait(atomic_int *a, int val, int64_t timeout_ns)
 {
-    struct timespec ts = { timeout_ns / 1000000000LL, timeout_ns % 1000000000LL };
+    struct timespec ts = { timeout_ns / 1000000000LL,
+                           timeout_ns % 1000000000LL };
 
     syscall(SYS_futex, a, FUTEX_WAIT_PRIVATE, val, timeout_ns >= 0 ? &ts : NULL,
             NULL, 0);

@@ -21,8 +21,8 @@
 #include "bench.h"
 
 #define POSTER_CPU 0
-#define LOOP_CPU 1
-#define NA 2
+#define LOOP_CPU   1
+#define NA         2
 
 static char wname[64]; /* the workload's name in the records */
 
@@ -122,11 +122,14 @@ static int w1(const bimpl *impl, bool reused)
     }
     bloop_stop(&l);
     sort_i64(s, (size_t)n);
-    emit(wname, impl->name, "rtt_median_ns", (double)pct_i64(s, (size_t)n, 0.5), "ns");
-    emit(wname, impl->name, "rtt_p99_ns", (double)pct_i64(s, (size_t)n, 0.99), "ns");
-    emit(wname, impl->name, "rtt_p999_ns", (double)pct_i64(s, (size_t)n, 0.999), "ns");
-    emit(wname, impl->name, "loop_sleeps", 100.0 * (double)(v1 - v0) / (double)n,
-         "%");
+    emit(wname, impl->name, "rtt_median_ns", (double)pct_i64(s, (size_t)n, 0.5),
+         "ns");
+    emit(wname, impl->name, "rtt_p99_ns", (double)pct_i64(s, (size_t)n, 0.99),
+         "ns");
+    emit(wname, impl->name, "rtt_p999_ns", (double)pct_i64(s, (size_t)n, 0.999),
+         "ns");
+    emit(wname, impl->name, "loop_sleeps",
+         100.0 * (double)(v1 - v0) / (double)n, "%");
     write_dist(s, (size_t)n);
     free(s);
     return 0;
@@ -539,10 +542,10 @@ static int w4(const bimpl *impl)
     bloop_call(&l, w4_free, NULL);
     sort_i64(w4s.late, (size_t)n);
     emit(wname, impl->name, "arm_ns", (double)w4s.arm_ns / (double)n, "ns");
-    emit(wname, impl->name, "late_median_ns", (double)pct_i64(w4s.late, (size_t)n, 0.5),
-         "ns");
-    emit(wname, impl->name, "late_p99_ns", (double)pct_i64(w4s.late, (size_t)n, 0.99),
-         "ns");
+    emit(wname, impl->name, "late_median_ns",
+         (double)pct_i64(w4s.late, (size_t)n, 0.5), "ns");
+    emit(wname, impl->name, "late_p99_ns",
+         (double)pct_i64(w4s.late, (size_t)n, 0.99), "ns");
     emit(wname, impl->name, "late_max_ns", (double)w4s.late[n - 1], "ns");
     w4_release();
 
@@ -753,12 +756,12 @@ static int w7(const bimpl *impl)
     }
     bloop_stop(&l);
     sort_i64(w7s.lat, (size_t)i);
-    emit(wname, impl->name, "latency_median_ns", (double)pct_i64(w7s.lat, (size_t)i, 0.5),
-         "ns");
-    emit(wname, impl->name, "latency_p99_ns", (double)pct_i64(w7s.lat, (size_t)i, 0.99),
-         "ns");
-    emit(wname, impl->name, "cpu_share", 100.0 * (double)(c1 - c0) / (double)(t_end - t_start),
-         "%");
+    emit(wname, impl->name, "latency_median_ns",
+         (double)pct_i64(w7s.lat, (size_t)i, 0.5), "ns");
+    emit(wname, impl->name, "latency_p99_ns",
+         (double)pct_i64(w7s.lat, (size_t)i, 0.99), "ns");
+    emit(wname, impl->name, "cpu_share",
+         100.0 * (double)(c1 - c0) / (double)(t_end - t_start), "%");
     write_dist(w7s.lat, (size_t)i);
     free(w7s.lat);
     free(items);

@@ -65,6 +65,13 @@ void t_fail(const char *file, int line, const char *fmt, ...)
     _exit(1);
 }
 
+int64_t t_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 static int64_t now_ms(void)
 {
     struct timespec ts;

@@ -34,6 +34,9 @@ bool t_long(void);
 /* A divisor for stress sizes in slow (sanitizer) builds: IOT_TEST_SCALE. */
 long t_scale(long quick, long slow_divisor);
 
+/* CLOCK_MONOTONIC in ns. */
+int64_t t_now_ns(void);
+
 void t_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 3, 4)));
 

@@ -24,14 +24,6 @@
 
 /* ---- helpers ---- */
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * IOT_NS_PER_S + ts.tv_nsec;
-}
-
 /* A new context, current for the calling thread, with nothing to do. */
 static IotCtx *ctx_setup(void)
 {
@@ -614,9 +606,9 @@ static void test_idle(void)
     iot_bh_schedule_idle(idle.bh);
     atomic_store(&ctx->notified, false);
     T_ASSERT_EQ(iot__bh_timeout(ctx), IOT_IDLE_BH_PERIOD_NS);
-    t0 = now_ns();
+    t0 = t_now_ns();
     progress = iot_ctx_poll(ctx, true);
-    elapsed = now_ns() - t0;
+    elapsed = t_now_ns() - t0;
     T_ASSERT_FALSE(progress);
     T_ASSERT_EQ(idle.n, 2);
     T_ASSERT(elapsed < IOT_NS_PER_S);

@@ -261,7 +261,7 @@ static void test_event_wait_no_flush_cb(void)
     T_ASSERT_EQ(iot_ctx_set_event(ctx, &dummy, dummy_read, NULL, NULL), 0);
     drain();
     T_ASSERT_EQ(iot_event_set(&e), 0);
-    T_ASSERT_TRUE(iterate(TRUE));  /* must not block: e is set */
+    T_ASSERT_TRUE(iterate(TRUE)); /* must not block: e is set */
     T_ASSERT_EQ(event_reads, 1);
     T_ASSERT_EQ(dummy_reads, 0);
     T_ASSERT_EQ(iot_event_set(&dummy), 0);

@@ -37,14 +37,6 @@
 #define WAIT_LIMIT_NS (30 * IOT_NS_PER_S)
 #define TICK_NS       (2 * IOT_NS_PER_MS)
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * IOT_NS_PER_S + ts.tv_nsec;
-}
-
 /* A new context, current for the calling thread, with nothing to do. */
 static IotCtx *ctx_setup(void)
 {
@@ -101,7 +93,7 @@ static void waiter_init(Waiter *w, IotCtx *ctx, int64_t tick_ns,
 {
     *w = (Waiter){ .ctx = ctx,
                    .tick_ns = tick_ns,
-                   .deadline = now_ns() + WAIT_LIMIT_NS,
+                   .deadline = t_now_ns() + WAIT_LIMIT_NS,
                    .what = what,
                    .file = file,
                    .line = line };
@@ -116,7 +108,7 @@ static void waiter_init(Waiter *w, IotCtx *ctx, int64_t tick_ns,
 
 static void waiter_poll(Waiter *w)
 {
-    int64_t now = now_ns();
+    int64_t now = t_now_ns();
 
     if (now >= w->deadline) {
         t_fail(w->file, w->line, "timed out waiting for %s", w->what);
@@ -144,11 +136,11 @@ static void waiter_poll(Waiter *w)
  * must keep holding (nothing may happen), never to let something happen. */
 static void poll_for(IotCtx *ctx, int64_t ns)
 {
-    int64_t end = now_ns() + ns;
+    int64_t end = t_now_ns() + ns;
     IotTimer *t = iot_timer_new(ctx, IOT_CLOCK_MONOTONIC, tick_cb, NULL);
 
     T_ASSERT(t != NULL);
-    while (now_ns() < end) {
+    while (t_now_ns() < end) {
         iot_timer_mod(t, end);
         iot_ctx_poll(ctx, true);
     }
