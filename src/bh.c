@@ -2,16 +2,17 @@
 /*
  * Bottom halves (section 2.2 of the specification).
  *
- * Producers push a BH onto ctx->bh_list (a lock-free LIFO) the first time
- * it is scheduled, marked by the PENDING flag; scheduling a pending BH only
- * ORs in flags.  The loop takes the whole list with one exchange, reverses
- * it (FIFO within the batch) and queues it as a "slice".  A nested
- * iot_ctx_poll() works through every queued slice, oldest first, so it runs
- * its parents' pending BHs too.
+ * Scheduling a BH for the first time (PENDING was clear) posts it to the
+ * calling thread's queue into the context (postq.h); scheduling a pending
+ * BH only ORs in flags.  A one-shot callback is posted as it is, with no
+ * object.  The loop moves what the queues hold into a "slice" (an array,
+ * FIFO per scheduling thread) and runs it; a nested iot_ctx_poll() works
+ * through every queued slice, oldest first, so it runs its parents'
+ * pending BHs too.
  *
- *                      push (CAS)   take (xchg)   dequeue   free
- * any thread           yes          no            no        no
- * home thread          yes          yes           yes       yes
+ *                      post         take, run    free
+ * any thread           own queue    no           no
+ * home thread          own queue    yes          yes
  */
 #include <assert.h>
 #include <errno.h>
@@ -19,141 +20,51 @@
 #include <stdlib.h>
 
 #include "ctx-internal.h"
+#include "postq.h"
+
+#define BH_PREFETCH 4 /* slots ahead */
 
 enum {
-    BH_PENDING = 1 << 0,   /* linked into bh_list or a slice */
+    BH_PENDING = 1 << 0,   /* in a post queue or a slice */
     BH_SCHEDULED = 1 << 1, /* the callback should run */
     BH_DELETED = 1 << 2,   /* free without calling */
-    BH_ONESHOT = 1 << 3,   /* free after calling */
-    BH_IDLE = 1 << 4,      /* scheduled as idle: no wake-up, no progress */
+    BH_IDLE = 1 << 3,      /* scheduled as idle: no wake-up, no progress */
 };
 
 struct IotBh {
-    IotCtx *ctx;      /* [const] */
-    IotBhFunc *cb;    /* [const] */
-    void *opaque;     /* [const] */
-    const char *name; /* [const] */
-    /* The link in bh_list or a slice.  Written only by the thread whose
-     * fetch_or set PENDING, read by the home thread after it has taken the
-     * list; the PENDING handover (acq_rel on flags) orders the two. */
-    IotBh *next;
+    IotCtx *ctx;                /* [const] */
+    IotBhFunc *cb;              /* [const] */
+    void *opaque;               /* [const] */
+    const char *name;           /* [const] */
     atomic_uint flags;          /* [any] BH_* */
     IotBh *all_prev, *all_next; /* [bh_all_lock] leak tracking */
 };
 
+/* One pass's batch, on the stack of the iot__bh_poll() that took it. */
 struct IotBhSlice {
-    IotBh *head;      /* [home] BHs still to run, FIFO */
+    IotPostSlot *v;   /* [home] ctx->bh_bufs[depth] */
+    size_t n, pos;    /* [home] slots, and the next one to run */
     IotBhSlice *next; /* [home] the next younger slice */
+};
+
+/* The slot array of each nesting depth, kept between passes. */
+struct IotBhBuf {
+    IotPostSlot *v;
+    size_t cap;
 };
 
 void iot__bh_ctx_init(IotCtx *ctx)
 {
     pthread_mutex_init(&ctx->bh_all_lock, NULL);
+    iot__postq_ctx_init(ctx);
 }
 
-/*
- * One-shot BHs are recycled instead of going through malloc and a free on
- * another thread (the loop).  The loop pushes each one it has run onto its
- * context's "returned" stack (CAS push, at most ONESHOT_KEEP of them); a
- * producer whose thread cache is empty takes that whole stack with one
- * exchange, so there is no ABA and no lock.  The thread cache is freed when
- * the thread exits, the returned stack when the context is finalized.
- *
- *                   returned stack    thread cache
- * home thread       push              -
- * producers         take all          own only
- */
-#define ONESHOT_KEEP 16384
-
-static pthread_key_t cache_key;
-static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
-static __thread IotBh *cache_head;
-
-static void bh_list_free(IotBh *bh)
+/* Any thread. */
+IotBh *iot_bh_new_full(IotCtx *ctx, IotBhFunc *cb, void *opaque,
+                       const char *name)
 {
-    while (bh) {
-        IotBh *next = bh->next;
-        free(bh);
-        bh = next;
-    }
-}
+    IotBh *bh = malloc(sizeof(*bh));
 
-static void cache_destroy(void *unused)
-{
-    (void)unused;
-    bh_list_free(cache_head);
-    cache_head = NULL;
-}
-
-static void cache_key_create(void)
-{
-    pthread_key_create(&cache_key, cache_destroy);
-}
-
-/* Any thread.  Memory for a one-shot BH. */
-static IotBh *oneshot_mem(IotCtx *ctx)
-{
-    IotBh *bh = cache_head;
-
-    if (!bh) {
-        /* Acquire pairs with the release CAS in oneshot_recycle(). */
-        bh = atomic_exchange_explicit(&ctx->bh_returned, NULL,
-                                      memory_order_acquire);
-        if (!bh) {
-            return malloc(sizeof(*bh));
-        }
-        /* The key's destructor frees the cache when the thread exits. */
-        pthread_once(&cache_once, cache_key_create);
-        pthread_setspecific(cache_key, (void *)1);
-    }
-    cache_head = bh->next;
-    return bh;
-}
-
-/* Home thread.  One-shot BHs that have run, kept for producers: a chain
- * built during one iot__bh_poll() pass and handed over with one CAS. */
-typedef struct Recycled {
-    IotBh *head, *tail;
-    unsigned n;
-} Recycled;
-
-static void oneshot_recycle(IotCtx *ctx, Recycled *r, IotBh *bh)
-{
-    if (ctx->bh_returned_n + r->n >= ONESHOT_KEEP) {
-        free(bh);
-        return;
-    }
-    bh->next = r->head;
-    r->head = bh;
-    if (!r->tail) {
-        r->tail = bh;
-    }
-    r->n++;
-}
-
-static void oneshot_return(IotCtx *ctx, Recycled *r)
-{
-    IotBh *head;
-
-    if (!r->head) {
-        return;
-    }
-    head = atomic_load_explicit(&ctx->bh_returned, memory_order_relaxed);
-    if (!head) {
-        ctx->bh_returned_n = 0; /* a producer took them all */
-    }
-    ctx->bh_returned_n += r->n;
-    do {
-        r->tail->next = head;
-        /* Release pairs with the acquire exchange in oneshot_mem(). */
-    } while (!atomic_compare_exchange_weak_explicit(
-        &ctx->bh_returned, &head, r->head, memory_order_release,
-        memory_order_relaxed));
-}
-
-static IotBh *bh_init(IotBh *bh, IotCtx *ctx, IotBhFunc *cb, void *opaque,
-                      const char *name)
-{
     if (!bh) {
         return NULL;
     }
@@ -162,24 +73,6 @@ static IotBh *bh_init(IotBh *bh, IotCtx *ctx, IotBhFunc *cb, void *opaque,
                    .opaque = opaque,
                    .name = name ? name : "(unnamed)" };
     atomic_init(&bh->flags, 0);
-    return bh;
-}
-
-static IotBh *bh_alloc(IotCtx *ctx, IotBhFunc *cb, void *opaque,
-                       const char *name)
-{
-    return bh_init(malloc(sizeof(IotBh)), ctx, cb, opaque, name);
-}
-
-/* Any thread. */
-IotBh *iot_bh_new_full(IotCtx *ctx, IotBhFunc *cb, void *opaque,
-                       const char *name)
-{
-    IotBh *bh = bh_alloc(ctx, cb, opaque, name);
-
-    if (!bh) {
-        return NULL;
-    }
     pthread_mutex_lock(&ctx->bh_all_lock);
     bh->all_next = ctx->bh_all;
     if (ctx->bh_all) {
@@ -194,20 +87,17 @@ IotBh *iot_bh_new_full(IotCtx *ctx, IotBhFunc *cb, void *opaque,
 static void bh_free(IotBh *bh)
 {
     IotCtx *ctx = bh->ctx;
-    unsigned flags = atomic_load_explicit(&bh->flags, memory_order_relaxed);
 
-    if (!(flags & BH_ONESHOT)) {
-        pthread_mutex_lock(&ctx->bh_all_lock);
-        if (bh->all_prev) {
-            bh->all_prev->all_next = bh->all_next;
-        } else {
-            ctx->bh_all = bh->all_next;
-        }
-        if (bh->all_next) {
-            bh->all_next->all_prev = bh->all_prev;
-        }
-        pthread_mutex_unlock(&ctx->bh_all_lock);
+    pthread_mutex_lock(&ctx->bh_all_lock);
+    if (bh->all_prev) {
+        bh->all_prev->all_next = bh->all_next;
+    } else {
+        ctx->bh_all = bh->all_next;
     }
+    if (bh->all_next) {
+        bh->all_next->all_prev = bh->all_prev;
+    }
+    pthread_mutex_unlock(&ctx->bh_all_lock);
     free(bh);
 }
 
@@ -225,8 +115,8 @@ static unsigned bh_flags_after(unsigned old, unsigned add)
     return new_;
 }
 
-/* Any thread.  Lock-free: a CAS on the flags, and a CAS push the first
- * time (both retry only when another thread changed the word meanwhile). */
+/* Any thread.  Lock-free: a CAS on the flags (it retries only when another
+ * thread changed them meanwhile), and a post the first time. */
 static void bh_enqueue(IotBh *bh, unsigned add)
 {
     /* Read ctx before the BH becomes visible: once pushed, the loop may run
@@ -235,26 +125,21 @@ static void bh_enqueue(IotBh *bh, unsigned add)
     unsigned old = atomic_load_explicit(&bh->flags, memory_order_relaxed);
 
     /* acq_rel pairs with the fetch_and in bh_dequeue(): the loop that runs
-     * the callback sees what the caller wrote before scheduling, and we
-     * see the loop's last use of bh->next before we overwrite it. */
+     * the callback sees what the caller wrote before scheduling. */
     while (!atomic_compare_exchange_weak_explicit(
         &bh->flags, &old, bh_flags_after(old, add), memory_order_acq_rel,
         memory_order_relaxed)) {
     }
     if (!(old & BH_PENDING)) {
-        IotBh *head = atomic_load_explicit(&ctx->bh_list, memory_order_relaxed);
-        do {
-            bh->next = head;
-            /* seq_cst (release at least) pairs with the exchange in
-             * iot__bh_poll() and the acquire load in iot__bh_timeout():
-             * bh->next is visible.  seq_cst also puts the push before the
-             * load in iot_ctx_notify() in the single order, which its fast
-             * path relies on. */
-        } while (!atomic_compare_exchange_weak_explicit(
-            &ctx->bh_list, &head, bh, memory_order_seq_cst,
-            memory_order_relaxed));
-    } else if (add == BH_SCHEDULED &&
-               (old & (BH_SCHEDULED | BH_IDLE | BH_DELETED)) == BH_SCHEDULED) {
+        /* Ours to post: nobody else will until the loop clears PENDING. */
+        if (iot__postq_push(ctx, NULL, bh) < 0) {
+            fprintf(stderr, "iot_bh_schedule: out of memory\n");
+            abort();
+        }
+        return; /* the push notified */
+    }
+    if (add == BH_SCHEDULED &&
+        (old & (BH_SCHEDULED | BH_IDLE | BH_DELETED)) == BH_SCHEDULED) {
         /* Already pending and scheduled: whoever pushed it notifies (after
          * its push), and a loop that took it into a slice runs it before
          * sleeping.  Nothing changed that the loop must re-evaluate. */
@@ -290,22 +175,8 @@ void iot_bh_delete(IotBh *bh)
 int iot_bh_schedule_oneshot_full(IotCtx *ctx, IotBhFunc *cb, void *opaque,
                                  const char *name)
 {
-    IotBh *bh = bh_init(oneshot_mem(ctx), ctx, cb, opaque, name);
-    IotBh *head;
-
-    if (!bh) {
-        return -ENOMEM;
-    }
-    /* Nobody else can see it yet: set the flags plainly, push once. */
-    atomic_init(&bh->flags, BH_ONESHOT | BH_PENDING | BH_SCHEDULED);
-    head = atomic_load_explicit(&ctx->bh_list, memory_order_relaxed);
-    do {
-        bh->next = head;
-        /* seq_cst: as in bh_enqueue(); it also publishes the flags. */
-    } while (!atomic_compare_exchange_weak_explicit(
-        &ctx->bh_list, &head, bh, memory_order_seq_cst, memory_order_relaxed));
-    iot_ctx_notify(ctx);
-    return 0;
+    (void)name; /* names serve leak reports; a one-shot cannot leak */
+    return iot__postq_push(ctx, cb, opaque);
 }
 
 const char *iot_bh_name(const IotBh *bh)
@@ -313,59 +184,75 @@ const char *iot_bh_name(const IotBh *bh)
     return bh->name;
 }
 
-/* Home thread.  Pops the first BH of @slice and returns its old flags. */
-static IotBh *bh_dequeue(IotBhSlice *slice, unsigned *flags)
+/* Home thread.  Clears PENDING of a BH taken from a queue, after which a
+ * schedule posts it anew and notifies again, and returns its old flags.
+ * acq_rel pairs with bh_enqueue(). */
+static unsigned bh_dequeue(IotBh *bh)
 {
-    IotBh *bh = slice->head;
-
-    if (!bh) {
-        return NULL;
-    }
-    slice->head = bh->next;
-    /* Nobody else holds a one-shot BH: its flags cannot change, and a
-     * plain load is enough (the take in iot__bh_poll() ordered it). */
-    *flags = atomic_load_explicit(&bh->flags, memory_order_relaxed);
-    if (*flags & BH_ONESHOT) {
-        return bh;
-    }
-    /* Clear PENDING after the unlink: a schedule from now on pushes it
-     * anew and notifies again.  acq_rel pairs with bh_enqueue(). */
-    *flags = atomic_fetch_and_explicit(
+    return atomic_fetch_and_explicit(
         &bh->flags, ~(unsigned)(BH_PENDING | BH_SCHEDULED | BH_IDLE),
         memory_order_acq_rel);
-    return bh;
 }
 
-static IotBh *bh_reverse(IotBh *bh)
+/* Home thread.  Runs one slot; true if that was progress. */
+static bool bh_run_slot(IotCtx *ctx, IotPostSlot slot)
 {
-    IotBh *fifo = NULL;
+    IotBh *bh = slot.opaque;
+    unsigned flags;
 
-    while (bh) {
-        IotBh *next = bh->next;
-        bh->next = fifo;
-        fifo = bh;
-        bh = next;
+    if (slot.cb) {
+        slot.cb(slot.opaque);
+        IOT_STAT_ADD(ctx, bh_runs, 1);
+        return true;
     }
-    return fifo;
+    flags = bh_dequeue(bh);
+    if (flags & BH_DELETED) {
+        bh_free(bh);
+        return false;
+    }
+    if (!(flags & BH_SCHEDULED)) {
+        return false; /* cancelled */
+    }
+    bh->cb(bh->opaque);
+    IOT_STAT_ADD(ctx, bh_runs, 1);
+    return !(flags & BH_IDLE);
+}
+
+/* Home thread.  The slot array for a pass at nesting depth @depth. */
+static struct IotBhBuf *bh_buf(IotCtx *ctx, unsigned depth)
+{
+    if (depth >= ctx->bh_bufs_n) {
+        unsigned n = ctx->bh_bufs_n ? ctx->bh_bufs_n * 2 : 4;
+        struct IotBhBuf *v = realloc(ctx->bh_bufs, n * sizeof(*v));
+
+        if (!v) {
+            return NULL;
+        }
+        for (unsigned i = ctx->bh_bufs_n; i < n; i++) {
+            v[i] = (struct IotBhBuf){ NULL, 0 };
+        }
+        ctx->bh_bufs = v;
+        ctx->bh_bufs_n = n;
+    }
+    return &ctx->bh_bufs[depth];
 }
 
 /* Home thread; nests through callbacks.  True if a non-idle BH ran. */
 bool iot__bh_poll(IotCtx *ctx)
 {
-    IotBhSlice slice, *s;
-    Recycled recycled = { NULL, NULL, 0 };
+    unsigned depth = ctx->bh_depth++;
+    struct IotBhBuf *buf = bh_buf(ctx, depth);
+    IotBhSlice slice = { NULL, 0, 0, NULL }, *s;
     bool progress = false;
 
-    /* seq_cst: after the accept in the single order (see
-     * iot_ctx_notify()); acquire pairs with the CAS in bh_enqueue().  Look
-     * before taking: an exchange on an empty list would still take the
-     * cache line away from the producers. */
-    slice.head = NULL;
-    if (atomic_load_explicit(&ctx->bh_list, memory_order_seq_cst)) {
-        slice.head = bh_reverse(atomic_exchange_explicit(&ctx->bh_list, NULL,
-                                                         memory_order_seq_cst));
+    if (buf) {
+        size_t n = iot__postq_take(ctx, &buf->v, &buf->cap);
+        /* Out of memory growing the array: run what was taken; the rest
+         * waits in the queues for the next pass. */
+        slice.n = n == SIZE_MAX ? 0 : n;
+        slice.v = buf->v;
     }
-    slice.next = NULL;
+    ctx->bh_taken = slice.n;
     if (ctx->slice_tail) {
         ctx->slice_tail->next = &slice;
     } else {
@@ -375,45 +262,42 @@ bool iot__bh_poll(IotCtx *ctx)
 
     /* Oldest slice first; a nested call may empty and unlink ours. */
     while ((s = ctx->slice_head)) {
-        unsigned flags;
-        IotBh *bh = bh_dequeue(s, &flags);
-
-        if (!bh) {
+        if (s->pos == s->n) {
             ctx->slice_head = s->next;
             if (!ctx->slice_head) {
                 ctx->slice_tail = NULL;
             }
             continue;
         }
-        if ((flags & (BH_SCHEDULED | BH_DELETED)) == BH_SCHEDULED) {
-            if (!(flags & BH_IDLE)) {
-                progress = true;
-            }
-            bh->cb(bh->opaque);
-            IOT_STAT_ADD(ctx, bh_runs, 1);
+        if (s->pos + BH_PREFETCH < s->n) {
+            /* A callback nearly always touches its opaque (and a BH slot
+             * is read here): start those misses a few slots early. */
+            iot__prefetchw(s->v[s->pos + BH_PREFETCH].opaque);
         }
-        if (flags & BH_ONESHOT) {
-            oneshot_recycle(ctx, &recycled, bh);
-        } else if (flags & BH_DELETED) {
-            bh_free(bh);
-        }
+        progress |= bh_run_slot(ctx, s->v[s->pos++]);
     }
-    oneshot_return(ctx, &recycled);
+    ctx->bh_depth--;
     return progress;
 }
 
-static int64_t bh_list_timeout(IotBh *bh, bool *idle)
+/* Home thread.  Is @slot due (0), idle-due (*idle), or neither? */
+static bool slot_due(const IotPostSlot *slot, void *opaque)
 {
-    for (; bh; bh = bh->next) {
-        unsigned f = atomic_load_explicit(&bh->flags, memory_order_relaxed);
-        if ((f & (BH_SCHEDULED | BH_DELETED)) == BH_SCHEDULED) {
-            if (!(f & BH_IDLE)) {
-                return 0;
-            }
-            *idle = true;
-        }
+    bool *idle = opaque;
+    unsigned f;
+
+    if (slot->cb) {
+        return true;
     }
-    return -1;
+    f = atomic_load_explicit(&((IotBh *)slot->opaque)->flags,
+                             memory_order_relaxed);
+    if ((f & (BH_SCHEDULED | BH_DELETED)) == BH_SCHEDULED) {
+        if (!(f & BH_IDLE)) {
+            return true;
+        }
+        *idle = true;
+    }
+    return false;
 }
 
 /* Home thread.  0 if a BH is due, the idle period if only idle BHs are,
@@ -423,43 +307,48 @@ int64_t iot__bh_timeout(IotCtx *ctx)
     bool idle = false;
     IotBhSlice *s;
 
-    if (bh_list_timeout(
-            atomic_load_explicit(&ctx->bh_list, memory_order_acquire), &idle) ==
-        0) {
-        return 0;
-    }
     for (s = ctx->slice_head; s; s = s->next) {
-        if (bh_list_timeout(s->head, &idle) == 0) {
-            return 0;
+        for (size_t i = s->pos; i < s->n; i++) {
+            if (slot_due(&s->v[i], &idle)) {
+                return 0;
+            }
         }
     }
+    if (iot__postq_scan(ctx, slot_due, &idle)) {
+        return 0;
+    }
     return idle ? IOT_IDLE_BH_PERIOD_NS : -1;
+}
+
+/* Finalize: a BH still queued.  Deleted ones are freed; one-shots have
+ * nothing to free; every other BH stays on bh_all and is judged. */
+static void bh_drop_slot(IotPostSlot *slot)
+{
+    IotBh *bh = slot->opaque;
+
+    if (slot->cb) {
+        return;
+    }
+    if (atomic_load(&bh->flags) & BH_DELETED) {
+        bh_free(bh);
+    } else {
+        atomic_fetch_and(&bh->flags, ~(unsigned)BH_PENDING);
+    }
 }
 
 /* Last reference gone, no poll running: free deleted BHs, abort on a leak. */
 void iot__bh_ctx_finalize(IotCtx *ctx)
 {
-    IotBh *bh = atomic_exchange(&ctx->bh_list, NULL), *next;
-
     assert(!ctx->slice_head);
-    /* Pending BHs: one-shots that never ran and deleted ones are freed;
-     * every other BH stays on bh_all and is judged below. */
-    for (; bh; bh = next) {
-        unsigned flags = atomic_load(&bh->flags);
-        next = bh->next;
-        if (flags & BH_DELETED) {
-            bh_free(bh);
-        } else if (flags & BH_ONESHOT) {
-            free(bh);
-        } else {
-            atomic_fetch_and(&bh->flags, ~(unsigned)BH_PENDING);
-        }
-    }
+    iot__postq_ctx_finalize(ctx, bh_drop_slot);
     if (ctx->bh_all) {
         fprintf(stderr, "%s: BH '%s' leaked, aborting...\n", __func__,
                 ctx->bh_all->name);
         abort();
     }
-    bh_list_free(atomic_exchange(&ctx->bh_returned, NULL));
+    for (unsigned i = 0; i < ctx->bh_bufs_n; i++) {
+        free(ctx->bh_bufs[i].v);
+    }
+    free(ctx->bh_bufs);
     pthread_mutex_destroy(&ctx->bh_all_lock);
 }

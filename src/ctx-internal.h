@@ -33,6 +33,7 @@
 
 typedef struct IotHandler IotHandler;
 typedef struct IotBhSlice IotBhSlice;
+typedef struct IotPostQ IotPostQ;
 typedef struct IotFdmonOps IotFdmonOps;
 typedef struct IotPool IotPool;
 
@@ -114,14 +115,20 @@ struct IotCtx {
     IotEvent notifier;         /* [const] */
     atomic_ulong notify_kicks; /* [any] eventfd writes done */
 
-    /* ---- bottom halves ---- */
-    /* [any pushes, home takes] LIFO of pending BHs (CAS push, exchange). */
-    _Alignas(64) _Atomic(IotBh *) bh_list;
+    /* ---- bottom halves (bh.c) and post queues (postq.h) ---- */
+    /* Read by every post; written rarely: a line of its own. */
+    _Alignas(64) uint64_t id; /* [const] unique for the process's life */
+    atomic_bool post_relaxed; /* [home writes, any reads] see postq.h */
+    /* [postq_lock writes, the home thread walks without it] one queue per
+     * thread that has posted here, newest first. */
+    _Alignas(64) _Atomic(IotPostQ *) postqs;
+    pthread_mutex_t postq_lock;
     IotBhSlice *slice_head, *slice_tail; /* [home] batches being run */
+    struct IotBhBuf *bh_bufs;            /* [home] a slot array per depth */
+    unsigned bh_bufs_n, bh_depth;        /* [home] */
+    size_t bh_taken; /* [home] slots the latest pass took */
     pthread_mutex_t bh_all_lock;
-    IotBh *bh_all;                /* [bh_all_lock] non-one-shot BHs */
-    _Atomic(IotBh *) bh_returned; /* [home pushes, any takes] one-shot memory */
-    unsigned bh_returned_n;       /* [home] pushed since last seen empty */
+    IotBh *bh_all; /* [bh_all_lock] every BH, for the leak check */
 
     /* ---- fd handlers ---- */
     IotLockCnt list_lock;

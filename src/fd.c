@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "ctx-internal.h"
+#include "postq.h"
 #include "fdmon.h"
 
 /* ---- event notifiers ---- */
@@ -384,12 +385,15 @@ static void notifier_read(void *opaque)
 }
 
 /* Busy polling sees iot_ctx_notify() without a system call.  Relaxed is
- * enough: the loop's accept exchange orders what it reads afterwards. */
+ * enough: the loop's accept exchange orders what it reads afterwards.
+ * Posts made while posting is relaxed notify nobody: look at the queues. */
 static bool notifier_poll(void *opaque)
 {
     IotCtx *ctx = opaque;
 
-    return atomic_load_explicit(&ctx->notified, memory_order_relaxed);
+    return atomic_load_explicit(&ctx->notified, memory_order_relaxed) ||
+           (atomic_load_explicit(&ctx->post_relaxed, memory_order_relaxed) &&
+            iot__postq_pending(ctx));
 }
 
 static void notifier_poll_ready(void *opaque)

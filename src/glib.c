@@ -15,6 +15,7 @@
 
 #include "ctx-internal.h"
 #include "fdmon.h"
+#include "postq.h"
 
 typedef struct CtxSource {
     GSource source;
@@ -47,7 +48,8 @@ static gboolean ctx_source_prepare(GSource *source, gint *timeout)
     if (iot__fdmon(ctx)->prepare) {
         iot__fdmon(ctx)->prepare(ctx); /* io_uring: submit queued changes */
     }
-    ns = atomic_load_explicit(&ctx->notified, memory_order_seq_cst)
+    ns = iot__postq_relaxed_end(ctx) ||
+                 atomic_load_explicit(&ctx->notified, memory_order_seq_cst)
              ? 0
              : iot__ctx_timeout(ctx);
     *timeout = timeout_ms(ns);

@@ -19,6 +19,7 @@
 
 #include "ctx-internal.h"
 #include "fdmon.h"
+#include "postq.h"
 
 /* ---- poll parameters and windows ---- */
 
@@ -437,6 +438,11 @@ bool iot_ctx_poll(IotCtx *ctx, bool blocking)
      * their progress (the notifier's never counts). */
     polled = try_poll_mode(ctx, &ready, &timeout);
 
+    /* Relaxed posts (postq.h) may hide in store buffers: make them
+     * visible, and go round once more instead of blocking. */
+    if (timeout != 0 && iot__postq_relaxed_end(ctx)) {
+        timeout = 0;
+    }
     may_block = timeout != 0;
     if (may_block && !notify_me_raise(ctx)) {
         timeout = 0;
@@ -457,6 +463,9 @@ bool iot_ctx_poll(IotCtx *ctx, bool blocking)
     }
 
     progress = iot__bh_poll(ctx);
+    if (blocking) {
+        iot__postq_relaxed_begin(ctx);
+    }
     progress |= dispatch_ready(ctx, &ready, block_ns);
 
     iot__handlers_free_deleted(ctx);

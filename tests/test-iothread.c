@@ -33,6 +33,7 @@
 
 #include "ctx-internal.h"
 #include "harness.h"
+#include "postq.h"
 
 #define RANGE_MSG(name) name " value must be in range [0, 9223372036854775807]"
 #define POOL_MSG        "bad thread-pool-min/thread-pool-max values"
@@ -1648,7 +1649,7 @@ static void crossing_bh(void *opaque)
 
     waiter_post(&c->started);
     /* The controller schedules its BH while it holds whatever it holds. */
-    while (!atomic_load(&ctx->bh_list)) {
+    while (!iot__postq_pending(ctx)) {
         sched_yield();
     }
     switch (c->op) {

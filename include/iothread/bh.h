@@ -3,10 +3,13 @@
  * libiothread: bottom halves.
  *
  * A bottom half (BH) is a callback that runs once on its context's home
- * thread each time it is scheduled.  Scheduling is lock-free and wait-free
- * for the producer and may happen from any thread; the loop takes every
- * pending BH with one atomic exchange and runs them in the order they were
- * first scheduled (FIFO within a batch; QEMU is LIFO by accident).
+ * thread each time it is scheduled.  Scheduling may happen from any
+ * thread and is lock-free: each thread posts into its own queue into the
+ * context.  BHs run in the order their thread first scheduled them (FIFO
+ * per scheduling thread within a batch; QEMU is LIFO by accident); BHs
+ * scheduled by different threads run in no promised order.  The first
+ * schedule from a thread into a context allocates that thread's queue, so
+ * iot_bh_schedule() aborts with a message if memory is exhausted then.
  *
  * Rules (section 2.2 of the specification):
  *  - a BH scheduled while BHs run waits for the next iteration, except that

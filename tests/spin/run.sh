@@ -126,6 +126,10 @@ expect_clean       correct-liveness     liveness -DCHECK_LIVENESS
 expect_clean       qemu-plain-store     safety   -DPLAIN_STORE
 expect_lost_wakeup BUG_NO_RECHECK       -DBUG_NO_RECHECK
 expect_lost_wakeup BUG_SKIP_EVENT_WRITE -DBUG_SKIP_EVENT_WRITE
+expect_clean       relaxed-safety       safety   -DRELAXED
+expect_clean       relaxed-liveness     liveness -DRELAXED -DCHECK_LIVENESS
+expect_lost_wakeup BUG_RELAXED_NO_MEMBARRIER -DRELAXED -DBUG_RELAXED_NO_MEMBARRIER
+expect_lost_wakeup BUG_RELAXED_LOAD_FIRST    -DRELAXED -DBUG_RELAXED_LOAD_FIRST
 
 echo "spin: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,0 +1,397 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Post queues: one SPSC queue per (thread, context).  See postq.h for the
+ * protocol and the lifetime rules.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "postq.h"
+
+__thread IotPostQ *iot__postq_last;   /* the last queue this thread used */
+static __thread IotPostQ *tls_queues; /* all of them, for thread exit */
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static atomic_ullong ctx_ids; /* last context id given out */
+static pthread_once_t membarrier_once = PTHREAD_ONCE_INIT;
+static bool membarrier_ok; /* [membarrier_once] registered */
+int iot__postq_relaxed_allowed = 1;
+
+static IotPostChunk *chunk_new(void)
+{
+    IotPostChunk *c = malloc(sizeof(*c));
+
+    if (c) {
+        c->next = NULL;
+    }
+    return c;
+}
+
+static void chunks_free(IotPostChunk *c)
+{
+    while (c) {
+        IotPostChunk *next = c->next;
+        free(c);
+        c = next;
+    }
+}
+
+/* Any thread, by the last holder. */
+static void postq_unref(IotPostQ *q)
+{
+    IotPostChunk *c, *next;
+
+    /* acq_rel: the freeing side sees the other holder's last writes. */
+    if (atomic_fetch_sub_explicit(&q->refs, 1, memory_order_acq_rel) != 1) {
+        return;
+    }
+    /* The chain runs from the consumer's chunk to the producer's. */
+    for (c = q->c_chunk; c; c = next) {
+        next = c == q->p_chunk ? NULL : c->next;
+        free(c);
+    }
+    chunks_free(q->p_free);
+    chunks_free(atomic_load_explicit(&q->returned, memory_order_relaxed));
+    free(q);
+}
+
+/* Thread exit: the loop unlinks our queues once it has run them dry. */
+static void tls_destroy(void *unused)
+{
+    IotPostQ *q, *next;
+
+    (void)unused;
+    for (q = tls_queues; q; q = next) {
+        next = q->tls_next;
+        /* Release pairs with the acquire in iot__postq_take(): our last
+         * push is visible to a loop that sees the orphan mark. */
+        atomic_store_explicit(&q->orphan, true, memory_order_release);
+        postq_unref(q);
+    }
+    tls_queues = NULL;
+    iot__postq_last = NULL;
+}
+
+static void tls_key_create(void)
+{
+    pthread_key_create(&tls_key, tls_destroy);
+}
+
+/* Owner.  Forgets queues into contexts that have been finalized. */
+static void tls_prune(void)
+{
+    IotPostQ **pq = &tls_queues;
+
+    while (*pq) {
+        IotPostQ *q = *pq;
+        /* Acquire pairs with the release in iot__postq_ctx_finalize(). */
+        if (atomic_load_explicit(&q->ctx_gone, memory_order_acquire)) {
+            *pq = q->tls_next;
+            if (iot__postq_last == q) {
+                iot__postq_last = NULL;
+            }
+            postq_unref(q);
+        } else {
+            pq = &q->tls_next;
+        }
+    }
+}
+
+/* Any thread: the slow path of iot__postq_push(). */
+IotPostQ *iot__postq_lookup(IotCtx *ctx)
+{
+    IotPostQ *q;
+
+    tls_prune();
+    for (q = tls_queues; q; q = q->tls_next) {
+        if (q->ctx_id == ctx->id) {
+            return iot__postq_last = q;
+        }
+    }
+    q = calloc(1, sizeof(*q));
+    if (!q) {
+        return NULL;
+    }
+    q->p_chunk = q->c_chunk = chunk_new();
+    if (!q->p_chunk) {
+        free(q);
+        return NULL;
+    }
+    q->ctx_id = ctx->id;
+    atomic_init(&q->refs, 2);
+    pthread_once(&tls_once, tls_key_create);
+    pthread_setspecific(tls_key, (void *)1); /* runs tls_destroy at exit */
+    q->tls_next = tls_queues;
+    tls_queues = q;
+
+    pthread_mutex_lock(&ctx->postq_lock);
+    atomic_store_explicit(
+        &q->next, atomic_load_explicit(&ctx->postqs, memory_order_relaxed),
+        memory_order_relaxed);
+    /* Release pairs with the acquire walk in the home thread. */
+    atomic_store_explicit(&ctx->postqs, q, memory_order_release);
+    pthread_mutex_unlock(&ctx->postq_lock);
+    return iot__postq_last = q;
+}
+
+/* Owner.  The current chunk is full: link a new one (one the loop handed
+ * back, or fresh memory).  The link is published by the store of `tail`
+ * for the first slot written into it. */
+int iot__postq_grow(IotPostQ *q)
+{
+    IotPostChunk *c;
+
+    if (!q->p_free) {
+        /* Acquire pairs with the release CAS in chunk_recycle(): the
+         * loop's last reads of those chunks are done. */
+        q->p_free =
+            atomic_exchange_explicit(&q->returned, NULL, memory_order_acquire);
+    }
+    if (q->p_free) {
+        c = q->p_free;
+        q->p_free = c->next;
+        c->next = NULL;
+    } else if (!(c = chunk_new())) {
+        return -ENOMEM;
+    }
+    q->p_chunk->next = c;
+    q->p_chunk = c;
+    q->p_idx = 0;
+    return 0;
+}
+
+/* Home thread.  @c is drained: hand it back to the producer. */
+static void chunk_recycle(IotPostQ *q, IotPostChunk *c)
+{
+    IotPostChunk *head =
+        atomic_load_explicit(&q->returned, memory_order_relaxed);
+
+    do {
+        c->next = head;
+        /* Release pairs with the acquire exchange in iot__postq_grow(). */
+    } while (!atomic_compare_exchange_weak_explicit(
+        &q->returned, &head, c, memory_order_release, memory_order_relaxed));
+}
+
+/* Home thread.  The published count of @q. */
+static uint64_t postq_tail(IotPostQ *q)
+{
+    /* seq_cst: after the accept of `notified` in the single order (see
+     * iot_ctx_notify()); its acquire half pairs with the push. */
+    return atomic_load_explicit(&q->tail, memory_order_seq_cst);
+}
+
+/* Home thread, under postq_lock.  Unlinks @q from the context's list. */
+static void postq_unlink(IotCtx *ctx, IotPostQ *q)
+{
+    _Atomic(IotPostQ *) *pp = &ctx->postqs;
+    IotPostQ *p;
+
+    while ((p = atomic_load_explicit(pp, memory_order_relaxed)) != q) {
+        pp = &p->next;
+    }
+    atomic_store_explicit(pp,
+                          atomic_load_explicit(&q->next, memory_order_relaxed),
+                          memory_order_relaxed);
+}
+
+/* Home thread.  Drop @q if its thread has exited and it is empty. */
+static bool postq_reap(IotCtx *ctx, IotPostQ *q)
+{
+    /* Acquire pairs with the release in tls_destroy(): a tail read after
+     * it is final. */
+    if (!atomic_load_explicit(&q->orphan, memory_order_acquire) ||
+        postq_tail(q) != q->head) {
+        return false;
+    }
+    pthread_mutex_lock(&ctx->postq_lock);
+    postq_unlink(ctx, q);
+    pthread_mutex_unlock(&ctx->postq_lock);
+    postq_unref(q);
+    return true;
+}
+
+static bool buf_reserve(IotPostSlot **buf, size_t *cap, size_t need)
+{
+    size_t n = *cap ? *cap : 64;
+    IotPostSlot *v;
+
+    if (need <= *cap) {
+        return true;
+    }
+    while (n < need) {
+        n *= 2;
+    }
+    v = realloc(*buf, n * sizeof(*v));
+    if (!v) {
+        return false;
+    }
+    *buf = v;
+    *cap = n;
+    return true;
+}
+
+size_t iot__postq_take(IotCtx *ctx, IotPostSlot **buf, size_t *cap)
+{
+    IotPostQ *q, *next;
+    size_t n = 0;
+
+    /* Acquire pairs with the release in iot__postq_lookup(). */
+    for (q = atomic_load_explicit(&ctx->postqs, memory_order_acquire); q;
+         q = next) {
+        uint64_t tail = postq_tail(q), avail = tail - q->head;
+
+        next = atomic_load_explicit(&q->next, memory_order_acquire);
+        if (avail == 0) {
+            postq_reap(ctx, q);
+            continue;
+        }
+        if (avail > IOT_POSTQ_TAKE) {
+            avail = IOT_POSTQ_TAKE;
+        }
+        if (!buf_reserve(buf, cap, n + avail)) {
+            return SIZE_MAX;
+        }
+        for (uint64_t i = 0; i < avail; i++) {
+            if (q->c_idx == IOT_POSTQ_SLOTS) {
+                IotPostChunk *done = q->c_chunk;
+                q->c_chunk = done->next;
+                q->c_idx = 0;
+                chunk_recycle(q, done);
+            }
+            (*buf)[n++] = q->c_chunk->slot[q->c_idx++];
+        }
+        q->head += avail;
+    }
+    return n;
+}
+
+/* Home thread.  Visits the untaken slots of @q. */
+static bool postq_scan_one(IotPostQ *q,
+                           bool (*visit)(const IotPostSlot *, void *),
+                           void *opaque)
+{
+    uint64_t left = postq_tail(q) - q->head;
+    IotPostChunk *c = q->c_chunk;
+    unsigned idx = q->c_idx;
+
+    for (; left; left--) {
+        if (idx == IOT_POSTQ_SLOTS) {
+            c = c->next;
+            idx = 0;
+        }
+        if (visit(&c->slot[idx++], opaque)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool iot__postq_scan(IotCtx *ctx, bool (*visit)(const IotPostSlot *, void *),
+                     void *opaque)
+{
+    for (IotPostQ *q = atomic_load_explicit(&ctx->postqs, memory_order_acquire);
+         q; q = atomic_load_explicit(&q->next, memory_order_acquire)) {
+        if (postq_scan_one(q, visit, opaque)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool iot__postq_pending(IotCtx *ctx)
+{
+    for (IotPostQ *q = atomic_load_explicit(&ctx->postqs, memory_order_acquire);
+         q; q = atomic_load_explicit(&q->next, memory_order_acquire)) {
+        if (postq_tail(q) != q->head) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int membarrier(int cmd)
+{
+    return (int)syscall(SYS_membarrier, cmd, 0, 0);
+}
+
+static void membarrier_register(void)
+{
+    int cmds = membarrier(MEMBARRIER_CMD_QUERY);
+    const char *env = getenv("IOTHREAD_MEMBARRIER");
+
+    if (env && env[0] == '0') {
+        return;
+    }
+    membarrier_ok = cmds >= 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+                    membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
+}
+
+bool iot__postq_relaxed_available(void)
+{
+    pthread_once(&membarrier_once, membarrier_register);
+    return membarrier_ok;
+}
+
+void iot__postq_relaxed_begin(IotCtx *ctx)
+{
+    if (ctx->bh_taken >= IOT_POSTQ_RELAXED_MIN && membarrier_ok &&
+        iot__postq_relaxed_allowed &&
+        !atomic_load_explicit(&ctx->post_relaxed, memory_order_relaxed)) {
+        atomic_store_explicit(&ctx->post_relaxed, true, memory_order_relaxed);
+    }
+}
+
+bool iot__postq_relaxed_end(IotCtx *ctx)
+{
+    if (!atomic_load_explicit(&ctx->post_relaxed, memory_order_relaxed)) {
+        return false;
+    }
+    atomic_store_explicit(&ctx->post_relaxed, false, memory_order_relaxed);
+    /* The store above, then a full barrier on every CPU running one of
+     * our threads (see iot__postq_push()).  It cannot fail once
+     * registered; if it ever did, nothing could make the producers'
+     * unfenced stores visible, so stop rather than lose work. */
+    if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) < 0) {
+        perror("iothread: membarrier");
+        abort();
+    }
+    return true;
+}
+
+void iot__postq_ctx_init(IotCtx *ctx)
+{
+    pthread_once(&membarrier_once, membarrier_register);
+    pthread_mutex_init(&ctx->postq_lock, NULL);
+    ctx->id = atomic_fetch_add_explicit(&ctx_ids, 1, memory_order_relaxed) + 1;
+}
+
+static bool drop_visit(const IotPostSlot *slot, void *opaque)
+{
+    void (*drop)(IotPostSlot *) = *(void (**)(IotPostSlot *))opaque;
+    IotPostSlot copy = *slot;
+
+    drop(&copy);
+    return false;
+}
+
+void iot__postq_ctx_finalize(IotCtx *ctx, void (*drop)(IotPostSlot *))
+{
+    IotPostQ *q, *next;
+
+    iot__postq_scan(ctx, drop_visit, &drop);
+    for (q = atomic_load_explicit(&ctx->postqs, memory_order_acquire); q;
+         q = next) {
+        next = atomic_load_explicit(&q->next, memory_order_relaxed);
+        /* Release pairs with the acquire in tls_prune(). */
+        atomic_store_explicit(&q->ctx_gone, true, memory_order_release);
+        postq_unref(q);
+    }
+    atomic_store_explicit(&ctx->postqs, NULL, memory_order_relaxed);
+    pthread_mutex_destroy(&ctx->postq_lock);
+}

@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Post queues: how work reaches a context's bottom-half pass.
+ *
+ * Each thread that schedules into a context gets its own queue there: an
+ * unbounded single-producer, single-consumer FIFO of (callback, opaque)
+ * slots, in chunks.  The producer writes a slot and publishes it with one
+ * seq_cst store of its own `tail` counter; it shares no line with other
+ * producers and takes no lock, and the loop reads a slot line once for
+ * four posts.  A slot with a NULL callback carries an IotBh (a BH
+ * scheduled for the first time); any other is a one-shot callback, which
+ * needs no object at all.
+ *
+ *                       push        take        unlink / free
+ * the owning thread     own queue   -           -
+ * home thread           own queue   all         orphaned queues
+ * context finalize      -           -           every queue's ctx ref
+ *
+ * Lifetime: a queue holds two references, its thread's (dropped when the
+ * thread exits, through a thread-specific key) and its context's (dropped
+ * when the loop unlinks the queue of an exited thread, or at finalize).
+ * A thread finds its queue through a one-entry thread-local cache keyed by
+ * the context's id, which is unique for the life of the process, so a new
+ * context at a freed one's address is never mistaken for it.
+ */
+#ifndef IOT_POSTQ_H
+#define IOT_POSTQ_H
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctx-internal.h"
+
+#define IOT_POSTQ_SLOTS 127  /* per chunk: 8 + 127 * 16 = 2040 bytes */
+#define IOT_POSTQ_TAKE  1024 /* at most this many per queue per pass */
+
+typedef struct IotPostSlot {
+    IotBhFunc *cb; /* NULL: opaque is an IotBh to run by its flags */
+    void *opaque;
+} IotPostSlot;
+
+typedef struct IotPostChunk {
+    /* [owner writes before publishing a slot in the next chunk] */
+    struct IotPostChunk *next;
+    IotPostSlot slot[IOT_POSTQ_SLOTS];
+} IotPostChunk;
+
+struct IotPostQ {
+    uint64_t ctx_id;      /* [const] the context's id */
+    atomic_int refs;      /* [any] the thread's and the context's */
+    IotPostQ *tls_next;   /* [owner] the thread's queues */
+    atomic_bool orphan;   /* [owner sets at exit, home reads] */
+    atomic_bool ctx_gone; /* [finalize sets, owner reads] */
+
+    /* The producer's side: [owner]. */
+    _Alignas(64) IotPostChunk *p_chunk;
+    unsigned p_idx;
+    uint64_t p_count;     /* slots pushed */
+    IotPostChunk *p_free; /* chunks taken back from `returned` */
+
+    /* [owner stores seq_cst, home loads]: slots published. */
+    _Alignas(64) _Atomic uint64_t tail;
+    /* Drained chunks, linked through ->next: the loop pushes each one
+     * (CAS), the owner takes them all at once (exchange), so there is no
+     * ABA.  Chunks are reused, never freed before the queue. */
+    _Atomic(IotPostChunk *) returned;
+
+    /* The consumer's side: [home]. */
+    _Alignas(64) IotPostChunk *c_chunk;
+    unsigned c_idx;
+    uint64_t head; /* slots taken */
+    /* [postq_lock writes; the home thread walks it without the lock] */
+    _Atomic(IotPostQ *) next;
+};
+
+extern __thread IotPostQ *iot__postq_last;
+
+/* Ask for a line we are about to write, ahead of time: a chunk coming back
+ * from the loop is in its cache, and a store that waits for the line holds
+ * up the store buffer.  A hint only; past the chunk's end it is harmless. */
+static inline void iot__prefetchw(const void *p)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
+#else
+    __builtin_prefetch(p, 1, 3);
+#endif
+}
+
+IotPostQ *iot__postq_lookup(IotCtx *ctx); /* any thread; NULL: ENOMEM */
+int iot__postq_grow(IotPostQ *q);         /* owner; -ENOMEM */
+
+/*
+ * Any thread.  Appends (cb, opaque) to the calling thread's queue into
+ * @ctx, publishes it and wakes the loop if it may be asleep.  0 or
+ * -ENOMEM.
+ *
+ * Normally the publication is a seq_cst store followed by iot_ctx_notify()
+ * (the Dekker pair of docs/spin/notify.promela).  While the loop is taking
+ * a stream of posts it sets ctx->post_relaxed, and a producer that sees it
+ * set after its store (release) does nothing more: no fence and no notify,
+ * so a stream costs a plain store per post.  Such a store may still sit in
+ * the producer's store buffer; the loop therefore never blocks without
+ * first clearing post_relaxed and calling membarrier(), which runs a full
+ * barrier on every CPU that runs one of our threads, and looking at the
+ * queues again (iot__postq_relaxed_end()).  A producer whose load of
+ * post_relaxed came after that barrier sees it clear and takes the fenced
+ * path; one whose load came before has its store drained by the barrier.
+ * The load must follow the store in program order, hence the compiler
+ * barrier between them (the CPU may reorder them: that is the case the
+ * membarrier covers).  Modelled: -DRELAXED in docs/spin/notify.promela.
+ */
+static inline int iot__postq_push(IotCtx *ctx, IotBhFunc *cb, void *opaque)
+{
+    IotPostQ *q = iot__postq_last;
+    uint64_t n;
+
+    if (__builtin_expect(!q || q->ctx_id != ctx->id, 0)) {
+        q = iot__postq_lookup(ctx);
+        if (!q) {
+            return -ENOMEM;
+        }
+    }
+    if (__builtin_expect(q->p_idx == IOT_POSTQ_SLOTS, 0) &&
+        iot__postq_grow(q) < 0) {
+        return -ENOMEM;
+    }
+    iot__prefetchw(&q->p_chunk->slot[q->p_idx + 8]);
+    q->p_chunk->slot[q->p_idx++] = (IotPostSlot){ cb, opaque };
+    n = ++q->p_count;
+    /* Release pairs with the load in iot__postq_take(): the slot (and a
+     * new chunk's link) is visible to the loop that sees the count. */
+    atomic_store_explicit(&q->tail, n, memory_order_release);
+    atomic_signal_fence(memory_order_seq_cst); /* load after store */
+    if (atomic_load_explicit(&ctx->post_relaxed, memory_order_relaxed)) {
+        return 0;
+    }
+    /* The fenced path: storing the count again, seq_cst, puts the push
+     * before the load of `notified` in iot_ctx_notify() in the single
+     * order, which its fast path and the Dekker pair rely on. */
+    atomic_store_explicit(&q->tail, n, memory_order_seq_cst);
+    iot_ctx_notify(ctx);
+    return 0;
+}
+
+/* Home thread.  Moves up to IOT_POSTQ_TAKE published slots of each queue
+ * into @buf (grown as needed), FIFO per queue; unlinks the queues of
+ * exited threads once they are empty.  Returns the number taken, or
+ * SIZE_MAX if @buf could not grow (what was taken stays in *buf). */
+size_t iot__postq_take(IotCtx *ctx, IotPostSlot **buf, size_t *cap);
+
+/* Home thread.  Calls @visit on every published slot not yet taken, in
+ * queue order, until it returns true; returns true if one did. */
+bool iot__postq_scan(IotCtx *ctx, bool (*visit)(const IotPostSlot *, void *),
+                     void *opaque);
+
+/* Cheap check for the busy-poll path: any published slot not yet taken? */
+bool iot__postq_pending(IotCtx *ctx); /* home thread */
+
+/* Home thread.  Relaxed posting (see iot__postq_push()): _begin turns it
+ * on after a pass that took a stream of posts; _end turns it off before
+ * the loop may block, and returns true if it was on, in which case the
+ * caller must look at the queues again before blocking. */
+#define IOT_POSTQ_RELAXED_MIN 2 /* slots taken in one pass */
+void iot__postq_relaxed_begin(IotCtx *ctx);
+bool iot__postq_relaxed_end(IotCtx *ctx);
+/* Tests: 0 keeps relaxed posting off (as where membarrier is missing). */
+extern int iot__postq_relaxed_allowed;
+bool iot__postq_relaxed_available(void); /* membarrier is registered */
+
+void iot__postq_ctx_init(IotCtx *ctx);
+/* Last reference gone: every untaken slot goes to @drop, then each queue
+ * loses the context's reference. */
+void iot__postq_ctx_finalize(IotCtx *ctx, void (*drop)(IotPostSlot *));
+
+#endif

@@ -1,0 +1,362 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Post queues (src/postq.h): FIFO per scheduling thread across chunks and
+ * passes, relaxed posting under a stream and the way back to blocking,
+ * and the queues' lifetime (threads that exit, contexts that go away,
+ * a new context at a freed one's address).
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include <iothread/all.h>
+
+#include "ctx-internal.h"
+#include "harness.h"
+#include "postq.h"
+
+static IotCtx *ctx_setup(void)
+{
+    IotCtx *ctx = iot_ctx_new(NULL);
+
+    T_ASSERT(ctx != NULL);
+    T_ASSERT_EQ(iot_ctx_set_current(ctx), 0);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    return ctx;
+}
+
+static void ctx_teardown(IotCtx *ctx)
+{
+    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+    iot_ctx_unref(ctx);
+}
+
+static pthread_t start_thread(void *(*fn)(void *), void *arg)
+{
+    pthread_t tid;
+
+    T_ASSERT_EQ(pthread_create(&tid, NULL, fn, arg), 0);
+    return tid;
+}
+
+static int queue_count(IotCtx *ctx)
+{
+    int n = 0;
+
+    for (IotPostQ *q = atomic_load(&ctx->postqs); q;
+         q = atomic_load(&q->next)) {
+        n++;
+    }
+    return n;
+}
+
+/* ---- order ---- */
+
+typedef struct Seq {
+    long next; /* [home] the number the next callback must carry */
+    long bad;  /* [home] callbacks out of order */
+} Seq;
+
+static Seq seq;
+
+static void seq_cb(void *opaque)
+{
+    long n = (long)(intptr_t)opaque;
+
+    seq.bad += n != seq.next;
+    seq.next = n + 1;
+}
+
+/* More slots than several chunks hold, and than one pass takes: they run
+ * in posting order, IOT_POSTQ_TAKE per pass, and nothing is left. */
+static void test_fifo_across_chunks(void)
+{
+    IotCtx *ctx = ctx_setup();
+    long n = IOT_POSTQ_TAKE * 2 + IOT_POSTQ_SLOTS + 3;
+    int passes = 0;
+
+    seq = (Seq){ 0, 0 };
+    for (long i = 0; i < n; i++) {
+        T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, seq_cb, (void *)(intptr_t)i),
+                    0);
+    }
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(seq.next, IOT_POSTQ_TAKE);
+    T_ASSERT_EQ(iot__bh_timeout(ctx), 0); /* the rest is due */
+    passes = 1;
+    while (iot_ctx_poll(ctx, false)) {
+        passes++;
+    }
+    T_ASSERT_EQ(seq.next, n);
+    T_ASSERT_EQ(seq.bad, 0);
+    T_ASSERT_EQ(passes, 3);
+    T_ASSERT_EQ(iot__bh_timeout(ctx), -1);
+    ctx_teardown(ctx);
+}
+
+/* ---- many producers, with relaxed posting allowed or not ---- */
+
+#define PRODUCERS 4
+
+typedef struct Stream {
+    IotCtx *ctx;
+    long per_thread;
+    long next[PRODUCERS]; /* [home] */
+    long bad;             /* [home] */
+    long ran;             /* [home] */
+    bool saw_relaxed;     /* [home] relaxed posting was on at some point */
+} Stream;
+
+typedef struct StreamArg {
+    Stream *s;
+    int k;
+} StreamArg;
+
+static Stream stream;
+
+static void stream_cb(void *opaque)
+{
+    long v = (long)(intptr_t)opaque;
+    int k = (int)(v % PRODUCERS);
+    long i = v / PRODUCERS;
+
+    stream.bad += i != stream.next[k];
+    stream.next[k] = i + 1;
+    stream.ran++;
+    stream.saw_relaxed |= atomic_load(&stream.ctx->post_relaxed);
+}
+
+static void *stream_thread(void *opaque)
+{
+    StreamArg *a = opaque;
+
+    for (long i = 0; i < a->s->per_thread; i++) {
+        T_ASSERT_EQ(
+            iot_bh_schedule_oneshot(a->s->ctx, stream_cb,
+                                    (void *)(intptr_t)(i * PRODUCERS + a->k)),
+            0);
+    }
+    return NULL;
+}
+
+static void stream_run(bool relaxed)
+{
+    IotCtx *ctx = ctx_setup();
+    StreamArg args[PRODUCERS];
+    pthread_t tid[PRODUCERS];
+
+    iot__postq_relaxed_allowed = relaxed;
+    stream = (Stream){ .ctx = ctx, .per_thread = t_scale(200000, 10) };
+    for (int k = 0; k < PRODUCERS; k++) {
+        args[k] = (StreamArg){ &stream, k };
+        tid[k] = start_thread(stream_thread, &args[k]);
+    }
+    /* A lost wake-up blocks here for good (the harness times out). */
+    while (stream.ran < stream.per_thread * PRODUCERS) {
+        iot_ctx_poll(ctx, true);
+    }
+    for (int k = 0; k < PRODUCERS; k++) {
+        pthread_join(tid[k], NULL);
+        T_ASSERT_EQ(stream.next[k], stream.per_thread);
+    }
+    T_ASSERT_EQ(stream.bad, 0);
+    T_ASSERT_EQ(stream.ran, stream.per_thread * PRODUCERS);
+    if (!relaxed) {
+        T_ASSERT_FALSE(stream.saw_relaxed);
+    }
+    /* Exited producers' queues go once they are empty. */
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(queue_count(ctx), 0);
+    ctx_teardown(ctx);
+}
+
+static void test_stream_fenced(void)
+{
+    stream_run(false);
+}
+
+static void test_stream_relaxed(void)
+{
+    stream_run(true);
+    /* Where membarrier works, a stream this long turns relaxed posting on
+     * (passes that take more than one post). */
+    if (iot__postq_relaxed_available()) {
+        T_ASSERT_TRUE(stream.saw_relaxed);
+    }
+}
+
+/*
+ * After a stream, relaxed posting is on; the loop must turn it off (and
+ * run membarrier) before it blocks, so that a post that comes while it
+ * sleeps takes the fenced path and wakes it.
+ */
+typedef struct Tail {
+    IotCtx *ctx;
+    long burst;
+    atomic_long ran;
+} Tail;
+
+static Tail tail;
+
+static void tail_cb(void *opaque)
+{
+    (void)opaque;
+    atomic_fetch_add(&tail.ran, 1);
+}
+
+static void *tail_thread(void *opaque)
+{
+    (void)opaque;
+    for (long i = 0; i < tail.burst; i++) {
+        T_ASSERT_EQ(iot_bh_schedule_oneshot(tail.ctx, tail_cb, NULL), 0);
+    }
+    /* Wait until the loop has run the burst and announced it may block. */
+    while (atomic_load(&tail.ran) < tail.burst ||
+           atomic_load(&tail.ctx->notify_me) == 0) {
+        sched_yield();
+    }
+    T_ASSERT_FALSE(atomic_load(&tail.ctx->post_relaxed));
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(tail.ctx, tail_cb, NULL), 0);
+    return NULL;
+}
+
+static void test_relaxed_then_block(void)
+{
+    IotCtx *ctx = ctx_setup();
+    pthread_t tid;
+
+    tail.ctx = ctx;
+    tail.burst = t_scale(100000, 10);
+    atomic_store(&tail.ran, 0);
+    tid = start_thread(tail_thread, NULL);
+    while (atomic_load(&tail.ran) < tail.burst + 1) {
+        iot_ctx_poll(ctx, true);
+    }
+    pthread_join(tid, NULL);
+    T_ASSERT_FALSE(atomic_load(&ctx->post_relaxed));
+    ctx_teardown(ctx);
+}
+
+/* ---- lifetime ---- */
+
+static void count_cb(void *opaque)
+{
+    (*(int *)opaque)++;
+}
+
+typedef struct Poster {
+    IotCtx *ctx;
+    int *count;
+} Poster;
+
+static void *post_once_thread(void *opaque)
+{
+    Poster *p = opaque;
+
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(p->ctx, count_cb, p->count), 0);
+    return NULL;
+}
+
+/* A thread posts and exits: its post still runs, then its queue goes. */
+static void test_exited_thread(void)
+{
+    IotCtx *ctx = ctx_setup();
+    int count = 0;
+    Poster p = { ctx, &count };
+
+    pthread_join(start_thread(post_once_thread, &p), NULL);
+    T_ASSERT_EQ(queue_count(ctx), 1);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(count, 1);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(queue_count(ctx), 0);
+    ctx_teardown(ctx);
+}
+
+/* This thread posts into a context that then goes away, and into a new
+ * one (perhaps at the same address): the new one gets its own queue and
+ * runs the post; the old queue is freed (ASan and LSan watch). */
+static void test_context_gone(void)
+{
+    int count = 0;
+
+    for (int round = 0; round < 8; round++) {
+        IotCtx *ctx = ctx_setup();
+
+        T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, count_cb, &count), 0);
+        T_ASSERT_EQ(queue_count(ctx), 1);
+        if (round % 2) {
+            T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+        }
+        ctx_teardown(ctx); /* an unrun one-shot is dropped */
+    }
+    T_ASSERT_EQ(count, 4);
+}
+
+/* A producer thread outlives the context it posted into. */
+typedef struct Outlive {
+    IotCtx *ctx;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int stage; /* 1: posted, 2: context gone */
+} Outlive;
+
+static void *outlive_thread(void *opaque)
+{
+    Outlive *o = opaque;
+    int count = 0;
+
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(o->ctx, count_cb, &count), 0);
+    pthread_mutex_lock(&o->lock);
+    o->stage = 1;
+    pthread_cond_broadcast(&o->cond);
+    while (o->stage != 2) {
+        pthread_cond_wait(&o->cond, &o->lock);
+    }
+    pthread_mutex_unlock(&o->lock);
+    /* Our queue's context is gone: posting elsewhere prunes it. */
+    {
+        IotCtx *other = iot_ctx_new(NULL);
+        T_ASSERT(other != NULL);
+        T_ASSERT_EQ(iot_bh_schedule_oneshot(other, count_cb, &count), 0);
+        iot_ctx_unref(other);
+    }
+    return NULL;
+}
+
+static void test_thread_outlives_context(void)
+{
+    IotCtx *ctx = ctx_setup();
+    Outlive o = { .ctx = ctx, .stage = 0 };
+    pthread_t tid;
+
+    pthread_mutex_init(&o.lock, NULL);
+    pthread_cond_init(&o.cond, NULL);
+    tid = start_thread(outlive_thread, &o);
+    pthread_mutex_lock(&o.lock);
+    while (o.stage != 1) {
+        pthread_cond_wait(&o.cond, &o.lock);
+    }
+    pthread_mutex_unlock(&o.lock);
+    ctx_teardown(ctx);
+    pthread_mutex_lock(&o.lock);
+    o.stage = 2;
+    pthread_cond_broadcast(&o.cond);
+    pthread_mutex_unlock(&o.lock);
+    pthread_join(tid, NULL);
+    pthread_cond_destroy(&o.cond);
+    pthread_mutex_destroy(&o.lock);
+}
+
+int main(int argc, char **argv)
+{
+    t_add("/postq/fifo-across-chunks", test_fifo_across_chunks);
+    t_add("/postq/stream/fenced", test_stream_fenced);
+    t_add("/postq/stream/relaxed", test_stream_relaxed);
+    t_add("/postq/relaxed-then-block", test_relaxed_then_block);
+    t_add("/postq/exited-thread", test_exited_thread);
+    t_add("/postq/context-gone", test_context_gone);
+    t_add("/postq/thread-outlives-context", test_thread_outlives_context);
+    return t_run(argc, argv);
+}
