@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <stdio.h>
 #include <linux/membarrier.h>
 #include <sys/syscall.h>
@@ -113,10 +114,13 @@ IotPostQ *iot__postq_lookup(IotCtx *ctx)
             return iot__postq_last = q;
         }
     }
-    q = calloc(1, sizeof(*q));
+    /* The producer's and the consumer's fields are on separate lines
+     * (_Alignas(64)), which calloc does not promise. */
+    q = aligned_alloc(_Alignof(IotPostQ), sizeof(*q));
     if (!q) {
         return NULL;
     }
+    memset(q, 0, sizeof(*q));
     q->p_chunk = q->c_chunk = chunk_new();
     if (!q->p_chunk) {
         free(q);
