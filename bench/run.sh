@@ -65,6 +65,10 @@ add() { plan+=("$1|$2|$3"); }
 for i in $IMPLS; do add W1 "$i" "--dist=$WORK/dist/W1-$i.dat"; done
 for i in iothread iothread-nopoll; do add W1-reused "$i" ""; done
 for p in 1 2 4; do for i in $IMPLS; do add W2 "$i" "--producers=$p"; done; done
+# The posting mechanism without the item array's memory traffic: every
+# post carries the same node, which only a copying post (one-shot BHs)
+# allows.
+for i in iothread iothread-nopoll; do add W2-shared "$i" ""; done
 for i in $IMPLS; do add W3 "$i" ""; done
 for i in iothread iothread-nopoll; do
   for v in --fdmon=poll --fdmon=epoll --fdmon=io_uring --iopoll "--fdmon=epoll --iopoll"; do
