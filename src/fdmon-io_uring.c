@@ -260,6 +260,13 @@ static int reap(IotCtx *ctx, IotReadyList *ready)
     return n;
 }
 
+/* Home thread.  Completions are waiting for us to enter the kernel
+ * (COOP_TASKRUN): the kernel sets the flag, the next enter clears it. */
+static bool taskrun_due(IouState *s)
+{
+    return IO_URING_READ_ONCE(*s->ring.sq.kflags) & IORING_SQ_TASKRUN;
+}
+
 static int64_t now_ns(void)
 {
     struct timespec ts;
@@ -283,7 +290,11 @@ static int iou_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout)
         int ret, n;
 
         fill_sq(ctx);
-        if (timeout == 0 || io_uring_cq_ready(&s->ring)) {
+        if (taskrun_due(s)) {
+            /* Run the completions' task work (and submit): no waiting. */
+            ret = io_uring_submit_and_get_events(&s->ring);
+            s->queued = 0;
+        } else if (timeout == 0 || io_uring_cq_ready(&s->ring)) {
             ret = io_uring_sq_ready(&s->ring) ? io_uring_submit(&s->ring) : 0;
             s->queued = 0;
         } else if (timeout < 0) {
@@ -318,7 +329,8 @@ static bool iou_need_wait(IotCtx *ctx)
 {
     IouState *s = iou(ctx);
 
-    return io_uring_cq_ready(&s->ring) || io_uring_sq_ready(&s->ring) ||
+    return io_uring_cq_ready(&s->ring) || taskrun_due(s) ||
+           io_uring_sq_ready(&s->ring) ||
            s->rearm ||
            atomic_load_explicit(&s->have_changes, memory_order_relaxed);
 }
@@ -358,9 +370,18 @@ int iot__fdmon_io_uring_setup(IotCtx *ctx)
     if (!s) {
         return -ENOMEM;
     }
-    /* No IORING_SETUP_COOP_TASKRUN: it would leave completions for the
-     * next io_uring_enter(), and busy polling must see them without one. */
-    ret = io_uring_queue_init(IOU_ENTRIES, &s->ring, 0);
+    /* COOP_TASKRUN: a poll request that fires does not interrupt the home
+     * thread with an IPI to post its completion; the completion waits for
+     * the thread's next kernel entry, and TASKRUN_FLAG tells busy polling
+     * (iou_need_wait) that such an entry is due.  A thread blocked in
+     * io_uring_enter() is still woken at once.  Kernels before 5.19
+     * refuse the flags: plain setup then. */
+    ret = io_uring_queue_init(
+        IOU_ENTRIES, &s->ring,
+        IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
+    if (ret == -EINVAL) {
+        ret = io_uring_queue_init(IOU_ENTRIES, &s->ring, 0);
+    }
     if (ret < 0) {
         free(s);
         return ret;
