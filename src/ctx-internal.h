@@ -74,8 +74,10 @@ struct IotHandler {
     IotReadyList *ready_owner; /* the ready list it is on, or NULL */
     IotHandler *ready_prev, *ready_next;
 
-    /* [home, or list with FREEING] busy polling. */
+    /* [home, or list with FREEING] busy polling.  A handler is on at most
+     * one of the two poll lists (see ctx->ring_head). */
     bool in_poll_list;
+    bool on_ring_list;
     IotHandler *poll_prev, *poll_next;
     int64_t poll_ns;            /* adaptive window */
     int64_t poll_idle_deadline; /* [home] io_uring: leave polling after */
@@ -140,6 +142,16 @@ struct IotCtx {
     atomic_int pollable_cnt;        /* [list] live with io_poll */
     IotHandler *poll_head;          /* [home] polled handlers */
     int poll_len;                   /* [home] */
+    /* [home] io_uring: polled handlers without any io_poll callbacks.
+     * Busy polling sees their completions in the ring, so they are never
+     * walked while polling: only their windows count, through ring_max_ns
+     * (recomputed when the handler holding it shrinks).  Their 7 s idle
+     * rule is checked every IOT_POLL_IDLE_NS / 8 at most. */
+    IotHandler *ring_head;
+    int ring_len;
+    int64_t ring_max_ns;
+    bool ring_max_stale;
+    int64_t ring_idle_scan_ns;
     bool poll_started;              /* [home] io_poll_begin called */
 
     /* ---- fd monitoring backend ---- */

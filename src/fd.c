@@ -456,5 +456,6 @@ void iot__fd_ctx_finalize(IotCtx *ctx)
     atomic_store(&ctx->handlers, NULL);
     ctx->deleted = NULL;
     ctx->poll_head = NULL;
+    ctx->ring_head = NULL;
     iot_event_cleanup(&ctx->notifier);
 }

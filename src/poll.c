@@ -43,6 +43,8 @@ static void params_refresh(IotCtx *ctx)
          h = atomic_load_explicit(&h->next, memory_order_acquire)) {
         h->poll_ns = 0;
     }
+    ctx->ring_max_ns = 0;
+    ctx->ring_max_stale = false;
 }
 
 /* The rule of section 3.5, for one handler that was ready this iteration. */
@@ -68,33 +70,94 @@ int64_t iot__poll_adjust(int64_t window, int64_t block_ns,
     return window;
 }
 
+/* Does @h go on the ring list (see ctx->ring_head)? */
+static bool ring_polled(IotCtx *ctx, IotHandler *h)
+{
+    return iot__fdmon(ctx)->userspace_poll && !h->ops.poll &&
+           !h->ops.poll_begin && !h->ops.poll_end;
+}
+
+static void list_link(IotHandler **head, IotHandler *h)
+{
+    h->poll_prev = NULL;
+    h->poll_next = *head;
+    if (*head) {
+        (*head)->poll_prev = h;
+    }
+    *head = h;
+}
+
+static void list_unlink(IotHandler **head, IotHandler *h)
+{
+    if (h->poll_prev) {
+        h->poll_prev->poll_next = h->poll_next;
+    } else {
+        *head = h->poll_next;
+    }
+    if (h->poll_next) {
+        h->poll_next->poll_prev = h->poll_prev;
+    }
+    h->poll_prev = h->poll_next = NULL;
+}
+
 /* Home thread, walker.  Starts polling @h, which has just been ready. */
 void iot__poll_list_add(IotCtx *ctx, IotHandler *h)
 {
     h->in_poll_list = true;
-    h->poll_prev = NULL;
-    h->poll_next = ctx->poll_head;
-    if (ctx->poll_head) {
-        ctx->poll_head->poll_prev = h;
+    h->on_ring_list = ring_polled(ctx, h);
+    if (h->on_ring_list) {
+        list_link(&ctx->ring_head, h);
+        ctx->ring_len++;
+        if (h->poll_ns > ctx->ring_max_ns) {
+            ctx->ring_max_ns = h->poll_ns;
+        }
+        return;
     }
-    ctx->poll_head = h;
+    list_link(&ctx->poll_head, h);
     ctx->poll_len++;
 }
 
 /* Home thread as a walker, or a writer in the FREEING state. */
 void iot__poll_list_remove(IotCtx *ctx, IotHandler *h)
 {
-    if (h->poll_prev) {
-        h->poll_prev->poll_next = h->poll_next;
+    if (h->on_ring_list) {
+        list_unlink(&ctx->ring_head, h);
+        ctx->ring_len--;
+        ctx->ring_max_stale |= h->poll_ns == ctx->ring_max_ns;
     } else {
-        ctx->poll_head = h->poll_next;
-    }
-    if (h->poll_next) {
-        h->poll_next->poll_prev = h->poll_prev;
+        list_unlink(&ctx->poll_head, h);
+        ctx->poll_len--;
     }
     h->in_poll_list = false;
-    h->poll_prev = h->poll_next = NULL;
-    ctx->poll_len--;
+    h->on_ring_list = false;
+}
+
+/* Home thread.  The largest window on the ring list. */
+static int64_t ring_max(IotCtx *ctx)
+{
+    if (ctx->ring_max_stale) {
+        ctx->ring_max_ns = 0;
+        for (IotHandler *h = ctx->ring_head; h; h = h->poll_next) {
+            if (h->poll_ns > ctx->ring_max_ns) {
+                ctx->ring_max_ns = h->poll_ns;
+            }
+        }
+        ctx->ring_max_stale = false;
+    }
+    return ctx->ring_max_ns;
+}
+
+/* Home thread.  @h's window changes to @ns. */
+static void poll_window_set(IotCtx *ctx, IotHandler *h, int64_t ns)
+{
+    if (h->on_ring_list) {
+        if (ns > ctx->ring_max_ns) {
+            ctx->ring_max_ns = ns;
+        } else if (ns < h->poll_ns && h->poll_ns == ctx->ring_max_ns) {
+            ctx->ring_max_stale = true;
+        }
+    }
+    h->poll_ns = ns;
 }
 
 static bool handler_live(IotHandler *h)
@@ -183,6 +246,24 @@ static bool run_poll_handlers(IotCtx *ctx, IotReadyList *ready, int64_t max_ns,
     return hit;
 }
 
+/* Home thread, walker.  The idle rule for the ring list: these handlers
+ * have no callbacks to end, and the scan is rare, as 7 s is coarse. */
+static void ring_remove_idle(IotCtx *ctx, int64_t now)
+{
+    IotHandler *h, *next;
+
+    ctx->ring_idle_scan_ns = now + IOT_POLL_IDLE_NS / 8;
+    for (h = ctx->ring_head; h; h = next) {
+        next = h->poll_next;
+        if (h->poll_idle_deadline == 0) {
+            h->poll_idle_deadline = now + IOT_POLL_IDLE_NS;
+        } else if (now >= h->poll_idle_deadline) {
+            h->poll_idle_deadline = 0;
+            iot__poll_list_remove(ctx, h);
+        }
+    }
+}
+
 /* Home thread, walker; io_uring only (section 3.6).  A polled handler that
  * was not ready for IOT_POLL_IDLE_NS leaves the poll list, so that many
  * idle handlers do not slow every stretch of busy polling.  Its fd is
@@ -194,6 +275,9 @@ static bool remove_idle_poll_handlers(IotCtx *ctx, IotReadyList *ready)
     bool progress = false;
     IotHandler *h, *next;
 
+    if (now >= ctx->ring_idle_scan_ns) {
+        ring_remove_idle(ctx, now);
+    }
     for (h = ctx->poll_head; h; h = next) {
         next = h->poll_next;
         if (h->poll_idle_deadline == 0) {
@@ -224,10 +308,11 @@ static bool try_poll_mode(IotCtx *ctx, IotReadyList *ready, int64_t *timeout)
 {
     int64_t max_ns = 0;
 
-    if (!ctx->poll_head || ctx->param.max_ns == 0) {
+    if ((!ctx->poll_head && !ctx->ring_head) || ctx->param.max_ns == 0) {
         IOT_STAT_SET(ctx, poll_window_ns, 0);
         return false;
     }
+    max_ns = ring_max(ctx);
     for (IotHandler *h = ctx->poll_head; h; h = h->poll_next) {
         if (h->poll_ns > max_ns) {
             max_ns = h->poll_ns;
@@ -314,7 +399,8 @@ static bool dispatch_ready(IotCtx *ctx, IotReadyList *ready, int64_t block_ns)
     while ((h = iot__ready_pop(ready))) {
         progress |= dispatch_handler(ctx, h);
         if (ctx->param.max_ns && h->in_poll_list) {
-            h->poll_ns = iot__poll_adjust(h->poll_ns, block_ns, &ctx->param);
+            poll_window_set(
+                ctx, h, iot__poll_adjust(h->poll_ns, block_ns, &ctx->param));
         }
     }
     return progress;

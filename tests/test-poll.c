@@ -579,6 +579,108 @@ static void test_io_uring_idle_removal(void)
     iot_ctx_unref(ctx);
 }
 
+static IotHandler *handler_of(IotCtx *ctx, int fd)
+{
+    for (IotHandler *h = atomic_load(&ctx->handlers); h;
+         h = atomic_load(&h->next)) {
+        if (h->fd == fd && !atomic_load(&h->deleted)) {
+            return h;
+        }
+    }
+    return NULL;
+}
+
+/* One iteration in which the pipe handler fires, with block_ns = @block. */
+static void fire_pipe(IotCtx *ctx, int wfd, int64_t block)
+{
+    fake_step = block;
+    T_ASSERT_EQ(write(wfd, "x", 1), 1);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+}
+
+/* The largest window at the last busy poll (a blocking poll on a pipe
+ * that is already readable: it polls, sees the completion, returns). */
+static int64_t budget(IotCtx *ctx, int wfd)
+{
+    IotCtxStats st;
+
+    fake_step = 1000;
+    T_ASSERT_EQ(write(wfd, "x", 1), 1);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    iot_ctx_get_stats(ctx, &st);
+    return st.poll_window_ns;
+}
+
+/* Handlers without io_poll callbacks poll through the ring: they go on
+ * the ring list, never walked while polling; their windows still set the
+ * budget, also after the largest one shrinks; and they leave after 7 s
+ * idle like the others. */
+static void test_io_uring_ring_list(void)
+{
+    IotCtx *ctx;
+    IotTimer *t;
+    IotHandler *h;
+    Probe p = { 0 };
+    bool fired = false;
+    int pipefd[2];
+
+    if (!use_io_uring()) {
+        return;
+    }
+    ctx = setup(32768, 0, 0);
+    T_ASSERT_EQ(pipe(pipefd), 0);
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, pipefd[0], nopoll_read, NULL, NULL,
+                                   NULL, &pipefd[0]),
+                0);
+    fire_pipe(ctx, pipefd[1], 1000);
+    h = handler_of(ctx, pipefd[0]);
+    T_ASSERT(h && h->in_poll_list && h->on_ring_list);
+    T_ASSERT_EQ(ctx->ring_len, 1);
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, pipefd[0]), 4000);
+
+    fire_pipe(ctx, pipefd[1], 10000);
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, pipefd[0]), 8000);
+    T_ASSERT_EQ(budget(ctx, pipefd[1]), 8000);
+
+    /* A pollable handler is on the main list; the budget is the larger. */
+    probe_add(ctx, &p);
+    fire(ctx, &p, 1000);
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 4000);
+    T_ASSERT(!handler_of(ctx, p.e.rfd)->on_ring_list);
+    T_ASSERT_EQ(budget(ctx, pipefd[1]), 8000);
+
+    /* The ring list's largest window shrinks (beyond the max: reset to
+     * 0): the budget falls back to the probe's. */
+    fire_pipe(ctx, pipefd[1], 40000);
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, pipefd[0]), 0);
+    T_ASSERT_EQ(budget(ctx, pipefd[1]), 4000);
+
+    /* 8 s idle (fake): the ring list's scan drops it. */
+    t = iot_timer_new(ctx, IOT_CLOCK_MONOTONIC, flag_cb, &fired);
+    fake_step = 8 * IOT_NS_PER_S;
+    for (int i = 0; i < 3 && ctx->ring_len; i++) {
+        fired = false;
+        iot_timer_mod(t, iot_clock_ns(IOT_CLOCK_MONOTONIC) + IOT_NS_PER_MS);
+        while (!fired) {
+            iot_ctx_poll(ctx, true);
+        }
+    }
+    T_ASSERT_EQ(ctx->ring_len, 0);
+    T_ASSERT(!h->in_poll_list);
+    /* Its fd still works through the ring, and brings it back. */
+    fire_pipe(ctx, pipefd[1], 1000);
+    T_ASSERT_EQ(ctx->ring_len, 1);
+
+    iot_timer_free(t);
+    probe_remove(ctx, &p);
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, pipefd[0], NULL, NULL, NULL, NULL, NULL), 0);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    iot__test_clock = NULL;
+    iot_ctx_unref(ctx);
+}
+
 static void ev_read(IotEvent *e)
 {
     iot_event_test_and_clear(e);
@@ -637,6 +739,7 @@ int main(int argc, char **argv)
     t_add("/poll/io_uring/polls-with-nonpollable-fd",
           test_io_uring_polls_with_nonpollable);
     t_add("/poll/io_uring/idle-handler-removal", test_io_uring_idle_removal);
+    t_add("/poll/io_uring/ring-list", test_io_uring_ring_list);
     t_add("/poll/io_uring/aio-max-batch", test_io_uring_max_batch);
     return t_run(argc, argv);
 }
