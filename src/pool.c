@@ -3,12 +3,14 @@
  * The per-context thread pool (section 5 of the specification).
  *
  * Work flows one way: the home thread queues it (under the pool mutex), a
- * worker runs it and pushes it on a lock-free done list, and the done BH
- * moves it to a home-thread FIFO and runs its completion.
+ * worker pops it (under the mutex), runs it and pushes it on a lock-free
+ * done list without taking the mutex again, and the done BH moves it to a
+ * home-thread FIFO and runs its completion.  One lock per item on each
+ * side; a cancel needs the lock only while the work is still queued.
  *
  *                  queue (lock)   done list (CAS)   done FIFO   counters
  * home thread      push, cancel   take              yes         lock
- * workers          pop            push              no          lock
+ * workers          pop            push              no          atomic
  *
  * New workers are started from a BH on the home thread, so they inherit
  * its CPU affinity and no lock is held while a thread is created.
@@ -27,13 +29,15 @@
 enum { WORK_QUEUED, WORK_ACTIVE, WORK_DONE };
 
 struct IotWork {
-    IotPool *pool;          /* [const] */
-    IotWorkFunc *func;      /* [const] */
-    void *arg;              /* [const] */
-    IotWorkDoneFunc *done;  /* [const] */
-    void *opaque;           /* [const] */
-    int state;              /* [pool lock] WORK_* */
-    int ret;                /* [pool lock until DONE, then home] */
+    IotPool *pool;         /* [const] */
+    IotWorkFunc *func;     /* [const] */
+    void *arg;             /* [const] */
+    IotWorkDoneFunc *done; /* [const] */
+    void *opaque;          /* [const] */
+    /* WORK_*: QUEUED -> ACTIVE (a worker's pop) and QUEUED -> DONE (a
+     * cancel) under the pool lock; ACTIVE -> DONE by the worker alone. */
+    atomic_int state;
+    int ret; /* [the worker, or a cancel under the lock; then home] */
     IotWork *qprev, *qnext; /* [pool lock] the request queue */
     IotWork *dnext;         /* done list, then the home FIFO */
 };
@@ -41,18 +45,19 @@ struct IotWork {
 struct IotPool {
     IotCtx *ctx;
     pthread_mutex_t lock;
-    pthread_cond_t request_cond;    /* [lock] work queued, or resize/stop */
-    pthread_cond_t stopped_cond;    /* [lock] a worker exited */
-    IotWork *qhead, *qtail;         /* [lock] FIFO of QUEUED work */
-    unsigned cur;                   /* [lock] workers alive or being started */
-    unsigned idle;                  /* [lock] workers waiting for work */
-    unsigned backlog;               /* [lock] workers still to start */
-    unsigned queued, active;        /* [lock] */
-    int64_t min, max;               /* [lock] */
-    bool stopping;                  /* [lock] */
-    IotBh *spawn_bh;                /* [const] starts the backlog */
-    IotBh *done_bh;                 /* [const] runs completions */
-    _Atomic(IotWork *) done_list;   /* [any pushes, home takes] LIFO */
+    pthread_cond_t request_cond;  /* [lock] work queued, or resize/stop */
+    pthread_cond_t stopped_cond;  /* [lock] a worker exited */
+    IotWork *qhead, *qtail;       /* [lock] FIFO of QUEUED work */
+    unsigned cur;                 /* [lock] workers alive or being started */
+    unsigned idle;                /* [lock] workers waiting for work */
+    unsigned backlog;             /* [lock] workers still to start */
+    unsigned queued;              /* [lock] */
+    atomic_uint active;           /* [lock increments; the worker decrements] */
+    int64_t min, max;             /* [lock] */
+    bool stopping;                /* [lock] */
+    IotBh *spawn_bh;              /* [const] starts the backlog */
+    IotBh *done_bh;               /* [const] runs completions */
+    _Atomic(IotWork *) done_list; /* [any pushes, home takes] LIFO */
     IotWork *fifo_head, *fifo_tail; /* [home] completions to run */
     long outstanding;               /* [home] submitted, not completed */
 };
@@ -145,20 +150,17 @@ static void *worker_main(void *opaque)
     pthread_mutex_lock(&p->lock);
     while (worker_wait(p)) {
         IotWork *w = p->qhead;
-        int ret;
 
         queue_unlink(p, w);
-        w->state = WORK_ACTIVE;
-        p->active++;
+        atomic_store_explicit(&w->state, WORK_ACTIVE, memory_order_relaxed);
+        atomic_fetch_add_explicit(&p->active, 1, memory_order_relaxed);
         pthread_mutex_unlock(&p->lock);
 
-        ret = w->func(w->arg);
-
-        pthread_mutex_lock(&p->lock);
-        w->ret = ret;
-        w->state = WORK_DONE;
-        p->active--;
-        pthread_mutex_unlock(&p->lock);
+        /* Only this worker touches active work: no lock until the next
+         * pop.  work_complete() publishes ret to the home thread. */
+        w->ret = w->func(w->arg);
+        atomic_store_explicit(&w->state, WORK_DONE, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&p->active, 1, memory_order_relaxed);
         work_complete(p, w);
         pthread_mutex_lock(&p->lock);
     }
@@ -368,9 +370,9 @@ void iot_pool_cancel(IotWork *w)
     bool cancelled = false;
 
     pthread_mutex_lock(&p->lock);
-    if (w->state == WORK_QUEUED) {
+    if (atomic_load_explicit(&w->state, memory_order_relaxed) == WORK_QUEUED) {
         queue_unlink(p, w);
-        w->state = WORK_DONE;
+        atomic_store_explicit(&w->state, WORK_DONE, memory_order_relaxed);
         w->ret = -ECANCELED;
         cancelled = true;
     }
@@ -436,7 +438,7 @@ void iot_ctx_pool_stats(IotCtx *ctx, IotPoolStats *s)
     s->threads = p->cur;
     s->idle = p->idle;
     s->queued = p->queued;
-    s->active = p->active;
+    s->active = atomic_load_explicit(&p->active, memory_order_relaxed);
     pthread_mutex_unlock(&p->lock);
 }
 
