@@ -128,7 +128,7 @@ struct IotCtx {
     IotBhSlice *slice_head, *slice_tail; /* [home] batches being run */
     struct IotBhBuf *bh_bufs;            /* [home] a slot array per depth */
     unsigned bh_bufs_n, bh_depth;        /* [home] */
-    size_t bh_taken; /* [home] slots the latest pass took */
+    size_t bh_taken;                     /* [home] slots the latest pass took */
     pthread_mutex_t bh_all_lock;
     IotBh *bh_all; /* [bh_all_lock] every BH, for the leak check */
 
@@ -152,7 +152,7 @@ struct IotCtx {
     int64_t ring_max_ns;
     bool ring_max_stale;
     int64_t ring_idle_scan_ns;
-    bool poll_started;              /* [home] io_poll_begin called */
+    bool poll_started; /* [home] io_poll_begin called */
 
     /* ---- fd monitoring backend ---- */
     _Atomic(const IotFdmonOps *) fdmon; /* [list writes, any reads] */

@@ -330,8 +330,7 @@ static bool iou_need_wait(IotCtx *ctx)
     IouState *s = iou(ctx);
 
     return io_uring_cq_ready(&s->ring) || taskrun_due(s) ||
-           io_uring_sq_ready(&s->ring) ||
-           s->rearm ||
+           io_uring_sq_ready(&s->ring) || s->rearm ||
            atomic_load_explicit(&s->have_changes, memory_order_relaxed);
 }
 
@@ -376,9 +375,9 @@ int iot__fdmon_io_uring_setup(IotCtx *ctx)
      * (iou_need_wait) that such an entry is due.  A thread blocked in
      * io_uring_enter() is still woken at once.  Kernels before 5.19
      * refuse the flags: plain setup then. */
-    ret = io_uring_queue_init(
-        IOU_ENTRIES, &s->ring,
-        IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
+    ret = io_uring_queue_init(IOU_ENTRIES, &s->ring,
+                              IORING_SETUP_COOP_TASKRUN |
+                                  IORING_SETUP_TASKRUN_FLAG);
     if (ret == -EINVAL) {
         ret = io_uring_queue_init(IOU_ENTRIES, &s->ring, 0);
     }
