@@ -157,11 +157,12 @@ struct IotCtx {
     /* ---- fd monitoring backend ---- */
     _Atomic(const IotFdmonOps *) fdmon; /* [list writes, any reads] */
     IotFdmonKind fdmon_kind;            /* [const] as requested */
-    void *iou;                          /* [const] io_uring state */
-    int epollfd;                        /* [list] or -1 */
-    struct pollfd *pfds;                /* [home] poll backend arrays */
-    IotHandler **pfd_handlers;          /* [home] */
-    size_t pfd_cap;                     /* [home] */
+    void *iou;           /* [list: set once, before fdmon] io_uring state */
+    bool iou_failed;     /* [home] AUTO: the ring could not be set up */
+    int epollfd;         /* [list] or -1 */
+    struct pollfd *pfds; /* [home] poll backend arrays */
+    IotHandler **pfd_handlers; /* [home] */
+    size_t pfd_cap;            /* [home] */
 
     /* ---- polling parameters ---- */
     pthread_mutex_t param_lock;

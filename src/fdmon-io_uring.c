@@ -357,7 +357,8 @@ const IotFdmonOps iot__fdmon_io_uring_ops = {
 /* Tests: fail the setup as if the kernel had refused it. */
 int iot__io_uring_setup_fail;
 
-int iot__fdmon_io_uring_setup(IotCtx *ctx)
+/* Sets up the ring in ctx->iou; 0 or a negative errno. */
+static int ring_new(IotCtx *ctx)
 {
     IouState *s;
     int ret;
@@ -386,7 +387,38 @@ int iot__fdmon_io_uring_setup(IotCtx *ctx)
         return ret;
     }
     ctx->iou = s;
-    atomic_init(&ctx->fdmon, &iot__fdmon_io_uring_ops);
+    return 0;
+}
+
+int iot__fdmon_io_uring_setup(IotCtx *ctx)
+{
+    int ret = ring_new(ctx);
+
+    if (ret == 0) {
+        atomic_init(&ctx->fdmon, &iot__fdmon_io_uring_ops);
+    }
+    return ret;
+}
+
+int iot__fdmon_io_uring_enable(IotCtx *ctx)
+{
+    int ret = ring_new(ctx);
+
+    if (ret < 0) {
+        return ret;
+    }
+    /* Every live handler gets its poll request at the next fill_sq(). */
+    for (IotHandler *h =
+             atomic_load_explicit(&ctx->handlers, memory_order_relaxed);
+         h; h = atomic_load_explicit(&h->next, memory_order_relaxed)) {
+        if (h->events &&
+            !atomic_load_explicit(&h->deleted, memory_order_relaxed)) {
+            change_queue(ctx, h, IOU_ADD);
+        }
+    }
+    /* Release pairs with the acquire in iot__fdmon(). */
+    atomic_store_explicit(&ctx->fdmon, &iot__fdmon_io_uring_ops,
+                          memory_order_release);
     return 0;
 }
 
@@ -430,6 +462,12 @@ unsigned long iot__io_uring_batch_submits(IotCtx *ctx)
 }
 
 int iot__fdmon_io_uring_setup(IotCtx *ctx)
+{
+    (void)ctx;
+    return -ENOSYS;
+}
+
+int iot__fdmon_io_uring_enable(IotCtx *ctx)
 {
     (void)ctx;
     return -ENOSYS;

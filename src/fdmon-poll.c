@@ -2,7 +2,9 @@
 /*
  * The poll(2) backend: no registration; each wait builds an array of the
  * live handlers and calls ppoll() with a ns timeout.  In AUTO mode it moves
- * the context to epoll once a wait sees IOT_EPOLL_THRESHOLD handlers.
+ * the context to io_uring once a wait sees a handler besides the notifier,
+ * or, without io_uring, to epoll once a wait sees IOT_EPOLL_THRESHOLD
+ * handlers (fdmon.h).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -61,10 +63,26 @@ static struct timespec *ns_to_timespec(int64_t ns, struct timespec *ts)
     return ts;
 }
 
-/* Mutex not held.  Should AUTO move to epoll now? */
-static bool want_epoll(IotCtx *ctx, size_t nfds)
+/* Home thread.  AUTO: move to io_uring or epoll now?  True if it moved. */
+static bool auto_upgrade(IotCtx *ctx, size_t nfds)
 {
-    return ctx->fdmon_kind == IOT_FDMON_AUTO && nfds >= IOT_EPOLL_THRESHOLD;
+    int ret = -1;
+
+    if (ctx->fdmon_kind != IOT_FDMON_AUTO) {
+        return false;
+    }
+    if (nfds >= 2 && !ctx->iou_failed) {
+        iot__lockcnt_lock(&ctx->list_lock);
+        ret = iot__fdmon_io_uring_enable(ctx);
+        iot__lockcnt_unlock(&ctx->list_lock);
+        ctx->iou_failed = ret < 0;
+    }
+    if (ret < 0 && nfds >= IOT_EPOLL_THRESHOLD) {
+        iot__lockcnt_lock(&ctx->list_lock);
+        ret = iot__fdmon_epoll_enable(ctx);
+        iot__lockcnt_unlock(&ctx->list_lock);
+    }
+    return ret == 0;
 }
 
 static int poll_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout_ns)
@@ -87,13 +105,8 @@ static int poll_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout_ns)
         ctx->pfd_handlers[n++] = h;
     }
 
-    if (want_epoll(ctx, n)) {
-        iot__lockcnt_lock(&ctx->list_lock);
-        ret = iot__fdmon_epoll_enable(ctx);
-        iot__lockcnt_unlock(&ctx->list_lock);
-        if (ret == 0) {
-            return iot__fdmon(ctx)->wait(ctx, ready, timeout_ns);
-        }
+    if (auto_upgrade(ctx, n)) {
+        return iot__fdmon(ctx)->wait(ctx, ready, timeout_ns);
     }
 
     ret = ppoll(ctx->pfds, n, ns_to_timespec(timeout_ns, &ts), NULL);

@@ -50,8 +50,7 @@ int iot__fdmon_setup(IotCtx *ctx, IotFdmonKind kind, IotError **errp)
     atomic_init(&ctx->fdmon, &iot__fdmon_poll_ops);
     switch (kind) {
     case IOT_FDMON_AUTO:
-        /* io_uring where the kernel lets us; else poll, then epoll. */
-        iot__fdmon_io_uring_setup(ctx);
+        /* poll until there is an fd to watch (fdmon-poll.c). */
         return 0;
     case IOT_FDMON_IO_URING:
         ret = iot__fdmon_io_uring_setup(ctx);

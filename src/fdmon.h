@@ -3,13 +3,17 @@
  * fd monitoring backends behind one small ops table.
  *
  * The context starts on the backend asked for (IotCtxOptions.fdmon, or the
- * IOTHREAD_FDMON environment variable for AUTO).  AUTO tries io_uring
- * first (QEMU 10.2's default), and if it is not built or cannot be set up
- * (sysctl io_uring_disabled, seccomp, ENOMEM, an old kernel) falls back to
- * poll(2), whose per-wait cost grows with the number of fds but needs no
- * extra fd, and which moves to epoll for good when a wait sees 64 or more
- * live handlers (QEMU's threshold).  epoll falls back to poll if an
- * epoll_ctl fails.
+ * IOTHREAD_FDMON environment variable for AUTO).  AUTO starts on poll(2):
+ * a context that only runs BHs and timers watches nothing but its own
+ * eventfd, and a ring would cost its setup and teardown (~50 us) for
+ * nothing.  The first wait that sees a handler besides the notifier moves
+ * it to io_uring (QEMU 10.2's default), set up by the home thread; if
+ * io_uring is not built or cannot be set up (sysctl io_uring_disabled,
+ * seccomp, ENOMEM, an old kernel) it stays on poll, whose per-wait cost
+ * grows with the number of fds but needs no extra fd, and which moves to
+ * epoll for good when a wait sees 64 or more live handlers (QEMU's
+ * threshold).  epoll falls back to poll if an epoll_ctl fails.  A GLib
+ * source on an AUTO context that has no ring yet moves it to epoll.
  */
 #ifndef IOT_FDMON_H
 #define IOT_FDMON_H
@@ -62,6 +66,10 @@ bool iot__fdmon_poll_disabled(IotCtx *ctx);
 /* Any thread, before the context is shared.  Sets up io_uring; 0 or a
  * negative errno (-ENOSYS when built without liburing). */
 int iot__fdmon_io_uring_setup(IotCtx *ctx);
+/* Home thread, list mutex held.  AUTO: moves the context from poll to a
+ * new ring, registering every live handler.  0 or a negative errno (and
+ * stays on poll). */
+int iot__fdmon_io_uring_enable(IotCtx *ctx);
 void iot__fdmon_io_uring_teardown(IotCtx *ctx);
 /* Home thread, tests: submissions forced by aio-max-batch so far. */
 unsigned long iot__io_uring_batch_submits(IotCtx *ctx);

@@ -230,6 +230,11 @@ static void test_notify_elided_when_awake(void)
     iot_ctx_unref(ctx);
 }
 
+static void noop_read(void *opaque)
+{
+    (void)opaque;
+}
+
 static void test_fdmon_choice(void)
 {
     IotCtxOptions poll_opts = { .fdmon = IOT_FDMON_POLL };
@@ -241,12 +246,32 @@ static void test_fdmon_choice(void)
     IotCtxOptions uring_opts = { .fdmon = IOT_FDMON_IO_URING };
 
     unsetenv("IOTHREAD_FDMON");
-    /* AUTO is io_uring where it can be set up, else poll. */
+    /* AUTO starts on poll (only its own eventfd to watch) and moves to
+     * io_uring, where it can be set up, when it first sees another fd. */
     ctx = iot_ctx_new_full(&uring_opts, NULL);
     const char *dflt = ctx ? "io_uring" : "poll";
     iot_ctx_unref(ctx);
     ctx = iot_ctx_new(NULL);
-    T_ASSERT_STR(iot_ctx_fdmon_name(ctx), dflt);
+    T_ASSERT_STR(iot_ctx_fdmon_name(ctx), "poll");
+    {
+        int pipefd[2];
+
+        T_ASSERT_EQ(pipe(pipefd), 0);
+        T_ASSERT_EQ(iot_ctx_set_current(ctx), 0);
+        T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+        T_ASSERT_STR(iot_ctx_fdmon_name(ctx), "poll");
+        T_ASSERT_EQ(iot_fd_set_handler(ctx, pipefd[0], noop_read, NULL, NULL,
+                                       NULL, NULL),
+                    0);
+        T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+        T_ASSERT_STR(iot_ctx_fdmon_name(ctx), dflt);
+        T_ASSERT_EQ(
+            iot_fd_set_handler(ctx, pipefd[0], NULL, NULL, NULL, NULL, NULL),
+            0);
+        T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+        close(pipefd[0]);
+        close(pipefd[1]);
+    }
     iot_ctx_unref(ctx);
     ctx = iot_ctx_new_full(&poll_opts, NULL);
     T_ASSERT_STR(iot_ctx_fdmon_name(ctx), "poll");

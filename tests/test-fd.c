@@ -1239,6 +1239,11 @@ BACKEND_CASE(test_fd_many_ready)
 
 /* ---- fdmon/env ---- */
 
+static void noop_fd_read(void *opaque)
+{
+    (void)opaque;
+}
+
 static void env_expect(const char *env, IotFdmonKind kind, const char *name)
 {
     IotCtxOptions opts = { .fdmon = kind };
@@ -1257,10 +1262,34 @@ static void env_expect(const char *env, IotFdmonKind kind, const char *name)
     iot_ctx_unref(c);
 }
 
+/* An AUTO context with a pipe handler, after one poll: the backend it
+ * moved to.  The caller frees the context and the pipe. */
+static void auto_with_fd(IotCtx *c, int pipefd[2])
+{
+    T_ASSERT_EQ(pipe(pipefd), 0);
+    T_ASSERT_EQ(iot_ctx_set_current(c), 0);
+    T_ASSERT_EQ(
+        iot_fd_set_handler(c, pipefd[0], noop_fd_read, NULL, NULL, NULL, NULL),
+        0);
+    T_ASSERT_FALSE(iot_ctx_poll(c, false));
+}
+
+static void auto_with_fd_done(IotCtx *c, int pipefd[2])
+{
+    T_ASSERT_EQ(iot_fd_set_handler(c, pipefd[0], NULL, NULL, NULL, NULL, NULL),
+                0);
+    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+    iot_ctx_unref(c);
+    close(pipefd[0]);
+    close(pipefd[1]);
+}
+
 static void test_fdmon_env(void)
 {
     IotCtxOptions opts = { .fdmon = IOT_FDMON_AUTO };
-    const char *dflt = have_io_uring() ? "io_uring" : "poll";
+    /* AUTO starts on poll; io_uring comes with the first fd. */
+    const char *dflt = "poll";
+    int pipefd[2];
     IotError *err = NULL;
     IotCtx *c;
 
@@ -1307,7 +1336,9 @@ static void test_fdmon_env(void)
     c = iot_ctx_new(NULL);
     T_ASSERT(c != NULL);
     T_ASSERT_STR(iot_ctx_fdmon_name(c), dflt);
-    iot_ctx_unref(c);
+    auto_with_fd(c, pipefd);
+    T_ASSERT_STR(iot_ctx_fdmon_name(c), have_io_uring() ? "io_uring" : "poll");
+    auto_with_fd_done(c, pipefd);
 }
 
 /* AUTO falls back when io_uring cannot be set up (disabled by sysctl,
@@ -1325,10 +1356,20 @@ static void test_fdmon_fallback(void)
     c = iot_ctx_new(&err);
     T_ASSERT(c != NULL);
     T_ASSERT(err == NULL);
-    T_ASSERT_STR(iot_ctx_fdmon_name(c), "poll");
-    iot_ctx_get_stats(c, &st);
-    T_ASSERT_STR(st.backend, "poll");
-    iot_ctx_unref(c);
+    {
+        int pipefd[2];
+
+        /* The move to io_uring fails: it stays on poll, and does not try
+         * again at every wait. */
+        auto_with_fd(c, pipefd);
+        T_ASSERT_STR(iot_ctx_fdmon_name(c), "poll");
+        T_ASSERT_TRUE(c->iou_failed);
+        iot_ctx_get_stats(c, &st);
+        T_ASSERT_STR(st.backend, "poll");
+        T_ASSERT_FALSE(iot_ctx_poll(c, false));
+        T_ASSERT_STR(iot_ctx_fdmon_name(c), "poll");
+        auto_with_fd_done(c, pipefd);
+    }
 
     c = iot_ctx_new_full(&opts, &err);
     T_ASSERT(c == NULL);

@@ -27,9 +27,10 @@ extern "C" {
 
 typedef struct IotCtx IotCtx;
 
-/* fd monitoring backends.  AUTO uses io_uring where it can be set up;
- * otherwise it starts with poll(2) and moves to epoll for good once 64 fds
- * are registered (see docs/design.md).  A backend asked for by name that
+/* fd monitoring backends.  AUTO starts with poll(2) and moves to io_uring,
+ * where it can be set up, once a handler besides the context's own is
+ * registered; without io_uring it moves to epoll for good once 64 fds are
+ * registered (see docs/design.md).  A backend asked for by name that
  * cannot be set up makes iot_ctx_new_full() fail. */
 typedef enum IotFdmonKind {
     IOT_FDMON_AUTO = 0,
