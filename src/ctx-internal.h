@@ -116,6 +116,9 @@ struct IotCtx {
     atomic_bool notified;
     IotEvent notifier;         /* [const] */
     atomic_ulong notify_kicks; /* [any] eventfd writes done */
+    /* [any] when the last eventfd write was decided (iot__now_ns()): the
+     * work's arrival, for block_ns (see iot__poll_block_ns()). */
+    _Atomic int64_t kick_ns;
 
     /* ---- bottom halves (bh.c) and post queues (postq.h) ---- */
     /* Read by every post; written rarely: a line of its own. */
@@ -224,6 +227,8 @@ bool iot__timers_run(IotCtx *ctx);         /* home thread */
 /* poll.c: the adaptive polling rule of section 3.5, pure for testing. */
 int64_t iot__poll_adjust(int64_t window, int64_t block_ns,
                          const IotPollParams *p);
+int64_t iot__poll_block_ns(int64_t start, int64_t end, int64_t kick,
+                           bool slept);
 void iot__poll_list_add(IotCtx *ctx, IotHandler *h);    /* home */
 void iot__poll_list_remove(IotCtx *ctx, IotHandler *h); /* home or FREEING */
 

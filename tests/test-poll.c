@@ -6,6 +6,8 @@
  * skipped, and /nested-aio-poll (section 7.4).
  */
 #include <errno.h>
+#include <sched.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
@@ -681,6 +683,75 @@ static void test_io_uring_ring_list(void)
     iot_ctx_unref(ctx);
 }
 
+/* block_ns from the work's arrival: the producer's kick time replaces the
+ * end of the wait when the loop slept and was kicked after it started. */
+static void test_block_ns_from_kick(void)
+{
+    IotPollParams p = { 32768, 0, 0 };
+
+    T_ASSERT_EQ(iot__poll_block_ns(1000, 50000, 20000, false), 49000);
+    T_ASSERT_EQ(iot__poll_block_ns(1000, 50000, 20000, true), 19000);
+    T_ASSERT_EQ(iot__poll_block_ns(1000, 50000, 500, true), 49000);
+    T_ASSERT_EQ(iot__poll_block_ns(1000, 50000, 60000, true), 49000);
+    /* Work that came at 20 us, seen at 40 us because the loop had to wake
+     * up: the window grows (QEMU's measure would reset it). */
+    T_ASSERT_EQ(
+        iot__poll_adjust(16000, iot__poll_block_ns(0, 40000, 20000, true), &p),
+        32000);
+    T_ASSERT_EQ(
+        iot__poll_adjust(16000, iot__poll_block_ns(0, 40000, 20000, false), &p),
+        0);
+}
+
+typedef struct Kick {
+    IotCtx *ctx;
+    atomic_bool done;
+} Kick;
+
+static void kick_cb(void *opaque)
+{
+    atomic_store(&((Kick *)opaque)->done, true);
+}
+
+static void *kick_loop(void *opaque)
+{
+    Kick *k = opaque;
+
+    T_ASSERT_EQ(iot_ctx_set_current(k->ctx), 0);
+    while (!atomic_load(&k->done)) {
+        iot_ctx_poll(k->ctx, true);
+    }
+    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+    return NULL;
+}
+
+/* A producer that has to write the eventfd records when it did so. */
+static void test_kick_time_recorded(void)
+{
+    IotCtx *ctx = iot_ctx_new(NULL);
+    Kick k = { .ctx = ctx };
+    pthread_t tid;
+    int64_t t0, t1;
+
+    T_ASSERT(ctx != NULL);
+    T_ASSERT_EQ(iot_ctx_set_poll_params(ctx, 0, 0, 0), 0); /* just sleep */
+    T_ASSERT_EQ(pthread_create(&tid, NULL, kick_loop, &k), 0);
+    /* Blocking, or about to: the parameter change's own notification
+     * accepted, then (read in this order) an announcement, which can only
+     * come from a later iteration: ours must write the eventfd. */
+    while (atomic_load(&ctx->notified) || atomic_load(&ctx->notify_me) == 0) {
+        sched_yield();
+    }
+    t0 = iot__now_ns();
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, kick_cb, &k), 0);
+    t1 = iot__now_ns();
+    pthread_join(tid, NULL);
+    T_ASSERT(atomic_load(&ctx->notify_kicks) >= 1);
+    T_ASSERT(atomic_load(&ctx->kick_ns) >= t0);
+    T_ASSERT(atomic_load(&ctx->kick_ns) <= t1);
+    iot_ctx_unref(ctx);
+}
+
 static void ev_read(IotEvent *e)
 {
     iot_event_test_and_clear(e);
@@ -740,6 +811,8 @@ int main(int argc, char **argv)
           test_io_uring_polls_with_nonpollable);
     t_add("/poll/io_uring/idle-handler-removal", test_io_uring_idle_removal);
     t_add("/poll/io_uring/ring-list", test_io_uring_ring_list);
+    t_add("/poll/block-ns/from-kick", test_block_ns_from_kick);
+    t_add("/poll/block-ns/kick-recorded", test_kick_time_recorded);
     t_add("/poll/io_uring/aio-max-batch", test_io_uring_max_batch);
     return t_run(argc, argv);
 }
