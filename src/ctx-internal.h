@@ -119,6 +119,7 @@ struct IotCtx {
     /* [any] when the last eventfd write was decided (iot__now_ns()): the
      * work's arrival, for block_ns (see iot__poll_block_ns()). */
     _Atomic int64_t kick_ns;
+    unsigned long kicks_drained; /* [home] notify_kicks at the last drain */
 
     /* ---- bottom halves (bh.c) and post queues (postq.h) ---- */
     /* Read by every post; written rarely: a line of its own. */

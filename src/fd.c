@@ -381,6 +381,10 @@ static void notifier_read(void *opaque)
 {
     IotCtx *ctx = opaque;
 
+    /* Every kick counted so far is drained now, or its write comes later
+     * and leaves the eventfd readable (see need_fd_wait() in poll.c). */
+    ctx->kicks_drained =
+        atomic_load_explicit(&ctx->notify_kicks, memory_order_relaxed);
     iot_event_test_and_clear(&ctx->notifier);
 }
 

@@ -497,7 +497,21 @@ int64_t iot__ctx_timeout(IotCtx *ctx)
  * every pollable handler takes part in polling. */
 static bool need_fd_wait(IotCtx *ctx, int64_t timeout, bool poll_hit)
 {
-    return timeout != 0 || iot__fdmon(ctx)->need_wait(ctx) || !poll_hit ||
+    if (timeout != 0 || iot__fdmon(ctx)->need_wait(ctx)) {
+        return true;
+    }
+    /* Only the notifier is registered and no kick is waiting in its
+     * eventfd: there is no fd to look at.  (A kick counted later is seen
+     * by the next iteration, or by a blocking wait, as the eventfd is
+     * readable.)  This spares a context that runs only BHs and timers on
+     * poll or epoll a system call in each iteration that finds work at
+     * once. */
+    if (atomic_load_explicit(&ctx->live_cnt, memory_order_relaxed) <= 1 &&
+        atomic_load_explicit(&ctx->notify_kicks, memory_order_relaxed) ==
+            ctx->kicks_drained) {
+        return false;
+    }
+    return !poll_hit ||
            ctx->poll_len <
                atomic_load_explicit(&ctx->pollable_cnt, memory_order_relaxed);
 }
