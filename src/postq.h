@@ -34,18 +34,20 @@
 
 #include "ctx-internal.h"
 
-#define IOT_POSTQ_SLOTS 127  /* per chunk: 8 + 127 * 16 = 2040 bytes */
+#define IOT_POSTQ_SLOTS 127  /* per chunk: 127 * 16 + 8 = 2040 bytes */
 #define IOT_POSTQ_TAKE  1024 /* at most this many per queue per pass */
+#define IOT_POSTQ_LINE  4    /* slots per 64-byte cache line */
 
 typedef struct IotPostSlot {
     IotBhFunc *cb; /* NULL: opaque is an IotBh to run by its flags */
     void *opaque;
 } IotPostSlot;
 
+/* 64-byte aligned, so that slots 4k..4k+3 share one cache line. */
 typedef struct IotPostChunk {
+    _Alignas(64) IotPostSlot slot[IOT_POSTQ_SLOTS];
     /* [owner writes before publishing a slot in the next chunk] */
     struct IotPostChunk *next;
-    IotPostSlot slot[IOT_POSTQ_SLOTS];
 } IotPostChunk;
 
 struct IotPostQ {
@@ -65,13 +67,15 @@ struct IotPostQ {
     _Alignas(64) _Atomic uint64_t tail;
     /* Drained chunks, linked through ->next: the loop pushes each one
      * (CAS), the owner takes them all at once (exchange), so there is no
-     * ABA.  Chunks are reused, never freed before the queue. */
-    _Atomic(IotPostChunk *) returned;
+     * ABA.  Chunks are reused, never freed before the queue.  Not on the
+     * line of `tail`, which the producer writes at every post. */
+    _Alignas(64) _Atomic(IotPostChunk *) returned;
 
     /* The consumer's side: [home]. */
     _Alignas(64) IotPostChunk *c_chunk;
     unsigned c_idx;
-    uint64_t head; /* slots taken */
+    uint64_t head;      /* slots taken */
+    uint64_t seen_tail; /* tail at the previous pass */
     /* [postq_lock writes; the home thread walks it without the lock] */
     _Atomic(IotPostQ *) next;
 };
