@@ -95,6 +95,47 @@ static void test_fifo_across_chunks(void)
     ctx_teardown(ctx);
 }
 
+static int partial_runs;
+
+static void partial_cb(void *opaque)
+{
+    (void)opaque;
+    partial_runs++;
+}
+
+/* While a stream runs, a pass leaves the slots that share a cache line
+ * with the producer's next write; the next pass takes them if the
+ * producer has stopped.  Outside a stream, everything is taken at once. */
+static void test_partial_line(void)
+{
+    IotCtx *ctx = ctx_setup();
+
+    for (int relaxed = 0; relaxed <= 1; relaxed++) {
+        partial_runs = 0;
+        atomic_store(&ctx->post_relaxed, (bool)relaxed);
+        for (int i = 0; i < 10; i++) {
+            T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, partial_cb, NULL), 0);
+        }
+        T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+        /* 10 slots after 8, 16, ...: two share a line with slot 10. */
+        T_ASSERT_EQ(partial_runs, relaxed ? 8 : 10);
+        if (relaxed) {
+            atomic_store(&ctx->post_relaxed, true);
+            T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+            T_ASSERT_EQ(partial_runs, 10);
+        }
+        T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+        /* Line-align the queue again for the next round. */
+        for (int i = 0; i < 2; i++) {
+            T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, partial_cb, NULL), 0);
+        }
+        atomic_store(&ctx->post_relaxed, false);
+        while (iot_ctx_poll(ctx, false)) {
+        }
+    }
+    ctx_teardown(ctx);
+}
+
 /* ---- many producers, with relaxed posting allowed or not ---- */
 
 #define PRODUCERS 4
@@ -352,6 +393,7 @@ static void test_thread_outlives_context(void)
 int main(int argc, char **argv)
 {
     t_add("/postq/fifo-across-chunks", test_fifo_across_chunks);
+    t_add("/postq/partial-line", test_partial_line);
     t_add("/postq/stream/fenced", test_stream_fenced);
     t_add("/postq/stream/relaxed", test_stream_relaxed);
     t_add("/postq/relaxed-then-block", test_relaxed_then_block);
