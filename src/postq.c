@@ -313,10 +313,11 @@ size_t iot__postq_take(IotCtx *ctx, IotPostSlot **buf, size_t *cap)
                 q->c_idx = 0;
                 chunk_recycle(q, done);
             }
-            /* Four lines ahead (past the chunk's end is harmless): the
-             * lines come from the producer's cache, one transfer each,
-             * and this overlaps them. */
-            __builtin_prefetch(&q->c_chunk->slot[q->c_idx + 16]);
+            /* Four lines ahead: the lines come from the producer's
+             * cache, one transfer each, and this overlaps them. */
+            if (q->c_idx + 16 < IOT_POSTQ_SLOTS) {
+                __builtin_prefetch(&q->c_chunk->slot[q->c_idx + 16]);
+            }
             (*buf)[n++] = q->c_chunk->slot[q->c_idx++];
         }
         q->head += avail;

@@ -84,7 +84,7 @@ extern __thread IotPostQ *iot__postq_last;
 
 /* Ask for a line we are about to write, ahead of time: a chunk coming back
  * from the loop is in its cache, and a store that waits for the line holds
- * up the store buffer.  A hint only; past the chunk's end it is harmless. */
+ * up the store buffer.  A hint only. */
 static inline void iot__prefetchw(const void *p)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -132,7 +132,9 @@ static inline int iot__postq_push(IotCtx *ctx, IotBhFunc *cb, void *opaque)
         iot__postq_grow(q) < 0) {
         return -ENOMEM;
     }
-    iot__prefetchw(&q->p_chunk->slot[q->p_idx + 8]);
+    if (q->p_idx + 8 < IOT_POSTQ_SLOTS) {
+        iot__prefetchw(&q->p_chunk->slot[q->p_idx + 8]);
+    }
     q->p_chunk->slot[q->p_idx++] = (IotPostSlot){ cb, opaque };
     n = ++q->p_count;
     /* Release pairs with the load in iot__postq_take(): the slot (and a
