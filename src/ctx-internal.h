@@ -149,11 +149,13 @@ struct IotCtx {
     /* [home] io_uring: polled handlers without any io_poll callbacks.
      * Busy polling sees their completions in the ring, so they are never
      * walked while polling: only their windows count, through ring_max_ns
-     * (recomputed when the handler holding it shrinks).  Their 7 s idle
-     * rule is checked every IOT_POLL_IDLE_NS / 8 at most. */
+     * and the number of handlers at it (the list is walked again only when
+     * the last of those shrinks or leaves).  Their 7 s idle rule is
+     * checked every IOT_POLL_IDLE_NS / 8 at most. */
     IotHandler *ring_head;
     int ring_len;
     int64_t ring_max_ns;
+    int ring_max_cnt;
     bool ring_max_stale;
     int64_t ring_idle_scan_ns;
     bool poll_started; /* [home] io_poll_begin called */

@@ -44,6 +44,7 @@ static void params_refresh(IotCtx *ctx)
         h->poll_ns = 0;
     }
     ctx->ring_max_ns = 0;
+    ctx->ring_max_cnt = ctx->ring_len;
     ctx->ring_max_stale = false;
 }
 
@@ -117,6 +118,30 @@ static void list_unlink(IotHandler **head, IotHandler *h)
     h->poll_prev = h->poll_next = NULL;
 }
 
+/* Home thread.  The ring list's largest window and how many handlers have
+ * it, kept as windows come and go; only when the last of them shrinks or
+ * leaves is the list walked again (ring_max()). */
+static void ring_track_in(IotCtx *ctx, int64_t ns)
+{
+    if (ctx->ring_max_stale) {
+        return;
+    }
+    if (ns > ctx->ring_max_ns) {
+        ctx->ring_max_ns = ns;
+        ctx->ring_max_cnt = 1;
+    } else if (ns == ctx->ring_max_ns) {
+        ctx->ring_max_cnt++;
+    }
+}
+
+static void ring_track_out(IotCtx *ctx, int64_t ns)
+{
+    if (!ctx->ring_max_stale && ns == ctx->ring_max_ns &&
+        --ctx->ring_max_cnt == 0) {
+        ctx->ring_max_stale = true;
+    }
+}
+
 /* Home thread, walker.  Starts polling @h, which has just been ready. */
 void iot__poll_list_add(IotCtx *ctx, IotHandler *h)
 {
@@ -125,9 +150,7 @@ void iot__poll_list_add(IotCtx *ctx, IotHandler *h)
     if (h->on_ring_list) {
         list_link(&ctx->ring_head, h);
         ctx->ring_len++;
-        if (h->poll_ns > ctx->ring_max_ns) {
-            ctx->ring_max_ns = h->poll_ns;
-        }
+        ring_track_in(ctx, h->poll_ns);
         return;
     }
     list_link(&ctx->poll_head, h);
@@ -140,7 +163,7 @@ void iot__poll_list_remove(IotCtx *ctx, IotHandler *h)
     if (h->on_ring_list) {
         list_unlink(&ctx->ring_head, h);
         ctx->ring_len--;
-        ctx->ring_max_stale |= h->poll_ns == ctx->ring_max_ns;
+        ring_track_out(ctx, h->poll_ns);
     } else {
         list_unlink(&ctx->poll_head, h);
         ctx->poll_len--;
@@ -154,12 +177,11 @@ static int64_t ring_max(IotCtx *ctx)
 {
     if (ctx->ring_max_stale) {
         ctx->ring_max_ns = 0;
-        for (IotHandler *h = ctx->ring_head; h; h = h->poll_next) {
-            if (h->poll_ns > ctx->ring_max_ns) {
-                ctx->ring_max_ns = h->poll_ns;
-            }
-        }
+        ctx->ring_max_cnt = 0;
         ctx->ring_max_stale = false;
+        for (IotHandler *h = ctx->ring_head; h; h = h->poll_next) {
+            ring_track_in(ctx, h->poll_ns);
+        }
     }
     return ctx->ring_max_ns;
 }
@@ -167,12 +189,9 @@ static int64_t ring_max(IotCtx *ctx)
 /* Home thread.  @h's window changes to @ns. */
 static void poll_window_set(IotCtx *ctx, IotHandler *h, int64_t ns)
 {
-    if (h->on_ring_list) {
-        if (ns > ctx->ring_max_ns) {
-            ctx->ring_max_ns = ns;
-        } else if (ns < h->poll_ns && h->poll_ns == ctx->ring_max_ns) {
-            ctx->ring_max_stale = true;
-        }
+    if (h->on_ring_list && ns != h->poll_ns) {
+        ring_track_out(ctx, h->poll_ns);
+        ring_track_in(ctx, ns);
     }
     h->poll_ns = ns;
 }

@@ -683,6 +683,49 @@ static void test_io_uring_ring_list(void)
     iot_ctx_unref(ctx);
 }
 
+/* Two ring-list handlers at the largest window: one shrinking leaves the
+ * budget alone, the second brings it down. */
+static void test_io_uring_ring_max_count(void)
+{
+    IotCtx *ctx;
+    int a[2], b[2];
+
+    if (!use_io_uring()) {
+        return;
+    }
+    ctx = setup(32768, 0, 0);
+    T_ASSERT_EQ(pipe(a), 0);
+    T_ASSERT_EQ(pipe(b), 0);
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, a[0], nopoll_read, NULL, NULL, NULL, &a[0]), 0);
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, b[0], nopoll_read, NULL, NULL, NULL, &b[0]), 0);
+    fire_pipe(ctx, a[1], 1000); /* a: 4000 */
+    fire_pipe(ctx, b[1], 1000); /* b: 4000 */
+    fire_pipe(ctx, a[1], 5000); /* a: 8000 */
+    fire_pipe(ctx, b[1], 5000); /* b: 8000 */
+    T_ASSERT_EQ(ctx->ring_len, 2);
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, a[0]), 8000);
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, b[0]), 8000);
+    T_ASSERT_EQ(budget(ctx, b[1]), 8000);
+    T_ASSERT_EQ(ctx->ring_max_cnt, 2);
+    fire_pipe(ctx, a[1], 40000); /* a: reset to 0 */
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, a[0]), 0);
+    T_ASSERT_FALSE(ctx->ring_max_stale);
+    T_ASSERT_EQ(budget(ctx, b[1]), 8000);
+    fire_pipe(ctx, b[1], 40000); /* b: reset to 0 */
+    T_ASSERT_EQ(budget(ctx, b[1]), 0);
+
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, a[0], NULL, NULL, NULL, NULL, NULL), 0);
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, b[0], NULL, NULL, NULL, NULL, NULL), 0);
+    close(a[0]);
+    close(a[1]);
+    close(b[0]);
+    close(b[1]);
+    iot__test_clock = NULL;
+    iot_ctx_unref(ctx);
+}
+
 /* block_ns from the work's arrival: the producer's kick time replaces the
  * end of the wait when the loop slept and was kicked after it started. */
 static void test_block_ns_from_kick(void)
@@ -811,6 +854,7 @@ int main(int argc, char **argv)
           test_io_uring_polls_with_nonpollable);
     t_add("/poll/io_uring/idle-handler-removal", test_io_uring_idle_removal);
     t_add("/poll/io_uring/ring-list", test_io_uring_ring_list);
+    t_add("/poll/io_uring/ring-max-count", test_io_uring_ring_max_count);
     t_add("/poll/block-ns/from-kick", test_block_ns_from_kick);
     t_add("/poll/block-ns/kick-recorded", test_kick_time_recorded);
     t_add("/poll/io_uring/aio-max-batch", test_io_uring_max_batch);
