@@ -246,13 +246,14 @@ bool iot__bh_poll(IotCtx *ctx)
     bool progress = false;
 
     if (buf) {
-        size_t n = iot__postq_take(ctx, &buf->v, &buf->cap);
-        /* Out of memory growing the array: run what was taken; the rest
+        /* Out of memory growing the array: what was taken runs, the rest
          * waits in the queues for the next pass. */
-        slice.n = n == SIZE_MAX ? 0 : n;
+        slice.n = iot__postq_take(ctx, &buf->v, &buf->cap);
         slice.v = buf->v;
     }
-    ctx->bh_taken = slice.n;
+    if (depth == 0) {
+        ctx->bh_taken = slice.n; /* the outermost pass's, for relaxing */
+    }
     if (ctx->slice_tail) {
         ctx->slice_tail->next = &slice;
     } else {

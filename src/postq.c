@@ -220,11 +220,17 @@ static bool postq_reap(IotCtx *ctx, IotPostQ *q)
     return true;
 }
 
+/* Tests: the Nth growth of a slot array from now (1: the next) fails. */
+int iot__postq_fail_grow_at;
+
 static bool buf_reserve(IotPostSlot **buf, size_t *cap, size_t need)
 {
     size_t n = *cap ? *cap : 64;
     IotPostSlot *v;
 
+    if (iot__postq_fail_grow_at > 0 && --iot__postq_fail_grow_at == 0) {
+        return false;
+    }
     if (need <= *cap) {
         return true;
     }
@@ -304,7 +310,8 @@ size_t iot__postq_take(IotCtx *ctx, IotPostSlot **buf, size_t *cap)
             avail = IOT_POSTQ_TAKE;
         }
         if (!buf_reserve(buf, cap, n + avail)) {
-            return SIZE_MAX;
+            /* What was taken runs; this queue and the rest wait. */
+            return n;
         }
         for (uint64_t i = 0; i < avail; i++) {
             if (q->c_idx == IOT_POSTQ_SLOTS) {

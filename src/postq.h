@@ -154,9 +154,11 @@ static inline int iot__postq_push(IotCtx *ctx, IotBhFunc *cb, void *opaque)
 
 /* Home thread.  Moves up to IOT_POSTQ_TAKE published slots of each queue
  * into @buf (grown as needed), FIFO per queue; unlinks the queues of
- * exited threads once they are empty.  Returns the number taken, or
- * SIZE_MAX if @buf could not grow (what was taken stays in *buf). */
+ * exited threads once they are empty.  Returns the number taken.  If @buf
+ * cannot grow, the queues not taken from yet keep their slots for a later
+ * pass. */
 size_t iot__postq_take(IotCtx *ctx, IotPostSlot **buf, size_t *cap);
+extern int iot__postq_fail_grow_at; /* tests: the Nth growth fails */
 
 /* Home thread.  Calls @visit on every published slot not yet taken, in
  * queue order, until it returns true; returns true if one did. */

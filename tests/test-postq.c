@@ -390,6 +390,72 @@ static void test_thread_outlives_context(void)
     pthread_mutex_destroy(&o.lock);
 }
 
+/* ---- out of memory ---- */
+
+static int oom_next[2], oom_bad, bh_runs_oom;
+
+static void oom_cb(void *opaque)
+{
+    int v = (int)(intptr_t)opaque, q = v / 100, i = v % 100;
+
+    oom_bad += i != oom_next[q];
+    oom_next[q] = i + 1;
+}
+
+static void oom_bh_cb(void *opaque)
+{
+    (void)opaque;
+    bh_runs_oom++;
+}
+
+static void *oom_thread(void *opaque)
+{
+    IotCtx *ctx = opaque;
+
+    for (int i = 0; i < 5; i++) {
+        T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, oom_cb, (void *)(intptr_t)i),
+                    0);
+    }
+    return NULL;
+}
+
+/* The slot array cannot grow for the second queue of a pass: what the
+ * first gave runs, the second keeps its slots (one-shots and a BH) for
+ * the next pass, and the BH can be scheduled again afterwards. */
+static void test_take_enomem(void)
+{
+    IotCtx *ctx = ctx_setup();
+    IotBh *bh = iot_bh_new(ctx, oom_bh_cb, NULL);
+    int first;
+
+    oom_next[0] = oom_next[1] = oom_bad = bh_runs_oom = 0;
+    pthread_join(start_thread(oom_thread, ctx), NULL);
+    for (int i = 0; i < 5; i++) {
+        T_ASSERT_EQ(
+            iot_bh_schedule_oneshot(ctx, oom_cb, (void *)(intptr_t)(100 + i)),
+            0);
+    }
+    iot_bh_schedule(bh);
+    T_ASSERT_EQ(queue_count(ctx), 2);
+    iot__postq_fail_grow_at = 2;
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    first = oom_next[0] + oom_next[1] + bh_runs_oom;
+    T_ASSERT(first == 5 || first == 6);
+    T_ASSERT_EQ(iot__bh_timeout(ctx), 0); /* the rest is due */
+    while (iot_ctx_poll(ctx, false)) {
+    }
+    T_ASSERT_EQ(oom_next[0], 5);
+    T_ASSERT_EQ(oom_next[1], 5);
+    T_ASSERT_EQ(oom_bad, 0);
+    T_ASSERT_EQ(bh_runs_oom, 1);
+    iot_bh_schedule(bh);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(bh_runs_oom, 2);
+    iot_bh_delete(bh);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    ctx_teardown(ctx);
+}
+
 int main(int argc, char **argv)
 {
     t_add("/postq/fifo-across-chunks", test_fifo_across_chunks);
@@ -398,6 +464,7 @@ int main(int argc, char **argv)
     t_add("/postq/stream/relaxed", test_stream_relaxed);
     t_add("/postq/relaxed-then-block", test_relaxed_then_block);
     t_add("/postq/exited-thread", test_exited_thread);
+    t_add("/postq/take-enomem", test_take_enomem);
     t_add("/postq/context-gone", test_context_gone);
     t_add("/postq/thread-outlives-context", test_thread_outlives_context);
     return t_run(argc, argv);
