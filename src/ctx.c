@@ -206,12 +206,16 @@ void iot_ctx_notify(IotCtx *ctx)
         return;
     }
     if (atomic_load_explicit(&ctx->notify_me, memory_order_seq_cst)) {
-        atomic_fetch_add_explicit(&ctx->notify_kicks, 1, memory_order_relaxed);
         /* The slow path only, beside a system call: when the work came,
          * for the loop's block_ns. */
         atomic_store_explicit(&ctx->kick_ns, iot__now_ns(),
                               memory_order_relaxed);
         iot_event_set(&ctx->notifier);
+        /* Counted after the write: a loop that drains the eventfd after
+         * seeing this count (kicks_drained, fd.c) drains this write too,
+         * so a readable eventfd always has a count it has not drained
+         * (need_fd_wait() in poll.c relies on it). */
+        atomic_fetch_add_explicit(&ctx->notify_kicks, 1, memory_order_relaxed);
     }
 }
 
