@@ -165,6 +165,7 @@ struct IotCtx {
     IotFdmonKind fdmon_kind;            /* [const] as requested */
     void *iou;           /* [list: set once, before fdmon] io_uring state */
     bool iou_failed;     /* [home] AUTO: the ring could not be set up */
+    bool gsource_pinned; /* [list] a GLib source watches the backend's fd */
     int epollfd;         /* [list] or -1 */
     struct pollfd *pfds; /* [home] poll backend arrays */
     IotHandler **pfd_handlers; /* [home] */

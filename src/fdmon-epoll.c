@@ -131,6 +131,9 @@ int iot__fdmon_epoll_enable(IotCtx *ctx)
     if (iot__fdmon(ctx) == &iot__fdmon_epoll_ops) {
         return 0;
     }
+    if (ctx->iou) {
+        return -EBUSY; /* io_uring is never replaced */
+    }
     ctx->epollfd = epoll_create1(EPOLL_CLOEXEC);
     if (ctx->epollfd < 0) {
         ret = -errno;

@@ -402,8 +402,14 @@ int iot__fdmon_io_uring_setup(IotCtx *ctx)
 
 int iot__fdmon_io_uring_enable(IotCtx *ctx)
 {
-    int ret = ring_new(ctx);
+    int ret;
 
+    /* Only from poll, and never under a GLib source's feet. */
+    if (ctx->iou || ctx->gsource_pinned ||
+        iot__fdmon(ctx) != &iot__fdmon_poll_ops) {
+        return -EBUSY;
+    }
+    ret = ring_new(ctx);
     if (ret < 0) {
         return ret;
     }
@@ -442,13 +448,19 @@ int iot__fdmon_gsource_fd(IotCtx *ctx)
 {
     int ret;
 
-    if (ctx->iou) {
-        return iou(ctx)->ring.ring_fd;
-    }
+    /* Decided under the list mutex, which every backend switch holds, and
+     * pinned: AUTO must not move the context away from the fd GLib
+     * watches (fdmon-poll.c auto_upgrade()). */
     iot__lockcnt_lock(&ctx->list_lock);
-    ret = iot__fdmon_epoll_enable(ctx);
+    ctx->gsource_pinned = true;
+    if (ctx->iou) {
+        ret = iou(ctx)->ring.ring_fd;
+    } else {
+        ret = iot__fdmon_epoll_enable(ctx);
+        ret = ret < 0 ? ret : ctx->epollfd;
+    }
     iot__lockcnt_unlock(&ctx->list_lock);
-    return ret < 0 ? ret : ctx->epollfd;
+    return ret;
 }
 
 #else /* !IOT_HAVE_IO_URING */
@@ -483,6 +495,7 @@ int iot__fdmon_gsource_fd(IotCtx *ctx)
     int ret;
 
     iot__lockcnt_lock(&ctx->list_lock);
+    ctx->gsource_pinned = true;
     ret = iot__fdmon_epoll_enable(ctx);
     iot__lockcnt_unlock(&ctx->list_lock);
     return ret < 0 ? ret : ctx->epollfd;

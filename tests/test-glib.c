@@ -6,6 +6,7 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <iothread/all.h>
@@ -239,6 +240,34 @@ static void test_event(void)
     teardown();
 }
 
+/* An AUTO context watched by GLib stays on the backend whose fd GLib
+ * watches: its first fd handler does not move it to io_uring (GLib would
+ * sleep through that handler), even when a poll iteration runs it. */
+static void test_auto_pinned(void)
+{
+    IotEvent e;
+    const char *b;
+
+    setup();
+    /* epoll for AUTO; io_uring when IOTHREAD_FDMON asks for it. */
+    b = iot_ctx_fdmon_name(ctx);
+    T_ASSERT_TRUE(ctx->gsource_pinned);
+    T_ASSERT_EQ(iot_event_init(&e, false), 0);
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &e, event_read, NULL, NULL), 0);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false)); /* a direct iteration too */
+    T_ASSERT_STR(iot_ctx_fdmon_name(ctx), b);
+    event_reads = 0;
+    T_ASSERT_EQ(iot_event_set(&e), 0);
+    while (event_reads < 1) {
+        iterate(TRUE);
+    }
+    T_ASSERT_STR(iot_ctx_fdmon_name(ctx), b);
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &e, NULL, NULL, NULL), 0);
+    drain();
+    iot_event_cleanup(&e);
+    teardown();
+}
+
 static int dummy_reads;
 
 static void dummy_read(IotEvent *e)
@@ -398,6 +427,7 @@ int main(int argc, char **argv)
     t_add("/aio-gsource/bh/callback-delete/one", test_bh_callback_delete_one);
     t_add("/aio-gsource/bh/flush", test_bh_flush);
     t_add("/aio-gsource/event/add-remove-wait-flush", test_event);
+    t_add("/aio-gsource/auto-stays-pinned", test_auto_pinned);
     t_add("/aio-gsource/event/wait/no-flush-cb", test_event_wait_no_flush_cb);
     t_add("/aio-gsource/timer/schedule", test_timer);
     t_add("/glib/iothread-gmain-context", test_iothread_gmain_context);
