@@ -394,6 +394,10 @@ static bool dispatch_handler(IotCtx *ctx, IotHandler *h)
      * likely to continue.  With io_uring that includes handlers without
      * io_poll: their completions are seen from user space while polling,
      * and their windows count towards the polling budget. */
+    if (h->on_ring_list) {
+        /* Active: the next idle scan starts its 7 s again. */
+        h->poll_idle_deadline = 0;
+    }
     if (!h->in_poll_list && (h->pollable || iot__fdmon(ctx)->userspace_poll)) {
         iot__poll_list_add(ctx, h);
         if (ctx->poll_started && h->ops.poll_begin) {
