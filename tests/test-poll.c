@@ -195,6 +195,18 @@ static void nopoll_read(void *opaque)
     }
 }
 
+/* Removes the pipe handler, closes the pipe, drops the fake clock and
+ * the context. */
+static void pipe_teardown(IotCtx *ctx, int pipefd[2])
+{
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, pipefd[0], NULL, NULL, NULL, NULL, NULL), 0);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    iot__test_clock = NULL;
+    iot_ctx_unref(ctx);
+}
+
 static void test_window_rules(void)
 {
     IotCtx *ctx = setup(32768, 0, 0);
@@ -247,12 +259,7 @@ static void test_window_rules(void)
     T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 0);
 
     probe_remove(ctx, &p);
-    T_ASSERT_EQ(
-        iot_fd_set_handler(ctx, pipefd[0], NULL, NULL, NULL, NULL, NULL), 0);
-    close(pipefd[0]);
-    close(pipefd[1]);
-    iot__test_clock = NULL;
-    iot_ctx_unref(ctx);
+    pipe_teardown(ctx, pipefd);
 }
 
 /* Section 9 item 5: the budget is the largest window among polled
@@ -675,12 +682,7 @@ static void test_io_uring_ring_list(void)
 
     iot_timer_free(t);
     probe_remove(ctx, &p);
-    T_ASSERT_EQ(
-        iot_fd_set_handler(ctx, pipefd[0], NULL, NULL, NULL, NULL, NULL), 0);
-    close(pipefd[0]);
-    close(pipefd[1]);
-    iot__test_clock = NULL;
-    iot_ctx_unref(ctx);
+    pipe_teardown(ctx, pipefd);
 }
 
 /* Two ring-list handlers at the largest window: one shrinking leaves the
