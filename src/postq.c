@@ -175,6 +175,17 @@ static void chunk_recycle(IotPostQ *q, IotPostChunk *c)
     IotPostChunk *head =
         atomic_load_explicit(&q->returned, memory_order_relaxed);
 
+    /* Keep what a steady stream needs, not what a burst left behind: a
+     * backlog of a million posts must not stay allocated for good.  An
+     * empty stack means the producer took all of it. */
+    if (!head) {
+        q->c_returned = 0;
+    }
+    if (q->c_returned >= IOT_POSTQ_KEEP) {
+        free(c);
+        return;
+    }
+    q->c_returned++;
     do {
         c->next = head;
         /* Release pairs with the acquire exchange in iot__postq_grow(). */

@@ -37,6 +37,7 @@
 #define IOT_POSTQ_SLOTS 127  /* per chunk: 127 * 16 + 8 = 2040 bytes */
 #define IOT_POSTQ_TAKE  1024 /* at most this many per queue per pass */
 #define IOT_POSTQ_LINE  4    /* slots per 64-byte cache line */
+#define IOT_POSTQ_KEEP  32   /* drained chunks kept for reuse (64 KiB) */
 
 typedef struct IotPostSlot {
     IotBhFunc *cb; /* NULL: opaque is an IotBh to run by its flags */
@@ -74,8 +75,9 @@ struct IotPostQ {
     /* The consumer's side: [home]. */
     _Alignas(64) IotPostChunk *c_chunk;
     unsigned c_idx;
-    uint64_t head;      /* slots taken */
-    uint64_t seen_tail; /* tail at the previous pass */
+    uint64_t head;       /* slots taken */
+    uint64_t seen_tail;  /* tail at the previous pass */
+    unsigned c_returned; /* pushed on `returned` since it was last empty */
     /* [postq_lock writes; the home thread walks it without the lock] */
     _Atomic(IotPostQ *) next;
 };

@@ -390,6 +390,41 @@ static void test_thread_outlives_context(void)
     pthread_mutex_destroy(&o.lock);
 }
 
+static int count_chunks(IotPostChunk *c)
+{
+    int n = 0;
+
+    for (; c; c = c->next) {
+        n++;
+    }
+    return n;
+}
+
+static void nop_cb(void *opaque)
+{
+    (void)opaque;
+}
+
+/* A burst's backlog is not kept for good: at most IOT_POSTQ_KEEP drained
+ * chunks wait for reuse. */
+static void test_burst_memory_returned(void)
+{
+    IotCtx *ctx = ctx_setup();
+    long n = (long)IOT_POSTQ_SLOTS * (IOT_POSTQ_KEEP * 4);
+    IotPostQ *q;
+
+    for (long i = 0; i < n; i++) {
+        T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, nop_cb, NULL), 0);
+    }
+    while (iot_ctx_poll(ctx, false)) {
+    }
+    q = atomic_load(&ctx->postqs);
+    T_ASSERT(q != NULL);
+    T_ASSERT(count_chunks(atomic_load(&q->returned)) <= IOT_POSTQ_KEEP);
+    T_ASSERT(count_chunks(q->p_free) == 0);
+    ctx_teardown(ctx);
+}
+
 /* ---- out of memory ---- */
 
 static int oom_next[2], oom_bad, bh_runs_oom;
@@ -465,6 +500,7 @@ int main(int argc, char **argv)
     t_add("/postq/relaxed-then-block", test_relaxed_then_block);
     t_add("/postq/exited-thread", test_exited_thread);
     t_add("/postq/take-enomem", test_take_enomem);
+    t_add("/postq/burst-memory-returned", test_burst_memory_returned);
     t_add("/postq/context-gone", test_context_gone);
     t_add("/postq/thread-outlives-context", test_thread_outlives_context);
     return t_run(argc, argv);
