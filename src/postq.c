@@ -116,6 +116,12 @@ IotPostQ *iot__postq_lookup(IotCtx *ctx)
     }
     /* The producer's and the consumer's fields are on separate lines
      * (_Alignas(64)), which calloc does not promise. */
+    pthread_once(&tls_once, tls_key_create);
+    /* The key's destructor (tls_destroy) hands our queues over at thread
+     * exit; without it they would never be freed: refuse as ENOMEM. */
+    if (pthread_setspecific(tls_key, (void *)1) != 0) {
+        return NULL;
+    }
     q = aligned_alloc(_Alignof(IotPostQ), sizeof(*q));
     if (!q) {
         return NULL;
@@ -128,8 +134,6 @@ IotPostQ *iot__postq_lookup(IotCtx *ctx)
     }
     q->ctx_id = ctx->id;
     atomic_init(&q->refs, 2);
-    pthread_once(&tls_once, tls_key_create);
-    pthread_setspecific(tls_key, (void *)1); /* runs tls_destroy at exit */
     q->tls_next = tls_queues;
     tls_queues = q;
 
