@@ -7,6 +7,7 @@
  * harness turns into a failure.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include <iothread/all.h>
 
 #include "ctx-internal.h"
+#include "postq.h"
 #include "harness.h"
 
 #define NPRODUCERS 4
@@ -286,9 +288,94 @@ static void test_churn(void)
     iot_ctx_unref(ctx);
 }
 
+/* ---- short-lived producer threads into a running IOThread ---- */
+
+#define WAVE 4 /* threads alive at once */
+
+typedef struct PChurn {
+    IotCtx *ctx;
+    long per_thread;
+    atomic_long ran;
+} PChurn;
+
+static void pchurn_post_cb(void *opaque)
+{
+    atomic_fetch_add_explicit(&((PChurn *)opaque)->ran, 1,
+                              memory_order_relaxed);
+}
+
+static void *pchurn_producer(void *opaque)
+{
+    PChurn *c = opaque;
+
+    for (long i = 0; i < c->per_thread; i++) {
+        T_ASSERT_EQ(iot_bh_schedule_oneshot(c->ctx, pchurn_post_cb, c), 0);
+    }
+    return NULL; /* its queue is orphaned here, mid-stream */
+}
+
+typedef struct QueueCount {
+    IotCtx *ctx;
+    atomic_int n; /* -1 until the BH ran */
+} QueueCount;
+
+static void count_queues_cb(void *opaque)
+{
+    QueueCount *qc = opaque;
+    int n = 0;
+
+    for (IotPostQ *q = atomic_load(&qc->ctx->postqs); q;
+         q = atomic_load(&q->next)) {
+        n++;
+    }
+    atomic_store(&qc->n, n);
+}
+
+/* Threads that post a stream and exit, a few at a time, while the IOThread
+ * takes from their queues and reaps them: every post runs once, and no
+ * queue of an exited thread is left (LSan and TSan watch the rest). */
+static void test_producer_churn(void)
+{
+    IotThread *t = iot_thread_new("churn", NULL, NULL);
+    PChurn c = { .per_thread = stress_count(2000) };
+    long threads = t_scale(64, 4);
+    QueueCount qc;
+
+    T_ASSERT(t != NULL);
+    c.ctx = iot_thread_ctx(t);
+    atomic_init(&c.ran, 0);
+    for (long k = 0; k < threads; k += WAVE) {
+        pthread_t tid[WAVE];
+        for (int i = 0; i < WAVE; i++) {
+            T_ASSERT_EQ(pthread_create(&tid[i], NULL, pchurn_producer, &c), 0);
+        }
+        for (int i = 0; i < WAVE; i++) {
+            pthread_join(tid[i], NULL);
+        }
+    }
+    while (atomic_load(&c.ran) < c.per_thread * threads) {
+        sched_yield();
+    }
+    T_ASSERT_EQ(atomic_load(&c.ran), c.per_thread * threads);
+    /* Only this thread's queue remains once the loop has looked again. */
+    for (;;) {
+        qc = (QueueCount){ .ctx = c.ctx };
+        atomic_init(&qc.n, -1);
+        T_ASSERT_EQ(iot_bh_schedule_oneshot(c.ctx, count_queues_cb, &qc), 0);
+        while (atomic_load(&qc.n) < 0) {
+            sched_yield();
+        }
+        if (atomic_load(&qc.n) <= 1) {
+            break;
+        }
+    }
+    T_ASSERT_EQ(iot_thread_destroy(t, NULL), 0);
+}
+
 int main(int argc, char **argv)
 {
     t_add("/stress/bh/4-producers", test_bh_producers);
     t_add("/stress/churn/handlers-and-timers", test_churn);
+    t_add("/stress/bh/short-lived-producers", test_producer_churn);
     return t_run(argc, argv);
 }
