@@ -5,6 +5,7 @@
  * GMainContext running GLib sources on that IOThread.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -268,6 +269,74 @@ static void test_auto_pinned(void)
     teardown();
 }
 
+/* A GLib loop asleep on an io_uring context's ring fd wakes when another
+ * thread makes a watched fd ready: the ring is set up with COOP_TASKRUN,
+ * whose completions wait for a kernel entry, and the sleeping poll() must
+ * still see them. */
+static int ring_pipe[2];
+static atomic_int ring_reads;
+
+static void ring_pipe_read(void *opaque)
+{
+    char buf[8];
+
+    (void)opaque;
+    if (read(ring_pipe[0], buf, sizeof(buf)) > 0) {
+        atomic_fetch_add(&ring_reads, 1);
+    }
+}
+
+static void *ring_writer(void *opaque)
+{
+    IotCtx *c = opaque;
+
+    /* GLib's prepare announced the wait (bit 0 of notify_me). */
+    while (!(atomic_load(&c->notify_me) & 1)) {
+        sched_yield();
+    }
+    T_ASSERT_EQ(write(ring_pipe[1], "x", 1), 1);
+    return NULL;
+}
+
+static void test_io_uring_cross_thread_wakes(void)
+{
+    IotCtxOptions opts = { .fdmon = IOT_FDMON_IO_URING };
+    GMainContext *g;
+    GSource *s;
+    pthread_t tid;
+    IotCtx *c = iot_ctx_new_full(&opts, NULL);
+
+    if (!c) {
+        return; /* no io_uring here */
+    }
+    T_ASSERT_EQ(iot_ctx_set_current(c), 0);
+    g = g_main_context_new();
+    s = iot_ctx_new_gsource(c);
+    T_ASSERT(s);
+    g_source_attach(s, g);
+    T_ASSERT_EQ(pipe(ring_pipe), 0);
+    T_ASSERT_EQ(iot_fd_set_handler(c, ring_pipe[0], ring_pipe_read, NULL, NULL,
+                                   NULL, NULL),
+                0);
+    while (g_main_context_iteration(g, FALSE)) {
+    }
+    atomic_store(&ring_reads, 0);
+    T_ASSERT_EQ(pthread_create(&tid, NULL, ring_writer, c), 0);
+    while (atomic_load(&ring_reads) == 0) {
+        g_main_context_iteration(g, TRUE); /* a hang fails the case */
+    }
+    pthread_join(tid, NULL);
+    T_ASSERT_EQ(
+        iot_fd_set_handler(c, ring_pipe[0], NULL, NULL, NULL, NULL, NULL), 0);
+    close(ring_pipe[0]);
+    close(ring_pipe[1]);
+    g_source_destroy(s);
+    g_source_unref(s);
+    g_main_context_unref(g);
+    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+    iot_ctx_unref(c);
+}
+
 static int dummy_reads;
 
 static void dummy_read(IotEvent *e)
@@ -428,6 +497,8 @@ int main(int argc, char **argv)
     t_add("/aio-gsource/bh/flush", test_bh_flush);
     t_add("/aio-gsource/event/add-remove-wait-flush", test_event);
     t_add("/aio-gsource/auto-stays-pinned", test_auto_pinned);
+    t_add("/aio-gsource/io_uring/cross-thread-fd-wakes",
+          test_io_uring_cross_thread_wakes);
     t_add("/aio-gsource/event/wait/no-flush-cb", test_event_wait_no_flush_cb);
     t_add("/aio-gsource/timer/schedule", test_timer);
     t_add("/glib/iothread-gmain-context", test_iothread_gmain_context);
