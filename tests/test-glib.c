@@ -269,10 +269,6 @@ static void test_auto_pinned(void)
     teardown();
 }
 
-/* A GLib loop asleep on an io_uring context's ring fd wakes when another
- * thread makes a watched fd ready: the ring is set up with COOP_TASKRUN,
- * whose completions wait for a kernel entry, and the sleeping poll() must
- * still see them. */
 static int ring_pipe[2];
 static atomic_int ring_reads;
 
@@ -298,6 +294,10 @@ static void *ring_writer(void *opaque)
     return NULL;
 }
 
+/* A GLib loop asleep on an io_uring context's ring fd wakes when another
+ * thread makes a watched fd ready: the ring is set up with COOP_TASKRUN,
+ * whose completions wait for a kernel entry, and the sleeping poll() must
+ * still see them. */
 static void test_io_uring_cross_thread_wakes(void)
 {
     IotCtxOptions opts = { .fdmon = IOT_FDMON_IO_URING };
