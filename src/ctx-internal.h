@@ -221,6 +221,10 @@ IotHandler *iot__ready_pop(IotReadyList *list);
 void iot__pool_free(IotCtx *ctx);         /* finalize: waits for the workers */
 bool iot__pool_is_worker_of(IotCtx *ctx); /* any thread: is it ours? */
 extern int64_t iot__pool_idle_ns; /* idle worker timeout; tests shorten it */
+/* Tests: hold or release the pool's lock (the pool must exist), and the
+ * queued count read without it. */
+void iot__pool_lock_for_test(IotCtx *ctx, bool lock);
+unsigned iot__pool_queued(IotCtx *ctx);
 
 /* timer.c */
 void iot__timers_init(IotCtx *ctx);

@@ -2,15 +2,30 @@
 /*
  * The per-context thread pool (section 5 of the specification).
  *
- * Work flows one way: the home thread queues it (under the pool mutex), a
- * worker pops it (under the mutex), runs it and pushes it on a lock-free
- * done list without taking the mutex again, and the done BH moves it to a
- * home-thread FIFO and runs its completion.  One lock per item on each
- * side; a cancel needs the lock only while the work is still queued.
+ * Work flows one way, and no step of it takes the pool lock.  The home
+ * thread appends the work to a ring of pointers and publishes the new
+ * tail; a worker claims the oldest index with a CAS on head, runs the work
+ * and pushes it on a lock-free done list; the done BH moves it to a
+ * home-thread FIFO and runs its completion.  The lock guards the workers'
+ * lives instead: how many there are, the stack of idle ones, start-up and
+ * exit.  The home thread takes it only to wake an idle worker or to start
+ * one, a worker only to go idle or to exit, so a busy pool hands work over
+ * without a lock per item.
  *
- *                  queue (lock)   done list (CAS)   done FIFO   counters
- * home thread      push, cancel   take              yes         lock
- * workers          pop            push              no          atomic
+ *                  ring          done list (CAS)   done FIFO   workers
+ * home thread      push, grow    take              yes         lock
+ * workers          claim         push              no          lock
+ *
+ * The wake-up is a Dekker pair: the home thread stores the tail, then
+ * loads the idle count; a worker going idle raises the count, then loads
+ * the tail.  Both seq_cst, so at least one of them sees the other (model:
+ * docs/spin/pool.promela).
+ *
+ * A cancel races with the claim on the work's state: QUEUED -> CANCELLED
+ * against QUEUED -> ACTIVE, and one CAS wins.  Cancelled work stays in the
+ * ring until a worker claims its index (or the pool is freed), so from the
+ * cancel on its memory has two owners, the ring and the completion, and
+ * the last one frees it.
  *
  * New workers are started from a BH on the home thread, so they inherit
  * its CPU affinity and no lock is held while a thread is created.
@@ -26,7 +41,7 @@
 
 #include "ctx-internal.h"
 
-enum { WORK_QUEUED, WORK_ACTIVE, WORK_DONE };
+enum { WORK_QUEUED, WORK_ACTIVE, WORK_DONE, WORK_CANCELLED };
 
 struct IotWork {
     IotPool *pool;         /* [const] */
@@ -34,32 +49,68 @@ struct IotWork {
     void *arg;             /* [const] */
     IotWorkDoneFunc *done; /* [const] */
     void *opaque;          /* [const] */
-    /* WORK_*: QUEUED -> ACTIVE (a worker's pop) and QUEUED -> DONE (a
-     * cancel) under the pool lock; ACTIVE -> DONE by the worker alone. */
+    /* WORK_*: QUEUED -> ACTIVE by the worker that claimed it, QUEUED ->
+     * CANCELLED by a cancel (a CAS each: one wins), ACTIVE -> DONE by that
+     * worker. */
     atomic_int state;
-    int ret; /* [the worker, or a cancel under the lock; then home] */
-    IotWork *qprev, *qnext; /* [pool lock] the request queue */
-    IotWork *dnext;         /* done list, then the home FIFO */
+    /* Counted only once CANCELLED: the ring's and the completion's. */
+    atomic_int refs;
+    int ret;        /* [the worker, or the cancel; then home] */
+    IotWork *dnext; /* done list, then the home FIFO */
 };
 
+/*
+ * The request ring.  Index i lives in slot[i & mask]; indices count up for
+ * the pool's life (64 bits do not wrap).  A full ring is replaced by a
+ * copy twice its size; the old one stays until the pool is freed, since a
+ * worker may still be reading it.
+ */
+typedef struct PoolRing {
+    struct PoolRing *older;    /* [home] the ring this one replaced */
+    uint64_t mask;             /* [const] */
+    _Atomic(IotWork *) slot[]; /* [home writes, workers read] */
+} PoolRing;
+
+#define POOL_RING_MIN 64 /* slots in a new pool's ring */
+
+/* A worker waiting for work, on the pool's stack of idle workers. */
+typedef struct PoolWaiter {
+    pthread_cond_t cond;     /* its own: a wake-up picks one worker */
+    struct PoolWaiter *next; /* [lock] */
+    bool woken;              /* [lock] taken off the stack by a waker */
+} PoolWaiter;
+
 struct IotPool {
-    IotCtx *ctx;
-    pthread_mutex_t lock;
-    pthread_cond_t request_cond;  /* [lock] work queued, or resize/stop */
-    pthread_cond_t stopped_cond;  /* [lock] a worker exited */
-    IotWork *qhead, *qtail;       /* [lock] FIFO of QUEUED work */
-    unsigned cur;                 /* [lock] workers alive or being started */
-    unsigned idle;                /* [lock] workers waiting for work */
-    unsigned backlog;             /* [lock] workers still to start */
-    unsigned queued;              /* [lock] */
-    atomic_uint active;           /* [lock increments; the worker decrements] */
-    int64_t min, max;             /* [lock] */
-    bool stopping;                /* [lock] */
-    IotBh *spawn_bh;              /* [const] starts the backlog */
-    IotBh *done_bh;               /* [const] runs completions */
-    _Atomic(IotWork *) done_list; /* [any pushes, home takes] LIFO */
+    IotCtx *ctx;                    /* [const] */
+    IotBh *spawn_bh;                /* [const] starts the backlog */
+    IotBh *done_bh;                 /* [const] runs completions */
+    uint64_t head_seen;             /* [home] head at its last look */
     IotWork *fifo_head, *fifo_tail; /* [home] completions to run */
     long outstanding;               /* [home] submitted, not completed */
+
+    /* [home stores; workers load].  The tail's store is seq_cst: release
+     * for the slots and the work behind them (pairs with the acquire in
+     * ring_claim()), and the first half of the wake-up's Dekker pair. */
+    _Alignas(64) _Atomic uint64_t tail;
+    _Atomic(PoolRing *) ring; /* release: pairs with ring_claim() */
+    atomic_uint tombstones;   /* cancelled work not claimed yet */
+
+    /* [workers CAS]: indices below it are claimed. */
+    _Alignas(64) _Atomic uint64_t head;
+
+    _Alignas(64) _Atomic(IotWork *) done_list; /* [any pushes, home takes] */
+
+    /* Written under the lock; those that are atomic are also read
+     * without it, as hints that the lock confirms. */
+    _Alignas(64) pthread_mutex_t lock;
+    pthread_cond_t stopped_cond; /* [lock] a worker exited */
+    PoolWaiter *waiters;         /* [lock] idle workers, LIFO */
+    atomic_uint idle;            /* waiters on the stack; see ring_push() */
+    atomic_uint cur;             /* workers alive or being started */
+    atomic_uint backlog;         /* workers still to start */
+    _Atomic int64_t min, max;
+    atomic_bool stopping;
+    atomic_uint active; /* [the worker running it, atomic] */
 };
 
 /* The pool whose worker the calling thread is, or NULL. */
@@ -79,23 +130,125 @@ static IotPool *ctx_pool(IotCtx *ctx)
     return atomic_load_explicit(&ctx->pool, memory_order_acquire);
 }
 
-/* ---- workers ---- */
+/* Shorthands for the counters written under the lock. */
+#define LOAD(f)     atomic_load_explicit(&(f), memory_order_relaxed)
+#define STORE(f, v) atomic_store_explicit(&(f), (v), memory_order_relaxed)
 
-/* Lock held.  Unlinks @w from the request queue. */
-static void queue_unlink(IotPool *p, IotWork *w)
+/* ---- the request ring ---- */
+
+static PoolRing *ring_new(uint64_t slots)
 {
-    if (w->qprev) {
-        w->qprev->qnext = w->qnext;
-    } else {
-        p->qhead = w->qnext;
+    PoolRing *r = calloc(1, sizeof(*r) + slots * sizeof(r->slot[0]));
+
+    if (r) {
+        r->mask = slots - 1;
     }
-    if (w->qnext) {
-        w->qnext->qprev = w->qprev;
-    } else {
-        p->qtail = w->qprev;
+    return r;
+}
+
+/* Home thread.  Replaces the full ring @old by one twice its size that
+ * holds the same unclaimed indices, head_seen to @tail. */
+static PoolRing *ring_grow(IotPool *p, PoolRing *old, uint64_t tail)
+{
+    PoolRing *r = ring_new((old->mask + 1) * 2);
+
+    if (!r) {
+        return NULL;
     }
-    w->qprev = w->qnext = NULL;
-    p->queued--;
+    for (uint64_t i = p->head_seen; i != tail; i++) {
+        atomic_store_explicit(&r->slot[i & r->mask],
+                              atomic_load_explicit(&old->slot[i & old->mask],
+                                                   memory_order_relaxed),
+                              memory_order_relaxed);
+    }
+    r->older = old;
+    /* Release pairs with the acquire in ring_claim(): a worker that sees
+     * this ring sees its slots. */
+    atomic_store_explicit(&p->ring, r, memory_order_release);
+    return r;
+}
+
+/* Home thread.  Appends @w and publishes it; false if the ring is full
+ * and cannot grow. */
+static bool ring_push(IotPool *p, IotWork *w)
+{
+    PoolRing *r = atomic_load_explicit(&p->ring, memory_order_relaxed);
+    uint64_t t = atomic_load_explicit(&p->tail, memory_order_relaxed);
+
+    if (t - p->head_seen > r->mask) {
+        /* Acquire pairs with the release CAS in ring_claim(): the claimer
+         * of the index whose slot is reused below has read it. */
+        p->head_seen = atomic_load_explicit(&p->head, memory_order_acquire);
+        if (t - p->head_seen > r->mask && !(r = ring_grow(p, r, t))) {
+            return false;
+        }
+    }
+    atomic_store_explicit(&r->slot[t & r->mask], w, memory_order_relaxed);
+    /* seq_cst: see the tail's comment.  Its Dekker partner is the idle
+     * count's seq_cst increment and tail load in worker_wait(). */
+    atomic_store_explicit(&p->tail, t + 1, memory_order_seq_cst);
+    return true;
+}
+
+/* Any thread.  Is there unclaimed work?  seq_cst: worker_wait()'s half of
+ * the Dekker pair. */
+static bool ring_pending(IotPool *p)
+{
+    uint64_t h = atomic_load_explicit(&p->head, memory_order_relaxed);
+
+    return atomic_load_explicit(&p->tail, memory_order_seq_cst) != h;
+}
+
+/* Worker.  Claims the oldest unclaimed index and returns its work; NULL
+ * if there is none. */
+static IotWork *ring_claim(IotPool *p)
+{
+    uint64_t h = atomic_load_explicit(&p->head, memory_order_relaxed);
+
+    for (;;) {
+        /* The tail before the ring, both acquire (ring_push() and
+         * ring_grow()): a ring that predates index h cannot be seen once
+         * a tail past h is. */
+        uint64_t t = atomic_load_explicit(&p->tail, memory_order_acquire);
+        PoolRing *r;
+        IotWork *w;
+
+        if (h == t) { /* h is never past t: it was loaded first */
+            return NULL;
+        }
+        r = atomic_load_explicit(&p->ring, memory_order_acquire);
+        /* Read before the claim: until head passes h nothing reuses the
+         * slot.  A stale h reads garbage, and its CAS fails. */
+        w = atomic_load_explicit(&r->slot[h & r->mask], memory_order_relaxed);
+        /* Release pairs with ring_push()'s acquire load of head. */
+        if (atomic_compare_exchange_weak_explicit(&p->head, &h, h + 1,
+                                                  memory_order_release,
+                                                  memory_order_relaxed)) {
+            return w;
+        }
+    }
+}
+
+/* Any thread.  Work submitted and neither claimed nor cancelled; a
+ * snapshot, for statistics and the decision to start a worker. */
+static unsigned ring_queued(IotPool *p)
+{
+    uint64_t h = atomic_load_explicit(&p->head, memory_order_relaxed);
+    uint64_t t = atomic_load_explicit(&p->tail, memory_order_relaxed);
+    uint64_t dead = LOAD(p->tombstones);
+
+    return t > h + dead ? (unsigned)(t - h - dead) : 0;
+}
+
+/* ---- work ---- */
+
+/* Any thread.  Drops one of a cancelled work's two references. */
+static void work_unref(IotWork *w)
+{
+    /* acq_rel: the last owner frees after the other is done with it. */
+    if (atomic_fetch_sub_explicit(&w->refs, 1, memory_order_acq_rel) == 1) {
+        free(w);
+    }
 }
 
 /* Any thread.  Hands finished (or cancelled) work to the home thread. */
@@ -105,11 +258,74 @@ static void work_complete(IotPool *p, IotWork *w)
 
     do {
         w->dnext = head;
-        /* Release pairs with the acquire exchange in pool_done_bh(): the
-         * home thread sees w->ret and w->dnext. */
+        /* Release pairs with the acquire exchange in pool_take_done(): the
+         * home thread sees w->ret, w->state and w->dnext. */
     } while (!atomic_compare_exchange_weak_explicit(
         &p->done_list, &head, w, memory_order_release, memory_order_relaxed));
     iot_bh_schedule(p->done_bh);
+}
+
+/* Worker.  Runs claimed work, unless a cancel got it first. */
+static void work_run(IotPool *p, IotWork *w)
+{
+    int queued = WORK_QUEUED;
+
+    if (!atomic_compare_exchange_strong_explicit(
+            &w->state, &queued, WORK_ACTIVE, memory_order_relaxed,
+            memory_order_relaxed)) {
+        /* Cancelled: its completion is on its way; drop the ring's
+         * reference. */
+        atomic_fetch_sub_explicit(&p->tombstones, 1, memory_order_relaxed);
+        work_unref(w);
+        return;
+    }
+    atomic_fetch_add_explicit(&p->active, 1, memory_order_relaxed);
+    w->ret = w->func(w->arg);
+    atomic_store_explicit(&w->state, WORK_DONE, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&p->active, 1, memory_order_relaxed);
+    work_complete(p, w);
+}
+
+/* ---- workers ---- */
+
+/* Lock held.  Takes the most recently idle worker off the stack and wakes
+ * it; false if none is idle. */
+static bool wake_one_locked(IotPool *p)
+{
+    PoolWaiter *w = p->waiters;
+
+    if (!w) {
+        return false;
+    }
+    p->waiters = w->next;
+    atomic_fetch_sub_explicit(&p->idle, 1, memory_order_relaxed);
+    w->woken = true;
+    pthread_cond_signal(&w->cond);
+    return true;
+}
+
+static void wake_all_locked(IotPool *p)
+{
+    while (wake_one_locked(p)) {
+    }
+}
+
+/* Lock held.  Takes @self off the stack (it timed out). */
+static void waiter_unlink_locked(IotPool *p, PoolWaiter *self)
+{
+    PoolWaiter **pw = &p->waiters;
+
+    while (*pw != self) {
+        pw = &(*pw)->next;
+    }
+    *pw = self->next;
+    atomic_fetch_sub_explicit(&p->idle, 1, memory_order_relaxed);
+}
+
+/* Worker, lock held or not (then a hint).  Must it exit? */
+static bool worker_surplus(IotPool *p)
+{
+    return LOAD(p->stopping) || (int64_t)LOAD(p->cur) > LOAD(p->max);
 }
 
 static void deadline_after(struct timespec *ts, int64_t ns)
@@ -120,55 +336,84 @@ static void deadline_after(struct timespec *ts, int64_t ns)
     ts->tv_nsec = ns % IOT_NS_PER_S;
 }
 
-/* Lock held.  Waits for work; false if this worker should exit. */
-static bool worker_wait(IotPool *p)
+/* Worker, lock held.  Waits until there may be work; false if this worker
+ * should exit. */
+static bool worker_wait(IotPool *p, PoolWaiter *self)
 {
-    while (!p->qhead) {
-        struct timespec ts;
-        int ret;
+    struct timespec ts;
+    int ret = 0;
 
-        if (p->stopping || p->cur > p->max) {
-            return false;
-        }
-        deadline_after(&ts, iot__pool_idle_ns);
-        p->idle++;
-        ret = pthread_cond_timedwait(&p->request_cond, &p->lock, &ts);
-        p->idle--;
-        if (ret == ETIMEDOUT && !p->qhead && p->cur > p->min) {
-            return false;
+    if (worker_surplus(p)) {
+        return false;
+    }
+    self->woken = false;
+    self->next = p->waiters;
+    p->waiters = self;
+    /* seq_cst, then the tail's seq_cst load in ring_pending(): the
+     * worker's half of the Dekker pair with ring_push()/pool_kick(). */
+    atomic_fetch_add_explicit(&p->idle, 1, memory_order_seq_cst);
+    if (ring_pending(p)) {
+        waiter_unlink_locked(p, self);
+        return true;
+    }
+    deadline_after(&ts, iot__pool_idle_ns);
+    while (!self->woken && ret != ETIMEDOUT) {
+        ret = pthread_cond_timedwait(&self->cond, &p->lock, &ts);
+    }
+    if (!self->woken) {
+        waiter_unlink_locked(p, self);
+        if (!ring_pending(p) && (int64_t)LOAD(p->cur) > LOAD(p->min)) {
+            return false; /* idle for the whole timeout */
         }
     }
-    return !p->stopping && p->cur <= p->max;
+    return !worker_surplus(p);
+}
+
+/* Idle timeouts are measured on the monotonic clock. */
+static void cond_init_monotonic(pthread_cond_t *cond)
+{
+    pthread_condattr_t ca;
+
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(cond, &ca);
+    pthread_condattr_destroy(&ca);
 }
 
 static void *worker_main(void *opaque)
 {
     IotPool *p = opaque;
+    PoolWaiter self = { .next = NULL };
 
     pthread_setname_np(pthread_self(), "worker");
     tls_worker_pool = p;
+    cond_init_monotonic(&self.cond);
     pthread_mutex_lock(&p->lock);
-    while (worker_wait(p)) {
-        IotWork *w = p->qhead;
+    for (;;) {
+        IotWork *w;
 
-        queue_unlink(p, w);
-        atomic_store_explicit(&w->state, WORK_ACTIVE, memory_order_relaxed);
-        atomic_fetch_add_explicit(&p->active, 1, memory_order_relaxed);
+        if (!worker_wait(p, &self)) {
+            break;
+        }
         pthread_mutex_unlock(&p->lock);
-
-        /* Only this worker touches active work: no lock until the next
-         * pop.  work_complete() publishes ret to the home thread. */
-        w->ret = w->func(w->arg);
-        atomic_store_explicit(&w->state, WORK_DONE, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&p->active, 1, memory_order_relaxed);
-        work_complete(p, w);
+        /* Busy: claim and run without the lock until the ring is empty,
+         * or the pool shrinks under this worker. */
+        while ((w = ring_claim(p))) {
+            work_run(p, w);
+            if (worker_surplus(p)) {
+                break;
+            }
+        }
         pthread_mutex_lock(&p->lock);
     }
-    p->cur--;
+    STORE(p->cur, LOAD(p->cur) - 1);
     pthread_cond_signal(&p->stopped_cond);
-    /* This wake-up may have been meant for a worker that stays. */
-    pthread_cond_signal(&p->request_cond);
+    /* The wake-up this worker took may have been meant for work. */
+    if (ring_pending(p)) {
+        wake_one_locked(p);
+    }
     pthread_mutex_unlock(&p->lock);
+    pthread_cond_destroy(&self.cond);
     return NULL;
 }
 
@@ -178,8 +423,8 @@ static void spawn_locked(IotPool *p, unsigned n)
     if (!n) {
         return;
     }
-    p->cur += n;
-    p->backlog += n;
+    STORE(p->cur, LOAD(p->cur) + n);
+    STORE(p->backlog, LOAD(p->backlog) + n);
     iot_bh_schedule(p->spawn_bh);
 }
 
@@ -192,19 +437,19 @@ static void pool_spawn_bh(void *opaque)
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_mutex_lock(&p->lock);
-    while (p->backlog && !p->stopping) {
+    while (LOAD(p->backlog) && !LOAD(p->stopping)) {
         pthread_t tid;
         int ret;
 
-        p->backlog--;
+        STORE(p->backlog, LOAD(p->backlog) - 1);
         pthread_mutex_unlock(&p->lock);
         ret = pthread_create(&tid, &attr, worker_main, p);
         pthread_mutex_lock(&p->lock);
         if (ret != 0) {
             /* No thread: give up the slot.  Queued work waits for a later
              * submit to try again, unless nobody is left to run it. */
-            p->cur--;
-            if (p->cur == 0) {
+            STORE(p->cur, LOAD(p->cur) - 1);
+            if (LOAD(p->cur) == 0) {
                 fprintf(stderr,
                         "libiothread: cannot start a pool worker: "
                         "%s\n",
@@ -214,6 +459,29 @@ static void pool_spawn_bh(void *opaque)
     }
     pthread_mutex_unlock(&p->lock);
     pthread_attr_destroy(&attr);
+}
+
+/* Home thread, after a push.  Sees that a worker will take the work: wakes
+ * an idle one, or else starts one while the pool may grow and the workers
+ * being started are fewer than the queued work.  Takes the lock only for
+ * that, so a pool whose workers are all busy, or all started, costs the
+ * submitter none. */
+static void pool_kick(IotPool *p)
+{
+    /* seq_cst: after ring_push()'s seq_cst store of the tail, the home
+     * thread's half of the Dekker pair with worker_wait(). */
+    unsigned idle = atomic_load_explicit(&p->idle, memory_order_seq_cst);
+
+    if (!idle && ((int64_t)LOAD(p->cur) >= LOAD(p->max) ||
+                  LOAD(p->backlog) >= ring_queued(p))) {
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    if (!wake_one_locked(p) && (int64_t)LOAD(p->cur) < LOAD(p->max) &&
+        LOAD(p->backlog) < ring_queued(p)) {
+        spawn_locked(p, 1);
+    }
+    pthread_mutex_unlock(&p->lock);
 }
 
 /* Home thread.  Moves finished work from the done list to the FIFO. */
@@ -265,7 +533,12 @@ static void pool_done_bh(void *opaque)
         if (w->done) {
             w->done(w->opaque, w->ret);
         }
-        free(w);
+        if (atomic_load_explicit(&w->state, memory_order_relaxed) ==
+            WORK_CANCELLED) {
+            work_unref(w); /* the ring may still hold it */
+        } else {
+            free(w);
+        }
         /* Whatever the reschedule was for is handled by this loop; leave
          * no BH behind that would run for nothing (and count as progress).
          * The cancel synchronises with a worker's schedule (acq_rel in
@@ -277,32 +550,26 @@ static void pool_done_bh(void *opaque)
 
 /* ---- the pool ---- */
 
-/* Idle timeouts are measured on the monotonic clock. */
-static void cond_init_monotonic(pthread_cond_t *cond)
-{
-    pthread_condattr_t ca;
-
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(cond, &ca);
-    pthread_condattr_destroy(&ca);
-}
-
 /* Home thread.  The pool, created on first use. */
 static IotPool *pool_get(IotCtx *ctx)
 {
     IotPool *p = ctx_pool(ctx);
+    PoolRing *ring;
 
     if (p) {
         return p;
     }
-    p = calloc(1, sizeof(*p));
-    if (!p) {
+    p = aligned_alloc(_Alignof(IotPool), sizeof(*p));
+    ring = ring_new(POOL_RING_MIN);
+    if (!p || !ring) {
+        free(p);
+        free(ring);
         return NULL;
     }
+    memset(p, 0, sizeof(*p));
     p->ctx = ctx;
+    atomic_init(&p->ring, ring);
     pthread_mutex_init(&p->lock, NULL);
-    cond_init_monotonic(&p->request_cond);
     pthread_cond_init(&p->stopped_cond, NULL);
     p->spawn_bh = iot_bh_new_full(ctx, pool_spawn_bh, p, "pool-spawn");
     p->done_bh = iot_bh_new_full(ctx, pool_done_bh, p, "pool-done");
@@ -313,16 +580,19 @@ static IotPool *pool_get(IotCtx *ctx)
         if (p->done_bh) {
             iot_bh_delete(p->done_bh);
         }
+        pthread_cond_destroy(&p->stopped_cond);
+        pthread_mutex_destroy(&p->lock);
+        free(ring);
         free(p);
         return NULL;
     }
     /* The sizes and the pointer change together under param_lock, so a
      * concurrent iot_ctx_set_pool_size() is applied here or to the pool. */
     pthread_mutex_lock(&ctx->param_lock);
-    p->min = ctx->pool_min;
-    p->max = ctx->pool_max;
     pthread_mutex_lock(&p->lock);
-    spawn_locked(p, (unsigned)p->min);
+    STORE(p->min, ctx->pool_min);
+    STORE(p->max, ctx->pool_max);
+    spawn_locked(p, (unsigned)ctx->pool_min);
     pthread_mutex_unlock(&p->lock);
     atomic_store_explicit(&ctx->pool, p, memory_order_release);
     pthread_mutex_unlock(&ctx->param_lock);
@@ -335,7 +605,7 @@ IotWork *iot_pool_submit(IotCtx *ctx, IotWorkFunc *func, void *arg,
     IotPool *p = pool_get(ctx);
     IotWork *w;
 
-    if (!p || !(w = calloc(1, sizeof(*w)))) {
+    if (!p || !(w = malloc(sizeof(*w)))) {
         return NULL;
     }
     *w = (IotWork){ .pool = p,
@@ -343,41 +613,28 @@ IotWork *iot_pool_submit(IotCtx *ctx, IotWorkFunc *func, void *arg,
                     .arg = arg,
                     .done = done,
                     .opaque = opaque,
-                    .state = WORK_QUEUED };
+                    .state = WORK_QUEUED,
+                    .refs = 2 };
+    if (!ring_push(p, w)) {
+        free(w);
+        return NULL;
+    }
     p->outstanding++;
-
-    pthread_mutex_lock(&p->lock);
-    w->qprev = p->qtail;
-    if (p->qtail) {
-        p->qtail->qnext = w;
-    } else {
-        p->qhead = w;
-    }
-    p->qtail = w;
-    p->queued++;
-    /* Start a worker unless one is idle (or starting) for it. */
-    if (p->idle + p->backlog < p->queued && p->cur < p->max) {
-        spawn_locked(p, 1);
-    }
-    pthread_cond_signal(&p->request_cond);
-    pthread_mutex_unlock(&p->lock);
+    pool_kick(p);
     return w;
 }
 
 void iot_pool_cancel(IotWork *w)
 {
     IotPool *p = w->pool;
-    bool cancelled = false;
+    int queued = WORK_QUEUED;
 
-    pthread_mutex_lock(&p->lock);
-    if (atomic_load_explicit(&w->state, memory_order_relaxed) == WORK_QUEUED) {
-        queue_unlink(p, w);
-        atomic_store_explicit(&w->state, WORK_DONE, memory_order_relaxed);
+    /* Against the claimer's CAS in work_run(): one of them wins. */
+    if (atomic_compare_exchange_strong_explicit(
+            &w->state, &queued, WORK_CANCELLED, memory_order_relaxed,
+            memory_order_relaxed)) {
+        atomic_fetch_add_explicit(&p->tombstones, 1, memory_order_relaxed);
         w->ret = -ECANCELED;
-        cancelled = true;
-    }
-    pthread_mutex_unlock(&p->lock);
-    if (cancelled) {
         work_complete(p, w);
     }
 }
@@ -385,13 +642,14 @@ void iot_pool_cancel(IotWork *w)
 /* Lock held.  Applies new sizes to a running pool. */
 static void pool_resize_locked(IotPool *p, int64_t min, int64_t max)
 {
-    p->min = min;
-    p->max = max;
-    if ((int64_t)p->cur < min) {
-        spawn_locked(p, (unsigned)(min - (int64_t)p->cur));
+    STORE(p->min, min);
+    STORE(p->max, max);
+    if ((int64_t)LOAD(p->cur) < min) {
+        spawn_locked(p, (unsigned)(min - (int64_t)LOAD(p->cur)));
     }
-    /* Surplus workers exit when they wake and see cur > max. */
-    pthread_cond_broadcast(&p->request_cond);
+    /* Surplus idle workers exit as they wake, busy ones after their
+     * current work; the others wait again, with a new idle timeout. */
+    wake_all_locked(p);
 }
 
 int iot_ctx_set_pool_size(IotCtx *ctx, int64_t min, int64_t max)
@@ -435,11 +693,49 @@ void iot_ctx_pool_stats(IotCtx *ctx, IotPoolStats *s)
         return;
     }
     pthread_mutex_lock(&p->lock);
-    s->threads = p->cur;
-    s->idle = p->idle;
-    s->queued = p->queued;
-    s->active = atomic_load_explicit(&p->active, memory_order_relaxed);
+    s->threads = LOAD(p->cur);
+    s->idle = LOAD(p->idle);
+    s->queued = ring_queued(p);
+    s->active = LOAD(p->active);
     pthread_mutex_unlock(&p->lock);
+}
+
+void iot__pool_lock_for_test(IotCtx *ctx, bool lock)
+{
+    IotPool *p = ctx_pool(ctx);
+
+    if (lock) {
+        pthread_mutex_lock(&p->lock);
+    } else {
+        pthread_mutex_unlock(&p->lock);
+    }
+}
+
+unsigned iot__pool_queued(IotCtx *ctx)
+{
+    IotPool *p = ctx_pool(ctx);
+
+    return p ? ring_queued(p) : 0;
+}
+
+/* Pool free, no worker left.  Frees the cancelled work still in the ring
+ * (its completion has run), then the rings. */
+static void ring_free(IotPool *p)
+{
+    PoolRing *r = atomic_load_explicit(&p->ring, memory_order_relaxed);
+    uint64_t t = atomic_load_explicit(&p->tail, memory_order_relaxed);
+
+    for (uint64_t i = atomic_load_explicit(&p->head, memory_order_acquire);
+         i != t; i++) {
+        work_unref(
+            atomic_load_explicit(&r->slot[i & r->mask], memory_order_relaxed));
+    }
+    while (r) {
+        PoolRing *older = r->older;
+
+        free(r);
+        r = older;
+    }
 }
 
 /* Context finalize: no poll runs.  Waits for every worker to exit. */
@@ -458,17 +754,17 @@ void iot__pool_free(IotCtx *ctx)
         abort();
     }
     pthread_mutex_lock(&p->lock);
-    p->stopping = true;
-    p->cur -= p->backlog; /* never started */
-    p->backlog = 0;
-    pthread_cond_broadcast(&p->request_cond);
-    while (p->cur) {
+    STORE(p->stopping, true);
+    STORE(p->cur, LOAD(p->cur) - LOAD(p->backlog)); /* never started */
+    STORE(p->backlog, 0);
+    wake_all_locked(p);
+    while (LOAD(p->cur)) {
         pthread_cond_wait(&p->stopped_cond, &p->lock);
     }
     pthread_mutex_unlock(&p->lock);
+    ring_free(p);
     iot_bh_delete(p->spawn_bh);
     iot_bh_delete(p->done_bh);
-    pthread_cond_destroy(&p->request_cond);
     pthread_cond_destroy(&p->stopped_cond);
     pthread_mutex_destroy(&p->lock);
     atomic_store(&ctx->pool, NULL);

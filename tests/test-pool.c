@@ -696,6 +696,64 @@ static void test_cancel_racing(void)
     ctx_teardown(ctx);
 }
 
+/* ---- /thread-pool/busy-no-lock ---- */
+
+/*
+ * While every worker is busy, the hand-off takes no pool lock: with the
+ * lock held by the test, the home thread submits (past the ring's first
+ * size, so it grows) and cancels work, and the workers claim and run all
+ * of it.  Were any of that to take the lock, the case would hang and fail
+ * on the harness's time limit (or on its own deadline, for the workers).
+ */
+static void test_busy_no_lock(void)
+{
+    enum { BUSY = 2, N = 1000, CANCELLED = (N + 2) / 3 };
+    IotCtx *ctx = ctx_setup();
+    static Job busy[BUSY], jobs[N];
+    int64_t deadline = t_now_ns() + WAIT_LIMIT_NS;
+    Gate gate;
+    Run r;
+
+    iot__pool_idle_ns = 3600 * IOT_NS_PER_S;
+    run_init(&r, ctx);
+    gate_init(&gate);
+    T_ASSERT_EQ(iot_ctx_set_pool_size(ctx, BUSY, BUSY), 0);
+    warm_up(ctx, BUSY);
+    for (int i = 0; i < BUSY; i++) {
+        job_init(&busy[i], &r, N + i);
+        busy[i].gate = &gate;
+        job_submit(&busy[i]);
+    }
+    POLL_UNTIL(ctx, atomic_load(&r.started) == BUSY);
+
+    iot__pool_lock_for_test(ctx, true);
+    for (int i = 0; i < N; i++) {
+        job_init(&jobs[i], &r, i);
+        job_submit(&jobs[i]);
+    }
+    T_ASSERT_EQ(iot__pool_queued(ctx), N);
+    for (int i = 0; i < N; i += 3) {
+        iot_pool_cancel(jobs[i].work);
+    }
+    T_ASSERT_EQ(iot__pool_queued(ctx), N - CANCELLED);
+    gate_open(&gate);
+    while (atomic_load(&r.started) < BUSY + N - CANCELLED) {
+        if (t_now_ns() > deadline) {
+            t_fail(__FILE__, __LINE__, "workers stuck: %d of %d started",
+                   atomic_load(&r.started), BUSY + N - CANCELLED);
+        }
+        sched_yield();
+    }
+    iot__pool_lock_for_test(ctx, false);
+
+    POLL_UNTIL(ctx, atomic_load(&r.completed) == BUSY + N);
+    T_ASSERT_EQ(check_cancel_accounting(jobs, N), CANCELLED);
+    for (int i = 0; i < N; i++) {
+        T_ASSERT_EQ(jobs[i].ret == -ECANCELED, i % 3 == 0);
+    }
+    ctx_teardown(ctx);
+}
+
 /* ---- /thread-pool/completion-order ---- */
 
 /* One worker: the work finishes in submission order, and so must the
@@ -1501,6 +1559,7 @@ int main(int argc, char **argv)
     t_add("/thread-pool/cancel-after-finish", test_cancel_after_finish);
     t_add("/thread-pool/cancel-twice", test_cancel_twice);
     t_add("/thread-pool/cancel-racing", test_cancel_racing);
+    t_add("/thread-pool/busy-no-lock", test_busy_no_lock);
     t_add("/thread-pool/completion-order", test_completion_order);
     t_add("/thread-pool/completion-order-finish", test_completion_order_finish);
     t_add("/thread-pool/no-spurious-progress", test_no_spurious_progress);
