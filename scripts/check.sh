@@ -6,7 +6,7 @@
 #   2. clang build with -Werror (compile only: a second compiler's warnings);
 #   3. ASan+UBSan build, every test;
 #   4. TSan build, every test;
-#   5. the spin model of the notify handshake;
+#   5. the spin models of the notify handshake and the pool wake-up;
 #   6. the libFuzzer targets for 60 s (tests/fuzz/run.sh: QMP input, cmdline).
 # Ends with "N passed, N failed" over all of them.
 set -u
@@ -105,7 +105,7 @@ if build tsan build-tsan -Dwerror=true -Db_sanitize=thread -Db_lundef=false; the
 fi
 count tsan "$log/tsan.out"
 
-echo "== spin: the notify handshake model"
+echo "== spin: the notify handshake and pool wake-up models"
 tests/spin/run.sh >"$log/spin.full" 2>&1
 cat "$log/spin.full"
 grep -E '^spin: ' "$log/spin.full" >"$log/spin.out" || true

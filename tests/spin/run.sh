@@ -1,32 +1,42 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 #
-# Model-check the notify handshake (docs/spin/notify.promela) with Spin.
+# Model-check the notify handshake (docs/spin/notify.promela) and the
+# thread pool's wake-up (docs/spin/pool.promela) with Spin.
 #
-#   tests/spin/run.sh [path/to/notify.promela]
+#   tests/spin/run.sh [path/to/notify.promela [path/to/pool.promela]]
 #
-# Checks:
+# Checks of the notify handshake:
 #   - the correct protocol: no lost wake-up / invalid end state, every BH
 #     runs (safety run), and <> all BHs ran (liveness run);
 #   - SKIP_EVENT_WRITE_XCHG, the atomic form of the skip optimisation: no
 #     error either;
 #   - BUG_NO_RECHECK and BUG_SKIP_EVENT_WRITE: Spin must report the lost
 #     wake-up (an invalid end state), proving the model can see the bug.
+# Checks of the pool's wake-up: the protocol is clean; without the idle
+# worker's second look at the ring (POOL_BUG_NO_RECHECK), or with the
+# submitter loading the idle count before it publishes
+# (POOL_BUG_LOAD_FIRST), Spin must report the lost wake-up.
 # Exits non-zero on any unexpected result.  Needs spin and a C compiler.
 
 set -u
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 model=${1:-$here/../../docs/spin/notify.promela}
+pool_model=${2:-$here/../../docs/spin/pool.promela}
 CC=${CC:-gcc}
 DEPTH=100000            # the correct model needs < 200 steps
 HASH=20                 # 2^20 hash slots: plenty for < 100k states
 
-if [ ! -r "$model" ]; then
-    echo "spin: cannot read model '$model'" >&2
-    exit 2
-fi
+for m in "$model" "$pool_model"; do
+    if [ ! -r "$m" ]; then
+        echo "spin: cannot read model '$m'" >&2
+        exit 2
+    fi
+done
 model=$(cd "$(dirname "$model")" && pwd)/$(basename "$model")
+pool_model=$(cd "$(dirname "$pool_model")" && pwd)/$(basename "$pool_model")
+proc=loop               # the proctype that must be reachable in full
 for tool in spin "$CC"; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         echo "spin: '$tool' not found" >&2
@@ -94,9 +104,10 @@ expect_clean() {
     elif grep -q 'max search depth too small' "$out"; then
         fail "$name" "search truncated at depth $DEPTH"
     elif [ "$mode" = safety ] &&
-         ! awk '/unreached in proctype loop/ { getline; exit !/\(0 of/ }' "$out"; then
+         ! awk -v p="$proc" '$0 ~ "unreached in proctype " p "$" {
+                getline; exit !/\(0 of/ }' "$out"; then
         fail "$name" "parts of the loop are unreachable (vacuous model?)"
-        sed -n '/unreached in proctype loop/,/unreached in init/p' "$out" | sed 's/^/    /'
+        sed -n "/unreached in proctype $proc/,/unreached in/p" "$out" | sed 's/^/    /'
     else
         ok "$name" "$(summary "$out")"
     fi
@@ -130,6 +141,13 @@ expect_clean       relaxed-safety       safety   -DRELAXED
 expect_clean       relaxed-liveness     liveness -DRELAXED -DCHECK_LIVENESS
 expect_lost_wakeup BUG_RELAXED_NO_MEMBARRIER -DRELAXED -DBUG_RELAXED_NO_MEMBARRIER
 expect_lost_wakeup BUG_RELAXED_LOAD_FIRST    -DRELAXED -DBUG_RELAXED_LOAD_FIRST
+
+model=$pool_model
+proc=worker
+echo "spin: model $model"
+expect_clean       pool-safety          safety
+expect_lost_wakeup POOL_BUG_NO_RECHECK  -DBUG_NO_RECHECK
+expect_lost_wakeup POOL_BUG_LOAD_FIRST  -DBUG_LOAD_FIRST
 
 echo "spin: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
