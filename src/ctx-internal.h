@@ -217,6 +217,12 @@ void iot__handlers_free_deleted(IotCtx *ctx); /* home thread, walker */
 void iot__ready_push(IotReadyList *list, IotHandler *h);
 IotHandler *iot__ready_pop(IotReadyList *list);
 
+/* fdmon-io_uring.c: the ring cache.  Tests: how many rings it may keep
+ * (at most 4), how many contexts took one, and closing them all. */
+extern unsigned iot__io_uring_cache_max;
+extern atomic_ulong iot__io_uring_cache_hits;
+void iot__io_uring_cache_flush(void);
+
 /* pool.c */
 void iot__pool_free(IotCtx *ctx);         /* finalize: waits for the workers */
 bool iot__pool_is_worker_of(IotCtx *ctx); /* any thread: is it ours? */

@@ -15,15 +15,26 @@
  * walker can see it.  The kernel sees the completion ring from user space,
  * so busy polling can watch every fd, including those without io_poll.
  *
+ * Rings are reused.  Setting one up and tearing it down costs ~50 us here,
+ * more than starting a thread, so a torn-down context's ring goes to a
+ * small process-wide cache if nothing is in flight on it, and the next
+ * context takes it from there.  Nothing is in flight once an IOThread has
+ * quiesced its ring on its way out: it cancels every request and reaps the
+ * completions itself, which the kernel posts on that thread's return to
+ * user space (a cancel from any other thread would leave them to a kernel
+ * worker, later).  A process that forked drops the cache it inherited.
+ *
  *                  change list   SQ ring   CQ ring   iou_armed/removed
  * any thread       mutex         no        no        no
  * home thread      mutex         yes       yes       yes
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fdmon.h"
 
@@ -31,13 +42,15 @@
 
 #include <liburing.h>
 
-#define IOU_ENTRIES 128
-#define IOU_ADD     1u
-#define IOU_REMOVE  2u
+#define IOU_ENTRIES   128
+#define IOU_CACHE_MAX 4 /* idle rings kept for reuse */
+#define IOU_ADD       1u
+#define IOU_REMOVE    2u
 
 typedef struct IouState {
     struct io_uring ring;     /* [home] */
     unsigned queued;          /* [home] SQEs since the last submit */
+    unsigned inflight;        /* [home] SQEs whose completion is not reaped */
     unsigned long submits;    /* [home] batch submissions (for tests) */
     IotHandler *changes;      /* [list] handlers with iou_ops */
     atomic_bool have_changes; /* [list writes, home reads] */
@@ -127,6 +140,7 @@ static void arm(IotCtx *ctx, IotHandler *h)
     io_uring_prep_poll_add(sqe, h->fd, (unsigned)h->events);
     io_uring_sqe_set_data(sqe, h);
     h->iou_armed = true;
+    iou(ctx)->inflight++;
 }
 
 /* Home thread.  Re-arms the polls that completed last time.  This runs
@@ -178,6 +192,7 @@ static void fill_sq(IotCtx *ctx)
                 struct io_uring_sqe *sqe = sqe_get(ctx);
                 io_uring_prep_poll_remove(sqe, (__u64)(uintptr_t)h);
                 io_uring_sqe_set_data(sqe, NULL);
+                s->inflight++;
             } else {
                 deleted_push(ctx, h);
             }
@@ -251,6 +266,7 @@ static int reap(IotCtx *ctx, IotReadyList *ready)
             seen++;
         }
         io_uring_cq_advance(&s->ring, seen);
+        s->inflight -= seen;
         /* Completions the kernel could not fit are fetched with a syscall. */
         if (io_uring_cq_has_overflow(&s->ring)) {
             io_uring_get_events(&s->ring);
@@ -357,6 +373,76 @@ const IotFdmonOps iot__fdmon_io_uring_ops = {
 /* Tests: fail the setup as if the kernel had refused it. */
 int iot__io_uring_setup_fail;
 
+/* ---- the ring cache ---- */
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static IouState *cache[IOU_CACHE_MAX]; /* [cache_lock] idle rings */
+static unsigned cache_n;               /* [cache_lock] */
+static pid_t cache_pid;                /* [cache_lock] whose they are */
+unsigned iot__io_uring_cache_max = IOU_CACHE_MAX;
+atomic_ulong iot__io_uring_cache_hits;
+
+/* Lock held.  Closes every cached ring. */
+static void cache_flush_locked(void)
+{
+    while (cache_n) {
+        IouState *s = cache[--cache_n];
+
+        io_uring_queue_exit(&s->ring);
+        free(s);
+    }
+}
+
+void iot__io_uring_cache_flush(void)
+{
+    pthread_mutex_lock(&cache_lock);
+    cache_flush_locked();
+    pthread_mutex_unlock(&cache_lock);
+}
+
+/* Any thread.  An idle ring of this process, or NULL. */
+static IouState *cache_get(void)
+{
+    IouState *s = NULL;
+
+    pthread_mutex_lock(&cache_lock);
+    if (cache_n && cache_pid != getpid()) {
+        cache_flush_locked(); /* inherited: shared with the parent */
+    }
+    if (cache_n) {
+        s = cache[--cache_n];
+        atomic_fetch_add_explicit(&iot__io_uring_cache_hits, 1,
+                                  memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&cache_lock);
+    return s;
+}
+
+/* Context teardown.  Keeps @s for a later context if nothing is in
+ * flight on it and the cache has room; false if not kept. */
+static bool cache_put(IouState *s)
+{
+    struct io_uring ring = s->ring;
+    bool kept = false;
+
+    if (s->inflight || io_uring_sq_ready(&ring) || io_uring_cq_ready(&ring) ||
+        io_uring_cq_has_overflow(&ring)) {
+        return false;
+    }
+    *s = (IouState){ .ring = ring };
+    pthread_mutex_lock(&cache_lock);
+    if (cache_n && cache_pid != getpid()) {
+        cache_flush_locked();
+    }
+    if (cache_n < iot__io_uring_cache_max && cache_n < IOU_CACHE_MAX) {
+        cache_pid = getpid();
+        cache[cache_n++] = s;
+        kept = true;
+    }
+    pthread_mutex_unlock(&cache_lock);
+    return kept;
+}
+
 /* Sets up the ring in ctx->iou; 0 or a negative errno. */
 static int ring_new(IotCtx *ctx)
 {
@@ -365,6 +451,11 @@ static int ring_new(IotCtx *ctx)
 
     if (iot__io_uring_setup_fail) {
         return -iot__io_uring_setup_fail;
+    }
+    s = cache_get();
+    if (s) {
+        ctx->iou = s;
+        return 0;
     }
     s = calloc(1, sizeof(*s));
     if (!s) {
@@ -428,14 +519,46 @@ int iot__fdmon_io_uring_enable(IotCtx *ctx)
     return 0;
 }
 
+void iot__fdmon_io_uring_quiesce(IotCtx *ctx)
+{
+    struct io_uring_sync_cancel_reg reg = {
+        .flags = IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL,
+        .timeout = { .tv_sec = -1, .tv_nsec = -1 },
+    };
+    IotReadyList ready = { NULL, NULL };
+    IouState *s = iou(ctx);
+
+    if (!s || iot__fdmon(ctx) != &iot__fdmon_io_uring_ops) {
+        return;
+    }
+    iot__lockcnt_inc(&ctx->list_lock);
+    if (io_uring_sq_ready(&s->ring)) {
+        submit(s);
+    }
+    /* Kernels before 6.0 refuse the synchronous cancel: the ring then
+     * keeps its requests and is not reused. */
+    if (s->inflight && io_uring_register_sync_cancel(&s->ring, &reg) >= 0) {
+        io_uring_get_events(&s->ring);
+    }
+    reap(ctx, &ready);
+    /* Nobody dispatches these: the handlers were queued for re-arming
+     * (but for one whose fd went bad), so a context polled again reports
+     * their events anew. */
+    while (iot__ready_pop(&ready)) {
+    }
+    iot__lockcnt_dec(&ctx->list_lock);
+}
+
 void iot__fdmon_io_uring_teardown(IotCtx *ctx)
 {
     IouState *s = iou(ctx);
 
     if (s) {
-        io_uring_queue_exit(&s->ring);
-        free(s);
         ctx->iou = NULL;
+        if (!cache_put(s)) {
+            io_uring_queue_exit(&s->ring);
+            free(s);
+        }
     }
 }
 
@@ -488,6 +611,18 @@ int iot__fdmon_io_uring_enable(IotCtx *ctx)
 void iot__fdmon_io_uring_teardown(IotCtx *ctx)
 {
     (void)ctx;
+}
+
+void iot__fdmon_io_uring_quiesce(IotCtx *ctx)
+{
+    (void)ctx;
+}
+
+unsigned iot__io_uring_cache_max;
+atomic_ulong iot__io_uring_cache_hits;
+
+void iot__io_uring_cache_flush(void)
+{
 }
 
 int iot__fdmon_gsource_fd(IotCtx *ctx)

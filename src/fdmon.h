@@ -70,7 +70,14 @@ int iot__fdmon_io_uring_setup(IotCtx *ctx);
  * new ring, registering every live handler.  0 or a negative errno (and
  * stays on poll). */
 int iot__fdmon_io_uring_enable(IotCtx *ctx);
+/* Any thread, no poll running.  The ring goes to the ring cache if
+ * nothing is in flight on it, else it is closed. */
 void iot__fdmon_io_uring_teardown(IotCtx *ctx);
+/* Home thread, which polls the context no more (an IOThread on its way
+ * out).  Cancels every request on the ring and reaps the completions,
+ * dropping their events, so that the ring can be reused.  A later poll
+ * re-arms the handlers. */
+void iot__fdmon_io_uring_quiesce(IotCtx *ctx);
 /* Home thread, tests: submissions forced by aio-max-batch so far. */
 unsigned long iot__io_uring_batch_submits(IotCtx *ctx);
 /* Home thread.  The fd GLib should watch: the ring's, or the epoll fd

@@ -37,6 +37,7 @@
 #include <iothread/pool.h>
 
 #include "ctx-internal.h"
+#include "fdmon.h"
 
 #ifdef IOT_HAVE_GLIB
 #include <iothread/glib.h>
@@ -376,6 +377,9 @@ static void *thread_main(void *opaque)
         }
 #endif
     }
+    /* The ring's requests were made by this thread: it cancels them best
+     * (fdmon-io_uring.c), so that the ring can be reused. */
+    iot__fdmon_io_uring_quiesce(t->ctx);
 out:
     iot_ctx_set_current(NULL);
     tls_self = NULL;

@@ -26,6 +26,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <sys/eventfd.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -243,8 +244,11 @@ static int task_count(void)
     return count_dir("/proc/self/task");
 }
 
+/* The ring cache keeps idle io_uring rings open on purpose: closed first,
+ * so that only fds that are really left behind count. */
 static int fd_count(void)
 {
+    iot__io_uring_cache_flush();
     return count_dir("/proc/self/fd");
 }
 
@@ -2435,6 +2439,137 @@ static void test_in_use(void)
     T_ASSERT(iot_thread_find("io0") == NULL);
 }
 
+/* ---- the io_uring ring cache ---- */
+
+/* io_uring for every context of this (forked) case, and an empty cache;
+ * false if the kernel cannot set up a ring here. */
+static bool force_io_uring(void)
+{
+    IotCtxOptions opts = { .fdmon = IOT_FDMON_IO_URING };
+    IotCtx *c = iot_ctx_new_full(&opts, NULL);
+
+    if (!c) {
+        fprintf(stderr, "io_uring cannot be set up here: skipped\n");
+        return false;
+    }
+    iot_ctx_unref(c);
+    iot__io_uring_cache_flush();
+    T_ASSERT_EQ(setenv("IOTHREAD_FDMON", "io_uring", 1), 0);
+    return true;
+}
+
+static unsigned long cache_hits(void)
+{
+    return atomic_load(&iot__io_uring_cache_hits);
+}
+
+/* @n events of an eventfd handler on @t's ring, then the handler goes. */
+static void ring_exercise(IotThread *t, int n)
+{
+    FdBox fb = { .ctx = iot_thread_ctx(t) };
+    uint64_t one = 1;
+
+    T_ASSERT_STR(iot_ctx_fdmon_name(fb.ctx), "io_uring");
+    fb.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    T_ASSERT(fb.fd >= 0);
+    waiter_init(&fb.w);
+    run_on(t, fd_add_fn, &fb);
+    for (int i = 0; i < n; i++) {
+        T_ASSERT_EQ(write(fb.fd, &one, sizeof(one)), (ssize_t)sizeof(one));
+        waiter_wait(&fb.w, i + 1);
+    }
+    run_on(t, fd_del_fn, &fb);
+    close(fb.fd);
+    waiter_destroy(&fb.w);
+    T_ASSERT_EQ(atomic_load(&fb.reads), n);
+}
+
+/* A destroyed IOThread cancels its ring's requests on its way out, so the
+ * next IOThread takes the ring from the cache and works on it: no
+ * completion of the old requests reaches it (their user data are freed
+ * handlers: ASan would see one).  Closing the cache gives every fd back. */
+static void test_ring_reused(void)
+{
+    unsigned long hits0;
+    IotThread *t;
+    int fds0;
+
+    if (!force_io_uring()) {
+        return;
+    }
+    fds0 = fd_count();
+    hits0 = cache_hits();
+    t = new_thread("r0", NULL);
+    T_ASSERT_EQ(cache_hits(), hits0);
+    ring_exercise(t, 3);
+    destroy_thread(t);
+    for (unsigned long i = 1; i <= 3; i++) {
+        t = new_thread("r1", NULL);
+        T_ASSERT_EQ(cache_hits(), hits0 + i);
+        ring_exercise(t, 3);
+        destroy_thread(t);
+    }
+    T_ASSERT_EQ(fd_count(), fds0);
+}
+
+/* A ring with a request in flight (its context was polled, and nobody
+ * cancelled) is closed, not reused; one with nothing in flight is. */
+static void test_ring_busy_not_cached(void)
+{
+    IotCtxOptions opts = { .fdmon = IOT_FDMON_IO_URING };
+    unsigned long hits0;
+    IotCtx *ctx;
+
+    if (!force_io_uring()) {
+        return;
+    }
+    ctx = iot_ctx_new_full(&opts, NULL);
+    T_ASSERT(ctx != NULL);
+    T_ASSERT_EQ(iot_ctx_set_current(ctx), 0);
+    iot_ctx_poll(ctx, false); /* arms the notifier's poll request */
+    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+    iot_ctx_unref(ctx);
+    hits0 = cache_hits();
+    ctx = iot_ctx_new_full(&opts, NULL);
+    T_ASSERT(ctx != NULL);
+    T_ASSERT_EQ(cache_hits(), hits0);
+    iot_ctx_unref(ctx); /* never polled: nothing in flight */
+    ctx = iot_ctx_new_full(&opts, NULL);
+    T_ASSERT(ctx != NULL);
+    T_ASSERT_EQ(cache_hits(), hits0 + 1);
+    iot_ctx_unref(ctx);
+}
+
+/* A child process never takes a ring its parent cached (the ring would be
+ * shared by both), and the parent's cache is left alone. */
+static void test_ring_cache_fork(void)
+{
+    IotCtxOptions opts = { .fdmon = IOT_FDMON_IO_URING };
+    unsigned long hits0;
+    IotCtx *ctx;
+    int status;
+    pid_t pid;
+
+    if (!force_io_uring()) {
+        return;
+    }
+    iot_ctx_unref(iot_ctx_new_full(&opts, NULL)); /* caches its ring */
+    hits0 = cache_hits();
+    pid = fork();
+    if (pid == 0) {
+        ctx = iot_ctx_new_full(&opts, NULL);
+        _exit(ctx && cache_hits() == hits0 ? 0 : 1);
+    }
+    T_ASSERT(pid > 0);
+    T_ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    T_ASSERT(WIFEXITED(status));
+    T_ASSERT_EQ(WEXITSTATUS(status), 0);
+    ctx = iot_ctx_new_full(&opts, NULL);
+    T_ASSERT(ctx != NULL);
+    T_ASSERT_EQ(cache_hits(), hits0 + 1);
+    iot_ctx_unref(ctx);
+}
+
 int main(int argc, char **argv)
 {
     t_add("/iothread/lifecycle/tid-and-name", test_lifecycle_tid_and_name);
@@ -2478,6 +2613,9 @@ int main(int argc, char **argv)
     t_add("/iothread/stop-while-busy", test_stop_while_busy);
     t_add("/iothread/stop-while-busy/unref-pending",
           test_stop_while_busy_unref_pending);
+    t_add("/iothread/io_uring/ring-reused", test_ring_reused);
+    t_add("/iothread/io_uring/ring-busy-not-cached", test_ring_busy_not_cached);
+    t_add("/iothread/io_uring/ring-cache-fork", test_ring_cache_fork);
     t_add("/iothread/stats-move", test_stats_move);
     t_add("/iothread/stats-move/json", test_stats_json);
     t_add("/iothread/in-use", test_in_use);

@@ -69,7 +69,8 @@ IOT_API int iot_thread_props_set_str(IotThreadProps *props, const char *name,
  * every property, starts the thread named "IO <id>" (cut to 15
  * characters) and returns once the thread has published its TID.  @props
  * may be NULL for the defaults.  On failure returns NULL with *errp set,
- * and leaves nothing behind: no thread, no registry entry, no fd.
+ * and leaves nothing behind: no thread, no registry entry, no fd (but for
+ * an idle io_uring ring kept for the next context, docs/design.md).
  *
  * User-created IOThreads are registered: listed by iot_thread_query_json()
  * and found by iot_thread_find().  @id must be an identifier (a letter,
