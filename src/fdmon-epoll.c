@@ -124,6 +124,26 @@ const IotFdmonOps iot__fdmon_epoll_ops = {
     .need_wait = iot__fdmon_poll_disabled,
 };
 
+/* Mutex held.  No handler is registered with epoll any more. */
+static void epoll_forget(IotCtx *ctx)
+{
+    for (IotHandler *h =
+             atomic_load_explicit(&ctx->handlers, memory_order_relaxed);
+         h; h = atomic_load_explicit(&h->next, memory_order_relaxed)) {
+        h->epoll_added = false;
+    }
+}
+
+/* Mutex held.  Closes the epoll fd and forgets every registration. */
+static void epoll_close(IotCtx *ctx)
+{
+    if (ctx->epollfd >= 0) {
+        close(ctx->epollfd);
+        ctx->epollfd = -1;
+    }
+    epoll_forget(ctx);
+}
+
 int iot__fdmon_epoll_enable(IotCtx *ctx)
 {
     int ret = 0;
@@ -133,6 +153,9 @@ int iot__fdmon_epoll_enable(IotCtx *ctx)
     }
     if (ctx->iou) {
         return -EBUSY; /* io_uring is never replaced */
+    }
+    if (ctx->epollfd >= 0) {
+        return -EBUSY; /* fell back to poll under GLib: see below */
     }
     ctx->epollfd = epoll_create1(EPOLL_CLOEXEC);
     if (ctx->epollfd < 0) {
@@ -152,7 +175,7 @@ int iot__fdmon_epoll_enable(IotCtx *ctx)
         }
     }
     if (ret < 0) {
-        iot__fdmon_epoll_disable(ctx);
+        epoll_close(ctx); /* nobody watches it yet: still on poll */
         return ret;
     }
     /* Release pairs with the acquire in iot__fdmon(). */
@@ -163,14 +186,18 @@ int iot__fdmon_epoll_enable(IotCtx *ctx)
 
 void iot__fdmon_epoll_disable(IotCtx *ctx)
 {
-    if (ctx->epollfd >= 0) {
-        close(ctx->epollfd);
-        ctx->epollfd = -1;
-    }
-    for (IotHandler *h =
-             atomic_load_explicit(&ctx->handlers, memory_order_relaxed);
-         h; h = atomic_load_explicit(&h->next, memory_order_relaxed)) {
-        h->epoll_added = false;
+    if (ctx->gsource_pinned) {
+        /* A GLib source watches the epoll fd.  Closed, its number could
+         * go to another file under GLib's feet: it stays open until the
+         * context goes, and GLib stops sleeping on it (glib.c), as it
+         * no longer covers every handler.  For good: epoll is not set up
+         * again. */
+        fprintf(stderr,
+                "libiothread: epoll cannot watch an fd; a context driven "
+                "by GLib falls back to polling without sleeping\n");
+        epoll_forget(ctx);
+    } else {
+        epoll_close(ctx);
     }
     atomic_store_explicit(&ctx->fdmon, &iot__fdmon_poll_ops,
                           memory_order_release);

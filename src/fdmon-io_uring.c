@@ -578,6 +578,8 @@ int iot__fdmon_gsource_fd(IotCtx *ctx)
     ctx->gsource_pinned = true;
     if (ctx->iou) {
         ret = iou(ctx)->ring.ring_fd;
+    } else if (ctx->epollfd >= 0) {
+        ret = ctx->epollfd; /* epoll, or poll after an epoll failure */
     } else {
         ret = iot__fdmon_epoll_enable(ctx);
         ret = ret < 0 ? ret : ctx->epollfd;
@@ -631,9 +633,10 @@ int iot__fdmon_gsource_fd(IotCtx *ctx)
 
     iot__lockcnt_lock(&ctx->list_lock);
     ctx->gsource_pinned = true;
-    ret = iot__fdmon_epoll_enable(ctx);
+    ret = ctx->epollfd >= 0 ? 0 : iot__fdmon_epoll_enable(ctx);
+    ret = ret < 0 ? ret : ctx->epollfd;
     iot__lockcnt_unlock(&ctx->list_lock);
-    return ret < 0 ? ret : ctx->epollfd;
+    return ret;
 }
 
 #endif

@@ -12,7 +12,8 @@
  * seccomp, ENOMEM, an old kernel) it stays on poll, whose per-wait cost
  * grows with the number of fds but needs no extra fd, and which moves to
  * epoll for good when a wait sees 64 or more live handlers (QEMU's
- * threshold).  epoll falls back to poll if an epoll_ctl fails.  A GLib
+ * threshold).  epoll falls back to poll if an epoll_ctl fails (keeping
+ * its fd open if GLib watches it: glib.c then never sleeps).  A GLib
  * source on an AUTO context that has no ring yet moves it to epoll.
  */
 #ifndef IOT_FDMON_H

@@ -4,7 +4,9 @@
  *
  * GLib watches one fd: the io_uring ring's, readable when completions are
  * waiting, or else the epoll fd, readable whenever a registered fd (the
- * context's own notifier included) is.  prepare sets
+ * context's own notifier included) is.  If epoll cannot register an fd
+ * (a regular file, say), the context falls back to poll, the epoll fd
+ * stays open for GLib, and prepare never lets GLib sleep again.  prepare sets
  * bit 0 of notify_me, so producers kick the notifier while GLib may sleep;
  * check clears it and accepts the notification; dispatch runs one
  * non-blocking iteration.  The bit is separate from the +2 counter of
@@ -48,8 +50,11 @@ static gboolean ctx_source_prepare(GSource *source, gint *timeout)
     if (iot__fdmon(ctx)->prepare) {
         iot__fdmon(ctx)->prepare(ctx); /* io_uring: submit queued changes */
     }
+    /* On poll, the fd GLib watches (an epoll fd kept after epoll failed
+     * to register an fd) does not cover the handlers: never sleep. */
     ns = iot__postq_relaxed_end(ctx) ||
-                 atomic_load_explicit(&ctx->notified, memory_order_seq_cst)
+                 atomic_load_explicit(&ctx->notified, memory_order_seq_cst) ||
+                 iot__fdmon(ctx) == &iot__fdmon_poll_ops
              ? 0
              : iot__ctx_timeout(ctx);
     *timeout = timeout_ms(ns);

@@ -7,6 +7,8 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -337,6 +339,86 @@ static void test_io_uring_cross_thread_wakes(void)
     iot_ctx_unref(c);
 }
 
+static int file_reads;
+
+static void file_read(void *opaque)
+{
+    (void)opaque;
+    file_reads++;
+}
+
+static atomic_int far_runs;
+
+static void far_bh(void *opaque)
+{
+    (void)opaque;
+    atomic_fetch_add(&far_runs, 1);
+}
+
+static void *far_scheduler(void *opaque)
+{
+    T_ASSERT_EQ(iot_bh_schedule_oneshot((IotCtx *)opaque, far_bh, NULL), 0);
+    return NULL;
+}
+
+/* An fd that epoll refuses (a regular file: EPERM) on a context that GLib
+ * watches through its epoll fd.  The context falls back to poll; the
+ * epoll fd stays open (closed, its number could go to another file under
+ * GLib's feet) and GLib no longer sleeps on it, since it would not see the
+ * file: the file's handler runs, and so does a BH from another thread. */
+static void test_epoll_unwatchable_fd(void)
+{
+    IotCtxOptions opts = { .fdmon = IOT_FDMON_EPOLL };
+    char path[] = "/tmp/iot-glib-XXXXXX", link[64], target[64];
+    IotCtx *c = iot_ctx_new_full(&opts, NULL);
+    GMainContext *g;
+    pthread_t tid;
+    GSource *s;
+    int epfd, file;
+    ssize_t n;
+
+    T_ASSERT(c != NULL);
+    T_ASSERT_EQ(iot_ctx_set_current(c), 0);
+    g = g_main_context_new();
+    s = iot_ctx_new_gsource(c);
+    T_ASSERT(s);
+    g_source_attach(s, g);
+    T_ASSERT_STR(iot_ctx_fdmon_name(c), "epoll");
+    epfd = c->epollfd;
+    file = mkstemp(path);
+    T_ASSERT(file >= 0);
+    unlink(path);
+    T_ASSERT_EQ(iot_fd_set_handler(c, file, file_read, NULL, NULL, NULL, NULL),
+                0);
+    T_ASSERT_STR(iot_ctx_fdmon_name(c), "poll");
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", epfd);
+    n = readlink(link, target, sizeof(target) - 1);
+    T_ASSERT(n > 0);
+    target[n] = 0;
+    T_ASSERT_STR(target, "anon_inode:[eventpoll]");
+
+    file_reads = 0;
+    while (file_reads < 3) {
+        g_main_context_iteration(g, TRUE); /* a hang fails the case */
+    }
+    T_ASSERT_EQ(iot_fd_set_handler(c, file, NULL, NULL, NULL, NULL, NULL), 0);
+    close(file);
+    /* No drain: the source is ready at every iteration now. */
+    T_ASSERT_TRUE(g_main_context_iteration(g, FALSE));
+    atomic_store(&far_runs, 0);
+    T_ASSERT_EQ(pthread_create(&tid, NULL, far_scheduler, c), 0);
+    while (atomic_load(&far_runs) == 0) {
+        g_main_context_iteration(g, TRUE);
+    }
+    pthread_join(tid, NULL);
+
+    g_source_destroy(s);
+    g_source_unref(s);
+    g_main_context_unref(g);
+    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+    iot_ctx_unref(c);
+}
+
 static int dummy_reads;
 
 static void dummy_read(IotEvent *e)
@@ -500,6 +582,7 @@ int main(int argc, char **argv)
     t_add("/aio-gsource/io_uring/cross-thread-fd-wakes",
           test_io_uring_cross_thread_wakes);
     t_add("/aio-gsource/event/wait/no-flush-cb", test_event_wait_no_flush_cb);
+    t_add("/aio-gsource/epoll/unwatchable-fd", test_epoll_unwatchable_fd);
     t_add("/aio-gsource/timer/schedule", test_timer);
     t_add("/glib/iothread-gmain-context", test_iothread_gmain_context);
     return t_run(argc, argv);
