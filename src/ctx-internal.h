@@ -63,6 +63,7 @@ struct IotHandler {
 
     /* [list] the handler list (newest first), walked without the lock. */
     _Atomic(IotHandler *) next;
+    IotHandler *prev; /* [list] only writers use it: unlinking is O(1) */
     /* [list] set when the handler is removed or replaced; read by walkers
      * (acquire pairs with the release in fd.c handler_retire()). */
     atomic_bool deleted;
@@ -140,6 +141,8 @@ struct IotCtx {
     IotLockCnt list_lock;
     _Atomic(IotHandler *) handlers; /* [list] */
     IotHandler *deleted;            /* [list] to free, no walker */
+    IotHandler **fd_live;           /* [list] the live handler of each fd */
+    unsigned fd_live_n;             /* [list] entries in fd_live */
     atomic_bool deleted_pending;    /* [list writes, any reads] */
     atomic_int poll_disable_cnt;    /* [list] live without io_poll */
     atomic_int live_cnt;            /* [list] live handlers */

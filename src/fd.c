@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -135,29 +136,59 @@ IotHandler *iot__ready_pop(IotReadyList *list)
 /* Mutex held.  The live handler of @fd, or NULL. */
 static IotHandler *handler_find(IotCtx *ctx, int fd)
 {
-    IotHandler *h = atomic_load_explicit(&ctx->handlers, memory_order_relaxed);
+    return (unsigned)fd < ctx->fd_live_n ? ctx->fd_live[fd] : NULL;
+}
 
-    for (; h; h = atomic_load_explicit(&h->next, memory_order_relaxed)) {
-        if (h->fd == fd &&
-            !atomic_load_explicit(&h->deleted, memory_order_relaxed)) {
-            return h;
-        }
+/* Mutex held.  Room in fd_live for @fd; 0 or -ENOMEM. */
+static int fd_live_reserve(IotCtx *ctx, int fd)
+{
+    unsigned n = ctx->fd_live_n ? ctx->fd_live_n : 64;
+    IotHandler **v;
+
+    if ((unsigned)fd < ctx->fd_live_n) {
+        return 0;
     }
-    return NULL;
+    while (n <= (unsigned)fd) {
+        n *= 2;
+    }
+    v = realloc(ctx->fd_live, n * sizeof(*v));
+    if (!v) {
+        return -ENOMEM;
+    }
+    memset(v + ctx->fd_live_n, 0, (n - ctx->fd_live_n) * sizeof(*v));
+    ctx->fd_live = v;
+    ctx->fd_live_n = n;
+    return 0;
+}
+
+/* Mutex held.  Puts @h at the head of the list, as the live handler of
+ * its fd (fd_live_reserve() has made room). */
+static void handler_link(IotCtx *ctx, IotHandler *h)
+{
+    IotHandler *head =
+        atomic_load_explicit(&ctx->handlers, memory_order_relaxed);
+
+    atomic_init(&h->next, head);
+    h->prev = NULL;
+    if (head) {
+        head->prev = h;
+    }
+    /* Release pairs with the acquire loads of walkers: they see the
+     * handler's fields once they see it in the list. */
+    atomic_store_explicit(&ctx->handlers, h, memory_order_release);
+    ctx->fd_live[h->fd] = h;
 }
 
 /* Mutex held, no walker inside (FREEING).  Unlinks @h everywhere. */
 static void handler_unlink(IotCtx *ctx, IotHandler *h)
 {
-    _Atomic(IotHandler *) *link = &ctx->handlers;
-    IotHandler *cur;
+    IotHandler *next = atomic_load_explicit(&h->next, memory_order_relaxed);
 
-    while ((cur = atomic_load_explicit(link, memory_order_relaxed)) != h) {
-        link = &cur->next;
-    }
-    atomic_store_explicit(link,
-                          atomic_load_explicit(&h->next, memory_order_relaxed),
+    atomic_store_explicit(h->prev ? &h->prev->next : &ctx->handlers, next,
                           memory_order_relaxed);
+    if (next) {
+        next->prev = h->prev;
+    }
     if (h->in_poll_list) {
         iot__poll_list_remove(ctx, h);
     }
@@ -249,13 +280,16 @@ static int handler_set(IotCtx *ctx, int fd, const IotFdOps *ops, void *opaque,
         iot__lockcnt_unlock(&ctx->list_lock);
         return 0;
     }
+    if (new_ && fd_live_reserve(ctx, fd) < 0) {
+        iot__lockcnt_unlock(&ctx->list_lock);
+        free(new_);
+        return -ENOMEM;
+    }
     if (new_) {
-        atomic_init(&new_->next,
-                    atomic_load_explicit(&ctx->handlers, memory_order_relaxed));
-        /* Release pairs with the acquire loads of walkers: they see the
-         * handler's fields once they see it in the list. */
-        atomic_store_explicit(&ctx->handlers, new_, memory_order_release);
+        handler_link(ctx, new_);
         handler_count(ctx, new_, 1);
+    } else {
+        ctx->fd_live[fd] = NULL;
     }
     iot__fdmon(ctx)->update(ctx, old, new_);
     if (old) {
@@ -459,6 +493,9 @@ void iot__fd_ctx_finalize(IotCtx *ctx)
     }
     atomic_store(&ctx->handlers, NULL);
     ctx->deleted = NULL;
+    free(ctx->fd_live);
+    ctx->fd_live = NULL;
+    ctx->fd_live_n = 0;
     ctx->poll_head = NULL;
     ctx->ring_head = NULL;
     iot_event_cleanup(&ctx->notifier);

@@ -1190,6 +1190,106 @@ static void test_fd_epoll_upgrade(void)
     ctx_teardown();
 }
 
+/* ---- churn: the list's links and the fd index stay exact ---- */
+
+/* Every link of the handler list, both ways, and the index by fd: each
+ * live handler is the one its fd finds. */
+static void list_check(void)
+{
+    IotHandler *prev = NULL;
+    int live = 0;
+
+    iot__lockcnt_lock(&ctx->list_lock);
+    for (IotHandler *h = atomic_load(&ctx->handlers); h;
+         h = atomic_load(&h->next)) {
+        T_ASSERT(h->prev == prev);
+        if (!atomic_load(&h->deleted)) {
+            T_ASSERT((unsigned)h->fd < ctx->fd_live_n);
+            T_ASSERT(ctx->fd_live[h->fd] == h);
+            live++;
+        }
+        prev = h;
+    }
+    for (unsigned fd = 0; fd < ctx->fd_live_n; fd++) {
+        IotHandler *h = ctx->fd_live[fd];
+        T_ASSERT(!h || ((unsigned)h->fd == fd && !atomic_load(&h->deleted)));
+        live -= h != NULL;
+    }
+    T_ASSERT_EQ(live, 0);
+    iot__lockcnt_unlock(&ctx->list_lock);
+}
+
+/* Handlers added, replaced and removed in a scrambled order, one of them
+ * on a high fd number, with iterations (which free what was removed) in
+ * between: events reach exactly the registered ones. */
+static void test_fd_churn(void)
+{
+    enum { N = 40, HIGH = 900 };
+    static Slot slots[N];
+    int set[N], nset;
+
+    for (int i = 0; i < N; i++) {
+        T_ASSERT_EQ(iot_event_init(&slots[i].e, false), 0);
+        slots[i].n = 0;
+    }
+    /* Slot 0 on a high fd: the index grows. */
+    T_ASSERT_EQ(dup2(iot_event_fd(&slots[0].e), HIGH), HIGH);
+    close(slots[0].e.rfd);
+    slots[0].e.rfd = slots[0].e.wfd = HIGH;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++) {
+            T_ASSERT_EQ(
+                iot_ctx_set_event(ctx, &slots[i].e, slot_cb, NULL, NULL), 0);
+        }
+        /* Replace every third: same fd, a new handler. */
+        for (int i = 0; i < N; i += 3) {
+            T_ASSERT_EQ(
+                iot_ctx_set_event(ctx, &slots[i].e, slot_cb, NULL, NULL), 0);
+        }
+        list_check();
+        T_ASSERT_EQ(live_cnt(), base_live + N);
+        T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+        list_check();
+        /* Remove 7k mod N (every slot once, scrambled) but keep 1 in 4. */
+        nset = 0;
+        for (int k = 0; k < N; k++) {
+            int i = (k * 7 + round) % N;
+            if (i % 4 == round) {
+                set[nset++] = i;
+                continue;
+            }
+            T_ASSERT_EQ(iot_ctx_set_event(ctx, &slots[i].e, NULL, NULL, NULL),
+                        0);
+            if (k % 5 == 0) {
+                list_check();
+                T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+            }
+        }
+        list_check();
+        T_ASSERT_EQ(live_cnt(), base_live + nset);
+        for (int i = 0; i < N; i++) {
+            T_ASSERT_EQ(iot_event_set(&slots[i].e), 0);
+        }
+        T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+        slots_check(slots, N, set, nset);
+        list_check();
+        for (int i = 0; i < N; i++) {
+            iot_event_test_and_clear(&slots[i].e);
+        }
+        for (int j = 0; j < nset; j++) {
+            T_ASSERT_EQ(
+                iot_ctx_set_event(ctx, &slots[set[j]].e, NULL, NULL, NULL), 0);
+        }
+        T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+        list_check();
+        T_ASSERT_EQ(live_cnt(), base_live);
+    }
+    for (int i = 0; i < N; i++) {
+        iot_event_cleanup(&slots[i].e);
+    }
+}
+BACKEND_CASE(test_fd_churn)
+
 /* ---- many fds ready at once ---- */
 
 #define NREADY 600 /* within a default 1024-fd limit */
@@ -1611,6 +1711,7 @@ int main(int argc, char **argv)
     ADD_BOTH("/aio/fd/many-changes-in-callback",
              test_fd_many_changes_in_callback);
     ADD_BOTH("/aio/fd/many-ready-at-once", test_fd_many_ready);
+    ADD_BOTH("/aio/fd/churn", test_fd_churn);
     t_add("/auto/aio/fd/epoll-upgrade", test_fd_epoll_upgrade);
     t_add("/auto/aio/fdmon/env", test_fdmon_env);
     t_add("/auto/aio/fdmon/io_uring-fallback", test_fdmon_fallback);
