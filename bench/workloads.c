@@ -475,6 +475,7 @@ static struct {
     int64_t *off, *deadline, *late;
     long fired;
     int64_t arm_ns, cancel_ns;
+    int64_t armed_at; /* when the last timer was armed */
     bsig done;
 } w4s;
 
@@ -522,6 +523,26 @@ static void w4_arm(void *arg)
     }
     t1 = now_ns();
     w4s.arm_ns = t1 - t0;
+    w4s.armed_at = t1;
+}
+
+/* Lateness is measured on the timers due after the last one was armed:
+ * one due while the loop was still arming could not fire on time on any
+ * implementation, and how many fall in that window depends on how fast
+ * arming went (~0.5 % of them here, so the p99 swung between tens of us
+ * and milliseconds with the arming time).  Sorts w4s.late; returns how
+ * many timers count, which are first in w4s.late. */
+static long w4_late_counted(void)
+{
+    long k = 0;
+
+    for (long i = 0; i < w4s.n; i++) {
+        if (w4s.deadline[i] >= w4s.armed_at) {
+            w4s.late[k++] = w4s.late[i];
+        }
+    }
+    sort_i64(w4s.late, (size_t)k);
+    return k;
 }
 
 static void w4_arm_cancel(void *arg)
@@ -567,7 +588,7 @@ static void w4_release(void)
 
 static int w4(const bimpl *impl)
 {
-    long n = cfg.quick ? 20000 : 100000, m = cfg.quick ? 100000 : 1000000;
+    long n = cfg.quick ? 20000 : 100000, m = cfg.quick ? 100000 : 1000000, k;
     int64_t span = cfg.quick ? 250000000LL : 1000000000LL;
     uint64_t rng = 0x9E3779B97F4A7C15ULL;
     bloop l;
@@ -587,13 +608,14 @@ static int w4(const bimpl *impl)
     bloop_call(&l, w4_arm, NULL);
     bsig_wait(&w4s.done, false, "W4 timers");
     bloop_call(&l, w4_free, NULL);
-    sort_i64(w4s.late, (size_t)n);
+    k = w4_late_counted();
     emit(wname, impl->name, "arm_ns", (double)w4s.arm_ns / (double)n, "ns");
     emit(wname, impl->name, "late_median_ns",
-         (double)pct_i64(w4s.late, (size_t)n, 0.5), "ns");
+         (double)pct_i64(w4s.late, (size_t)k, 0.5), "ns");
     emit(wname, impl->name, "late_p99_ns",
-         (double)pct_i64(w4s.late, (size_t)n, 0.99), "ns");
-    emit(wname, impl->name, "late_max_ns", (double)w4s.late[n - 1], "ns");
+         (double)pct_i64(w4s.late, (size_t)k, 0.99), "ns");
+    emit(wname, impl->name, "late_max_ns", (double)w4s.late[k - 1], "ns");
+    emit(wname, impl->name, "due_while_arming", (double)(n - k), "timers");
     w4_release();
 
     /* m timers armed, then all cancelled: ns per operation */
