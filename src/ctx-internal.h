@@ -24,6 +24,12 @@
 
 #include "lockcnt.h"
 
+/* Thread-local state of the library.  initial-exec: a plain %fs-relative
+ * access, where the shared library's default (general dynamic) calls
+ * __tls_get_addr() on every use, e.g. on every post.  The variables are a
+ * few pointers, which the static TLS surplus holds even for a dlopen(). */
+#define IOT_TLS __thread __attribute__((tls_model("initial-exec")))
+
 #define IOT_POLL_START_NS     4000     /* first window when polling grows */
 #define IOT_IDLE_BH_PERIOD_NS 10000000 /* idle BHs run at least every 10 ms */
 #define IOT_EPOLL_THRESHOLD   64       /* AUTO moves to epoll at 64 fds */

@@ -12,7 +12,7 @@
 #include "fdmon.h"
 #include <iothread/pool.h>
 
-static __thread IotCtx *current_ctx;
+static IOT_TLS IotCtx *current_ctx;
 static _Atomic(IotCtx *) main_ctx;
 
 int64_t (*iot__test_clock)(void);

@@ -310,7 +310,7 @@ struct IotThread {
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static IotThread *registry;
-static __thread IotThread *tls_self;
+static IOT_TLS IotThread *tls_self;
 
 /* ---- the thread ---- */
 

@@ -114,7 +114,7 @@ struct IotPool {
 };
 
 /* The pool whose worker the calling thread is, or NULL. */
-static __thread IotPool *tls_worker_pool;
+static IOT_TLS IotPool *tls_worker_pool;
 
 bool iot__pool_is_worker_of(IotCtx *ctx)
 {

@@ -14,8 +14,8 @@
 
 #include "postq.h"
 
-__thread IotPostQ *iot__postq_last;   /* the last queue this thread used */
-static __thread IotPostQ *tls_queues; /* all of them, for thread exit */
+IOT_TLS IotPostQ *iot__postq_last;   /* the last queue this thread used */
+static IOT_TLS IotPostQ *tls_queues; /* all of them, for thread exit */
 static pthread_key_t tls_key;
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static atomic_ullong ctx_ids; /* last context id given out */

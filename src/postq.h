@@ -82,7 +82,7 @@ struct IotPostQ {
     _Atomic(IotPostQ *) next;
 };
 
-extern __thread IotPostQ *iot__postq_last;
+extern IOT_TLS IotPostQ *iot__postq_last;
 
 /* Ask for a line we are about to write, ahead of time: a chunk coming back
  * from the loop is in its cache, and a store that waits for the line holds
