@@ -236,6 +236,9 @@ void iot__io_uring_cache_flush(void);
 void iot__pool_free(IotCtx *ctx);         /* finalize: waits for the workers */
 bool iot__pool_is_worker_of(IotCtx *ctx); /* any thread: is it ours? */
 extern int64_t iot__pool_idle_ns; /* idle worker timeout; tests shorten it */
+/* Tests: called by a worker whose idle timeout expired with nothing
+ * queued, lock held, off the idle stack, just before it leaves. */
+extern void (*_Atomic iot__pool_timeout_hook)(void);
 /* Tests: hold or release the pool's lock (the pool must exist), and the
  * queued count read without it. */
 void iot__pool_lock_for_test(IotCtx *ctx, bool lock);

@@ -17,8 +17,9 @@
  * workers          claim         push              no          lock
  *
  * The wake-up is a Dekker pair: the home thread stores the tail, then
- * loads the idle count; a worker going idle raises the count, then loads
- * the tail.  Both seq_cst, so at least one of them sees the other (model:
+ * loads the idle count and cur; a worker going idle raises the count,
+ * then loads the tail, and one leaving on its idle timeout lowers cur,
+ * then loads the tail.  All seq_cst, so one side sees the other (model:
  * docs/spin/pool.promela).
  *
  * A cancel races with the claim on the work's state: QUEUED -> CANCELLED
@@ -123,6 +124,7 @@ bool iot__pool_is_worker_of(IotCtx *ctx)
 
 /* Tests shorten the idle timeout; 10 s as in QEMU otherwise. */
 int64_t iot__pool_idle_ns = 10 * IOT_NS_PER_S;
+void (*_Atomic iot__pool_timeout_hook)(void);
 
 static IotPool *ctx_pool(IotCtx *ctx)
 {
@@ -336,15 +338,23 @@ static void deadline_after(struct timespec *ts, int64_t ns)
     ts->tv_nsec = ns % IOT_NS_PER_S;
 }
 
-/* Worker, lock held.  Waits until there may be work; false if this worker
- * should exit. */
+/* Worker, lock held.  Takes this worker out of cur: it is leaving.
+ * seq_cst, for the idle timeout's Dekker pair (worker_wait()). */
+static bool worker_leave(IotPool *p)
+{
+    atomic_store_explicit(&p->cur, LOAD(p->cur) - 1, memory_order_seq_cst);
+    return false;
+}
+
+/* Worker, lock held.  Waits until there may be work; false once this
+ * worker has left the pool (worker_leave()) and must exit. */
 static bool worker_wait(IotPool *p, PoolWaiter *self)
 {
     struct timespec ts;
     int ret = 0;
 
     if (worker_surplus(p)) {
-        return false;
+        return worker_leave(p);
     }
     self->woken = false;
     self->next = p->waiters;
@@ -362,11 +372,24 @@ static bool worker_wait(IotPool *p, PoolWaiter *self)
     }
     if (!self->woken) {
         waiter_unlink_locked(p, self);
+        /* Idle for the whole timeout: leave, unless work came.  Leaving
+         * (a seq_cst store of cur) before the second look at the tail
+         * pairs with pool_kick(), which stores the tail, then loads idle
+         * and cur: either it sees this worker gone and starts another,
+         * or this worker sees the work and stays. */
         if (!ring_pending(p) && (int64_t)LOAD(p->cur) > LOAD(p->min)) {
-            return false; /* idle for the whole timeout */
+            void (*hook)(void) = atomic_load(&iot__pool_timeout_hook);
+            if (hook) {
+                hook();
+            }
+            worker_leave(p);
+            if (!ring_pending(p)) {
+                return false;
+            }
+            STORE(p->cur, LOAD(p->cur) + 1);
         }
     }
-    return !worker_surplus(p);
+    return worker_surplus(p) ? worker_leave(p) : true;
 }
 
 /* Idle timeouts are measured on the monotonic clock. */
@@ -406,7 +429,6 @@ static void *worker_main(void *opaque)
         }
         pthread_mutex_lock(&p->lock);
     }
-    STORE(p->cur, LOAD(p->cur) - 1);
     pthread_cond_signal(&p->stopped_cond);
     /* The wake-up this worker took may have been meant for work. */
     if (ring_pending(p)) {
@@ -468,12 +490,15 @@ static void pool_spawn_bh(void *opaque)
  * submitter none. */
 static void pool_kick(IotPool *p)
 {
-    /* seq_cst: after ring_push()'s seq_cst store of the tail, the home
-     * thread's half of the Dekker pair with worker_wait(). */
+    /* seq_cst, after ring_push()'s seq_cst store of the tail: the home
+     * thread's half of the Dekker pairs with worker_wait() (a worker
+     * going idle raises idle; one leaving on its idle timeout lowers
+     * cur), both then look at the tail. */
     unsigned idle = atomic_load_explicit(&p->idle, memory_order_seq_cst);
+    unsigned cur = atomic_load_explicit(&p->cur, memory_order_seq_cst);
 
-    if (!idle && ((int64_t)LOAD(p->cur) >= LOAD(p->max) ||
-                  LOAD(p->backlog) >= ring_queued(p))) {
+    if (!idle &&
+        ((int64_t)cur >= LOAD(p->max) || LOAD(p->backlog) >= ring_queued(p))) {
         return;
     }
     pthread_mutex_lock(&p->lock);

@@ -754,6 +754,53 @@ static void test_busy_no_lock(void)
     ctx_teardown(ctx);
 }
 
+/* ---- /thread-pool/timeout-race ---- */
+
+/*
+ * The only worker's idle timeout expires just as work is submitted: it
+ * has left the idle stack, so the submitter sees no idle worker and a
+ * full pool (1 of 1) and takes no lock.  The worker must see the work
+ * and stay: were it to exit, nothing would run the work.  The hook holds
+ * the worker at that point while the home thread submits.
+ */
+static sem_t tr_at_timeout, tr_submitted;
+
+static void tr_hook(void)
+{
+    atomic_store(&iot__pool_timeout_hook, NULL);
+    sem_post(&tr_at_timeout);
+    sem_wait(&tr_submitted);
+}
+
+static void test_timeout_race(void)
+{
+    IotCtx *ctx = ctx_setup();
+    struct timespec ts;
+    Job j;
+    Run r;
+
+    iot__pool_idle_ns = 20 * IOT_NS_PER_MS;
+    T_ASSERT_EQ(iot_ctx_set_pool_size(ctx, 0, 1), 0);
+    warm_up(ctx, 1);
+    sem_init(&tr_at_timeout, 0, 0);
+    sem_init(&tr_submitted, 0, 0);
+    atomic_store(&iot__pool_timeout_hook, tr_hook);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += WAIT_LIMIT_NS / IOT_NS_PER_S;
+    T_ASSERT_EQ(sem_timedwait(&tr_at_timeout, &ts), 0);
+
+    run_init(&r, ctx);
+    job_init(&j, &r, 7);
+    job_submit(&j);
+    sem_post(&tr_submitted);
+    POLL_UNTIL(ctx, atomic_load(&j.done) == 1);
+    T_ASSERT_EQ(j.ret, 7);
+    T_ASSERT_EQ(pool_stats(ctx).threads, 1);
+    sem_destroy(&tr_at_timeout);
+    sem_destroy(&tr_submitted);
+    ctx_teardown(ctx);
+}
+
 /* ---- /thread-pool/completion-order ---- */
 
 /* One worker: the work finishes in submission order, and so must the
@@ -1560,6 +1607,7 @@ int main(int argc, char **argv)
     t_add("/thread-pool/cancel-twice", test_cancel_twice);
     t_add("/thread-pool/cancel-racing", test_cancel_racing);
     t_add("/thread-pool/busy-no-lock", test_busy_no_lock);
+    t_add("/thread-pool/timeout-race", test_timeout_race);
     t_add("/thread-pool/completion-order", test_completion_order);
     t_add("/thread-pool/completion-order-finish", test_completion_order_finish);
     t_add("/thread-pool/no-spurious-progress", test_no_spurious_progress);

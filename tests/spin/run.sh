@@ -14,9 +14,11 @@
 #   - BUG_NO_RECHECK and BUG_SKIP_EVENT_WRITE: Spin must report the lost
 #     wake-up (an invalid end state), proving the model can see the bug.
 # Checks of the pool's wake-up: the protocol is clean; without the idle
-# worker's second look at the ring (POOL_BUG_NO_RECHECK), or with the
+# worker's second look at the ring (POOL_BUG_NO_RECHECK), with the
 # submitter loading the idle count before it publishes
-# (POOL_BUG_LOAD_FIRST), Spin must report the lost wake-up.
+# (POOL_BUG_LOAD_FIRST), or without the second look of a worker leaving
+# on its idle timeout (POOL_BUG_TIMEOUT_NO_RECHECK), Spin must report the
+# lost wake-up.
 # Exits non-zero on any unexpected result.  Needs spin and a C compiler.
 
 set -u
@@ -148,6 +150,7 @@ echo "spin: model $model"
 expect_clean       pool-safety          safety
 expect_lost_wakeup POOL_BUG_NO_RECHECK  -DBUG_NO_RECHECK
 expect_lost_wakeup POOL_BUG_LOAD_FIRST  -DBUG_LOAD_FIRST
+expect_lost_wakeup POOL_BUG_TIMEOUT_NO_RECHECK -DBUG_TIMEOUT_NO_RECHECK
 
 echo "spin: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
