@@ -205,7 +205,12 @@ static bool ring_pending(IotPool *p)
  * if there is none. */
 static IotWork *ring_claim(IotPool *p)
 {
-    uint64_t h = atomic_load_explicit(&p->head, memory_order_relaxed);
+    /* Acquire, here and when the CAS fails, pairs with the release CAS of
+     * the worker that moved head to h: it had seen a tail past h, so the
+     * tail loaded below is at least h.  Relaxed, a weakly ordered CPU
+     * could pair a new head with an old tail and claim an index never
+     * published. */
+    uint64_t h = atomic_load_explicit(&p->head, memory_order_acquire);
 
     for (;;) {
         /* The tail before the ring, both acquire (ring_push() and
@@ -215,17 +220,18 @@ static IotWork *ring_claim(IotPool *p)
         PoolRing *r;
         IotWork *w;
 
-        if (h == t) { /* h is never past t: it was loaded first */
+        if (h == t) {
             return NULL;
         }
         r = atomic_load_explicit(&p->ring, memory_order_acquire);
         /* Read before the claim: until head passes h nothing reuses the
          * slot.  A stale h reads garbage, and its CAS fails. */
         w = atomic_load_explicit(&r->slot[h & r->mask], memory_order_relaxed);
-        /* Release pairs with ring_push()'s acquire load of head. */
+        /* Release pairs with ring_push()'s acquire load of head (the
+         * slot was read first) and with the next claimer's acquire. */
         if (atomic_compare_exchange_weak_explicit(&p->head, &h, h + 1,
-                                                  memory_order_release,
-                                                  memory_order_relaxed)) {
+                                                  memory_order_acq_rel,
+                                                  memory_order_acquire)) {
             return w;
         }
     }
