@@ -22,7 +22,8 @@
  * quiesced its ring on its way out: it cancels every request and reaps the
  * completions itself, which the kernel posts on that thread's return to
  * user space (a cancel from any other thread would leave them to a kernel
- * worker, later).  A process that forked drops the cache it inherited.
+ * worker, later).  fork() holds the cache's lock across, and the child
+ * drops the rings it inherited.
  *
  *                  change list   SQ ring   CQ ring   iou_armed/removed
  * any thread       mutex         no        no        no
@@ -34,7 +35,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "fdmon.h"
 
@@ -378,7 +378,7 @@ int iot__io_uring_setup_fail;
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static IouState *cache[IOU_CACHE_MAX]; /* [cache_lock] idle rings */
 static unsigned cache_n;               /* [cache_lock] */
-static pid_t cache_pid;                /* [cache_lock] whose they are */
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 unsigned iot__io_uring_cache_max = IOU_CACHE_MAX;
 atomic_ulong iot__io_uring_cache_hits;
 
@@ -400,15 +400,37 @@ void iot__io_uring_cache_flush(void)
     pthread_mutex_unlock(&cache_lock);
 }
 
-/* Any thread.  An idle ring of this process, or NULL. */
+/* fork(): the lock is held across it, so that no other thread holds it
+ * in the child, and the child drops the rings it inherited (they are its
+ * parent's too: sharing one would mix two processes' requests). */
+static void cache_fork_prepare(void)
+{
+    pthread_mutex_lock(&cache_lock);
+}
+
+static void cache_fork_parent(void)
+{
+    pthread_mutex_unlock(&cache_lock);
+}
+
+static void cache_fork_child(void)
+{
+    cache_flush_locked();
+    pthread_mutex_unlock(&cache_lock);
+}
+
+static void cache_init(void)
+{
+    pthread_atfork(cache_fork_prepare, cache_fork_parent, cache_fork_child);
+}
+
+/* Any thread.  An idle ring, or NULL. */
 static IouState *cache_get(void)
 {
     IouState *s = NULL;
 
+    pthread_once(&cache_once, cache_init);
     pthread_mutex_lock(&cache_lock);
-    if (cache_n && cache_pid != getpid()) {
-        cache_flush_locked(); /* inherited: shared with the parent */
-    }
     if (cache_n) {
         s = cache[--cache_n];
         atomic_fetch_add_explicit(&iot__io_uring_cache_hits, 1,
@@ -430,12 +452,9 @@ static bool cache_put(IouState *s)
         return false;
     }
     *s = (IouState){ .ring = ring };
+    pthread_once(&cache_once, cache_init);
     pthread_mutex_lock(&cache_lock);
-    if (cache_n && cache_pid != getpid()) {
-        cache_flush_locked();
-    }
     if (cache_n < iot__io_uring_cache_max && cache_n < IOU_CACHE_MAX) {
-        cache_pid = getpid();
         cache[cache_n++] = s;
         kept = true;
     }

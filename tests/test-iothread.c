@@ -24,6 +24,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <sys/eventfd.h>
 #include <sys/wait.h>
@@ -2570,6 +2571,57 @@ static void test_ring_cache_fork(void)
     iot_ctx_unref(ctx);
 }
 
+/* fork() while another thread is inside the ring cache: the child's
+ * first io_uring context must not wait for a lock that nobody in the child
+ * holds.  A churning thread keeps the cache busy; each child makes one
+ * context (and is killed by an alarm if it hangs). */
+static atomic_bool churn_stop;
+
+static void *ring_churn(void *opaque)
+{
+    IotCtxOptions opts = { .fdmon = IOT_FDMON_IO_URING };
+
+    (void)opaque;
+    while (!atomic_load(&churn_stop)) {
+        iot_ctx_unref(iot_ctx_new_full(&opts, NULL));
+    }
+    return NULL;
+}
+
+static void test_ring_cache_fork_busy(void)
+{
+    IotCtxOptions opts = { .fdmon = IOT_FDMON_IO_URING };
+    int forks = (int)t_scale(200, 20);
+    pthread_t tid;
+
+    if (!force_io_uring()) {
+        return;
+    }
+    T_ASSERT_EQ(pthread_create(&tid, NULL, ring_churn, NULL), 0);
+    for (int i = 0; i < forks; i++) {
+        int status;
+        pid_t pid = fork();
+
+        if (pid == 0) {
+            alarm(10);
+            iot_ctx_unref(iot_ctx_new_full(&opts, NULL));
+            _exit(0);
+        }
+        T_ASSERT(pid > 0);
+        T_ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            atomic_store(&churn_stop, true);
+            pthread_join(tid, NULL);
+            t_fail(__FILE__, __LINE__, "fork %d: the child %s", i,
+                   WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM
+                       ? "hung in its first io_uring context"
+                       : "failed");
+        }
+    }
+    atomic_store(&churn_stop, true);
+    T_ASSERT_EQ(pthread_join(tid, NULL), 0);
+}
+
 int main(int argc, char **argv)
 {
     t_add("/iothread/lifecycle/tid-and-name", test_lifecycle_tid_and_name);
@@ -2616,6 +2668,7 @@ int main(int argc, char **argv)
     t_add("/iothread/io_uring/ring-reused", test_ring_reused);
     t_add("/iothread/io_uring/ring-busy-not-cached", test_ring_busy_not_cached);
     t_add("/iothread/io_uring/ring-cache-fork", test_ring_cache_fork);
+    t_add("/iothread/io_uring/ring-cache-fork-busy", test_ring_cache_fork_busy);
     t_add("/iothread/stats-move", test_stats_move);
     t_add("/iothread/stats-move/json", test_stats_json);
     t_add("/iothread/in-use", test_in_use);
