@@ -91,6 +91,7 @@ struct IotHandler {
 
     /* [list] backend state. */
     bool epoll_added;
+    bool epoll_refused; /* [list] epoll refused it under a GLib source */
     /* io_uring: [list] queued changes, [home] request state. */
     unsigned iou_ops;           /* [list] IOU_ADD / IOU_REMOVE queued */
     IotHandler *iou_next;       /* [list] on the change list */
@@ -148,6 +149,7 @@ struct IotCtx {
     _Atomic(IotHandler *) handlers; /* [list] */
     IotHandler *deleted;            /* [list] to free, no walker */
     IotHandler **fd_live;           /* [list] the live handler of each fd */
+    unsigned epoll_refused_n;       /* [list] live handlers epoll refused */
     unsigned fd_live_n;             /* [list] entries in fd_live */
     atomic_bool deleted_pending;    /* [list writes, any reads] */
     atomic_int poll_disable_cnt;    /* [list] live without io_poll */

@@ -7,6 +7,7 @@
  * epoll fd first, as QEMU does.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -63,7 +64,12 @@ static void epoll_update(IotCtx *ctx, IotHandler *old, IotHandler *new_)
     }
     if (ret < 0) {
         /* Cannot follow the change: fall back to poll, which needs no
-         * registration and so cannot miss this fd. */
+         * registration and so cannot miss this fd.  Under a GLib source,
+         * epoll comes back once the refused handlers are gone. */
+        if (ctx->gsource_pinned) {
+            new_->epoll_refused = true;
+            ctx->epoll_refused_n++;
+        }
         iot__fdmon_epoll_disable(ctx);
     }
 }
@@ -184,17 +190,69 @@ int iot__fdmon_epoll_enable(IotCtx *ctx)
     return 0;
 }
 
+/* Mutex held; a GLib source watches ctx->epollfd and the context fell
+ * back to poll.  Registers every live handler with a new epoll instance
+ * and puts it behind the fd number GLib watches (dup3 replaces the file
+ * at once; a GLib poll already waiting on the old one is woken by the
+ * notify that follows every handler change).  If epoll refuses a handler
+ * again, that one is marked and the context stays on poll. */
+static void epoll_rebuild(IotCtx *ctx)
+{
+    int fd = epoll_create1(EPOLL_CLOEXEC), ret = fd < 0 ? -errno : 0;
+    IotHandler *h;
+
+    for (h = atomic_load_explicit(&ctx->handlers, memory_order_relaxed);
+         h && ret == 0;
+         h = atomic_load_explicit(&h->next, memory_order_relaxed)) {
+        if (h->events &&
+            !atomic_load_explicit(&h->deleted, memory_order_relaxed)) {
+            struct epoll_event ev = { .events = epoll_events_of(h->events),
+                                      .data.ptr = h };
+            if (epoll_ctl(fd, EPOLL_CTL_ADD, h->fd, &ev) < 0) {
+                ret = -errno;
+                h->epoll_refused = true;
+                ctx->epoll_refused_n++;
+            }
+        }
+    }
+    if (ret == 0 && dup3(fd, ctx->epollfd, O_CLOEXEC) < 0) {
+        ret = -errno;
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (ret < 0) {
+        return;
+    }
+    for (h = atomic_load_explicit(&ctx->handlers, memory_order_relaxed); h;
+         h = atomic_load_explicit(&h->next, memory_order_relaxed)) {
+        h->epoll_added = h->events && !atomic_load_explicit(
+                                          &h->deleted, memory_order_relaxed);
+    }
+    /* Release pairs with the acquire in iot__fdmon(). */
+    atomic_store_explicit(&ctx->fdmon, &iot__fdmon_epoll_ops,
+                          memory_order_release);
+}
+
+void iot__fdmon_epoll_refused_gone(IotCtx *ctx)
+{
+    if (--ctx->epoll_refused_n == 0 && ctx->gsource_pinned &&
+        ctx->epollfd >= 0 && iot__fdmon(ctx) == &iot__fdmon_poll_ops) {
+        epoll_rebuild(ctx);
+    }
+}
+
 void iot__fdmon_epoll_disable(IotCtx *ctx)
 {
     if (ctx->gsource_pinned) {
         /* A GLib source watches the epoll fd.  Closed, its number could
-         * go to another file under GLib's feet: it stays open until the
-         * context goes, and GLib stops sleeping on it (glib.c), as it
-         * no longer covers every handler.  For good: epoll is not set up
-         * again. */
+         * go to another file under GLib's feet: it stays open, and GLib
+         * stops sleeping on it (glib.c), as it no longer covers every
+         * handler, until the refused handlers are gone and
+         * epoll_rebuild() puts a complete instance behind it. */
         fprintf(stderr,
                 "libiothread: epoll cannot watch an fd; a context driven "
-                "by GLib falls back to polling without sleeping\n");
+                "by GLib polls without sleeping until that fd is gone\n");
         epoll_forget(ctx);
     } else {
         epoll_close(ctx);

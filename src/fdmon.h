@@ -13,7 +13,8 @@
  * grows with the number of fds but needs no extra fd, and which moves to
  * epoll for good when a wait sees 64 or more live handlers (QEMU's
  * threshold).  epoll falls back to poll if an epoll_ctl fails (keeping
- * its fd open if GLib watches it: glib.c then never sleeps).  A GLib
+ * its fd open if GLib watches it: glib.c then does not sleep, until the
+ * refused handlers are gone and epoll comes back).  A GLib
  * source on an AUTO context that has no ring yet moves it to epoll.
  */
 #ifndef IOT_FDMON_H
@@ -59,8 +60,13 @@ void iot__fdmon_teardown(IotCtx *ctx);
 /* List mutex held.  Registers every live handler with a new epoll fd and
  * switches to it.  Returns 0 or a negative errno (and stays on poll). */
 int iot__fdmon_epoll_enable(IotCtx *ctx);
-/* List mutex held.  Back to poll (closes the epoll fd). */
+/* List mutex held.  Back to poll (closes the epoll fd, unless a GLib
+ * source watches it). */
 void iot__fdmon_epoll_disable(IotCtx *ctx);
+/* List mutex held.  A handler epoll refused under a GLib source is gone;
+ * with the last of them the context goes back to epoll, behind the same
+ * fd number. */
+void iot__fdmon_epoll_refused_gone(IotCtx *ctx);
 
 bool iot__fdmon_poll_disabled(IotCtx *ctx);
 

@@ -6,7 +6,8 @@
  * waiting, or else the epoll fd, readable whenever a registered fd (the
  * context's own notifier included) is.  If epoll cannot register an fd
  * (a regular file, say), the context falls back to poll, the epoll fd
- * stays open for GLib, and prepare never lets GLib sleep again.  prepare sets
+ * stays open for GLib, and prepare does not let GLib sleep until that
+ * fd's handler is gone and epoll is back (fdmon-epoll.c).  prepare sets
  * bit 0 of notify_me, so producers kick the notifier while GLib may sleep;
  * check clears it and accepts the notification; dispatch runs one
  * non-blocking iteration.  The bit is separate from the +2 counter of
