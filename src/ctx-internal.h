@@ -233,6 +233,9 @@ IotHandler *iot__ready_pop(IotReadyList *list);
 extern unsigned iot__io_uring_cache_max;
 extern atomic_ulong iot__io_uring_cache_hits;
 void iot__io_uring_cache_flush(void);
+/* Tests, home thread: a NOP on the context's ring with @user_data, which
+ * the ring does not count as its own (as liburing's timeout requests). */
+int iot__io_uring_nop(IotCtx *ctx, uint64_t user_data);
 
 /* pool.c */
 void iot__pool_free(IotCtx *ctx);         /* finalize: waits for the workers */

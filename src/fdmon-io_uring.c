@@ -259,14 +259,22 @@ static int reap(IotCtx *ctx, IotReadyList *ready)
     int n = 0;
 
     do {
+        unsigned ours = 0;
+
         seen = 0;
         io_uring_for_each_cqe(&s->ring, head, cqe)
         {
-            n += complete(ctx, cqe, ready);
             seen++;
+            /* liburing's own timeout request, on kernels without
+             * IORING_FEAT_EXT_ARG (before 5.11): not a handler. */
+            if (cqe->user_data == LIBURING_UDATA_TIMEOUT) {
+                continue;
+            }
+            n += complete(ctx, cqe, ready);
+            ours++;
         }
         io_uring_cq_advance(&s->ring, seen);
-        s->inflight -= seen;
+        s->inflight -= ours;
         /* Completions the kernel could not fit are fetched with a syscall. */
         if (io_uring_cq_has_overflow(&s->ring)) {
             io_uring_get_events(&s->ring);
@@ -586,6 +594,18 @@ unsigned long iot__io_uring_batch_submits(IotCtx *ctx)
     return ctx->iou ? iou(ctx)->submits : 0;
 }
 
+int iot__io_uring_nop(IotCtx *ctx, uint64_t user_data)
+{
+    struct io_uring_sqe *sqe;
+
+    if (!ctx->iou || !(sqe = io_uring_get_sqe(&iou(ctx)->ring))) {
+        return -EBUSY;
+    }
+    io_uring_prep_nop(sqe);
+    sqe->user_data = user_data;
+    return io_uring_submit(&iou(ctx)->ring) == 1 ? 0 : -EIO;
+}
+
 int iot__fdmon_gsource_fd(IotCtx *ctx)
 {
     int ret;
@@ -615,6 +635,13 @@ unsigned long iot__io_uring_batch_submits(IotCtx *ctx)
 {
     (void)ctx;
     return 0;
+}
+
+int iot__io_uring_nop(IotCtx *ctx, uint64_t user_data)
+{
+    (void)ctx;
+    (void)user_data;
+    return -ENOSYS;
 }
 
 int iot__fdmon_io_uring_setup(IotCtx *ctx)

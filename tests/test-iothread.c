@@ -34,6 +34,7 @@
 #include <iothread/all.h>
 
 #include "ctx-internal.h"
+#include "fdmon.h"
 #include "harness.h"
 #include "postq.h"
 
@@ -2571,6 +2572,37 @@ static void test_ring_cache_fork(void)
     iot_ctx_unref(ctx);
 }
 
+/* Kernels without IORING_FEAT_EXT_ARG get liburing's own timeout requests
+ * on the ring, with user data LIBURING_UDATA_TIMEOUT (all ones): their
+ * completions are not handlers and not ours to count, so the context
+ * polls on, and its ring is still reusable. */
+static void test_ring_foreign_cqe(void)
+{
+    IotCtxOptions opts = { .fdmon = IOT_FDMON_IO_URING };
+    unsigned long hits0;
+    IotCtx *ctx;
+
+    if (!force_io_uring()) {
+        return;
+    }
+    ctx = iot_ctx_new_full(&opts, NULL);
+    T_ASSERT(ctx != NULL);
+    T_ASSERT_EQ(iot_ctx_set_current(ctx), 0);
+    T_ASSERT_EQ(iot__io_uring_nop(ctx, UINT64_MAX), 0);
+    iot_ctx_poll(ctx, false);
+    iot_ctx_poll(ctx, false);
+    /* As an IOThread on its way out: then nothing of ours is in flight,
+     * unless the foreign completion was counted as ours. */
+    iot__fdmon_io_uring_quiesce(ctx);
+    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+    iot_ctx_unref(ctx);
+    hits0 = cache_hits();
+    ctx = iot_ctx_new_full(&opts, NULL);
+    T_ASSERT(ctx != NULL);
+    T_ASSERT_EQ(cache_hits(), hits0 + 1);
+    iot_ctx_unref(ctx);
+}
+
 /* fork() while another thread is inside the ring cache: the child's
  * first io_uring context must not wait for a lock that nobody in the child
  * holds.  A churning thread keeps the cache busy; each child makes one
@@ -2668,6 +2700,7 @@ int main(int argc, char **argv)
     t_add("/iothread/io_uring/ring-reused", test_ring_reused);
     t_add("/iothread/io_uring/ring-busy-not-cached", test_ring_busy_not_cached);
     t_add("/iothread/io_uring/ring-cache-fork", test_ring_cache_fork);
+    t_add("/iothread/io_uring/foreign-cqe", test_ring_foreign_cqe);
     t_add("/iothread/io_uring/ring-cache-fork-busy", test_ring_cache_fork_busy);
     t_add("/iothread/stats-move", test_stats_move);
     t_add("/iothread/stats-move/json", test_stats_json);
