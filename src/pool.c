@@ -94,7 +94,9 @@ struct IotPool {
      * ring_claim()), and the first half of the wake-up's Dekker pair. */
     _Alignas(64) _Atomic uint64_t tail;
     _Atomic(PoolRing *) ring; /* release: pairs with ring_claim() */
-    atomic_uint tombstones;   /* cancelled work not claimed yet */
+    /* Cancelled work not claimed yet.  A claimer's decrement may come
+     * before the cancel's increment: it can be -1 for a moment. */
+    atomic_int tombstones;
 
     /* [workers CAS]: indices below it are claimed. */
     _Alignas(64) _Atomic uint64_t head;
@@ -243,9 +245,10 @@ static unsigned ring_queued(IotPool *p)
 {
     uint64_t h = atomic_load_explicit(&p->head, memory_order_relaxed);
     uint64_t t = atomic_load_explicit(&p->tail, memory_order_relaxed);
-    uint64_t dead = LOAD(p->tombstones);
+    int dead = LOAD(p->tombstones);
+    uint64_t d = dead > 0 ? (uint64_t)dead : 0;
 
-    return t > h + dead ? (unsigned)(t - h - dead) : 0;
+    return t > h + d ? (unsigned)(t - h - d) : 0;
 }
 
 /* ---- work ---- */
