@@ -2514,93 +2514,89 @@ static void test_ring_reused(void)
     T_ASSERT_EQ(fd_count(), fds0);
 }
 
+/* A new io_uring context, whose ring came from the cache or not. */
+static IotCtx *uring_ctx(bool from_cache)
+{
+    IotCtxOptions opts = { .fdmon = IOT_FDMON_IO_URING };
+    unsigned long hits0 = cache_hits();
+    IotCtx *ctx = iot_ctx_new_full(&opts, NULL);
+
+    T_ASSERT(ctx != NULL);
+    T_ASSERT_EQ(cache_hits(), hits0 + from_cache);
+    return ctx;
+}
+
+/* Two non-blocking iterations of @ctx (which arm its notifier's poll
+ * request), then, if @quiesce, what an IOThread does on its way out. */
+static void uring_poll(IotCtx *ctx, bool quiesce)
+{
+    T_ASSERT_EQ(iot_ctx_set_current(ctx), 0);
+    iot_ctx_poll(ctx, false);
+    iot_ctx_poll(ctx, false);
+    if (quiesce) {
+        iot__fdmon_io_uring_quiesce(ctx);
+    }
+    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+}
+
 /* A ring with a request in flight (its context was polled, and nobody
  * cancelled) is closed, not reused; one with nothing in flight is. */
 static void test_ring_busy_not_cached(void)
 {
-    IotCtxOptions opts = { .fdmon = IOT_FDMON_IO_URING };
-    unsigned long hits0;
     IotCtx *ctx;
 
     if (!force_io_uring()) {
         return;
     }
-    ctx = iot_ctx_new_full(&opts, NULL);
-    T_ASSERT(ctx != NULL);
-    T_ASSERT_EQ(iot_ctx_set_current(ctx), 0);
-    iot_ctx_poll(ctx, false); /* arms the notifier's poll request */
-    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+    ctx = uring_ctx(false);
+    uring_poll(ctx, false);
     iot_ctx_unref(ctx);
-    hits0 = cache_hits();
-    ctx = iot_ctx_new_full(&opts, NULL);
-    T_ASSERT(ctx != NULL);
-    T_ASSERT_EQ(cache_hits(), hits0);
-    iot_ctx_unref(ctx); /* never polled: nothing in flight */
-    ctx = iot_ctx_new_full(&opts, NULL);
-    T_ASSERT(ctx != NULL);
-    T_ASSERT_EQ(cache_hits(), hits0 + 1);
-    iot_ctx_unref(ctx);
+    iot_ctx_unref(uring_ctx(false)); /* never polled: nothing in flight */
+    iot_ctx_unref(uring_ctx(true));
 }
 
 /* A child process never takes a ring its parent cached (the ring would be
  * shared by both), and the parent's cache is left alone. */
 static void test_ring_cache_fork(void)
 {
-    IotCtxOptions opts = { .fdmon = IOT_FDMON_IO_URING };
-    unsigned long hits0;
-    IotCtx *ctx;
     int status;
     pid_t pid;
 
     if (!force_io_uring()) {
         return;
     }
-    iot_ctx_unref(iot_ctx_new_full(&opts, NULL)); /* caches its ring */
-    hits0 = cache_hits();
+    iot_ctx_unref(uring_ctx(false)); /* caches its ring */
     pid = fork();
     if (pid == 0) {
-        ctx = iot_ctx_new_full(&opts, NULL);
+        unsigned long hits0 = cache_hits();
+        IotCtxOptions opts = { .fdmon = IOT_FDMON_IO_URING };
+        IotCtx *ctx = iot_ctx_new_full(&opts, NULL);
         _exit(ctx && cache_hits() == hits0 ? 0 : 1);
     }
     T_ASSERT(pid > 0);
     T_ASSERT_EQ(waitpid(pid, &status, 0), pid);
     T_ASSERT(WIFEXITED(status));
     T_ASSERT_EQ(WEXITSTATUS(status), 0);
-    ctx = iot_ctx_new_full(&opts, NULL);
-    T_ASSERT(ctx != NULL);
-    T_ASSERT_EQ(cache_hits(), hits0 + 1);
-    iot_ctx_unref(ctx);
+    iot_ctx_unref(uring_ctx(true));
 }
 
 /* Kernels without IORING_FEAT_EXT_ARG get liburing's own timeout requests
  * on the ring, with user data LIBURING_UDATA_TIMEOUT (all ones): their
  * completions are not handlers and not ours to count, so the context
- * polls on, and its ring is still reusable. */
+ * polls on, and once quiesced (as an IOThread on its way out) its ring
+ * is reused, which it would not be had the completion counted as ours. */
 static void test_ring_foreign_cqe(void)
 {
-    IotCtxOptions opts = { .fdmon = IOT_FDMON_IO_URING };
-    unsigned long hits0;
     IotCtx *ctx;
 
     if (!force_io_uring()) {
         return;
     }
-    ctx = iot_ctx_new_full(&opts, NULL);
-    T_ASSERT(ctx != NULL);
-    T_ASSERT_EQ(iot_ctx_set_current(ctx), 0);
+    ctx = uring_ctx(false);
     T_ASSERT_EQ(iot__io_uring_nop(ctx, UINT64_MAX), 0);
-    iot_ctx_poll(ctx, false);
-    iot_ctx_poll(ctx, false);
-    /* As an IOThread on its way out: then nothing of ours is in flight,
-     * unless the foreign completion was counted as ours. */
-    iot__fdmon_io_uring_quiesce(ctx);
-    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+    uring_poll(ctx, true);
     iot_ctx_unref(ctx);
-    hits0 = cache_hits();
-    ctx = iot_ctx_new_full(&opts, NULL);
-    T_ASSERT(ctx != NULL);
-    T_ASSERT_EQ(cache_hits(), hits0 + 1);
-    iot_ctx_unref(ctx);
+    iot_ctx_unref(uring_ctx(true));
 }
 
 /* fork() while another thread is inside the ring cache: the child's
