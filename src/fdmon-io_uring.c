@@ -386,7 +386,6 @@ int iot__io_uring_setup_fail;
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static IouState *cache[IOU_CACHE_MAX]; /* [cache_lock] idle rings */
 static unsigned cache_n;               /* [cache_lock] */
-static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 unsigned iot__io_uring_cache_max = IOU_CACHE_MAX;
 atomic_ulong iot__io_uring_cache_hits;
 
@@ -427,7 +426,10 @@ static void cache_fork_child(void)
     pthread_mutex_unlock(&cache_lock);
 }
 
-static void cache_init(void)
+/* At load, not at first use: a fork() between pthread_atfork() and the
+ * end of a pthread_once() would run the once again in the child and
+ * register the handlers twice (its next fork would then lock twice). */
+__attribute__((constructor)) static void cache_init(void)
 {
     pthread_atfork(cache_fork_prepare, cache_fork_parent, cache_fork_child);
 }
@@ -437,7 +439,6 @@ static IouState *cache_get(void)
 {
     IouState *s = NULL;
 
-    pthread_once(&cache_once, cache_init);
     pthread_mutex_lock(&cache_lock);
     if (cache_n) {
         s = cache[--cache_n];
@@ -460,7 +461,6 @@ static bool cache_put(IouState *s)
         return false;
     }
     *s = (IouState){ .ring = ring };
-    pthread_once(&cache_once, cache_init);
     pthread_mutex_lock(&cache_lock);
     if (cache_n < iot__io_uring_cache_max && cache_n < IOU_CACHE_MAX) {
         cache[cache_n++] = s;
