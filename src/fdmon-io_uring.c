@@ -329,6 +329,7 @@ static int iou_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout)
                                             .tv_nsec = timeout % IOT_NS_PER_S };
             ret =
                 io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
+            s->queued = 0;
         }
         if (ret < 0 && ret != -EINTR && ret != -ETIME && ret != -EAGAIN &&
             ret != -EBUSY) {
