@@ -150,13 +150,15 @@ struct IotCtx {
     IotHandler *deleted;            /* [list] to free, no walker */
     IotHandler **fd_live;           /* [list] the live handler of each fd */
     unsigned epoll_refused_n;       /* [list] live handlers epoll refused */
-    unsigned fd_live_n;             /* [list] entries in fd_live */
-    atomic_bool deleted_pending;    /* [list writes, any reads] */
-    atomic_int poll_disable_cnt;    /* [list] live without io_poll */
-    atomic_int live_cnt;            /* [list] live handlers */
-    atomic_int pollable_cnt;        /* [list] live with io_poll */
-    IotHandler *poll_head;          /* [home] polled handlers */
-    int poll_len;                   /* [home] */
+    /* [list writes, home reads] epoll may come back: a rebuild failed */
+    atomic_bool epoll_rebuild_pending;
+    unsigned fd_live_n;          /* [list] entries in fd_live */
+    atomic_bool deleted_pending; /* [list writes, any reads] */
+    atomic_int poll_disable_cnt; /* [list] live without io_poll */
+    atomic_int live_cnt;         /* [list] live handlers */
+    atomic_int pollable_cnt;     /* [list] live with io_poll */
+    IotHandler *poll_head;       /* [home] polled handlers */
+    int poll_len;                /* [home] */
     /* [home] io_uring: polled handlers without any io_poll callbacks.
      * Busy polling sees their completions in the ring, so they are never
      * walked while polling: only their windows count, through ring_max_ns

@@ -299,6 +299,7 @@ static int handler_set(IotCtx *ctx, int fd, const IotFdOps *ops, void *opaque,
     if (old) {
         handler_retire(ctx, old, false);
     }
+    iot__fdmon_epoll_retry(ctx);
     iot__lockcnt_unlock(&ctx->list_lock);
 
     /* The loop rebuilds its fd set and re-evaluates polling. */

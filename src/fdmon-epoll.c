@@ -195,8 +195,9 @@ int iot__fdmon_epoll_enable(IotCtx *ctx)
  * and puts it behind the fd number GLib watches (dup3 replaces the file
  * at once; a GLib poll already waiting on the old one is woken by the
  * notify that follows every handler change).  If epoll refuses a handler
- * again, that one is marked and the context stays on poll. */
-static void epoll_rebuild(IotCtx *ctx)
+ * again, that one is marked and the context stays on poll.  Returns
+ * false if that or anything else failed. */
+static bool epoll_rebuild(IotCtx *ctx)
 {
     int fd = epoll_create1(EPOLL_CLOEXEC), ret = fd < 0 ? -errno : 0;
     IotHandler *h;
@@ -222,7 +223,7 @@ static void epoll_rebuild(IotCtx *ctx)
         close(fd);
     }
     if (ret < 0) {
-        return;
+        return false;
     }
     for (h = atomic_load_explicit(&ctx->handlers, memory_order_relaxed); h;
          h = atomic_load_explicit(&h->next, memory_order_relaxed)) {
@@ -232,13 +233,32 @@ static void epoll_rebuild(IotCtx *ctx)
     /* Release pairs with the acquire in iot__fdmon(). */
     atomic_store_explicit(&ctx->fdmon, &iot__fdmon_epoll_ops,
                           memory_order_release);
+    return true;
+}
+
+/* Mutex held.  Back to epoll if nothing refused is left; a failed
+ * rebuild (EMFILE, ENOMEM) is tried again later. */
+static void epoll_try_back(IotCtx *ctx)
+{
+    bool pending =
+        ctx->epoll_refused_n == 0 && ctx->gsource_pinned && ctx->epollfd >= 0 &&
+        iot__fdmon(ctx) == &iot__fdmon_poll_ops && !epoll_rebuild(ctx);
+
+    atomic_store_explicit(&ctx->epoll_rebuild_pending, pending,
+                          memory_order_relaxed);
 }
 
 void iot__fdmon_epoll_refused_gone(IotCtx *ctx)
 {
-    if (--ctx->epoll_refused_n == 0 && ctx->gsource_pinned &&
-        ctx->epollfd >= 0 && iot__fdmon(ctx) == &iot__fdmon_poll_ops) {
-        epoll_rebuild(ctx);
+    ctx->epoll_refused_n--;
+    epoll_try_back(ctx);
+}
+
+void iot__fdmon_epoll_retry(IotCtx *ctx)
+{
+    if (atomic_load_explicit(&ctx->epoll_rebuild_pending,
+                             memory_order_relaxed)) {
+        epoll_try_back(ctx);
     }
 }
 

@@ -48,6 +48,12 @@ static gboolean ctx_source_prepare(GSource *source, gint *timeout)
     /* seq_cst: the same Dekker pair as notify_me_raise() in poll.c. */
     atomic_store_explicit(&ctx->notify_me, me | 1, memory_order_seq_cst);
     iot__poll_mode_off(ctx);
+    if (atomic_load_explicit(&ctx->epoll_rebuild_pending,
+                             memory_order_relaxed)) {
+        iot__lockcnt_lock(&ctx->list_lock);
+        iot__fdmon_epoll_retry(ctx); /* back to epoll, so GLib can sleep */
+        iot__lockcnt_unlock(&ctx->list_lock);
+    }
     if (iot__fdmon(ctx)->prepare) {
         iot__fdmon(ctx)->prepare(ctx); /* io_uring: submit queued changes */
     }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <iothread/all.h>
@@ -432,6 +433,62 @@ static void test_epoll_unwatchable_fd(void)
     iot_ctx_unref(c);
 }
 
+/* The way back to epoll fails once (no fd left for the new instance):
+ * it is tried again, and GLib's next prepare finds it possible. */
+static void test_epoll_rebuild_retried(void)
+{
+    IotCtxOptions opts = { .fdmon = IOT_FDMON_EPOLL };
+    char path[] = "/tmp/iot-glib-XXXXXX";
+    IotCtx *c = iot_ctx_new_full(&opts, NULL);
+    static int fill[4096];
+    int nfill = 0, file;
+    struct rlimit lim;
+    GMainContext *g;
+    GSource *s;
+
+    T_ASSERT(c != NULL);
+    T_ASSERT_EQ(iot_ctx_set_current(c), 0);
+    g = g_main_context_new();
+    s = iot_ctx_new_gsource(c);
+    T_ASSERT(s);
+    g_source_attach(s, g);
+    file = mkstemp(path);
+    T_ASSERT(file >= 0);
+    unlink(path);
+    T_ASSERT_EQ(iot_fd_set_handler(c, file, file_read, NULL, NULL, NULL, NULL),
+                0);
+    T_ASSERT_STR(iot_ctx_fdmon_name(c), "poll");
+
+    /* Use up the fd table (this case runs in its own process, with a
+     * lower limit), so that no new epoll instance can be made. */
+    T_ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &lim), 0);
+    lim.rlim_cur = 256;
+    T_ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &lim), 0);
+    while (nfill < 4096 && (fill[nfill] = dup(file)) >= 0) {
+        nfill++;
+    }
+    T_ASSERT(nfill < 4096);
+    T_ASSERT_EQ(iot_fd_set_handler(c, file, NULL, NULL, NULL, NULL, NULL), 0);
+    T_ASSERT_STR(iot_ctx_fdmon_name(c), "poll");
+    T_ASSERT_TRUE(atomic_load(&c->epoll_rebuild_pending));
+    while (nfill > 0) {
+        close(fill[--nfill]);
+    }
+    close(file);
+    T_ASSERT_TRUE(g_main_context_iteration(g, FALSE)); /* its prepare */
+    T_ASSERT_STR(iot_ctx_fdmon_name(c), "epoll");
+    T_ASSERT_FALSE(atomic_load(&c->epoll_rebuild_pending));
+    for (int i = 0; g_main_context_iteration(g, FALSE); i++) {
+        T_ASSERT(i < 100);
+    }
+
+    g_source_destroy(s);
+    g_source_unref(s);
+    g_main_context_unref(g);
+    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+    iot_ctx_unref(c);
+}
+
 static int dummy_reads;
 
 static void dummy_read(IotEvent *e)
@@ -596,6 +653,7 @@ int main(int argc, char **argv)
           test_io_uring_cross_thread_wakes);
     t_add("/aio-gsource/event/wait/no-flush-cb", test_event_wait_no_flush_cb);
     t_add("/aio-gsource/epoll/unwatchable-fd", test_epoll_unwatchable_fd);
+    t_add("/aio-gsource/epoll/rebuild-retried", test_epoll_rebuild_retried);
     t_add("/aio-gsource/timer/schedule", test_timer);
     t_add("/glib/iothread-gmain-context", test_iothread_gmain_context);
     return t_run(argc, argv);
