@@ -24,11 +24,18 @@
 
 #include "lockcnt.h"
 
-/* Thread-local state of the library.  initial-exec: a plain %fs-relative
- * access, where the shared library's default (general dynamic) calls
- * __tls_get_addr() on every use, e.g. on every post.  The variables are a
- * few pointers, which the static TLS surplus holds even for a dlopen(). */
+/* Thread-local state of the library.  Built as a shared library, the
+ * default (general dynamic) model calls __tls_get_addr() on every access,
+ * e.g. on every post.  initial-exec (the default, meson option
+ * initial_exec_tls) is a plain %fs-relative load: 40 bytes of static TLS,
+ * which glibc's surplus provides even to a dlopen(), unless other
+ * libraries used it up first; for such programs, -Dinitial_exec_tls=false
+ * builds with TLS descriptors instead (a load and a cheap call). */
+#ifdef IOT_TLS_INITIAL_EXEC
 #define IOT_TLS __thread __attribute__((tls_model("initial-exec")))
+#else
+#define IOT_TLS __thread
+#endif
 
 #define IOT_POLL_START_NS     4000     /* first window when polling grows */
 #define IOT_IDLE_BH_PERIOD_NS 10000000 /* idle BHs run at least every 10 ms */
