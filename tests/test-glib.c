@@ -362,6 +362,45 @@ static void *far_scheduler(void *opaque)
     return NULL;
 }
 
+/* An epoll context, current, driven by a GLib source in @g. */
+static IotCtx *epoll_gsource_new(GMainContext **g, GSource **s)
+{
+    IotCtxOptions opts = { .fdmon = IOT_FDMON_EPOLL };
+    IotCtx *c = iot_ctx_new_full(&opts, NULL);
+
+    T_ASSERT(c != NULL);
+    T_ASSERT_EQ(iot_ctx_set_current(c), 0);
+    *g = g_main_context_new();
+    *s = iot_ctx_new_gsource(c);
+    T_ASSERT(*s);
+    g_source_attach(*s, *g);
+    T_ASSERT_STR(iot_ctx_fdmon_name(c), "epoll");
+    return c;
+}
+
+static void epoll_gsource_free(IotCtx *c, GMainContext *g, GSource *s)
+{
+    g_source_destroy(s);
+    g_source_unref(s);
+    g_main_context_unref(g);
+    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+    iot_ctx_unref(c);
+}
+
+/* A handler on a regular file, which epoll refuses: back to poll. */
+static int file_handler_add(IotCtx *c)
+{
+    char path[] = "/tmp/iot-glib-XXXXXX";
+    int file = mkstemp(path);
+
+    T_ASSERT(file >= 0);
+    unlink(path);
+    T_ASSERT_EQ(iot_fd_set_handler(c, file, file_read, NULL, NULL, NULL, NULL),
+                0);
+    T_ASSERT_STR(iot_ctx_fdmon_name(c), "poll");
+    return file;
+}
+
 /* An fd that epoll refuses (a regular file: EPERM) on a context that GLib
  * watches through its epoll fd.  The context falls back to poll; the
  * epoll fd stays open (closed, its number could go to another file under
@@ -371,29 +410,14 @@ static void *far_scheduler(void *opaque)
  * another thread wakes it. */
 static void test_epoll_unwatchable_fd(void)
 {
-    IotCtxOptions opts = { .fdmon = IOT_FDMON_EPOLL };
-    char path[] = "/tmp/iot-glib-XXXXXX", link[64], target[64];
-    IotCtx *c = iot_ctx_new_full(&opts, NULL);
+    char link[64], target[64];
     GMainContext *g;
     pthread_t tid;
     GSource *s;
-    int epfd, file;
+    IotCtx *c = epoll_gsource_new(&g, &s);
+    int epfd = c->epollfd, file = file_handler_add(c);
     ssize_t n;
 
-    T_ASSERT(c != NULL);
-    T_ASSERT_EQ(iot_ctx_set_current(c), 0);
-    g = g_main_context_new();
-    s = iot_ctx_new_gsource(c);
-    T_ASSERT(s);
-    g_source_attach(s, g);
-    T_ASSERT_STR(iot_ctx_fdmon_name(c), "epoll");
-    epfd = c->epollfd;
-    file = mkstemp(path);
-    T_ASSERT(file >= 0);
-    unlink(path);
-    T_ASSERT_EQ(iot_fd_set_handler(c, file, file_read, NULL, NULL, NULL, NULL),
-                0);
-    T_ASSERT_STR(iot_ctx_fdmon_name(c), "poll");
     snprintf(link, sizeof(link), "/proc/self/fd/%d", epfd);
     n = readlink(link, target, sizeof(target) - 1);
     T_ASSERT(n > 0);
@@ -425,39 +449,21 @@ static void test_epoll_unwatchable_fd(void)
         g_main_context_iteration(g, TRUE);
     }
     pthread_join(tid, NULL);
-
-    g_source_destroy(s);
-    g_source_unref(s);
-    g_main_context_unref(g);
-    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
-    iot_ctx_unref(c);
+    epoll_gsource_free(c, g, s);
 }
 
 /* The way back to epoll fails once (no fd left for the new instance):
  * it is tried again, and GLib's next prepare finds it possible. */
 static void test_epoll_rebuild_retried(void)
 {
-    IotCtxOptions opts = { .fdmon = IOT_FDMON_EPOLL };
-    char path[] = "/tmp/iot-glib-XXXXXX";
-    IotCtx *c = iot_ctx_new_full(&opts, NULL);
     static int fill[4096];
     int nfill = 0, file;
     struct rlimit lim;
     GMainContext *g;
     GSource *s;
+    IotCtx *c = epoll_gsource_new(&g, &s);
 
-    T_ASSERT(c != NULL);
-    T_ASSERT_EQ(iot_ctx_set_current(c), 0);
-    g = g_main_context_new();
-    s = iot_ctx_new_gsource(c);
-    T_ASSERT(s);
-    g_source_attach(s, g);
-    file = mkstemp(path);
-    T_ASSERT(file >= 0);
-    unlink(path);
-    T_ASSERT_EQ(iot_fd_set_handler(c, file, file_read, NULL, NULL, NULL, NULL),
-                0);
-    T_ASSERT_STR(iot_ctx_fdmon_name(c), "poll");
+    file = file_handler_add(c);
 
     /* Use up the fd table (this case runs in its own process, with a
      * lower limit), so that no new epoll instance can be made. */
@@ -481,12 +487,7 @@ static void test_epoll_rebuild_retried(void)
     for (int i = 0; g_main_context_iteration(g, FALSE); i++) {
         T_ASSERT(i < 100);
     }
-
-    g_source_destroy(s);
-    g_source_unref(s);
-    g_main_context_unref(g);
-    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
-    iot_ctx_unref(c);
+    epoll_gsource_free(c, g, s);
 }
 
 static int dummy_reads;
