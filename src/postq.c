@@ -14,8 +14,9 @@
 
 #include "postq.h"
 
-IOT_TLS IotPostQ *iot__postq_last;   /* the last queue this thread used */
-static IOT_TLS IotPostQ *tls_queues; /* all of them, for thread exit */
+IOT_TLS IotPostQ *iot__postq_last;       /* the last queue this thread used */
+static IOT_TLS IotPostQ *tls_queues;     /* all of them, for thread exit */
+static IOT_TLS unsigned tls_exit_rounds; /* tls_destroy() calls so far */
 static pthread_key_t tls_key;
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static atomic_ullong ctx_ids; /* last context id given out */
@@ -61,12 +62,22 @@ static void postq_unref(IotPostQ *q)
     free(q);
 }
 
-/* Thread exit: the loop unlinks our queues once it has run them dry. */
+/* Thread exit: the loop unlinks our queues once it has run them dry.
+ * Other libraries' thread-specific destructors may still post from this
+ * thread in the same round, after ours: the queues stay this thread's for
+ * one more round (setting the value again asks for it), so that those
+ * posts keep their place after the thread's earlier ones.  Not longer:
+ * sanitizer runtimes take the last rounds to tear the thread down.  A post
+ * from a later round gets a fresh queue, handed over in the round after
+ * (FIFO order with the earlier posts is then not kept). */
 static void tls_destroy(void *unused)
 {
     IotPostQ *q, *next;
 
     (void)unused;
+    if (++tls_exit_rounds < 2 && pthread_setspecific(tls_key, (void *)1) == 0) {
+        return;
+    }
     for (q = tls_queues; q; q = next) {
         next = q->tls_next;
         /* Release pairs with the acquire in iot__postq_take(): our last

@@ -315,6 +315,57 @@ static void test_exited_thread(void)
     ctx_teardown(ctx);
 }
 
+/* A thread posts, then another library's thread-specific-data destructor
+ * posts once more as the thread exits, after the post queues' own
+ * destructor had its turn (a key created later runs later in each round):
+ * the last post still comes last, in the same queue. */
+enum { TSD_POSTS = 100 };
+static IotCtx *tsd_ctx;
+static pthread_key_t tsd_key;
+
+static void tsd_destructor(void *value)
+{
+    (void)value;
+    T_ASSERT_EQ(
+        iot_bh_schedule_oneshot(tsd_ctx, seq_cb, (void *)(intptr_t)TSD_POSTS),
+        0);
+}
+
+static void *tsd_thread(void *opaque)
+{
+    (void)opaque;
+    for (long i = 0; i < TSD_POSTS; i++) {
+        T_ASSERT_EQ(
+            iot_bh_schedule_oneshot(tsd_ctx, seq_cb, (void *)(intptr_t)i), 0);
+    }
+    T_ASSERT_EQ(pthread_setspecific(tsd_key, (void *)1), 0);
+    return NULL;
+}
+
+static void test_post_from_tsd_destructor(void)
+{
+    IotCtx *ctx = ctx_setup();
+    int count = 0;
+    Poster p = { ctx, &count };
+
+    /* The library's key first (a thread's first post makes it), then
+     * ours, so that ours runs after it. */
+    pthread_join(start_thread(post_once_thread, &p), NULL);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(count, 1);
+    T_ASSERT_EQ(pthread_key_create(&tsd_key, tsd_destructor), 0);
+    tsd_ctx = ctx;
+    seq = (Seq){ 0 };
+    pthread_join(start_thread(tsd_thread, NULL), NULL);
+    while (iot_ctx_poll(ctx, false)) {
+    }
+    T_ASSERT_EQ(seq.next, TSD_POSTS + 1);
+    T_ASSERT_EQ(seq.bad, 0);
+    T_ASSERT_EQ(queue_count(ctx), 0);
+    pthread_key_delete(tsd_key);
+    ctx_teardown(ctx);
+}
+
 /* This thread posts into a context that then goes away, and into a new
  * one (perhaps at the same address): the new one gets its own queue and
  * runs the post; the old queue is freed (ASan and LSan watch). */
@@ -499,6 +550,7 @@ int main(int argc, char **argv)
     t_add("/postq/stream/relaxed", test_stream_relaxed);
     t_add("/postq/relaxed-then-block", test_relaxed_then_block);
     t_add("/postq/exited-thread", test_exited_thread);
+    t_add("/postq/post-from-tsd-destructor", test_post_from_tsd_destructor);
     t_add("/postq/take-enomem", test_take_enomem);
     t_add("/postq/burst-memory-returned", test_burst_memory_returned);
     t_add("/postq/context-gone", test_context_gone);
