@@ -161,7 +161,7 @@ IotPostQ *iot__postq_lookup(IotCtx *ctx)
 /* Owner.  The current chunk is full: link a new one (one the loop handed
  * back, or fresh memory).  The link is published by the store of `tail`
  * for the first slot written into it. */
-int iot__postq_grow(IotPostQ *q)
+static int postq_grow(IotPostQ *q)
 {
     IotPostChunk *c;
 
@@ -184,6 +184,38 @@ int iot__postq_grow(IotPostQ *q)
     return 0;
 }
 
+int iot__postq_push_slow(IotCtx *ctx, IotBhFunc *cb, void *opaque)
+{
+    IotPostQ *q = iot__postq_last;
+    uint64_t n;
+
+    if (!q || q->ctx_id != ctx->id) {
+        q = iot__postq_lookup(ctx);
+        if (!q) {
+            return -ENOMEM;
+        }
+    }
+    if (q->p_idx == IOT_POSTQ_SLOTS && postq_grow(q) < 0) {
+        return -ENOMEM;
+    }
+    n = iot__postq_put(q, cb, opaque);
+    atomic_signal_fence(memory_order_seq_cst); /* load after store */
+    if (atomic_load_explicit(&ctx->post_relaxed, memory_order_relaxed)) {
+        return 0;
+    }
+    return iot__postq_push_fenced(ctx, q, n);
+}
+
+/* The fenced path: storing the count again, seq_cst, puts the push before
+ * the load of `notified` in iot_ctx_notify() in the single order, which its
+ * fast path and the Dekker pair rely on. */
+int iot__postq_push_fenced(IotCtx *ctx, IotPostQ *q, uint64_t n)
+{
+    atomic_store_explicit(&q->tail, n, memory_order_seq_cst);
+    iot_ctx_notify(ctx);
+    return 0;
+}
+
 /* Home thread.  @c is drained: hand it back to the producer. */
 static void chunk_recycle(IotPostQ *q, IotPostChunk *c)
 {
@@ -203,7 +235,7 @@ static void chunk_recycle(IotPostQ *q, IotPostChunk *c)
     q->c_returned++;
     do {
         c->next = head;
-        /* Release pairs with the acquire exchange in iot__postq_grow(). */
+        /* Release pairs with the acquire exchange in postq_grow(). */
     } while (!atomic_compare_exchange_weak_explicit(
         &q->returned, &head, c, memory_order_release, memory_order_relaxed));
 }

@@ -97,7 +97,29 @@ static inline void iot__prefetchw(const void *p)
 }
 
 IotPostQ *iot__postq_lookup(IotCtx *ctx); /* any thread; NULL: ENOMEM */
-int iot__postq_grow(IotPostQ *q);         /* owner; -ENOMEM */
+/* The out-of-line halves of iot__postq_push(), any thread: the first post
+ * into @ctx or into a full chunk, and the fenced publication. */
+int iot__postq_push_slow(IotCtx *ctx, IotBhFunc *cb, void *opaque);
+int iot__postq_push_fenced(IotCtx *ctx, IotPostQ *q, uint64_t n);
+
+/* Owner, with room in the current chunk.  Writes the slot and publishes
+ * it (release); returns the new count. */
+static inline uint64_t iot__postq_put(IotPostQ *q, IotBhFunc *cb, void *opaque)
+{
+    unsigned i = q->p_idx;
+    /* Not a load of `tail`, which the loop keeps reading. */
+    uint64_t n = ++q->p_count;
+
+    if (i + 8 < IOT_POSTQ_SLOTS) {
+        iot__prefetchw(&q->p_chunk->slot[i + 8]);
+    }
+    q->p_chunk->slot[i] = (IotPostSlot){ cb, opaque };
+    q->p_idx = i + 1;
+    /* Release pairs with the load in iot__postq_take(): the slot (and a
+     * new chunk's link) is visible to the loop that sees the count. */
+    atomic_store_explicit(&q->tail, n, memory_order_release);
+    return n;
+}
 
 /*
  * Any thread.  Appends (cb, opaque) to the calling thread's queue into
@@ -118,40 +140,30 @@ int iot__postq_grow(IotPostQ *q);         /* owner; -ENOMEM */
  * The load must follow the store in program order, hence the compiler
  * barrier between them (the CPU may reorder them: that is the case the
  * membarrier covers).  Modelled: -DRELAXED in docs/spin/notify.promela.
+ *
+ * The fast path calls nothing but in tail position, so it saves no
+ * registers on the stack: a post in a stream is the slot's two stores,
+ * the producer's two counters and `tail`.  A stream is bound by how fast
+ * the producer's store buffer drains (the loop reads the lines it
+ * writes), and every store less is room for one more post in it.
  */
 static inline int iot__postq_push(IotCtx *ctx, IotBhFunc *cb, void *opaque)
 {
     IotPostQ *q = iot__postq_last;
     uint64_t n;
 
-    if (__builtin_expect(!q || q->ctx_id != ctx->id, 0)) {
-        q = iot__postq_lookup(ctx);
-        if (!q) {
-            return -ENOMEM;
-        }
+    if (__builtin_expect(
+            !q || q->ctx_id != ctx->id || q->p_idx == IOT_POSTQ_SLOTS, 0)) {
+        return iot__postq_push_slow(ctx, cb, opaque);
     }
-    if (__builtin_expect(q->p_idx == IOT_POSTQ_SLOTS, 0) &&
-        iot__postq_grow(q) < 0) {
-        return -ENOMEM;
-    }
-    if (q->p_idx + 8 < IOT_POSTQ_SLOTS) {
-        iot__prefetchw(&q->p_chunk->slot[q->p_idx + 8]);
-    }
-    q->p_chunk->slot[q->p_idx++] = (IotPostSlot){ cb, opaque };
-    n = ++q->p_count;
-    /* Release pairs with the load in iot__postq_take(): the slot (and a
-     * new chunk's link) is visible to the loop that sees the count. */
-    atomic_store_explicit(&q->tail, n, memory_order_release);
+    n = iot__postq_put(q, cb, opaque);
     atomic_signal_fence(memory_order_seq_cst); /* load after store */
-    if (atomic_load_explicit(&ctx->post_relaxed, memory_order_relaxed)) {
+    if (__builtin_expect(
+            atomic_load_explicit(&ctx->post_relaxed, memory_order_relaxed),
+            1)) {
         return 0;
     }
-    /* The fenced path: storing the count again, seq_cst, puts the push
-     * before the load of `notified` in iot_ctx_notify() in the single
-     * order, which its fast path and the Dekker pair rely on. */
-    atomic_store_explicit(&q->tail, n, memory_order_seq_cst);
-    iot_ctx_notify(ctx);
-    return 0;
+    return iot__postq_push_fenced(ctx, q, n);
 }
 
 /* Home thread.  Moves up to IOT_POSTQ_TAKE published slots of each queue
