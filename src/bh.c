@@ -315,7 +315,10 @@ int64_t iot__bh_timeout(IotCtx *ctx)
             }
         }
     }
-    if (iot__postq_scan(ctx, slot_due, &idle)) {
+    /* While posting is relaxed and the loop polls, busy polling looks at
+     * the queues (at its own pace, see notifier_poll()), and the loop
+     * cannot block before it looks again (iot__postq_relaxed_end()). */
+    if (!iot__postq_paced(ctx) && iot__postq_scan(ctx, slot_due, &idle)) {
         return 0;
     }
     return idle ? IOT_IDLE_BH_PERIOD_NS : -1;

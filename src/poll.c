@@ -254,6 +254,7 @@ static bool run_poll_handlers(IotCtx *ctx, IotReadyList *ready, int64_t max_ns,
     int64_t start = iot__now_ns(), elapsed;
     bool hit = false, completion = false;
 
+    ctx->poll_now_ns = start;
     do {
         for (IotHandler *h = ctx->poll_head; h; h = h->poll_next) {
             if (h->ops.poll && handler_live(h) && h->ops.poll(h->opaque)) {
@@ -262,7 +263,8 @@ static bool run_poll_handlers(IotCtx *ctx, IotReadyList *ready, int64_t max_ns,
                 hit = true;
             }
         }
-        elapsed = iot__now_ns() - start;
+        ctx->poll_now_ns = iot__now_ns();
+        elapsed = ctx->poll_now_ns - start;
         if (!hit && ops->need_wait(ctx)) {
             completion = ops->userspace_poll;
             break;
@@ -355,6 +357,14 @@ static bool try_poll_mode(IotCtx *ctx, IotReadyList *ready, int64_t *timeout)
         }
     }
     IOT_STAT_SET(ctx, poll_window_ns, max_ns);
+    if (iot__postq_paced(ctx)) {
+        /* A stream: poll at least until the queues' next look. */
+        int64_t wait = ctx->postq_look_ns - iot__now_ns() + max_ns;
+
+        if (wait > max_ns) {
+            max_ns = wait;
+        }
+    }
     max_ns = iot__timeout_min(max_ns, *timeout);
     if (max_ns > 0 && iot__fdmon(ctx)->prepare) {
         /* io_uring: hand queued requests (re-arms, changes) to the kernel

@@ -189,6 +189,26 @@ bool iot__postq_pending(IotCtx *ctx); /* home thread */
 #define IOT_POSTQ_RELAXED_MIN 2 /* slots taken in one pass */
 void iot__postq_relaxed_begin(IotCtx *ctx);
 bool iot__postq_relaxed_end(IotCtx *ctx);
+/*
+ * Home thread.  Pacing: while a stream runs (posting is relaxed) on a
+ * context that busy-polls, the loop looks at the queues again only
+ * IOT_POSTQ_PACE_NS after a pass that took a stream's share, and waits in
+ * busy polling until then (notifier_poll(), try_poll_mode()).  Every look
+ * at a queue reads the lines its producer is writing (`tail`, the last
+ * slot line) and each such read costs the producer a transfer of the line
+ * back before its next store can drain: a loop that keeps up with the
+ * stream by looking after every post or two costs the producer a third
+ * of its rate (W2 in BENCHMARKS.md).  Looking every half microsecond
+ * takes some fifty posts per look.  A post in a stream waits at most that
+ * long; a post alone (a pass that took one slot) is never paced.
+ */
+#define IOT_POSTQ_PACE_NS 500
+static inline bool iot__postq_paced(IotCtx *ctx)
+{
+    return ctx->param.max_ns != 0 && ctx->poll_head &&
+           atomic_load_explicit(&ctx->post_relaxed, memory_order_relaxed);
+}
+
 /* Tests: 0 keeps relaxed posting off (as where membarrier is missing). */
 extern int iot__postq_relaxed_allowed;
 bool iot__postq_relaxed_available(void); /* membarrier is registered */

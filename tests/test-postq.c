@@ -228,6 +228,96 @@ static void test_stream_relaxed(void)
 }
 
 /*
+ * Pacing (postq.h): on a context that busy-polls, a pass that took a
+ * stream's share makes the loop look at the queues again only
+ * IOT_POSTQ_PACE_NS later, waiting in busy polling, not blocking; a pass
+ * that took one post holds nothing back.  Driven by a clock that advances
+ * PACE_STEP per reading.
+ */
+#define PACE_STEP 10
+
+static int64_t pace_now;
+static int64_t pace_ran_at[4]; /* the clock when each callback ran */
+static int pace_ran;
+
+static int64_t pace_clock(void)
+{
+    return pace_now += PACE_STEP;
+}
+
+static void pace_cb(void *opaque)
+{
+    (void)opaque;
+    T_ASSERT(pace_ran < 4);
+    pace_ran_at[pace_ran++] = pace_now;
+}
+
+static void pace_noop(void *opaque)
+{
+    (void)opaque;
+}
+
+/* Posts once the loop has announced that it may block. */
+static void *kick_thread(void *opaque)
+{
+    IotCtx *ctx = opaque;
+
+    while (atomic_load(&ctx->notify_me) == 0) {
+        sched_yield();
+    }
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, pace_noop, NULL), 0);
+    return NULL;
+}
+
+static void test_stream_paced(void)
+{
+    IotCtx *ctx = ctx_setup();
+    pthread_t tid;
+    int64_t look;
+
+    if (!iot__postq_relaxed_available()) {
+        ctx_teardown(ctx); /* no relaxed posting, nothing to pace */
+        return;
+    }
+    iot__postq_relaxed_allowed = 1;
+    T_ASSERT_EQ(iot_ctx_set_poll_params(ctx, 32768, 0, 0), 0);
+    /* The notifier joins the poll list once it fires through its fd: a
+     * post that has to wake the loop. */
+    tid = start_thread(kick_thread, ctx);
+    while (!ctx->poll_head) {
+        iot_ctx_poll(ctx, true);
+    }
+    pthread_join(tid, NULL);
+    iot__test_clock = pace_clock;
+
+    /* Two posts taken in one pass: a stream. */
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, pace_cb, NULL), 0);
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, pace_cb, NULL), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(pace_ran, 2);
+    T_ASSERT_TRUE(atomic_load(&ctx->post_relaxed));
+    look = ctx->postq_look_ns;
+    T_ASSERT(look > pace_now);
+
+    /* The next post of the stream waits for that look, polling: posting
+     * stays relaxed (the loop never went towards blocking). */
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, pace_cb, NULL), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(pace_ran, 3);
+    T_ASSERT(pace_ran_at[2] >= look);
+    T_ASSERT_TRUE(atomic_load(&ctx->post_relaxed));
+
+    /* That pass took one post: the next one is taken at the first look. */
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, pace_cb, NULL), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(pace_ran, 4);
+    T_ASSERT(pace_ran_at[3] - pace_ran_at[2] < IOT_POSTQ_PACE_NS / 2);
+
+    iot__test_clock = NULL;
+    ctx_teardown(ctx);
+}
+
+/*
  * After a stream, relaxed posting is on; the loop must turn it off (and
  * run membarrier) before it blocks, so that a post that comes while it
  * sleeps takes the fenced path and wakes it.
@@ -548,6 +638,7 @@ int main(int argc, char **argv)
     t_add("/postq/partial-line", test_partial_line);
     t_add("/postq/stream/fenced", test_stream_fenced);
     t_add("/postq/stream/relaxed", test_stream_relaxed);
+    t_add("/postq/stream/paced", test_stream_paced);
     t_add("/postq/relaxed-then-block", test_relaxed_then_block);
     t_add("/postq/exited-thread", test_exited_thread);
     t_add("/postq/post-from-tsd-destructor", test_post_from_tsd_destructor);
