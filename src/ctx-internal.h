@@ -130,6 +130,7 @@ struct IotCtx {
     /* [any sets, home clears] "notified since the loop last accepted". */
     atomic_bool notified;
     IotEvent notifier;         /* [const] */
+    IotHandler *notifier_h;    /* [const] its handler, never replaced */
     atomic_ulong notify_kicks; /* [any] eventfd writes done */
     /* [any] when the last eventfd write was decided (iot__now_ns()): the
      * work's arrival, for block_ns (see iot__poll_block_ns()). */

@@ -460,8 +460,11 @@ int iot__fd_notifier_init(IotCtx *ctx)
     ret = handler_set(ctx, ctx->notifier.rfd, &ops, ctx, NULL, NULL, true);
     if (ret < 0) {
         iot_event_cleanup(&ctx->notifier);
+        return ret;
     }
-    return ret;
+    /* No other thread can see the context yet. */
+    ctx->notifier_h = handler_find(ctx, ctx->notifier.rfd);
+    return 0;
 }
 
 /* Home thread, as the only walker, at the end of an iteration. */

@@ -568,7 +568,7 @@ static void fd_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout)
 bool iot_ctx_poll(IotCtx *ctx, bool blocking)
 {
     IotReadyList ready = { NULL, NULL };
-    bool progress, may_block, polled;
+    bool progress, may_block, polled, paced;
     int64_t timeout, start = 0, block_ns = 0;
 
     assert(iot_ctx_current() == ctx);
@@ -583,10 +583,15 @@ bool iot_ctx_poll(IotCtx *ctx, bool blocking)
         start = iot__now_ns();
     }
 
+    /* Paced (postq.h), the timeout does not look at the queues. */
+    paced = blocking && iot__postq_paced(ctx);
     timeout = blocking ? iot__ctx_timeout(ctx) : 0;
     /* Handlers found ready here run in dispatch_ready(), which counts
      * their progress (the notifier's never counts). */
     polled = try_poll_mode(ctx, &ready, &timeout);
+    if (paced && !polled && timeout != 0 && iot__postq_pending(ctx)) {
+        timeout = 0; /* busy polling did not run, or ended before a look */
+    }
 
     /* Relaxed posts (postq.h) may hide in store buffers: make them
      * visible, and go round once more instead of blocking. */

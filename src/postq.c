@@ -465,7 +465,10 @@ void iot__postq_relaxed_begin(IotCtx *ctx)
         !atomic_load_explicit(&ctx->post_relaxed, memory_order_relaxed)) {
         atomic_store_explicit(&ctx->post_relaxed, true, memory_order_relaxed);
     }
-    if (ctx->bh_taken >= IOT_POSTQ_RELAXED_MIN && iot__postq_paced(ctx)) {
+    /* The outermost pass's count: a nested poll's pass of one post does
+     * not hold the next. */
+    if (ctx->bh_depth == 0 && ctx->bh_taken >= IOT_POSTQ_RELAXED_MIN &&
+        iot__postq_paced(ctx)) {
         ctx->postq_look_ns = iot__now_ns() + IOT_POSTQ_PACE_NS;
     }
 }

@@ -200,13 +200,20 @@ bool iot__postq_relaxed_end(IotCtx *ctx);
  * stream by looking after every post or two costs the producer a third
  * of its rate (W2 in BENCHMARKS.md).  Looking every half microsecond
  * takes some fifty posts per look.  A post in a stream waits at most that
- * long; a post alone (a pass that took one slot) is never paced.
+ * long; a post alone (a pass that took one slot) is never paced.  Only
+ * while the notifier is busy-polled, which is what looks at the queues;
+ * if busy polling then does not run (a handler without io_poll disables
+ * it), iot_ctx_poll() looks itself rather than go round through the
+ * barrier of iot__postq_relaxed_end().
  */
 #define IOT_POSTQ_PACE_NS 500
 static inline bool iot__postq_paced(IotCtx *ctx)
 {
-    return ctx->param.max_ns != 0 && ctx->poll_head &&
-           atomic_load_explicit(&ctx->post_relaxed, memory_order_relaxed);
+    /* post_relaxed first: it is never set where the context runs under
+     * GLib, whose prepare and check get here without walking the list. */
+    return atomic_load_explicit(&ctx->post_relaxed, memory_order_relaxed) &&
+           ctx->param.max_ns != 0 && ctx->notifier_h &&
+           ctx->notifier_h->in_poll_list;
 }
 
 /* Tests: 0 keeps relaxed posting off (as where membarrier is missing). */

@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <iothread/all.h>
 
@@ -269,10 +270,21 @@ static void *kick_thread(void *opaque)
     return NULL;
 }
 
+/* The notifier joins the poll list once it fires through its fd: a post
+ * that has to wake the loop. */
+static void notifier_polled(IotCtx *ctx)
+{
+    pthread_t tid = start_thread(kick_thread, ctx);
+
+    while (!ctx->notifier_h->in_poll_list) {
+        iot_ctx_poll(ctx, true);
+    }
+    pthread_join(tid, NULL);
+}
+
 static void test_stream_paced(void)
 {
     IotCtx *ctx = ctx_setup();
-    pthread_t tid;
     int64_t look;
 
     if (!iot__postq_relaxed_available()) {
@@ -281,13 +293,7 @@ static void test_stream_paced(void)
     }
     iot__postq_relaxed_allowed = 1;
     T_ASSERT_EQ(iot_ctx_set_poll_params(ctx, 32768, 0, 0), 0);
-    /* The notifier joins the poll list once it fires through its fd: a
-     * post that has to wake the loop. */
-    tid = start_thread(kick_thread, ctx);
-    while (!ctx->poll_head) {
-        iot_ctx_poll(ctx, true);
-    }
-    pthread_join(tid, NULL);
+    notifier_polled(ctx);
     iot__test_clock = pace_clock;
 
     /* Two posts taken in one pass: a stream. */
@@ -313,6 +319,159 @@ static void test_stream_paced(void)
     T_ASSERT_EQ(pace_ran, 4);
     T_ASSERT(pace_ran_at[3] - pace_ran_at[2] < IOT_POSTQ_PACE_NS / 2);
 
+    iot__test_clock = NULL;
+    ctx_teardown(ctx);
+}
+
+/* A stream's second pass on @ctx, where nothing can be paced: the post
+ * runs at once (not after a poll window or a pace) and posting stays
+ * relaxed (no way round through the barrier of iot__postq_relaxed_end()). */
+static void stream_second_pass(IotCtx *ctx)
+{
+    int64_t t0;
+
+    iot__test_clock = pace_clock;
+    pace_ran = 0;
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, pace_cb, NULL), 0);
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, pace_cb, NULL), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(pace_ran, 2);
+    T_ASSERT_TRUE(atomic_load(&ctx->post_relaxed));
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, pace_cb, NULL), 0);
+    t0 = pace_now;
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(pace_ran, 3);
+    T_ASSERT(pace_ran_at[2] - t0 < IOT_POSTQ_PACE_NS / 2);
+    T_ASSERT_TRUE(atomic_load(&ctx->post_relaxed));
+    iot__test_clock = NULL;
+}
+
+static IotCtx *poll_ctx_setup(void)
+{
+    IotCtxOptions opts = { .fdmon = IOT_FDMON_POLL };
+    IotCtx *ctx = iot_ctx_new_full(&opts, NULL);
+
+    T_ASSERT(ctx != NULL);
+    T_ASSERT_EQ(iot_ctx_set_current(ctx), 0);
+    T_ASSERT_EQ(iot_ctx_set_poll_params(ctx, 32768, 0, 0), 0);
+    iot__postq_relaxed_allowed = 1;
+    return ctx;
+}
+
+static void pipe_read_noop(void *opaque)
+{
+    (void)opaque;
+}
+
+/* A handler without io_poll turns busy polling off (poll backend): the
+ * loop must look at the queues itself, not skip them and go round. */
+static void test_stream_paced_poll_disabled(void)
+{
+    IotCtx *ctx = poll_ctx_setup();
+    int p[2];
+
+    if (!iot__postq_relaxed_available()) {
+        ctx_teardown(ctx);
+        return;
+    }
+    notifier_polled(ctx);
+    T_ASSERT_EQ(pipe(p), 0);
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, p[0], pipe_read_noop, NULL, NULL, NULL, NULL),
+        0);
+    stream_second_pass(ctx);
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p[0], NULL, NULL, NULL, NULL, NULL), 0);
+    close(p[0]);
+    close(p[1]);
+    ctx_teardown(ctx);
+}
+
+static void probe_read(IotEvent *e)
+{
+    iot_event_test_and_clear(e);
+}
+
+static bool probe_poll(IotEvent *e)
+{
+    (void)e;
+    return false;
+}
+
+static void probe_ready(IotEvent *e)
+{
+    (void)e;
+}
+
+/* Busy polling runs for another handler while the notifier is not on the
+ * poll list: nothing in it looks at the queues, so nothing is paced. */
+static void test_stream_paced_notifier_not_polled(void)
+{
+    IotCtx *ctx = poll_ctx_setup();
+    IotEvent e;
+
+    if (!iot__postq_relaxed_available()) {
+        ctx_teardown(ctx);
+        return;
+    }
+    T_ASSERT_EQ(iot_event_init(&e, false), 0);
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &e, probe_read, probe_poll, probe_ready),
+                0);
+    /* It fires through its fd once, and is busy-polled from then on. */
+    T_ASSERT_EQ(iot_event_set(&e), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT(ctx->poll_head != NULL);
+    T_ASSERT_FALSE(ctx->notifier_h->in_poll_list);
+    stream_second_pass(ctx);
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &e, NULL, NULL, NULL), 0);
+    iot_event_cleanup(&e);
+    ctx_teardown(ctx);
+}
+
+/* A callback that waits in nested polls for two posts of its own: each
+ * nested pass takes one, which must not pace the next. */
+static IotCtx *nest_ctx;
+static int64_t nest_gap; /* clock from the second post to its run */
+
+static void nest_cb(void *opaque)
+{
+    int64_t t0;
+
+    (void)opaque;
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(nest_ctx, pace_cb, NULL), 0);
+    while (pace_ran < 1) {
+        iot_ctx_poll(nest_ctx, true);
+    }
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(nest_ctx, pace_cb, NULL), 0);
+    t0 = pace_now;
+    while (pace_ran < 2) {
+        iot_ctx_poll(nest_ctx, true);
+    }
+    nest_gap = pace_ran_at[1] - t0;
+}
+
+static void nest_other(void *opaque)
+{
+    (void)opaque;
+}
+
+static void test_stream_paced_nested(void)
+{
+    IotCtx *ctx = poll_ctx_setup();
+
+    if (!iot__postq_relaxed_available()) {
+        ctx_teardown(ctx);
+        return;
+    }
+    notifier_polled(ctx);
+    iot__test_clock = pace_clock;
+    nest_ctx = ctx;
+    pace_ran = 0;
+    /* The outer pass takes two (a stream); nest_cb's passes take one. */
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, nest_cb, NULL), 0);
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, nest_other, NULL), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(pace_ran, 2);
+    T_ASSERT(nest_gap < IOT_POSTQ_PACE_NS / 2);
     iot__test_clock = NULL;
     ctx_teardown(ctx);
 }
@@ -639,6 +798,10 @@ int main(int argc, char **argv)
     t_add("/postq/stream/fenced", test_stream_fenced);
     t_add("/postq/stream/relaxed", test_stream_relaxed);
     t_add("/postq/stream/paced", test_stream_paced);
+    t_add("/postq/stream/paced/poll-disabled", test_stream_paced_poll_disabled);
+    t_add("/postq/stream/paced/notifier-not-polled",
+          test_stream_paced_notifier_not_polled);
+    t_add("/postq/stream/paced/nested", test_stream_paced_nested);
     t_add("/postq/relaxed-then-block", test_relaxed_then_block);
     t_add("/postq/exited-thread", test_exited_thread);
     t_add("/postq/post-from-tsd-destructor", test_post_from_tsd_destructor);
