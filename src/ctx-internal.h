@@ -288,7 +288,8 @@ int64_t iot__now_ns(void); /* CLOCK_MONOTONIC: busy polling and block_ns */
 int64_t iot__stats_now_ns(void); /* CLOCK_MONOTONIC, never the test clock */
 /* Tests only: when set, iot__now_ns() returns what this returns, so that
  * the adaptive-polling arithmetic can be driven exactly.  Set it before
- * any thread polls; it is not synchronised. */
+ * any thread polls, and before any stream of posts (a pace set by the
+ * real clock is far in a fake clock's future); it is not synchronised. */
 extern int64_t (*iot__test_clock)(void);
 
 /* Smaller of two timeouts where -1 means infinite. */
