@@ -42,6 +42,10 @@ RAW=$WORK/raw.tsv
 : >"$WORK/stderr.log"
 
 IMPLS="iothread iothread-nopoll libuv libevent glib floor-spin floor-polls floor-futex floor-eventfd floor-pipes"
+# The order each workload's cells run in: the ones the targets compare
+# next to each other, so that the pairs of one repetition run seconds
+# apart (this machine's vCPU placement moves within minutes).
+RUN_IMPLS="iothread floor-polls libuv iothread-nopoll floor-eventfd libevent glib floor-spin floor-futex floor-pipes"
 SPINNERS="floor-spin floor-polls"
 GAPS="5000 50000 500000 5000000"
 if [ "$QUICK" = 1 ]; then
@@ -62,28 +66,28 @@ gapname() {
 # The plan: "workload|impl|options" (W6 runs its own way, see run_w6).
 plan=()
 add() { plan+=("$1|$2|$3"); }
-for i in $IMPLS; do add W1 "$i" "--dist=$WORK/dist/W1-$i.dat"; done
+for i in $RUN_IMPLS; do add W1 "$i" "--dist=$WORK/dist/W1-$i.dat"; done
 for i in iothread iothread-nopoll; do add W1-reused "$i" ""; done
-for p in 1 2 4; do for i in $IMPLS; do add W2 "$i" "--producers=$p"; done; done
+for p in 1 2 4; do for i in $RUN_IMPLS; do add W2 "$i" "--producers=$p"; done; done
 # The posting mechanism without the item array's memory traffic: every
 # post carries the same node, which only a copying post (one-shot BHs)
 # allows.
 for i in iothread iothread-nopoll; do add W2-shared "$i" ""; done
-for i in $IMPLS; do add W3 "$i" ""; done
+for i in $RUN_IMPLS; do add W3 "$i" ""; done
 for i in iothread iothread-nopoll; do
   for v in --fdmon=poll --fdmon=epoll --fdmon=io_uring --iopoll "--fdmon=epoll --iopoll"; do
     add W3 "$i" "$v"
   done
 done
-for i in $IMPLS; do add W4 "$i" ""; done
-for i in $IMPLS; do add W5 "$i" ""; done
+for i in $RUN_IMPLS; do add W4 "$i" ""; done
+for i in $RUN_IMPLS; do add W5 "$i" ""; done
 add W6 all ""
 for g in $GAPS; do
-  for i in $IMPLS; do
+  for i in $RUN_IMPLS; do
     add W7 "$i" "--gap-ns=$g --dist=$WORK/dist/W7-$(gapname "$g")-$i.dat"
   done
 done
-for i in $IMPLS; do add scale "$i" ""; done
+for i in $RUN_IMPLS; do add scale "$i" ""; done
 for v in poll epoll io_uring; do add scale iothread "--fdmon=$v"; done
 
 declare -A skip   # not applicable (exit 2), learnt in the first repetition
@@ -104,6 +108,11 @@ run1() {
   rm -f "$out.err"
 }
 
+# Result records ("R" lines) get the repetition as a last column.
+with_rep() {
+  awk -F'\t' -v OFS='\t' -v rep="$1" '$1 == "R" { print $0, rep; next } { print }'
+}
+
 # W6 (idle): 2 or 5 s of nothing per implementation, so they idle side by
 # side: the sleeping loops together, then the two spinning floors.
 run_w6() {
@@ -120,7 +129,7 @@ run_w6() {
     wait
   done
   for i in $IMPLS; do
-    [ -f "$WORK/w6-$i.out" ] && cat "$WORK/w6-$i.out" >>"$RAW"
+    [ -f "$WORK/w6-$i.out" ] && with_rep "$rep" <"$WORK/w6-$i.out" >>"$RAW"
     rm -f "$WORK/w6-$i.out"
   done
 }
@@ -139,7 +148,7 @@ for rep in $(seq 1 "$REPS"); do
     [ -n "${skip[$e]:-}" ] && continue
     [ -n "$ONLY" ] && ! [[ "$w $i $o" =~ $ONLY ]] && continue
     run1 "$rep" "$w" "$i" "$o" "$WORK/one.out"
-    cat "$WORK/one.out" >>"$RAW"
+    with_rep "$rep" <"$WORK/one.out" >>"$RAW"
   done
 done
 rm -f "$WORK/one.out"
@@ -173,6 +182,11 @@ awk -F'\t' -v impls="$IMPLS" '
     }
   }' "$RAW" | sort -k1,1 | cut -f2- >"$AGG"
 
+# ---- each repetition's value, for the targets' paired ratios ----
+REPSV=$WORK/reps.tsv
+awk -F'\t' -v OFS='\t' '$1 == "R" && $7 != "" { print $2, $3, $4, $7, $5 }' \
+  "$RAW" >"$REPSV"
+
 # ---- the table ----
 hv=$(lscpu | sed -n 's/^Hypervisor vendor: *//p' | head -n 1)
 machine="$(nproc) CPUs ($(lscpu | sed -n 's/^Model name: *//p' | head -n 1)${hv:+, $hv guest}), kernel $(uname -r)"
@@ -199,7 +213,7 @@ machine="$(nproc) CPUs ($(lscpu | sed -n 's/^Model name: *//p' | head -n 1)${hv:
       printf "%-16s %-16s %-24s %10s  %-23s %s\n", $1, $2, $3, fmt($4), fmt($5) ".." fmt($6), $7
     }' "$AGG"
   echo
-  awk -F'\t' -v quick="$QUICK" -f bench/targets.awk "$AGG"
+  awk -F'\t' -v quick="$QUICK" -v reps="$REPSV" -f bench/targets.awk "$AGG"
   if [ -s "$WORK/failures" ]; then
     echo
     echo "failures (details in $WORK/stderr.log):"

@@ -3,6 +3,20 @@
 # Input: bench/run.sh's aggregated table, tab-separated:
 #   workload impl metric median min max unit n
 # -v quick=1: W6 idled 2 s instead of 5 s (its CPU bound is scaled).
+# -v reps=FILE: each repetition's values (workload impl metric rep value);
+# a ratio target then also shows the ratio within each repetition, whose
+# two cells ran seconds apart, as its median and min..max.
+BEGIN {
+    if (reps != "") {
+        while ((getline ln < reps) > 0) {
+            split(ln, fld, "\t")
+            rv[fld[1], fld[2], fld[3], fld[4]] = fld[5] + 0
+            if (fld[4] + 0 > maxrep) maxrep = fld[4] + 0
+        }
+        close(reps)
+    }
+}
+
 {
     key = $1 SUBSEP $2 SUBSEP $3
     med[key] = $4
@@ -35,6 +49,25 @@ function fm(x) {
     return sprintf("%.3g", x)
 }
 
+# The ratio a/b within each repetition, printed under a target's line.
+function paired(wa, ia, ma, wb, ib, mb,   r, n, x, v, k, j, t) {
+    n = 0
+    for (r = 1; r <= maxrep; r++) {
+        if (!((wa, ia, ma, r) in rv) || !((wb, ib, mb, r) in rv)) continue
+        if (rv[wb, ib, mb, r] == 0) continue
+        v[++n] = rv[wa, ia, ma, r] / rv[wb, ib, mb, r]
+    }
+    if (n < 2) return
+    for (k = 2; k <= n; k++) {  # insertion sort
+        t = v[k]; j = k - 1
+        while (j >= 1 && v[j] > t) { v[j + 1] = v[j]; j-- }
+        v[j + 1] = t
+    }
+    x = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+    printf "    %-48s %.2fx (%.2f..%.2f, %d repetitions)\n",
+        "paired by repetition:", x, v[1], v[n], n
+}
+
 function line(name, fig, ok) {
     if (missing) { fig = "not measured"; verdict = "n/a" }
     else verdict = ok ? "met" : "MISSED"
@@ -50,6 +83,7 @@ END {
     a = g("W1", "iothread", "rtt_median_ns"); f = g("W1", "floor-polls", "rtt_median_ns")
     line("W1 default: median <= 1.5x polls floor",
          sprintf("%s ns vs %s ns: %.2fx", fm(a), fm(f), f ? a / f : 0), a <= 1.5 * f)
+    paired("W1", "iothread", "rtt_median_ns", "W1", "floor-polls", "rtt_median_ns")
     p = peer("W1", "rtt_median_ns", 1)
     line("W1 default: >= 50x better than best peer",
          sprintf("%s ns vs %s %s ns: %.1fx", fm(a), bestname, fm(p), a ? p / a : 0), p >= 50 * a)
@@ -59,16 +93,19 @@ END {
     a = g("W1", "iothread-nopoll", "rtt_median_ns"); f = g("W1", "floor-eventfd", "rtt_median_ns")
     line("W1 poll-max-ns=0: median <= 1.1x eventfd floor",
          sprintf("%s ns vs %s ns: %.2fx", fm(a), fm(f), f ? a / f : 0), a <= 1.1 * f)
+    paired("W1", "iothread-nopoll", "rtt_median_ns", "W1", "floor-eventfd", "rtt_median_ns")
 
     a = g("W2", "iothread", "posts_per_s"); u = g("W2", "libuv", "posts_per_s")
     l = g("W2", "iothread", "lost")
     line("W2 1 producer: >= 1.5x libuv, nothing lost",
          sprintf("%s/s vs %s/s: %.2fx, lost %d", fm(a), fm(u), u ? a / u : 0, l),
          a >= 1.5 * u && l == 0)
+    paired("W2", "iothread", "posts_per_s", "W2", "libuv", "posts_per_s")
 
     a = g("W3", "iothread", "rt_per_s"); p = peer("W3", "rt_per_s", 0)
     line("W3 polling on (default backend): >= 3x peer",
          sprintf("%s/s vs %s %s/s: %.2fx", fm(a), bestname, fm(p), p ? a / p : 0), a >= 3 * p)
+    paired("W3", "iothread", "rt_per_s", "W3", bestname, "rt_per_s")
     a = g("W3-epoll-iopoll", "iothread", "rt_per_s"); p = peer("W3", "rt_per_s", 0)
     line("  (same, epoll + an io_poll on the pipes)",
          sprintf("%s/s vs %s %s/s: %.2fx", fm(a), bestname, fm(p), p ? a / p : 0), a >= 3 * p)
@@ -76,6 +113,7 @@ END {
     a = g("W4", "iothread", "arm_ns"); u = g("W4", "libuv", "arm_ns")
     line("W4 arm <= 1.2x libuv",
          sprintf("%s ns vs %s ns: %.2fx", fm(a), fm(u), u ? a / u : 0), a <= 1.2 * u)
+    paired("W4", "iothread", "arm_ns", "W4", "libuv", "arm_ns")
     a = g("W4", "iothread", "late_median_ns"); b = g("W4", "iothread", "late_p99_ns")
     line("W4 late median <= 20 us, p99 <= 100 us",
          sprintf("median %s ns, p99 %s ns", fm(a), fm(b)), a <= 20000 && b <= 100000)
@@ -83,6 +121,7 @@ END {
     a = g("W5", "iothread", "items_per_s"); u = g("W5", "libuv", "items_per_s")
     line("W5 >= 2x libuv",
          sprintf("%s/s vs %s/s: %.2fx", fm(a), fm(u), u ? a / u : 0), a >= 2 * u)
+    paired("W5", "iothread", "items_per_s", "W5", "libuv", "items_per_s")
 
     a = g("W6", "iothread", "idle_cpu_ms"); b = g("W6", "iothread", "idle_wakeups")
     lim = quick ? 0.4 : 1
@@ -92,6 +131,7 @@ END {
     a = g("W7-5us", "iothread", "latency_median_ns"); f = g("W7-5us", "floor-polls", "latency_median_ns")
     line("W7 5 us gaps: latency <= 2x polling floor",
          sprintf("%s ns vs %s ns: %.2fx", fm(a), fm(f), f ? a / f : 0), a <= 2 * f)
+    paired("W7-5us", "iothread", "latency_median_ns", "W7-5us", "floor-polls", "latency_median_ns")
     a = g("W7-5ms", "iothread", "cpu_share")
     line("W7 5 ms gaps: loop CPU <= 2%", sprintf("%.2f %%", a), a <= 2)
 
