@@ -187,10 +187,9 @@ static int postq_grow(IotPostQ *q)
 int iot__postq_push_slow(IotCtx *ctx, IotBhFunc *cb, void *opaque)
 {
     IotPostQ *q = iot__postq_last;
-    uint64_t n;
 
     if (!q || q->ctx_id != ctx->id) {
-        q = iot__postq_lookup(ctx);
+        q = iot__postq_lookup(ctx); /* and caches it in iot__postq_last */
         if (!q) {
             return -ENOMEM;
         }
@@ -198,12 +197,8 @@ int iot__postq_push_slow(IotCtx *ctx, IotBhFunc *cb, void *opaque)
     if (q->p_idx == IOT_POSTQ_SLOTS && postq_grow(q) < 0) {
         return -ENOMEM;
     }
-    n = iot__postq_put(q, cb, opaque);
-    atomic_signal_fence(memory_order_seq_cst); /* load after store */
-    if (atomic_load_explicit(&ctx->post_relaxed, memory_order_relaxed)) {
-        return 0;
-    }
-    return iot__postq_push_fenced(ctx, q, n);
+    /* The fast path holds now: the cached queue is @ctx's, with room. */
+    return iot__postq_push(ctx, cb, opaque);
 }
 
 /* The fenced path: storing the count again, seq_cst, puts the push before
