@@ -355,13 +355,51 @@ static bool worker_leave(IotPool *p)
     return false;
 }
 
-/* Worker, lock held.  Waits until there may be work; false once this
- * worker has left the pool (worker_leave()) and must exit. */
-static bool worker_wait(IotPool *p, PoolWaiter *self)
+/* Worker, lock held, on the idle stack.  Sleeps until woken; true if
+ * instead the idle timeout ran out.  Only a worker above min has one: at
+ * or below it, an idle worker never wakes on its own (the pool costs
+ * nothing while idle), and a resize wakes it to look again. */
+static bool worker_sleep(IotPool *p, PoolWaiter *self)
 {
     struct timespec ts;
     int ret = 0;
 
+    if ((int64_t)LOAD(p->cur) <= LOAD(p->min)) {
+        pthread_cond_wait(&self->cond, &p->lock);
+        return false;
+    }
+    deadline_after(&ts, iot__pool_idle_ns);
+    while (!self->woken && ret != ETIMEDOUT) {
+        ret = pthread_cond_timedwait(&self->cond, &p->lock, &ts);
+    }
+    return !self->woken;
+}
+
+/* Worker, lock held, off the idle stack after its timeout.  Leaves the
+ * pool unless work came; false once it has left.  Leaving (a seq_cst
+ * store of cur) before the second look at the tail pairs with
+ * pool_kick(), which stores the tail, then loads idle and cur: either it
+ * sees this worker gone and starts another, or this worker sees the work
+ * and stays. */
+static bool worker_time_out(IotPool *p)
+{
+    void (*hook)(void) = atomic_load(&iot__pool_timeout_hook);
+
+    if (hook) {
+        hook();
+    }
+    worker_leave(p);
+    if (!ring_pending(p)) {
+        return false;
+    }
+    STORE(p->cur, LOAD(p->cur) + 1);
+    return true;
+}
+
+/* Worker, lock held.  Waits until there may be work; false once this
+ * worker has left the pool (worker_leave()) and must exit. */
+static bool worker_wait(IotPool *p, PoolWaiter *self)
+{
     if (worker_surplus(p)) {
         return worker_leave(p);
     }
@@ -371,32 +409,21 @@ static bool worker_wait(IotPool *p, PoolWaiter *self)
     /* seq_cst, then the tail's seq_cst load in ring_pending(): the
      * worker's half of the Dekker pair with ring_push()/pool_kick(). */
     atomic_fetch_add_explicit(&p->idle, 1, memory_order_seq_cst);
-    if (ring_pending(p)) {
-        waiter_unlink_locked(p, self);
-        return true;
-    }
-    deadline_after(&ts, iot__pool_idle_ns);
-    while (!self->woken && ret != ETIMEDOUT) {
-        ret = pthread_cond_timedwait(&self->cond, &p->lock, &ts);
-    }
-    if (!self->woken) {
-        waiter_unlink_locked(p, self);
-        /* Idle for the whole timeout: leave, unless work came.  Leaving
-         * (a seq_cst store of cur) before the second look at the tail
-         * pairs with pool_kick(), which stores the tail, then loads idle
-         * and cur: either it sees this worker gone and starts another,
-         * or this worker sees the work and stays. */
-        if (!ring_pending(p) && (int64_t)LOAD(p->cur) > LOAD(p->min)) {
-            void (*hook)(void) = atomic_load(&iot__pool_timeout_hook);
-            if (hook) {
-                hook();
-            }
-            worker_leave(p);
-            if (!ring_pending(p)) {
-                return false;
-            }
-            STORE(p->cur, LOAD(p->cur) + 1);
+    while (!self->woken) {
+        if (ring_pending(p)) {
+            waiter_unlink_locked(p, self);
+            return true;
         }
+        if (!worker_sleep(p, self) || (int64_t)LOAD(p->cur) <= LOAD(p->min) ||
+            ring_pending(p)) {
+            /* Woken, or it stays: still idle, still on the stack. */
+            continue;
+        }
+        waiter_unlink_locked(p, self);
+        if (!worker_time_out(p)) {
+            return false;
+        }
+        break;
     }
     return worker_surplus(p) ? worker_leave(p) : true;
 }

@@ -19,11 +19,15 @@
  * instead of running into the harness's time limit.  Work that must stay
  * busy blocks on a gate the test opens, never on a sleep.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <stdatomic.h>
 #include <time.h>
 
@@ -1241,6 +1245,80 @@ static void test_lower_min_idle_exit(void)
     ctx_teardown(ctx);
 }
 
+/* The one thread of this process named "worker" (each case runs in its
+ * own process). */
+static pid_t sole_worker_tid(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    pid_t tid = 0;
+    int found = 0;
+
+    T_ASSERT(d != NULL);
+    while ((e = readdir(d))) {
+        char path[300], comm[32] = "";
+        FILE *f;
+
+        if (e->d_name[0] == '.') {
+            continue;
+        }
+        snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+        if (!(f = fopen(path, "r"))) {
+            continue; /* exited meanwhile */
+        }
+        if (fgets(comm, sizeof(comm), f) && !strcmp(comm, "worker\n")) {
+            tid = (pid_t)atoi(e->d_name);
+            found++;
+        }
+        fclose(f);
+    }
+    closedir(d);
+    T_ASSERT_EQ(found, 1);
+    return tid;
+}
+
+/* How many times thread @tid has gone to sleep. */
+static long task_sleeps(pid_t tid)
+{
+    char path[96], line[128];
+    long n = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/self/task/%d/status", (int)tid);
+    f = fopen(path, "r");
+    T_ASSERT(f != NULL);
+    while (fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "voluntary_ctxt_switches: %ld", &n) == 1) {
+            break;
+        }
+    }
+    fclose(f);
+    T_ASSERT(n >= 0);
+    return n;
+}
+
+/* An idle worker the pool keeps for its min has no idle timeout: it
+ * sleeps until work or a resize comes, and no wake-up ends the sleep.
+ * It may still be on its way to sleep when the count is first read: at
+ * most one more. */
+static void test_min_worker_sleeps(void)
+{
+    IotCtx *ctx = ctx_setup();
+    pid_t tid;
+    long before;
+
+    iot__pool_idle_ns = IOT_NS_PER_MS;
+    T_ASSERT_EQ(iot_ctx_set_pool_size(ctx, 1, 8), 0);
+    warm_up(ctx, 1);
+    tid = sole_worker_tid();
+    before = task_sleeps(tid);
+    poll_for(ctx, 50 * iot__pool_idle_ns);
+    T_ASSERT(task_sleeps(tid) <= before + 1);
+    T_ASSERT_EQ(pool_stats(ctx).threads, 1);
+    T_ASSERT_EQ(pool_stats(ctx).idle, 1);
+    ctx_teardown(ctx);
+}
+
 /* A min raised on a running pool starts workers at once. */
 static void test_raise_min_spawns(void)
 {
@@ -1618,6 +1696,7 @@ int main(int argc, char **argv)
     t_add("/thread-pool/lower-max-busy", test_lower_max_busy);
     t_add("/thread-pool/raise-min-spawns", test_raise_min_spawns);
     t_add("/thread-pool/lower-min-idle-exit", test_lower_min_idle_exit);
+    t_add("/thread-pool/min-worker-sleeps", test_min_worker_sleeps);
     t_add("/thread-pool/bad-sizes", test_bad_sizes);
     t_add("/thread-pool/nested-poll-in-completion",
           test_nested_poll_in_completion);
