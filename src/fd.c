@@ -429,16 +429,21 @@ static void notifier_read(void *opaque)
 
 /* Busy polling sees iot_ctx_notify() without a system call.  Relaxed is
  * enough: the loop's accept exchange orders what it reads afterwards.
- * Posts made while posting is relaxed notify nobody: look at the queues,
- * once the stream's pace allows (postq.h; by busy polling's clock, which
- * costs no call here). */
+ *
+ * It also looks at the post queues' tails.  A post publishes its tail
+ * before it sets `notified`, so a lone post is seen one store sooner, and
+ * its notify lands off the hand-off's path (the next iteration accepts
+ * it and finds nothing).  Posts made while posting is relaxed notify
+ * nobody: their queues are looked at once the stream's pace allows
+ * (postq.h; by busy polling's clock, which costs no call here). */
 static bool notifier_poll(void *opaque)
 {
     IotCtx *ctx = opaque;
 
     return atomic_load_explicit(&ctx->notified, memory_order_relaxed) ||
-           (atomic_load_explicit(&ctx->post_relaxed, memory_order_relaxed) &&
-            ctx->poll_now_ns >= ctx->postq_look_ns && iot__postq_pending(ctx));
+           ((!atomic_load_explicit(&ctx->post_relaxed, memory_order_relaxed) ||
+             ctx->poll_now_ns >= ctx->postq_look_ns) &&
+            iot__postq_pending(ctx));
 }
 
 static void notifier_poll_ready(void *opaque)

@@ -494,10 +494,14 @@ static void notify_me_lower(IotCtx *ctx)
  * exchange), so the work published before that notify is visible to the
  * BH, handler and timer reads that follow.  A notify whose store comes
  * later leaves `notified` set for the next iteration, which then cannot
- * block. */
+ * block.  So does one the first, plain load misses: the exchange, which
+ * takes the line from a producer about to write it, is only done when
+ * there is something to consume (a post seen by its tail is often
+ * accepted before its notify lands). */
 static void notify_accept(IotCtx *ctx)
 {
-    if (atomic_exchange_explicit(&ctx->notified, false, memory_order_seq_cst)) {
+    if (atomic_load_explicit(&ctx->notified, memory_order_relaxed) &&
+        atomic_exchange_explicit(&ctx->notified, false, memory_order_seq_cst)) {
         IOT_STAT_ADD(ctx, accepted, 1);
     }
 }
