@@ -128,9 +128,11 @@ static void bh_enqueue(IotBh *bh, unsigned add)
     unsigned old = atomic_load_explicit(&bh->flags, memory_order_relaxed);
 
     /* acq_rel pairs with the fetch_and in bh_dequeue(): the loop that runs
-     * the callback sees what the caller wrote before scheduling. */
+     * the callback sees what the caller wrote before scheduling.  seq_cst
+     * (the same instruction on x86) puts it before the notify's load of
+     * `notified` in the single order: iot__ctx_notify_published(). */
     while (!atomic_compare_exchange_weak_explicit(
-        &bh->flags, &old, bh_flags_after(old, add), memory_order_acq_rel,
+        &bh->flags, &old, bh_flags_after(old, add), memory_order_seq_cst,
         memory_order_relaxed)) {
     }
     if (!(old & BH_PENDING)) {
@@ -148,7 +150,7 @@ static void bh_enqueue(IotBh *bh, unsigned add)
          * sleeping.  Nothing changed that the loop must re-evaluate. */
         return;
     }
-    iot_ctx_notify(ctx);
+    iot__ctx_notify_published(ctx);
 }
 
 void iot_bh_schedule(IotBh *bh)

@@ -292,6 +292,36 @@ int64_t iot__stats_now_ns(void); /* CLOCK_MONOTONIC, never the test clock */
  * real clock is far in a fake clock's future); it is not synchronised. */
 extern int64_t (*iot__test_clock)(void);
 
+/* A full barrier: every earlier store, even a plain one, is visible
+ * before any later load (smp_mb()).  TSan takes no fences, and has no
+ * store buffers to drain: a compiler barrier is what it needs. */
+static inline void iot__smp_mb(void)
+{
+#if defined(__SANITIZE_THREAD__)
+    atomic_signal_fence(memory_order_seq_cst);
+#else
+    atomic_thread_fence(memory_order_seq_cst);
+#endif
+}
+
+/* After a seq_cst read-modify-write: a full barrier for the plain and
+ * relaxed loads that follow (Linux's smp_mb__after_atomic()).  On x86 the
+ * locked instruction already is one. */
+static inline void iot__smp_mb_after_rmw(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    atomic_signal_fence(memory_order_seq_cst);
+#else
+    iot__smp_mb();
+#endif
+}
+
+/* Any thread.  iot_ctx_notify() without its first barrier, for a caller
+ * whose publication was a seq_cst store or read-modify-write (a post, a
+ * BH's flags), which already comes before the load of `notified` in the
+ * single order. */
+void iot__ctx_notify_published(IotCtx *ctx);
+
 /* Smaller of two timeouts where -1 means infinite. */
 static inline int64_t iot__timeout_min(int64_t a, int64_t b)
 {

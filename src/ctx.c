@@ -182,7 +182,9 @@ void iot_ctx_main_fini(void)
 /*
  * Any thread.  The producer half of the notify handshake (section 2.3,
  * modelled in docs/spin/notify.promela).  The caller has published its
- * work (a BH push, a timer, a handler change) before calling.
+ * work (a BH push, a timer, a handler change) before calling, with a
+ * seq_cst store or read-modify-write (iot_ctx_notify() adds the barrier
+ * for any other).
  *
  * While `notified` is set the loop cannot block (notify_me_raise() checks
  * it) and has not yet accepted: its accept comes later in the single order
@@ -192,7 +194,7 @@ void iot_ctx_main_fini(void)
  * no write to a shared line, while the loop is busy.  Otherwise only the
  * caller that flips it from false to true looks at notify_me.
  */
-void iot_ctx_notify(IotCtx *ctx)
+void iot__ctx_notify_published(IotCtx *ctx)
 {
     if (atomic_load_explicit(&ctx->notified, memory_order_seq_cst)) {
         return;
@@ -217,6 +219,19 @@ void iot_ctx_notify(IotCtx *ctx)
          * (need_fd_wait() in poll.c relies on it). */
         atomic_fetch_add_explicit(&ctx->notify_kicks, 1, memory_order_relaxed);
     }
+}
+
+/* Any thread.  The caller's work may have been published by any store,
+ * even a plain one (a flag an AIO_WAIT_WHILE()-style loop re-checks).  On
+ * x86 the load of `notified` may pass such a store while it waits in the
+ * store buffer, and finding `notified` set ends the notify: the loop could
+ * accept, miss the work and block.  The barrier puts the store first
+ * (-DPLAIN_PUBLISH in docs/spin/notify.promela; without it, Spin finds
+ * the lost wake-up). */
+void iot_ctx_notify(IotCtx *ctx)
+{
+    iot__smp_mb();
+    iot__ctx_notify_published(ctx);
 }
 
 int iot_ctx_set_poll_params(IotCtx *ctx, int64_t max_ns, int64_t grow,

@@ -502,6 +502,9 @@ static void notify_accept(IotCtx *ctx)
 {
     if (atomic_load_explicit(&ctx->notified, memory_order_relaxed) &&
         atomic_exchange_explicit(&ctx->notified, false, memory_order_seq_cst)) {
+        /* The work's reads that follow may be plain or relaxed: QEMU's
+         * smp_mb() after its accept. */
+        iot__smp_mb_after_rmw();
         IOT_STAT_ADD(ctx, accepted, 1);
     }
 }

@@ -207,7 +207,7 @@ int iot__postq_push_slow(IotCtx *ctx, IotBhFunc *cb, void *opaque)
 int iot__postq_push_fenced(IotCtx *ctx, IotPostQ *q, uint64_t n)
 {
     atomic_store_explicit(&q->tail, n, memory_order_seq_cst);
-    iot_ctx_notify(ctx);
+    iot__ctx_notify_published(ctx);
     return 0;
 }
 

@@ -12,7 +12,10 @@
 #   - SKIP_EVENT_WRITE_XCHG, the atomic form of the skip optimisation: no
 #     error either;
 #   - BUG_NO_RECHECK and BUG_SKIP_EVENT_WRITE: Spin must report the lost
-#     wake-up (an invalid end state), proving the model can see the bug.
+#     wake-up (an invalid end state), proving the model can see the bug;
+#   - work published with a plain (buffered) store before the public
+#     iot_ctx_notify(): clean with its fence, and a lost wake-up without
+#     it (BUG_NOTIFY_NO_FENCE).
 # Checks of the pool's wake-up: the protocol is clean; without the idle
 # worker's second look at the ring (POOL_BUG_NO_RECHECK), with the
 # submitter loading the idle count before it publishes
@@ -143,6 +146,8 @@ expect_clean       relaxed-safety       safety   -DRELAXED
 expect_clean       relaxed-liveness     liveness -DRELAXED -DCHECK_LIVENESS
 expect_lost_wakeup BUG_RELAXED_NO_MEMBARRIER -DRELAXED -DBUG_RELAXED_NO_MEMBARRIER
 expect_lost_wakeup BUG_RELAXED_LOAD_FIRST    -DRELAXED -DBUG_RELAXED_LOAD_FIRST
+expect_clean       plain-publish-safety safety   -DPLAIN_PUBLISH
+expect_lost_wakeup BUG_NOTIFY_NO_FENCE  -DPLAIN_PUBLISH -DBUG_NOTIFY_NO_FENCE
 
 model=$pool_model
 proc=worker
