@@ -150,6 +150,7 @@ struct IotCtx {
     unsigned bh_bufs_n, bh_depth;        /* [home] */
     size_t bh_taken;                     /* [home] slots the latest pass took */
     int64_t postq_look_ns; /* [home] paced stream: next look at the queues */
+    IotPostQ *postq_hot;   /* [home] the queue the latest pass took from */
     int64_t poll_now_ns;   /* [home] busy polling's clock, once a round */
     pthread_mutex_t bh_all_lock;
     IotBh *bh_all; /* [bh_all_lock] every BH, for the leak check */

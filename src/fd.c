@@ -430,20 +430,25 @@ static void notifier_read(void *opaque)
 /* Busy polling sees iot_ctx_notify() without a system call.  Relaxed is
  * enough: the loop's accept exchange orders what it reads afterwards.
  *
- * It also looks at the post queues' tails.  A post publishes its tail
- * before it sets `notified`, so a lone post is seen one store sooner, and
- * its notify lands off the hand-off's path (the next iteration accepts
- * it and finds nothing).  Posts made while posting is relaxed notify
- * nobody: their queues are looked at once the stream's pace allows
+ * It also looks at the tail of the queue that posted last.  A post
+ * publishes its tail before it sets `notified`, so a lone post from that
+ * thread is seen one store sooner, and its notify lands off the
+ * hand-off's path (the next iteration accepts it and finds nothing).
+ * Other threads' posts are seen by their notify: a round reads one line,
+ * however many threads post.  Posts made while posting is relaxed notify
+ * nobody: every queue is looked at once the stream's pace allows
  * (postq.h; by busy polling's clock, which costs no call here). */
 static bool notifier_poll(void *opaque)
 {
     IotCtx *ctx = opaque;
 
-    return atomic_load_explicit(&ctx->notified, memory_order_relaxed) ||
-           ((!atomic_load_explicit(&ctx->post_relaxed, memory_order_relaxed) ||
-             ctx->poll_now_ns >= ctx->postq_look_ns) &&
-            iot__postq_pending(ctx));
+    if (atomic_load_explicit(&ctx->notified, memory_order_relaxed)) {
+        return true;
+    }
+    if (!atomic_load_explicit(&ctx->post_relaxed, memory_order_relaxed)) {
+        return iot__postq_hot_pending(ctx);
+    }
+    return ctx->poll_now_ns >= ctx->postq_look_ns && iot__postq_pending(ctx);
 }
 
 static void notifier_poll_ready(void *opaque)

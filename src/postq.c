@@ -266,6 +266,9 @@ static bool postq_reap(IotCtx *ctx, IotPostQ *q)
         postq_tail(q) != q->head) {
         return false;
     }
+    if (ctx->postq_hot == q) {
+        ctx->postq_hot = NULL;
+    }
     pthread_mutex_lock(&ctx->postq_lock);
     postq_unlink(ctx, q);
     pthread_mutex_unlock(&ctx->postq_lock);
@@ -382,6 +385,7 @@ size_t iot__postq_take(IotCtx *ctx, IotPostSlot **buf, size_t *cap)
         }
         q->head += avail;
         n -= postq_leave_partial_line(ctx, q, tail, avail);
+        ctx->postq_hot = q;
     }
     return n;
 }
@@ -417,6 +421,13 @@ bool iot__postq_scan(IotCtx *ctx, bool (*visit)(const IotPostSlot *, void *),
         }
     }
     return false;
+}
+
+bool iot__postq_hot_pending(IotCtx *ctx)
+{
+    IotPostQ *q = ctx->postq_hot;
+
+    return q && postq_tail(q) != q->head;
 }
 
 bool iot__postq_pending(IotCtx *ctx)
@@ -505,6 +516,7 @@ void iot__postq_ctx_finalize(IotCtx *ctx, void (*drop)(IotPostSlot *))
 {
     IotPostQ *q, *next;
 
+    ctx->postq_hot = NULL;
     iot__postq_scan(ctx, drop_visit, &drop);
     for (q = atomic_load_explicit(&ctx->postqs, memory_order_acquire); q;
          q = next) {

@@ -181,6 +181,9 @@ bool iot__postq_scan(IotCtx *ctx, bool (*visit)(const IotPostSlot *, void *),
 
 /* Cheap check for the busy-poll path: any published slot not yet taken? */
 bool iot__postq_pending(IotCtx *ctx); /* home thread */
+/* Home thread.  The same for the queue the latest pass took from only:
+ * one line per look, however many threads post. */
+bool iot__postq_hot_pending(IotCtx *ctx);
 
 /* Home thread.  Relaxed posting (see iot__postq_push()): _begin turns it
  * on after a pass that took a stream of posts; _end turns it off before

@@ -593,6 +593,10 @@ static void test_exited_thread(void)
     T_ASSERT_EQ(count, 1);
     T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
     T_ASSERT_EQ(queue_count(ctx), 0);
+    /* It was the queue taken from last, which busy polling looks at: not
+     * any more (under ASan, a look would be a use after free). */
+    T_ASSERT(ctx->postq_hot == NULL);
+    T_ASSERT_FALSE(ctx->notifier_h->ops.poll(ctx->notifier_h->opaque));
     ctx_teardown(ctx);
 }
 
