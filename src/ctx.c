@@ -182,9 +182,9 @@ void iot_ctx_main_fini(void)
 /*
  * Any thread.  The producer half of the notify handshake (section 2.3,
  * modelled in docs/spin/notify.promela).  The caller has published its
- * work (a BH push, a timer, a handler change) before calling, with a
- * seq_cst store or read-modify-write (iot_ctx_notify() adds the barrier
- * for any other).
+ * work (a post, a BH's flags) before calling, with a seq_cst store or
+ * read-modify-write; iot_ctx_notify() adds the barrier for any other
+ * publication (a timer, a handler change, a caller's flag).
  *
  * While `notified` is set the loop cannot block (notify_me_raise() checks
  * it) and has not yet accepted: its accept comes later in the single order

@@ -202,7 +202,8 @@ int iot__postq_push_slow(IotCtx *ctx, IotBhFunc *cb, void *opaque)
 }
 
 /* The fenced path: storing the count again, seq_cst, puts the push before
- * the load of `notified` in iot_ctx_notify() in the single order, which its
+ * the load of `notified` in iot__ctx_notify_published() in the single
+ * order, which its
  * fast path and the Dekker pair rely on. */
 int iot__postq_push_fenced(IotCtx *ctx, IotPostQ *q, uint64_t n)
 {
@@ -239,7 +240,7 @@ static void chunk_recycle(IotPostQ *q, IotPostChunk *c)
 static uint64_t postq_tail(IotPostQ *q)
 {
     /* seq_cst: after the accept of `notified` in the single order (see
-     * iot_ctx_notify()); its acquire half pairs with the push. */
+     * iot__ctx_notify_published()); its acquire half pairs with the push. */
     return atomic_load_explicit(&q->tail, memory_order_seq_cst);
 }
 

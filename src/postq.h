@@ -126,7 +126,8 @@ static inline uint64_t iot__postq_put(IotPostQ *q, IotBhFunc *cb, void *opaque)
  * @ctx, publishes it and wakes the loop if it may be asleep.  0 or
  * -ENOMEM.
  *
- * Normally the publication is a seq_cst store followed by iot_ctx_notify()
+ * Normally the publication is a seq_cst store followed by a notify
+ * (iot__ctx_notify_published())
  * (the Dekker pair of docs/spin/notify.promela).  While the loop is taking
  * a stream of posts it sets ctx->post_relaxed, and a producer that sees it
  * set after its store (release) does nothing more: no fence and no notify,

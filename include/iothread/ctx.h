@@ -69,7 +69,10 @@ IOT_API void iot_ctx_unref(IotCtx *ctx);
 IOT_API bool iot_ctx_poll(IotCtx *ctx, bool blocking);
 
 /* Any thread.  Makes the context's current or next iot_ctx_poll() return
- * instead of blocking.  Costs no system call while the loop is awake. */
+ * instead of blocking.  Costs no system call while the loop is awake.
+ * Whatever the caller stored before calling, with any store, is visible
+ * to the loop thread once that iot_ctx_poll() returns (a condition a loop
+ * re-checks around iot_ctx_poll(), as QEMU's AIO_WAIT_WHILE does). */
 IOT_API void iot_ctx_notify(IotCtx *ctx);
 
 /* Any thread.  The context whose home is the calling thread, or NULL. */

@@ -14,8 +14,9 @@
 #   - BUG_NO_RECHECK and BUG_SKIP_EVENT_WRITE: Spin must report the lost
 #     wake-up (an invalid end state), proving the model can see the bug;
 #   - work published with a plain (buffered) store before the public
-#     iot_ctx_notify(): clean with its fence, and a lost wake-up without
-#     it (BUG_NOTIFY_NO_FENCE).
+#     iot_ctx_notify(): clean with its fence, a lost wake-up without it
+#     (BUG_NOTIFY_NO_FENCE), and clean again without the fence when the
+#     fast path is gone too (the control: the fence is the fast path's).
 # Checks of the pool's wake-up: the protocol is clean; without the idle
 # worker's second look at the ring (POOL_BUG_NO_RECHECK), with the
 # submitter loading the idle count before it publishes
@@ -148,6 +149,7 @@ expect_lost_wakeup BUG_RELAXED_NO_MEMBARRIER -DRELAXED -DBUG_RELAXED_NO_MEMBARRI
 expect_lost_wakeup BUG_RELAXED_LOAD_FIRST    -DRELAXED -DBUG_RELAXED_LOAD_FIRST
 expect_clean       plain-publish-safety safety   -DPLAIN_PUBLISH
 expect_lost_wakeup BUG_NOTIFY_NO_FENCE  -DPLAIN_PUBLISH -DBUG_NOTIFY_NO_FENCE
+expect_clean       no-fence-no-fast-path safety  -DPLAIN_PUBLISH -DBUG_NOTIFY_NO_FENCE -DNO_FAST_PATH
 
 model=$pool_model
 proc=worker
