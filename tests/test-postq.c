@@ -600,6 +600,33 @@ static void test_exited_thread(void)
     ctx_teardown(ctx);
 }
 
+/* Busy polling reads one queue's tail a round, the queue the latest pass
+ * took from, however many threads post: a slot published on another
+ * queue without its notify is left to that notify (here, to the next
+ * pass). */
+static void test_busy_poll_one_queue(void)
+{
+    IotCtx *ctx = ctx_setup();
+    IotHandler *nh = ctx->notifier_h;
+    int count = 0;
+    Poster p = { ctx, &count };
+
+    /* The home thread's queue, then a thread's, taken from last. */
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, count_cb, &count), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    pthread_join(start_thread(post_once_thread, &p), NULL);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(count, 2);
+    T_ASSERT(ctx->postq_hot != NULL && ctx->postq_hot != iot__postq_last);
+
+    iot__postq_put(iot__postq_last, count_cb, &count);
+    T_ASSERT_FALSE(atomic_load(&ctx->notified));
+    T_ASSERT_FALSE(nh->ops.poll(nh->opaque));
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(count, 3);
+    ctx_teardown(ctx);
+}
+
 /* A thread posts, then another library's thread-specific-data destructor
  * posts once more as the thread exits, after the post queues' own
  * destructor had its turn (a key created later runs later in each round):
@@ -831,6 +858,7 @@ int main(int argc, char **argv)
 {
     t_add("/postq/fifo-across-chunks", test_fifo_across_chunks);
     t_add("/postq/lone-post-seen-by-tail", test_lone_post_seen_by_tail);
+    t_add("/postq/busy-poll-reads-one-queue", test_busy_poll_one_queue);
     t_add("/postq/partial-line", test_partial_line);
     t_add("/postq/stream/fenced", test_stream_fenced);
     t_add("/postq/stream/relaxed", test_stream_relaxed);
