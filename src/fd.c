@@ -433,8 +433,8 @@ static void notifier_read(void *opaque)
  * It also looks at the tail of the queue the latest pass took from (the
  * last one in list order that gave slots).  A post publishes its tail
  * before it sets `notified`, so a lone post from that thread is seen one
- * store sooner, and its notify lands off the
- * hand-off's path (the next iteration accepts it and finds nothing).
+ * store sooner, and its notify lands off the hand-off's path (the next
+ * iteration accepts it and finds nothing).
  * Other threads' posts are seen by their notify: a round reads one line,
  * however many threads post.  Posts made while posting is relaxed notify
  * nobody: every queue is looked at once the stream's pace allows

@@ -414,16 +414,16 @@ static bool worker_wait(IotPool *p, PoolWaiter *self)
             waiter_unlink_locked(p, self);
             return true;
         }
-        if (!worker_sleep(p, self) || (int64_t)LOAD(p->cur) <= LOAD(p->min) ||
-            ring_pending(p)) {
-            /* Woken, or it stays: still idle, still on the stack. */
-            continue;
+        /* Woken, or down to min, or work came: it stays on the stack and
+         * looks again.  Otherwise its idle timeout ran out. */
+        if (worker_sleep(p, self) && (int64_t)LOAD(p->cur) > LOAD(p->min) &&
+            !ring_pending(p)) {
+            waiter_unlink_locked(p, self);
+            if (!worker_time_out(p)) {
+                return false;
+            }
+            break;
         }
-        waiter_unlink_locked(p, self);
-        if (!worker_time_out(p)) {
-            return false;
-        }
-        break;
     }
     return worker_surplus(p) ? worker_leave(p) : true;
 }

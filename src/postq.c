@@ -203,8 +203,7 @@ int iot__postq_push_slow(IotCtx *ctx, IotBhFunc *cb, void *opaque)
 
 /* The fenced path: storing the count again, seq_cst, puts the push before
  * the load of `notified` in iot__ctx_notify_published() in the single
- * order, which its
- * fast path and the Dekker pair rely on. */
+ * order, which its fast path and the Dekker pair rely on. */
 int iot__postq_push_fenced(IotCtx *ctx, IotPostQ *q, uint64_t n)
 {
     atomic_store_explicit(&q->tail, n, memory_order_seq_cst);
