@@ -178,6 +178,12 @@ static int postq_grow(IotPostQ *q)
     } else if (!(c = chunk_new())) {
         return -ENOMEM;
     }
+    /* A recycled chunk's lines are in the loop's cache, and the look
+     * ahead in iot__postq_put() stops at the end of a chunk: ask for the
+     * first ones here, or every chunk starts with a wait on each. */
+    for (unsigned i = 0; i < IOT_POSTQ_AHEAD; i += IOT_POSTQ_LINE) {
+        iot__prefetchw(&c->slot[i]);
+    }
     q->p_chunk->next = c;
     q->p_chunk = c;
     q->p_idx = 0;

@@ -38,6 +38,11 @@
 #define IOT_POSTQ_TAKE  1024 /* at most this many per queue per pass */
 #define IOT_POSTQ_LINE  4    /* slots per 64-byte cache line */
 #define IOT_POSTQ_KEEP  32   /* drained chunks kept for reuse (64 KiB) */
+/* Slots ahead that the producer asks for the line it will write: eight
+ * lines, some 300 ns of a stream, which covers fetching a line back from
+ * the loop's CPU when the two are on different cores (W2 in
+ * BENCHMARKS.md: two lines ahead left the producer waiting on every one). */
+#define IOT_POSTQ_AHEAD 32
 
 typedef struct IotPostSlot {
     IotBhFunc *cb; /* NULL: opaque is an IotBh to run by its flags */
@@ -110,8 +115,8 @@ static inline uint64_t iot__postq_put(IotPostQ *q, IotBhFunc *cb, void *opaque)
     /* Not a load of `tail`, which the loop keeps reading. */
     uint64_t n = ++q->p_count;
 
-    if (i + 8 < IOT_POSTQ_SLOTS) {
-        iot__prefetchw(&q->p_chunk->slot[i + 8]);
+    if (i + IOT_POSTQ_AHEAD < IOT_POSTQ_SLOTS) {
+        iot__prefetchw(&q->p_chunk->slot[i + IOT_POSTQ_AHEAD]);
     }
     q->p_chunk->slot[i] = (IotPostSlot){ cb, opaque };
     q->p_idx = i + 1;
