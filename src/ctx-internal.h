@@ -136,6 +136,14 @@ struct IotCtx {
      * work's arrival, for block_ns (see iot__poll_block_ns()). */
     _Atomic int64_t kick_ns;
     unsigned long kicks_drained; /* [home] notify_kicks at the last drain */
+    /* [const] the eventfd blocks, and drains take RWF_NOWAIT: a wait on
+     * nothing but the notifier is one read(2) (iot__fd_notifier_sleep()) */
+    bool notifier_blocks;
+    /* [home] that read drained the eventfd: the notifier's dispatch
+     * must not read again */
+    bool notifier_drained;
+    /* [home writes, tests read] waits that were that read */
+    atomic_ulong notifier_sleeps;
 
     /* ---- bottom halves (bh.c) and post queues (postq.h) ---- */
     /* Read by every post; written rarely: a line of its own. */
@@ -236,6 +244,9 @@ void iot__bh_ctx_finalize(IotCtx *ctx);
 
 /* fd.c */
 int iot__fd_notifier_init(IotCtx *ctx);
+/* Home thread, from the poll backend: see fd.c. */
+int iot__fd_notifier_sleep(IotCtx *ctx, IotReadyList *ready);
+extern int iot__notifier_blocks_allowed; /* tests: 0 keeps it non-blocking */
 void iot__fd_ctx_finalize(IotCtx *ctx);
 void iot__handlers_free_deleted(IotCtx *ctx); /* home thread, walker */
 void iot__ready_push(IotReadyList *list, IotHandler *h);

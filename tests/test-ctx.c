@@ -4,9 +4,12 @@
  * the parameters it stores.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <iothread/all.h>
@@ -234,6 +237,162 @@ static void test_notify_elided_when_awake(void)
     iot_ctx_unref(ctx);
 }
 
+/* ---- sleeping in read(2) (fd.c, fdmon-poll.c) ---- */
+
+/* Does this kernel take RWF_NOWAIT on an eventfd (Linux 5.13 on)? */
+static bool eventfd_takes_nowait(void)
+{
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    uint64_t v;
+    struct iovec iov = { &v, sizeof(v) };
+    bool ok;
+
+    T_ASSERT(fd >= 0);
+    ok = preadv2(fd, &iov, 1, -1, RWF_NOWAIT) < 0 && errno == EAGAIN;
+    close(fd);
+    return ok;
+}
+
+/* A context on the poll backend that only sleeps (no busy polling). */
+static IotCtx *new_poll_sleeper(void)
+{
+    IotCtxOptions opts = { .fdmon = IOT_FDMON_POLL };
+    IotCtx *ctx = iot_ctx_new_full(&opts, NULL);
+
+    T_ASSERT(ctx);
+    T_ASSERT_EQ(iot_ctx_set_current(ctx), 0);
+    T_ASSERT_EQ(iot_ctx_set_poll_params(ctx, 0, 0, 0), 0);
+    iot_ctx_poll(ctx, false); /* accepts that change's own notify */
+    return ctx;
+}
+
+typedef struct Sleeper {
+    IotCtx *ctx;
+    unsigned long sleeps; /* notifier_sleeps before the loop's wait */
+    int pipefd[2];        /* -1: just notify */
+    pthread_t tid;
+} Sleeper;
+
+static void pipe_read(void *opaque)
+{
+    Sleeper *s = opaque;
+    char c;
+
+    T_ASSERT_EQ(read(s->pipefd[0], &c, 1), 1);
+    s->pipefd[0] = -s->pipefd[0] - 2; /* ran (and cannot match again) */
+}
+
+/* Once the loop is in its read(2) (the count goes up just before it),
+ * notify it, or watch a new fd and make it readable. */
+static void *wake_sleeper(void *opaque)
+{
+    Sleeper *s = opaque;
+
+    while (atomic_load(&s->ctx->notifier_sleeps) == s->sleeps) {
+        sched_yield();
+    }
+    if (s->pipefd[0] < 0) {
+        iot_ctx_notify(s->ctx);
+        return NULL;
+    }
+    T_ASSERT_EQ(iot_fd_set_handler(s->ctx, s->pipefd[0], pipe_read, NULL, NULL,
+                                   NULL, s),
+                0);
+    T_ASSERT_EQ(write(s->pipefd[1], "x", 1), 1);
+    return NULL;
+}
+
+/* With nothing but its notifier to watch and no timeout, a blocked poll
+ * sleeps in one read(2) of a blocking eventfd: the read that wakes it has
+ * drained the kick, and the notifier is dispatched (as after ppoll)
+ * without reading again. */
+static void test_notify_sleeps_in_read(void)
+{
+    IotCtx *ctx = new_poll_sleeper();
+    int flags = fcntl(ctx->notifier.rfd, F_GETFL);
+
+    if (!eventfd_takes_nowait()) {
+        fprintf(stderr, "eventfd without RWF_NOWAIT: ppoll, then read\n");
+        T_ASSERT_FALSE(ctx->notifier_blocks);
+        T_ASSERT(flags & O_NONBLOCK);
+        iot_ctx_unref(ctx);
+        return;
+    }
+    T_ASSERT_TRUE(ctx->notifier_blocks);
+    T_ASSERT_FALSE(flags & O_NONBLOCK);
+    for (int i = 0; i < 3; i++) {
+        Sleeper s = { .ctx = ctx, .pipefd = { -1, -1 } };
+        struct pollfd p = { .fd = ctx->notifier.rfd, .events = POLLIN };
+
+        s.sleeps = atomic_load(&ctx->notifier_sleeps);
+        T_ASSERT_EQ(pthread_create(&s.tid, NULL, wake_sleeper, &s), 0);
+        T_ASSERT_FALSE(iot_ctx_poll(ctx, true));
+        pthread_join(s.tid, NULL);
+        T_ASSERT_EQ(atomic_load(&ctx->notifier_sleeps), s.sleeps + 1);
+        T_ASSERT_FALSE(ctx->notifier_drained); /* the dispatch took it */
+        T_ASSERT_EQ(poll(&p, 1, 0), 0);        /* and the kick is gone */
+    }
+    iot_ctx_unref(ctx);
+}
+
+/* The notifier's own read never blocks, even on an empty eventfd. */
+static void test_notifier_drain_never_blocks(void)
+{
+    IotCtx *ctx = new_poll_sleeper();
+    IotHandler *h = ctx->notifier_h;
+
+    h->ops.read(h->opaque);
+    h->ops.read(h->opaque);
+    T_ASSERT_EQ(atomic_load(&ctx->notifier_sleeps), 0);
+    iot_ctx_unref(ctx);
+}
+
+/* Where the eventfd stays non-blocking (the kernel refuses RWF_NOWAIT on
+ * it), the wait is ppoll's, and a notify still wakes it. */
+static void test_notifier_nonblocking_fallback(void)
+{
+    IotCtx *ctx;
+    Waker w;
+
+    iot__notifier_blocks_allowed = 0;
+    ctx = new_poll_sleeper();
+    iot__notifier_blocks_allowed = 1;
+    T_ASSERT_FALSE(ctx->notifier_blocks);
+    T_ASSERT(fcntl(ctx->notifier.rfd, F_GETFL) & O_NONBLOCK);
+    w = (Waker){ .ctx = ctx };
+    T_ASSERT_EQ(pthread_create(&w.tid, NULL, wake_when_blocked, &w), 0);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, true));
+    pthread_join(w.tid, NULL);
+    T_ASSERT_EQ(atomic_load(&ctx->notifier_sleeps), 0);
+    iot_ctx_unref(ctx);
+}
+
+/* An fd watched from another thread while the loop sleeps in the read is
+ * watched from the next wait on (ppoll's, with two fds). */
+static void test_fd_added_while_sleeping_in_read(void)
+{
+    IotCtx *ctx = new_poll_sleeper();
+    Sleeper s = { .ctx = ctx };
+
+    if (!ctx->notifier_blocks) {
+        iot_ctx_unref(ctx); /* no such sleep here */
+        return;
+    }
+    T_ASSERT_EQ(pipe(s.pipefd), 0);
+    s.sleeps = atomic_load(&ctx->notifier_sleeps);
+    T_ASSERT_EQ(pthread_create(&s.tid, NULL, wake_sleeper, &s), 0);
+    while (s.pipefd[0] >= 0) {
+        iot_ctx_poll(ctx, true);
+    }
+    pthread_join(s.tid, NULL);
+    s.pipefd[0] = -s.pipefd[0] - 2;
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, s.pipefd[0], NULL, NULL, NULL, NULL, NULL), 0);
+    close(s.pipefd[0]);
+    close(s.pipefd[1]);
+    iot_ctx_unref(ctx);
+}
+
 static void noop_read(void *opaque)
 {
     (void)opaque;
@@ -368,6 +527,12 @@ int main(int argc, char **argv)
     t_add("/ctx/notify/elided-while-awake", test_notify_elided_when_awake);
     t_add("/ctx/notify/drain-only-after-kick",
           test_notify_drain_only_after_kick);
+    t_add("/ctx/notify/sleeps-in-read", test_notify_sleeps_in_read);
+    t_add("/ctx/notify/drain-never-blocks", test_notifier_drain_never_blocks);
+    t_add("/ctx/notify/nonblocking-fallback",
+          test_notifier_nonblocking_fallback);
+    t_add("/ctx/notify/fd-added-while-sleeping-in-read",
+          test_fd_added_while_sleeping_in_read);
     t_add("/ctx/fdmon-choice", test_fdmon_choice);
     t_add("/ctx/errors", test_errors);
     return t_run(argc, argv);

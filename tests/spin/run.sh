@@ -16,7 +16,9 @@
 #   - work published with a plain (buffered) store before the public
 #     iot_ctx_notify(): clean with its fence, a lost wake-up without it
 #     (BUG_NOTIFY_NO_FENCE), and clean again without the fence when the
-#     fast path is gone too (the control: the fence is the fast path's).
+#     fast path is gone too (the control: the fence is the fast path's);
+#   - the wait that drains (a blocking read(2) of the eventfd): clean, in
+#     safety and liveness.
 # Checks of the pool's wake-up: the protocol is clean; without the idle
 # worker's second look at the ring (POOL_BUG_NO_RECHECK), with the
 # submitter loading the idle count before it publishes
@@ -150,6 +152,8 @@ expect_lost_wakeup BUG_RELAXED_LOAD_FIRST    -DRELAXED -DBUG_RELAXED_LOAD_FIRST
 expect_clean       plain-publish-safety safety   -DPLAIN_PUBLISH
 expect_lost_wakeup BUG_NOTIFY_NO_FENCE  -DPLAIN_PUBLISH -DBUG_NOTIFY_NO_FENCE
 expect_clean       no-fence-no-fast-path safety  -DPLAIN_PUBLISH -DBUG_NOTIFY_NO_FENCE -DNO_FAST_PATH
+expect_clean       drain-at-wake-safety safety   -DDRAIN_AT_WAKE
+expect_clean       drain-at-wake-liveness liveness -DDRAIN_AT_WAKE -DCHECK_LIVENESS
 
 model=$pool_model
 proc=worker
