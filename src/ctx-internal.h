@@ -137,12 +137,13 @@ struct IotCtx {
     _Atomic int64_t kick_ns;
     unsigned long kicks_drained; /* [home] notify_kicks at the last drain */
     /* [const] the eventfd blocks, and drains take RWF_NOWAIT: a wait on
-     * nothing but the notifier is one read(2) (iot__fd_notifier_sleep()) */
+     * nothing but the notifier is one read (iot__fd_notifier_wait()) */
     bool notifier_blocks;
     /* [home] that read drained the eventfd: the notifier's dispatch
-     * must not read again */
+     * must not read again.  Cleared at every fd wait (poll.c), so that a
+     * dispatch dropped or nested away cannot leave it for a later one. */
     bool notifier_drained;
-    /* [home writes, tests read] waits that were that read */
+    /* [home writes, tests read] sleeps in that read, counted before */
     atomic_ulong notifier_sleeps;
 
     /* ---- bottom halves (bh.c) and post queues (postq.h) ---- */
@@ -245,7 +246,7 @@ void iot__bh_ctx_finalize(IotCtx *ctx);
 /* fd.c */
 int iot__fd_notifier_init(IotCtx *ctx);
 /* Home thread, from the poll backend: see fd.c. */
-int iot__fd_notifier_sleep(IotCtx *ctx, IotReadyList *ready);
+int iot__fd_notifier_wait(IotCtx *ctx, IotReadyList *ready, bool block);
 extern int iot__notifier_blocks_allowed; /* tests: 0 keeps it non-blocking */
 void iot__fd_ctx_finalize(IotCtx *ctx);
 void iot__handlers_free_deleted(IotCtx *ctx); /* home thread, walker */

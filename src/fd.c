@@ -420,6 +420,20 @@ int iot_ctx_set_event_poll(IotCtx *ctx, IotEvent *e, IotEventFunc *poll_begin,
 
 int iot__notifier_blocks_allowed = 1;
 
+#ifdef RWF_NOWAIT
+/* Reads the eventfd without blocking; the value, or -errno. */
+static ssize_t notifier_read_nowait(int fd)
+{
+    uint64_t v;
+    struct iovec iov = { &v, sizeof(v) };
+    ssize_t n;
+
+    while ((n = preadv2(fd, &iov, 1, -1, RWF_NOWAIT)) < 0 && errno == EINTR) {
+    }
+    return n < 0 ? -errno : (ssize_t)v;
+}
+#endif
+
 /*
  * Any thread, at creation.  A loop with nothing but its notifier to watch
  * and no timeout can sleep in read(2) on the eventfd, which waits and
@@ -433,32 +447,19 @@ int iot__notifier_blocks_allowed = 1;
  */
 static void notifier_try_blocking(IotCtx *ctx)
 {
+#ifdef RWF_NOWAIT
     int fd = ctx->notifier.rfd, flags;
-    uint64_t v;
-    struct iovec iov = { &v, sizeof(v) };
 
     if (!iot__notifier_blocks_allowed || fd != ctx->notifier.wfd ||
-        preadv2(fd, &iov, 1, -1, RWF_NOWAIT) >= 0 || errno != EAGAIN) {
+        notifier_read_nowait(fd) != -EAGAIN) {
         return;
     }
     flags = fcntl(fd, F_GETFL);
     ctx->notifier_blocks =
         flags >= 0 && fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0;
-}
-
-/* Home thread.  Empties the eventfd without blocking. */
-static void notifier_drain(IotCtx *ctx)
-{
-    uint64_t v;
-    struct iovec iov = { &v, sizeof(v) };
-
-    if (!ctx->notifier_blocks) {
-        iot_event_test_and_clear(&ctx->notifier);
-        return;
-    }
-    while (preadv2(ctx->notifier.rfd, &iov, 1, -1, RWF_NOWAIT) < 0 &&
-           errno == EINTR) {
-    }
+#else
+    (void)ctx;
+#endif
 }
 
 static void notifier_read(void *opaque)
@@ -466,43 +467,74 @@ static void notifier_read(void *opaque)
     IotCtx *ctx = opaque;
 
     if (ctx->notifier_drained) {
-        ctx->notifier_drained = false; /* by iot__fd_notifier_sleep() */
+        ctx->notifier_drained = false; /* iot__fd_notifier_wait() did */
         return;
     }
     /* Every kick counted so far is drained now, or its write comes later
      * and leaves the eventfd readable (see need_fd_wait() in poll.c). */
     ctx->kicks_drained =
         atomic_load_explicit(&ctx->notify_kicks, memory_order_relaxed);
-    notifier_drain(ctx);
+#ifdef RWF_NOWAIT
+    if (ctx->notifier_blocks) {
+        notifier_read_nowait(ctx->notifier.rfd);
+        return;
+    }
+#endif
+    iot_event_test_and_clear(&ctx->notifier);
 }
 
 /*
- * Home thread, from the poll backend's wait: the notifier is the only
- * live handler, the timeout is infinite and notifier_blocks is set.
- * Sleeps in read(2) until a kick, which it drains, and hands the notifier
- * to @ready as ppoll would, marked drained so that its read handler does
- * not read again (the dispatch also does what every fired handler gets:
- * the poll list, block_ns).  Every fd change, timer change and post
- * notifies, so nothing else can need the loop while it sleeps here.
- * Returns the number of ready handlers, or -errno as from ppoll (EINTR
- * ends the wait).
+ * Home thread, from the poll backend's wait when the notifier is the only
+ * live handler and notifier_blocks is set: the wait and the drain in one
+ * system call.  With @block (an infinite timeout) it sleeps in read(2)
+ * until a kick; every fd change, timer change and post notifies, so
+ * nothing else can need the loop meanwhile.  Without, one read with
+ * RWF_NOWAIT stands for ppoll(0) and the read after it.  A kick read is
+ * handed to @ready as ppoll would hand it, marked drained so that the
+ * notifier's read handler does not read again (its dispatch still does
+ * what every fired handler gets: the poll list, block_ns).  The number of
+ * ready handlers, or -errno as from ppoll.
  */
-int iot__fd_notifier_sleep(IotCtx *ctx, IotReadyList *ready)
+int iot__fd_notifier_wait(IotCtx *ctx, IotReadyList *ready, bool block)
 {
+#ifdef RWF_NOWAIT
+    /* As in notifier_read(), the count read before the drain. */
     unsigned long kicks =
         atomic_load_explicit(&ctx->notify_kicks, memory_order_relaxed);
-    uint64_t v;
+    ssize_t n;
 
-    atomic_fetch_add_explicit(&ctx->notifier_sleeps, 1, memory_order_relaxed);
-    if (read(ctx->notifier.rfd, &v, sizeof(v)) < 0) {
-        return -errno;
+    if (block) {
+        uint64_t v;
+
+        /* Single writer; tests wait for it to know the loop is here. */
+        atomic_store_explicit(
+            &ctx->notifier_sleeps,
+            atomic_load_explicit(&ctx->notifier_sleeps, memory_order_relaxed) +
+                1,
+            memory_order_relaxed);
+        n = read(ctx->notifier.rfd, &v, sizeof(v)) < 0 ? -errno : 1;
+    } else {
+        n = notifier_read_nowait(ctx->notifier.rfd);
     }
-    /* As in notifier_read(), the count read before the drain. */
+    if (n == -EAGAIN) {
+        /* Empty: every kick counted by then was drained before. */
+        ctx->kicks_drained = kicks;
+        return 0;
+    }
+    if (n < 0) {
+        return (int)n;
+    }
     ctx->kicks_drained = kicks;
     ctx->notifier_drained = true;
     ctx->notifier_h->revents = POLLIN;
     iot__ready_push(ready, ctx->notifier_h);
     return 1;
+#else
+    (void)ctx;
+    (void)ready;
+    (void)block;
+    return -ENOSYS;
+#endif
 }
 
 /* Busy polling sees iot_ctx_notify() without a system call.  Relaxed is

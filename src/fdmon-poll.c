@@ -108,9 +108,10 @@ static int poll_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout_ns)
     if (auto_upgrade(ctx, n)) {
         return iot__fdmon(ctx)->wait(ctx, ready, timeout_ns);
     }
-    if (n == 1 && timeout_ns < 0 && ctx->notifier_blocks &&
+    if (n == 1 && timeout_ns <= 0 && ctx->notifier_blocks &&
         ctx->pfd_handlers[0] == ctx->notifier_h) {
-        return iot__fd_notifier_sleep(ctx, ready); /* one call, not two */
+        /* One call, not two: see fd.c. */
+        return iot__fd_notifier_wait(ctx, ready, timeout_ns < 0);
     }
 
     ret = ppoll(ctx->pfds, n, ns_to_timespec(timeout_ns, &ts), NULL);

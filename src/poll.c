@@ -571,6 +571,7 @@ static void fd_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout)
 {
     int64_t t0;
 
+    ctx->notifier_drained = false; /* only this wait may set it */
     if (timeout == 0) {
         iot__fdmon(ctx)->wait(ctx, ready, 0);
         return;

@@ -43,6 +43,9 @@
  * the loop's CPU when the two are on different cores (W2 in
  * BENCHMARKS.md: two lines ahead left the producer waiting on every one). */
 #define IOT_POSTQ_AHEAD 32
+_Static_assert(IOT_POSTQ_AHEAD < IOT_POSTQ_SLOTS &&
+                   IOT_POSTQ_AHEAD % IOT_POSTQ_LINE == 0,
+               "look ahead within a chunk, a line at a time");
 
 typedef struct IotPostSlot {
     IotBhFunc *cb; /* NULL: opaque is an IotBh to run by its flags */

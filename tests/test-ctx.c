@@ -239,6 +239,11 @@ static void test_notify_elided_when_awake(void)
 
 /* ---- sleeping in read(2) (fd.c, fdmon-poll.c) ---- */
 
+static void noop_read(void *opaque)
+{
+    (void)opaque;
+}
+
 /* Does this kernel take RWF_NOWAIT on an eventfd (Linux 5.13 on)? */
 static bool eventfd_takes_nowait(void)
 {
@@ -347,6 +352,64 @@ static void test_notifier_drain_never_blocks(void)
     iot_ctx_unref(ctx);
 }
 
+static void count_bh(void *opaque)
+{
+    (*(int *)opaque)++;
+}
+
+/* The sleep's read records the kick count from before it, so the kick
+ * that woke it still looks undrained; the next non-blocking wait (one
+ * read with RWF_NOWAIT, no ppoll) catches up, after which need_fd_wait()
+ * skips the fd look again rather than paying one in every iteration. */
+static void test_notify_caught_up_after_sleep(void)
+{
+    IotCtx *ctx = new_poll_sleeper();
+    Sleeper s = { .ctx = ctx, .pipefd = { -1, -1 } };
+    int ran = 0;
+
+    if (!ctx->notifier_blocks) {
+        iot_ctx_unref(ctx); /* no such sleep here */
+        return;
+    }
+    s.sleeps = atomic_load(&ctx->notifier_sleeps);
+    T_ASSERT_EQ(pthread_create(&s.tid, NULL, wake_sleeper, &s), 0);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, true));
+    pthread_join(s.tid, NULL);
+    T_ASSERT(ctx->kicks_drained != atomic_load(&ctx->notify_kicks));
+    /* Due at once: a wait with timeout 0. */
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, count_bh, &ran), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(ran, 1);
+    T_ASSERT_EQ(ctx->kicks_drained, atomic_load(&ctx->notify_kicks));
+    iot_ctx_unref(ctx);
+}
+
+/* The mark that tells the notifier's dispatch not to read belongs to one
+ * wait: left set by a dispatch that never came (dropped from a ready
+ * list, nested away), it does not make a later dispatch skip its drain. */
+static void test_notifier_drained_mark_is_per_wait(void)
+{
+    IotCtx *ctx = new_poll_sleeper();
+    struct pollfd p = { .fd = ctx->notifier.rfd, .events = POLLIN };
+    int pipefd[2];
+
+    /* A second fd: the wait is ppoll's, and the dispatch reads. */
+    T_ASSERT_EQ(pipe(pipefd), 0);
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, pipefd[0], noop_read, NULL, NULL, NULL, NULL),
+        0);
+    ctx->notifier_drained = true;
+    T_ASSERT_EQ(iot_event_set(&ctx->notifier), 0);
+    iot_ctx_poll(ctx, false);
+    T_ASSERT_FALSE(ctx->notifier_drained);
+    T_ASSERT_EQ(poll(&p, 1, 0), 0); /* the kick was drained */
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, pipefd[0], NULL, NULL, NULL, NULL, NULL), 0);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    iot_ctx_unref(ctx);
+}
+
 /* Where the eventfd stays non-blocking (the kernel refuses RWF_NOWAIT on
  * it), the wait is ppoll's, and a notify still wakes it. */
 static void test_notifier_nonblocking_fallback(void)
@@ -391,11 +454,6 @@ static void test_fd_added_while_sleeping_in_read(void)
     close(s.pipefd[0]);
     close(s.pipefd[1]);
     iot_ctx_unref(ctx);
-}
-
-static void noop_read(void *opaque)
-{
-    (void)opaque;
 }
 
 static void test_fdmon_choice(void)
@@ -529,6 +587,10 @@ int main(int argc, char **argv)
           test_notify_drain_only_after_kick);
     t_add("/ctx/notify/sleeps-in-read", test_notify_sleeps_in_read);
     t_add("/ctx/notify/drain-never-blocks", test_notifier_drain_never_blocks);
+    t_add("/ctx/notify/caught-up-after-sleep",
+          test_notify_caught_up_after_sleep);
+    t_add("/ctx/notify/drained-mark-is-per-wait",
+          test_notifier_drained_mark_is_per_wait);
     t_add("/ctx/notify/nonblocking-fallback",
           test_notifier_nonblocking_fallback);
     t_add("/ctx/notify/fd-added-while-sleeping-in-read",

@@ -65,11 +65,14 @@ IOT_API void iot_ctx_unref(IotCtx *ctx);
  * then timers.  Returns true if any observable work ran: a non-idle BH,
  * an fd callback, an io_poll_ready callback or a timer.  Waking up through
  * iot_ctx_notify() and idle BHs are never progress, so a blocking call may
- * return false.  May be nested from callbacks. */
+ * return false.  May be nested from callbacks.  A signal need not end a
+ * blocking wait (a wait in read(2) restarts under SA_RESTART): a handler
+ * that wants the loop to look calls iot_ctx_notify(). */
 IOT_API bool iot_ctx_poll(IotCtx *ctx, bool blocking);
 
-/* Any thread.  Makes the context's current or next iot_ctx_poll() return
- * instead of blocking.  Costs no system call while the loop is awake.
+/* Any thread, and async-signal-safe.  Makes the context's current or next
+ * iot_ctx_poll() return instead of blocking.  Costs no system call while
+ * the loop is awake.
  * Whatever the caller stored before calling, with any store, is visible
  * to the loop thread once that iot_ctx_poll() returns (a condition a loop
  * re-checks around iot_ctx_poll(), as QEMU's AIO_WAIT_WHILE does). */
