@@ -143,6 +143,9 @@ struct IotCtx {
      * must not read again.  Cleared at every fd wait (poll.c), so that a
      * dispatch dropped or nested away cannot leave it for a later one. */
     bool notifier_drained;
+    /* [home] GLib saw the fd it watches readable (glib.c check): the
+     * next fd wait is not skipped, whatever the kick counts say */
+    bool gsource_saw_fd;
     /* [home writes, tests read] sleeps in that read, counted before */
     atomic_ulong notifier_sleeps;
 

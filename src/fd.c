@@ -61,7 +61,9 @@ int iot_event_set(IotEvent *e)
     do {
         n = write(e->wfd, &one, e->wfd == e->rfd ? sizeof(one) : 1);
     } while (n < 0 && errno == EINTR);
-    /* EAGAIN: the counter (or pipe) is full, so it is already set. */
+    /* EAGAIN: the counter (or pipe) is full, so it is already set.  (The
+     * context's own eventfd may be blocking, fd.c's notifier: a write
+     * would then wait for a drain, after 2^64 - 2 kicks.) */
     return n < 0 && errno != EAGAIN ? -errno : 0;
 }
 
@@ -421,7 +423,7 @@ int iot_ctx_set_event_poll(IotCtx *ctx, IotEvent *e, IotEventFunc *poll_begin,
 int iot__notifier_blocks_allowed = 1;
 
 #ifdef RWF_NOWAIT
-/* Reads the eventfd without blocking; the value, or -errno. */
+/* Reads the eventfd without blocking; the bytes read, or -errno. */
 static ssize_t notifier_read_nowait(int fd)
 {
     uint64_t v;
@@ -430,7 +432,7 @@ static ssize_t notifier_read_nowait(int fd)
 
     while ((n = preadv2(fd, &iov, 1, -1, RWF_NOWAIT)) < 0 && errno == EINTR) {
     }
-    return n < 0 ? -errno : (ssize_t)v;
+    return n < 0 ? -errno : n;
 }
 #endif
 

@@ -76,9 +76,12 @@ static gboolean ctx_source_check(GSource *source)
 
     /* Release: GLib's poll is over before producers may skip the kick. */
     atomic_store_explicit(&ctx->notify_me, me & ~1u, memory_order_release);
-    return iot__ctx_timeout(ctx) == 0 ||
-           atomic_load_explicit(&ctx->notified, memory_order_relaxed) ||
-           (g_source_query_unix_fd(source, cs->tag) & G_IO_IN);
+    /* Readable: the dispatch must look, even if no kick is counted yet (a
+     * producer between its eventfd write and its count, need_fd_wait()),
+     * or the fd stays readable and GLib spins until the count comes. */
+    ctx->gsource_saw_fd = g_source_query_unix_fd(source, cs->tag) & G_IO_IN;
+    return ctx->gsource_saw_fd || iot__ctx_timeout(ctx) == 0 ||
+           atomic_load_explicit(&ctx->notified, memory_order_relaxed);
 }
 
 static gboolean ctx_source_dispatch(GSource *source, GSourceFunc cb,

@@ -547,7 +547,8 @@ int64_t iot__ctx_timeout(IotCtx *ctx)
  * every pollable handler takes part in polling. */
 static bool need_fd_wait(IotCtx *ctx, int64_t timeout, bool poll_hit)
 {
-    if (timeout != 0 || iot__fdmon(ctx)->need_wait(ctx)) {
+    if (timeout != 0 || ctx->gsource_saw_fd ||
+        iot__fdmon(ctx)->need_wait(ctx)) {
         return true;
     }
     /* Only the notifier is registered and no kick is waiting in its
@@ -572,6 +573,7 @@ static void fd_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout)
     int64_t t0;
 
     ctx->notifier_drained = false; /* only this wait may set it */
+    ctx->gsource_saw_fd = false;
     if (timeout == 0) {
         iot__fdmon(ctx)->wait(ctx, ready, 0);
         return;

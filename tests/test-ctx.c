@@ -247,6 +247,9 @@ static void noop_read(void *opaque)
 /* Does this kernel take RWF_NOWAIT on an eventfd (Linux 5.13 on)? */
 static bool eventfd_takes_nowait(void)
 {
+#ifndef RWF_NOWAIT
+    return false;
+#else
     int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     uint64_t v;
     struct iovec iov = { &v, sizeof(v) };
@@ -256,6 +259,7 @@ static bool eventfd_takes_nowait(void)
     ok = preadv2(fd, &iov, 1, -1, RWF_NOWAIT) < 0 && errno == EAGAIN;
     close(fd);
     return ok;
+#endif
 }
 
 /* A context on the poll backend that only sleeps (no busy polling). */

@@ -4,6 +4,7 @@
  * context driven by g_main_context_iteration), and an IOThread's
  * GMainContext running GLib sources on that IOThread.
  */
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -452,6 +453,27 @@ static void test_epoll_unwatchable_fd(void)
     epoll_gsource_free(c, g, s);
 }
 
+/* A kick written but not counted yet (a producer between its eventfd write
+ * and its count, ctx.c): GLib sees the fd readable, and that dispatch must
+ * drain it, whatever the counts say, or GLib spins until the count comes
+ * (need_fd_wait() skips the look while the counts are equal). */
+static void test_epoll_uncounted_kick(void)
+{
+    GMainContext *g;
+    GSource *s;
+    IotCtx *c = epoll_gsource_new(&g, &s);
+    struct pollfd p = { .fd = c->notifier.rfd, .events = POLLIN };
+
+    for (int i = 0; i < 10 && g_main_context_iteration(g, FALSE); i++) {
+    }
+    T_ASSERT_EQ(poll(&p, 1, 0), 0);
+    T_ASSERT_EQ(atomic_load(&c->notify_kicks), c->kicks_drained);
+    T_ASSERT_EQ(iot_event_set(&c->notifier), 0); /* written, not counted */
+    T_ASSERT_TRUE(g_main_context_iteration(g, FALSE));
+    T_ASSERT_EQ(poll(&p, 1, 0), 0);
+    epoll_gsource_free(c, g, s);
+}
+
 /* The way back to epoll fails once (no fd left for the new instance):
  * it is tried again, and GLib's next prepare finds it possible. */
 static void test_epoll_rebuild_retried(void)
@@ -655,6 +677,7 @@ int main(int argc, char **argv)
     t_add("/aio-gsource/event/wait/no-flush-cb", test_event_wait_no_flush_cb);
     t_add("/aio-gsource/epoll/unwatchable-fd", test_epoll_unwatchable_fd);
     t_add("/aio-gsource/epoll/rebuild-retried", test_epoll_rebuild_retried);
+    t_add("/aio-gsource/epoll/uncounted-kick", test_epoll_uncounted_kick);
     t_add("/aio-gsource/timer/schedule", test_timer);
     t_add("/glib/iothread-gmain-context", test_iothread_gmain_context);
     return t_run(argc, argv);
