@@ -136,6 +136,9 @@ run_w6() {
 
 start=$(date +%s)
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
+# The library's state now, when the binary under test was just built (an
+# edit made during the run must not be reported as measured).
+lib="$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src include meson.build 2>/dev/null || echo ' + uncommitted changes in src/')"
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, load $load0, $REPS repetitions$([ "$QUICK" = 1 ] && echo ', quick')" >&2
 for rep in $(seq 1 "$REPS"); do
   echo "# repetition $rep of $REPS ($(($(date +%s) - start)) s)" >&2
@@ -193,7 +196,7 @@ machine="$(nproc) CPUs ($(lscpu | sed -n 's/^Model name: *//p' | head -n 1)${hv:
 {
   echo "libiothread benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "machine: $machine"
-  echo "library: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src include meson.build 2>/dev/null || echo ' + uncommitted changes in src/'), built in $(dirname "$(dirname "$BIN")")"
+  echo "library: $lib, built in $(dirname "$(dirname "$BIN")")"
   echo "run: $REPS interleaved repetitions$([ "$QUICK" = 1 ] && echo ' (QUICK=1)'), $elapsed s; load average before: $load0, after: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
   awk -F'\t' '
