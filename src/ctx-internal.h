@@ -250,6 +250,7 @@ void iot__bh_ctx_finalize(IotCtx *ctx);
 int iot__fd_notifier_init(IotCtx *ctx);
 /* Home thread, from the poll backend: see fd.c. */
 int iot__fd_notifier_wait(IotCtx *ctx, IotReadyList *ready, bool block);
+void iot__fd_notifier_quiet(IotCtx *ctx, unsigned long kicks);
 extern int iot__notifier_blocks_allowed; /* tests: 0 keeps it non-blocking */
 void iot__fd_ctx_finalize(IotCtx *ctx);
 void iot__handlers_free_deleted(IotCtx *ctx); /* home thread, walker */

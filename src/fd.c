@@ -539,6 +539,21 @@ int iot__fd_notifier_wait(IotCtx *ctx, IotReadyList *ready, bool block)
 #endif
 }
 
+/*
+ * Home thread, from a backend's wait that watched the notifier (level-
+ * triggered) and did not find it readable.  Every kick counted before the
+ * wait began (@kicks, read then) had written the eventfd before, as kicks
+ * are counted after their write, so those writes were drained, or the
+ * wait would have seen the eventfd readable.  Catches kicks_drained up
+ * after a drain that came between a producer's write and its count, which
+ * otherwise made every later non-blocking iteration look at fds in vain
+ * until the next kick (need_fd_wait() in poll.c).
+ */
+void iot__fd_notifier_quiet(IotCtx *ctx, unsigned long kicks)
+{
+    ctx->kicks_drained = kicks;
+}
+
 /* Busy polling sees iot_ctx_notify() without a system call.  Relaxed is
  * enough: the loop's accept exchange orders what it reads afterwards.
  *

@@ -106,11 +106,14 @@ static int epoll_wait_ns(IotCtx *ctx, struct epoll_event *evs, int64_t ns)
 static int epoll_wait_ready(IotCtx *ctx, IotReadyList *ready, int64_t timeout)
 {
     struct epoll_event evs[EPOLL_MAX_EVENTS];
+    unsigned long kicks;
+    bool notifier = false;
     int n;
 
     if (timeout > (int64_t)INT32_MAX * IOT_NS_PER_S) {
         timeout = (int64_t)INT32_MAX * IOT_NS_PER_S;
     }
+    kicks = atomic_load_explicit(&ctx->notify_kicks, memory_order_relaxed);
     n = epoll_wait_ns(ctx, evs, timeout);
     if (n < 0) {
         return -errno;
@@ -119,6 +122,12 @@ static int epoll_wait_ready(IotCtx *ctx, IotReadyList *ready, int64_t timeout)
         IotHandler *h = evs[i].data.ptr;
         h->revents = poll_events_of(evs[i].events);
         iot__ready_push(ready, h);
+        notifier |= h == ctx->notifier_h;
+    }
+    /* The notifier is registered (level-triggered) while this backend is
+     * in use; a full array may have left it out. */
+    if (!notifier && n < EPOLL_MAX_EVENTS) {
+        iot__fd_notifier_quiet(ctx, kicks);
     }
     return n;
 }

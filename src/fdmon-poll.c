@@ -89,6 +89,7 @@ static int poll_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout_ns)
 {
     struct timespec ts;
     size_t n = 0, count = 0;
+    unsigned long kicks;
     int ret;
 
     for (IotHandler *h =
@@ -114,16 +115,20 @@ static int poll_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout_ns)
         return iot__fd_notifier_wait(ctx, ready, timeout_ns < 0);
     }
 
+    kicks = atomic_load_explicit(&ctx->notify_kicks, memory_order_relaxed);
     ret = ppoll(ctx->pfds, n, ns_to_timespec(timeout_ns, &ts), NULL);
-    if (ret <= 0) {
-        return ret < 0 ? -errno : 0;
+    if (ret < 0) {
+        return -errno;
     }
     for (size_t i = 0; i < n; i++) {
+        IotHandler *h = ctx->pfd_handlers[i];
+
         if (ctx->pfds[i].revents) {
-            IotHandler *h = ctx->pfd_handlers[i];
             h->revents = ctx->pfds[i].revents;
             iot__ready_push(ready, h);
             count++;
+        } else if (h == ctx->notifier_h) {
+            iot__fd_notifier_quiet(ctx, kicks);
         }
     }
     return (int)count;

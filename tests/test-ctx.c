@@ -388,6 +388,38 @@ static void test_notify_caught_up_after_sleep(void)
     iot_ctx_unref(ctx);
 }
 
+/* A drain that came between a producer's eventfd write and its count
+ * leaves the count one ahead of kicks_drained; the next wait that finds
+ * the eventfd empty catches it up, so that need_fd_wait() skips the fd
+ * look again instead of making a useless one in every iteration. */
+static void late_count_caught_up(IotFdmonKind kind, bool blocks)
+{
+    IotCtxOptions opts = { .fdmon = kind };
+    IotCtx *ctx;
+
+    iot__notifier_blocks_allowed = blocks;
+    ctx = iot_ctx_new_full(&opts, NULL);
+    iot__notifier_blocks_allowed = 1;
+    T_ASSERT(ctx);
+    T_ASSERT_EQ(iot_ctx_set_current(ctx), 0);
+    iot_ctx_poll(ctx, false);
+    T_ASSERT_EQ(iot_event_set(&ctx->notifier), 0); /* a kick's write, */
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, true));       /* drained, */
+    atomic_fetch_add(&ctx->notify_kicks, 1);       /* then counted */
+    T_ASSERT(ctx->kicks_drained != atomic_load(&ctx->notify_kicks));
+    iot_ctx_poll(ctx, false);
+    T_ASSERT_EQ(ctx->kicks_drained, atomic_load(&ctx->notify_kicks));
+    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+    iot_ctx_unref(ctx);
+}
+
+static void test_notify_late_count_caught_up(void)
+{
+    late_count_caught_up(IOT_FDMON_POLL, true);  /* read with RWF_NOWAIT */
+    late_count_caught_up(IOT_FDMON_POLL, false); /* ppoll */
+    late_count_caught_up(IOT_FDMON_EPOLL, true);
+}
+
 /* The mark that tells the notifier's dispatch not to read belongs to one
  * wait: left set by a dispatch that never came (dropped from a ready
  * list, nested away), it does not make a later dispatch skip its drain. */
@@ -593,6 +625,7 @@ int main(int argc, char **argv)
     t_add("/ctx/notify/drain-never-blocks", test_notifier_drain_never_blocks);
     t_add("/ctx/notify/caught-up-after-sleep",
           test_notify_caught_up_after_sleep);
+    t_add("/ctx/notify/late-count-caught-up", test_notify_late_count_caught_up);
     t_add("/ctx/notify/drained-mark-is-per-wait",
           test_notifier_drained_mark_is_per_wait);
     t_add("/ctx/notify/nonblocking-fallback",
