@@ -248,7 +248,7 @@ void iot__bh_ctx_finalize(IotCtx *ctx);
 
 /* fd.c */
 int iot__fd_notifier_init(IotCtx *ctx);
-/* Home thread, from the poll backend: see fd.c. */
+/* Home thread, from the backends' waits: see fd.c. */
 int iot__fd_notifier_wait(IotCtx *ctx, IotReadyList *ready, bool block);
 void iot__fd_notifier_quiet(IotCtx *ctx, unsigned long kicks);
 extern int iot__notifier_blocks_allowed; /* tests: 0 keeps it non-blocking */

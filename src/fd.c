@@ -423,7 +423,8 @@ int iot_ctx_set_event_poll(IotCtx *ctx, IotEvent *e, IotEventFunc *poll_begin,
 int iot__notifier_blocks_allowed = 1;
 
 #ifdef RWF_NOWAIT
-/* Reads the eventfd without blocking; the bytes read, or -errno. */
+/* Home thread.  Reads the eventfd without blocking; the bytes read, or
+ * -errno. */
 static ssize_t notifier_read_nowait(int fd)
 {
     uint64_t v;
@@ -519,8 +520,7 @@ int iot__fd_notifier_wait(IotCtx *ctx, IotReadyList *ready, bool block)
         n = notifier_read_nowait(ctx->notifier.rfd);
     }
     if (n == -EAGAIN) {
-        /* Empty: every kick counted by then was drained before. */
-        ctx->kicks_drained = kicks;
+        iot__fd_notifier_quiet(ctx, kicks); /* empty */
         return 0;
     }
     if (n < 0) {
