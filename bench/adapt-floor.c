@@ -13,13 +13,23 @@
  * into a pipe (8 bytes, atomic) and the loop blocks in read(2) on it.
  * No timers, no pool; W3 of floor-pipes is two threads doing blocking
  * reads and writes on two pipes (workloads.c).
+ *
+ * With --fdmon=io_uring, each loop thread first submits one NOP to a ring
+ * the process shares and reaps it: scale's create_destroy_us_io_uring of
+ * a floor is then what the kernel's per-thread io_uring context costs a
+ * thread that lives that short (the same ring is used from every thread,
+ * as iothread's ring cache does).
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+#ifdef BENCH_URING
+#include <liburing.h>
+#endif
 
 #include "bench.h"
 
@@ -55,11 +65,49 @@ static void floor_run_pipe(floorl *l)
     }
 }
 
+#ifdef BENCH_URING
+static struct io_uring floor_ring;
+static pthread_mutex_t floor_ring_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool floor_ring_up; /* [floor_ring_lock] */
+
+/* The loop thread: one NOP through the shared ring, so that the kernel
+ * sets up this thread's io_uring context (and tears it down at exit). */
+static void floor_uring_touch(void)
+{
+    struct io_uring_cqe *cqe;
+    int r;
+
+    pthread_mutex_lock(&floor_ring_lock);
+    if (!floor_ring_up) {
+        r = io_uring_queue_init(8, &floor_ring, IORING_SETUP_COOP_TASKRUN);
+        if (r < 0) {
+            die("io_uring_queue_init: %s", strerror(-r));
+        }
+        floor_ring_up = true;
+    }
+    io_uring_prep_nop(io_uring_get_sqe(&floor_ring));
+    if ((r = io_uring_submit_and_wait(&floor_ring, 1)) < 0 ||
+        (r = io_uring_wait_cqe(&floor_ring, &cqe)) < 0) {
+        die("io_uring NOP: %s", strerror(-r));
+    }
+    io_uring_cqe_seen(&floor_ring, cqe);
+    pthread_mutex_unlock(&floor_ring_lock);
+}
+#else
+static void floor_uring_touch(void)
+{
+    die("floor: built without liburing");
+}
+#endif
+
 static void *floor_main(void *opaque)
 {
     floorl *l = opaque;
     uint64_t v;
 
+    if (cfg.fdmon && !strcmp(cfg.fdmon, "io_uring")) {
+        floor_uring_touch();
+    }
     if (l->mode == F_PIPES) {
         floor_run_pipe(l);
         return NULL;

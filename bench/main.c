@@ -14,7 +14,9 @@
  *   --gap-ns=NS       W7: mean gap between posts (workload W7-5us...)
  *   --fdmon=NAME      iothread: IOTHREAD_FDMON=NAME (poll, epoll,
  *                     io_uring); W3 is then named W3-NAME, and scale's
- *                     metrics get a _NAME suffix
+ *                     metrics get a _NAME suffix; the floors take
+ *                     io_uring only: each loop thread submits one NOP
+ *                     (the kernel's per-thread io_uring context)
  *   --iopoll          W3: iothread fd handlers get an io_poll (W3-iopoll)
  *   --dist=FILE       write the latency CDF (W1, W7) to FILE
  *   --timeout=S       bound of every wait (default 60 s)

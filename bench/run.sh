@@ -89,6 +89,7 @@ for g in $GAPS; do
 done
 for i in $RUN_IMPLS; do add scale "$i" ""; done
 for v in poll epoll io_uring; do add scale iothread "--fdmon=$v"; done
+add scale floor-futex "--fdmon=io_uring"
 
 declare -A skip   # not applicable (exit 2), learnt in the first repetition
 

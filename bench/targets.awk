@@ -143,6 +143,12 @@ END {
         a = g("scale", "iothread", "create_destroy_us_" bk[k])
         line("  (same, " bk[k] ")", sprintf("%s us", fm(a)), a <= 100)
     }
+    # What the kernel alone costs a short-lived thread, for the io_uring line.
+    fa = g("scale", "floor-futex", "create_destroy_us")
+    fb = g("scale", "floor-futex", "create_destroy_us_io_uring")
+    if (fa != "" && fb != "")
+        printf "    kernel floor: a bare thread %s us, one that submits one io_uring NOP %s us\n", fm(fa), fm(fb)
+    missing = 0 # an information line: a floor not run is no target's loss
     # The kernel's own cost grows a little with 10k fds (cache): libuv's
     # epoll loop is the reference; poll(2) is O(fds) by nature.
     ua = g("scale", "libuv", "iter_ns_1kfds"); ub = g("scale", "libuv", "iter_ns_10kfds")
