@@ -273,6 +273,10 @@ extern int64_t iot__pool_idle_ns; /* idle worker timeout; tests shorten it */
 /* Tests: called by a worker whose idle timeout expired with nothing
  * queued, lock held, off the idle stack, just before it leaves. */
 extern void (*_Atomic iot__pool_timeout_hook)(void);
+/* Tests: how the pool starts a worker (pthread_create); set it before
+ * the pool exists. */
+extern int (*iot__pool_thread_create)(pthread_t *, const pthread_attr_t *,
+                                      void *(*)(void *), void *);
 /* Tests: hold or release the pool's lock (the pool must exist), and the
  * queued count read without it. */
 void iot__pool_lock_for_test(IotCtx *ctx, bool lock);

@@ -127,6 +127,8 @@ bool iot__pool_is_worker_of(IotCtx *ctx)
 /* Tests shorten the idle timeout; 10 s as in QEMU otherwise. */
 int64_t iot__pool_idle_ns = 10 * IOT_NS_PER_S;
 void (*_Atomic iot__pool_timeout_hook)(void);
+int (*iot__pool_thread_create)(pthread_t *, const pthread_attr_t *,
+                               void *(*)(void *), void *) = pthread_create;
 
 static IotPool *ctx_pool(IotCtx *ctx)
 {
@@ -501,12 +503,16 @@ static void pool_spawn_bh(void *opaque)
 
         STORE(p->backlog, LOAD(p->backlog) - 1);
         pthread_mutex_unlock(&p->lock);
-        ret = pthread_create(&tid, &attr, worker_main, p);
+        ret = iot__pool_thread_create(&tid, &attr, worker_main, p);
         pthread_mutex_lock(&p->lock);
         if (ret != 0) {
-            /* No thread: give up the slot.  Queued work waits for a later
-             * submit to try again, unless nobody is left to run it. */
-            STORE(p->cur, LOAD(p->cur) - 1);
+            /* No thread: give up this slot and the rest of the backlog
+             * (the next would most likely fail too, and a large
+             * thread-pool-min would make this loop long).  Queued work
+             * waits for a later submit to try again, unless nobody is
+             * left to run it. */
+            STORE(p->cur, LOAD(p->cur) - 1 - LOAD(p->backlog));
+            STORE(p->backlog, 0);
             if (LOAD(p->cur) == 0) {
                 fprintf(stderr,
                         "libiothread: cannot start a pool worker: "

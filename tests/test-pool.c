@@ -1339,6 +1339,44 @@ static void test_raise_min_spawns(void)
     ctx_teardown(ctx);
 }
 
+/* A worker that cannot start gives up the rest of its batch: one failed
+ * pthread_create, not one per slot of a large thread-pool-min.  The
+ * workers that did start run the work. */
+static atomic_int create_calls;
+
+static int create_two(pthread_t *tid, const pthread_attr_t *attr,
+                      void *(*fn)(void *), void *arg)
+{
+    if (atomic_fetch_add(&create_calls, 1) >= 2) {
+        return EAGAIN;
+    }
+    return pthread_create(tid, attr, fn, arg);
+}
+
+static void test_spawn_failure_stops(void)
+{
+    IotCtx *ctx = ctx_setup();
+    Job j;
+    Run r;
+
+    iot__pool_idle_ns = 3600 * IOT_NS_PER_S;
+    iot__pool_thread_create = create_two;
+    run_init(&r, ctx);
+    job_init(&j, &r, 0);
+    job_submit(&j); /* the pool, and its first worker */
+    POLL_UNTIL(ctx, atomic_load(&j.done) == 1);
+    T_ASSERT_EQ(atomic_load(&create_calls), 1);
+    T_ASSERT_EQ(iot_ctx_set_pool_size(ctx, 100000, 100000), 0);
+    iot_ctx_poll(ctx, false); /* the spawn BH */
+    T_ASSERT_EQ(atomic_load(&create_calls), 3);
+    T_ASSERT_EQ(pool_stats(ctx).threads, 2);
+    job_init(&j, &r, 1);
+    job_submit(&j);
+    POLL_UNTIL(ctx, atomic_load(&j.done) == 1);
+    T_ASSERT_EQ(atomic_load(&create_calls), 3);
+    ctx_teardown(ctx);
+}
+
 /* ---- /thread-pool/bad-sizes ---- */
 
 static void check_size(IotCtx *ctx, int64_t emin, int64_t emax)
@@ -1695,6 +1733,7 @@ int main(int argc, char **argv)
     t_add("/thread-pool/lower-max-retires", test_lower_max_retires);
     t_add("/thread-pool/lower-max-busy", test_lower_max_busy);
     t_add("/thread-pool/raise-min-spawns", test_raise_min_spawns);
+    t_add("/thread-pool/spawn-failure-stops", test_spawn_failure_stops);
     t_add("/thread-pool/lower-min-idle-exit", test_lower_min_idle_exit);
     t_add("/thread-pool/min-worker-sleeps", test_min_worker_sleeps);
     t_add("/thread-pool/bad-sizes", test_bad_sizes);
