@@ -9,8 +9,9 @@
  *  - registry_lock: the list of user-created IOThreads and the "users"
  *    marks.  Taken before props_lock.
  *  - t->lock: the start/stop state.  Held only to read or change it and to
- *    queue a BH, so that a set queued while the thread runs is queued
- *    before the stop BH and runs before the thread ends.
+ *    queue a BH.  A set queued while the thread runs is queued before the
+ *    stop BH, and the IOThread runs everything queued before its stop BH
+ *    before it ends (thread_main()).
  *  - t->join_lock: taken (under t->lock) by the stopper and held across
  *    the join, so that a second stopper returns only once it is done.
  *  - t->props_lock: the stored property values; held only to copy them.
@@ -38,6 +39,7 @@
 
 #include "ctx-internal.h"
 #include "fdmon.h"
+#include "postq.h"
 
 #ifdef IOT_HAVE_GLIB
 #include <iothread/glib.h>
@@ -377,6 +379,14 @@ static void *thread_main(void *opaque)
         }
 #endif
     }
+    /* A pass can run the stop BH before a BH another thread scheduled
+     * earlier (postq.h): run those too, as QEMU's single BH list would,
+     * so that nothing queued before the stop (a property set whose caller
+     * waits, a one-shot) is lost.  Later posts need not run; what keeps
+     * coming after the mark cannot hold the thread up. */
+    while (iot__postq_marked_pending(t->ctx)) {
+        iot_ctx_poll(t->ctx, false);
+    }
     /* The ring's requests were made by this thread: it cancels them best
      * (fdmon-io_uring.c), so that the ring can be reused. */
     iot__fdmon_io_uring_quiesce(t->ctx);
@@ -392,6 +402,7 @@ static void thread_stop_bh(void *opaque)
     IotThread *t = opaque;
 
     t->running = false;
+    iot__postq_mark(t->ctx);
 #ifdef IOT_HAVE_GLIB
     if (atomic_load_explicit(&t->run_gcontext, memory_order_acquire)) {
         g_main_loop_quit(t->gloop);

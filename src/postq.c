@@ -429,6 +429,25 @@ bool iot__postq_scan(IotCtx *ctx, bool (*visit)(const IotPostSlot *, void *),
     return false;
 }
 
+void iot__postq_mark(IotCtx *ctx)
+{
+    for (IotPostQ *q = atomic_load_explicit(&ctx->postqs, memory_order_acquire);
+         q; q = atomic_load_explicit(&q->next, memory_order_acquire)) {
+        q->mark = postq_tail(q);
+    }
+}
+
+bool iot__postq_marked_pending(IotCtx *ctx)
+{
+    for (IotPostQ *q = atomic_load_explicit(&ctx->postqs, memory_order_acquire);
+         q; q = atomic_load_explicit(&q->next, memory_order_acquire)) {
+        if (q->head < q->mark) {
+            return true;
+        }
+    }
+    return false;
+}
+
 bool iot__postq_hot_pending(IotCtx *ctx)
 {
     IotPostQ *q = ctx->postq_hot;

@@ -86,6 +86,7 @@ struct IotPostQ {
     uint64_t head;       /* slots taken */
     uint64_t seen_tail;  /* tail at the previous pass */
     unsigned c_returned; /* pushed on `returned` since it was last empty */
+    uint64_t mark;       /* tail at iot__postq_mark(); 0 if made since */
     /* [postq_lock writes; the home thread walks it without the lock] */
     _Atomic(IotPostQ *) next;
 };
@@ -187,6 +188,15 @@ extern int iot__postq_fail_grow_at; /* tests: the Nth growth fails */
  * queue order, until it returns true; returns true if one did. */
 bool iot__postq_scan(IotCtx *ctx, bool (*visit)(const IotPostSlot *, void *),
                      void *opaque);
+
+/* Home thread.  _mark records what every queue has published so far;
+ * _marked_pending tells whether any of that is still untaken.  A pass
+ * takes at most IOT_POSTQ_TAKE slots of a queue and walks the queues that
+ * existed when it began, so a BH can run before one another thread
+ * scheduled earlier: an IOThread that stops marks, then polls on until
+ * everything scheduled before its stop has run (iothread.c). */
+void iot__postq_mark(IotCtx *ctx);
+bool iot__postq_marked_pending(IotCtx *ctx);
 
 /* Cheap check for the busy-poll path: any published slot not yet taken? */
 bool iot__postq_pending(IotCtx *ctx); /* home thread */

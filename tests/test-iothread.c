@@ -24,6 +24,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/eventfd.h>
@@ -670,6 +671,114 @@ static void test_lifecycle_stop_from_worker(void)
     T_ASSERT_EQ(w.destroy_ret, -EDEADLK);
     sync_with(t);
     waiter_destroy(&w.done);
+    destroy_thread(t);
+}
+
+/* ---- stop and the work queued before it ---- */
+
+/* Published posts into @ctx, over every thread's queue, and how many
+ * threads have posted there.  Read from outside the loop: the counts are
+ * atomic, and the loop unlinks only the queues of exited threads. */
+static uint64_t posts_published(IotCtx *ctx, int *queues)
+{
+    uint64_t n = 0;
+
+    *queues = 0;
+    for (IotPostQ *q = atomic_load(&ctx->postqs); q;
+         q = atomic_load(&q->next)) {
+        n += atomic_load(&q->tail);
+        (*queues)++;
+    }
+    return n;
+}
+
+typedef struct Gate {
+    sem_t sem;
+} Gate;
+
+static void gate_bh(void *opaque)
+{
+    T_ASSERT_EQ(sem_wait(&((Gate *)opaque)->sem), 0);
+}
+
+typedef struct EarlyPosts {
+    IotThread *t;
+    atomic_int ran;
+    int set_ret;
+    pid_t tid;
+    Waiter done;
+} EarlyPosts;
+
+static void early_post_bh(void *opaque)
+{
+    atomic_fetch_add(&((EarlyPosts *)opaque)->ran, 1);
+}
+
+#define EARLY_POSTS (2 * IOT_POSTQ_TAKE)
+
+/* Posts more than a pass takes from one queue, then sets a property,
+ * which waits for its apply BH behind them. */
+static void *early_poster(void *opaque)
+{
+    EarlyPosts *e = opaque;
+    IotError *err = NULL;
+
+    for (int i = 0; i < EARLY_POSTS; i++) {
+        T_ASSERT_EQ(
+            iot_bh_schedule_oneshot(iot_thread_ctx(e->t), early_post_bh, e), 0);
+    }
+    e->set_ret = iot_thread_set_int(e->t, "poll-max-ns", 1000, &err);
+    T_NO_ERR(err);
+    waiter_post(&e->done);
+    return NULL;
+}
+
+/*
+ * Everything scheduled before the stop BH runs before the IOThread ends,
+ * as with QEMU's single BH list.  Here a pass takes the stop BH from the
+ * newest queue and only IOT_POSTQ_TAKE of another thread's earlier posts;
+ * that thread's property set, queued last, waits for its apply BH.  Once
+ * the loop ended right after such a pass: the posts were dropped and the
+ * set waited for ever.
+ */
+static void test_lifecycle_stop_runs_earlier_posts(void)
+{
+    IotThread *t = new_thread("io0", NULL);
+    IotCtx *ctx = iot_thread_ctx(t);
+    EarlyPosts e = { .t = t };
+    Gate g;
+    pthread_t poster, stopper;
+    int queues;
+
+    waiter_init(&e.done);
+    T_ASSERT_EQ(sem_init(&g.sem, 0, 0), 0);
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, gate_bh, &g), 0);
+    T_ASSERT_EQ(pthread_create(&poster, NULL, early_poster, &e), 0);
+    /* The gate, the posts and the apply BH are all queued... */
+    while (posts_published(ctx, &queues) < 1 + EARLY_POSTS + 1) {
+        sched_yield();
+    }
+    T_ASSERT_EQ(queues, 2);
+    /* ...then the stop, from a third thread (its join waits for the
+     * gate). */
+    T_ASSERT_EQ(pthread_create(&stopper, NULL, stop_thread_fn, t), 0);
+    while (posts_published(ctx, &queues) < 1 + EARLY_POSTS + 2) {
+        sched_yield();
+    }
+    T_ASSERT_EQ(sem_post(&g.sem), 0);
+    T_ASSERT_EQ(pthread_join(stopper, NULL), 0);
+    if (!waiter_wait_for(&e.done, 1, DEADLOCK_S)) {
+        t_fail(__FILE__, __LINE__,
+               "the property set still waits after the IOThread ended "
+               "(%d of %d earlier posts ran)",
+               atomic_load(&e.ran), EARLY_POSTS);
+    }
+    T_ASSERT_EQ(pthread_join(poster, NULL), 0);
+    T_ASSERT_EQ(e.set_ret, 0);
+    T_ASSERT_EQ(atomic_load(&e.ran), EARLY_POSTS);
+    T_ASSERT_EQ(get_int(t, "poll-max-ns"), 1000);
+    sem_destroy(&g.sem);
+    waiter_destroy(&e.done);
     destroy_thread(t);
 }
 
@@ -2664,6 +2773,8 @@ int main(int argc, char **argv)
           test_lifecycle_stop_from_worker);
     t_add("/iothread/lifecycle/destroy-with-refs",
           test_lifecycle_destroy_with_refs);
+    t_add("/iothread/lifecycle/stop-runs-earlier-posts",
+          test_lifecycle_stop_runs_earlier_posts);
     t_add("/iothread/create-failure-leaves-nothing",
           test_create_failure_leaves_nothing);
     t_add("/iothread/create-destroy-1000", test_create_destroy_1000);

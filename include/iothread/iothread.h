@@ -82,9 +82,11 @@ IOT_API IotThread *iot_thread_new_internal(const char *id,
                                            const IotThreadProps *props,
                                            IotError **errp);
 
-/* Any thread but the IOThread itself (that returns -EDEADLK with an error).
- * Stops the loop through a one-shot BH run in the IOThread and joins it.
- * Idempotent: stopping a stopped IOThread returns 0. */
+/* Any thread but the IOThread itself or one of its pool workers (that
+ * returns -EDEADLK with an error).  Stops the loop through a one-shot BH
+ * run in the IOThread and joins it; every BH scheduled before that one,
+ * from any thread, runs before the thread ends.  Idempotent: stopping a
+ * stopped IOThread returns 0. */
 IOT_API int iot_thread_stop(IotThread *t, IotError **errp);
 
 /* Any thread but the IOThread itself.  Unregisters, stops and drops the
