@@ -8,12 +8,11 @@
  * destroy of its own IOThread (refused with an error).
  *  - registry_lock: the list of user-created IOThreads and the "users"
  *    marks.  Taken before props_lock.
- *  - t->lock: the start/stop state.  Held only to read or change it and to
- *    queue a BH.  A set queued while the thread runs is queued before the
- *    stop BH, and the IOThread runs everything queued before its stop BH
- *    before it ends (thread_main()).
- *  - t->join_lock: taken (under t->lock) by the stopper and held across
- *    the join, so that a second stopper returns only once it is done.
+ *  - t->lock: the start/stop state.  Held only to read or change it, to
+ *    queue a BH, and by a second stopper waiting (on t->joined_cond, which
+ *    releases it) for the first one's join.  A set queued while the thread
+ *    runs is queued before the stop BH, and the IOThread runs everything
+ *    queued before its stop BH before it ends (thread_main()).
  *  - t->props_lock: the stored property values; held only to copy them.
  *  - Property sets on a running IOThread execute in the IOThread (an
  *    apply BH; the caller waits on its own condition variable), so the
@@ -288,11 +287,12 @@ struct IotThread {
     pthread_t thread;           /* [const once started] */
     atomic_int tid;             /* [thread publishes] -1 until started */
     pthread_mutex_t lock;       /* see the top of this file */
-    pthread_mutex_t join_lock;  /* held across the join */
+    pthread_cond_t joined_cond; /* [lock] signalled when `joined` is set */
     pthread_mutex_t props_lock; /* props */
     IotThreadProps props;       /* [props_lock] the stored values */
     bool started;               /* [lock] the thread exists (joinable) */
     bool stopping;              /* [lock] stop requested or done */
+    bool joined;                /* [lock] the stopper's join returned */
     bool registered;            /* [registry_lock] */
     unsigned users;             /* [registry_lock] */
     IotThread *reg_next;        /* [registry_lock] */
@@ -463,7 +463,7 @@ static void thread_free(IotThread *t)
     free(t->id);
     sem_destroy(&t->init_done);
     pthread_mutex_destroy(&t->lock);
-    pthread_mutex_destroy(&t->join_lock);
+    pthread_cond_destroy(&t->joined_cond);
     pthread_mutex_destroy(&t->props_lock);
     iot_error_free(t->init_err);
     free(t);
@@ -517,7 +517,7 @@ static IotThread *thread_new(const char *id, const IotThreadProps *props,
     atomic_init(&t->tid, -1);
     t->internal = internal;
     pthread_mutex_init(&t->lock, NULL);
-    pthread_mutex_init(&t->join_lock, NULL);
+    pthread_cond_init(&t->joined_cond, NULL);
     pthread_mutex_init(&t->props_lock, NULL);
     sem_init(&t->init_done, 0, 0);
     props_init(&t->props);
@@ -619,14 +619,21 @@ int iot_thread_stop(IotThread *t, IotError **errp)
             return ret;
         }
         t->stopping = join = true;
+    } else {
+        /* Another stopper joins: return once it has.  The wait releases
+         * t->lock, which the IOThread may need to get there. */
+        while (t->started && t->stopping && !t->joined) {
+            pthread_cond_wait(&t->joined_cond, &t->lock);
+        }
     }
-    /* Taken under t->lock: a later stopper queues behind our join. */
-    pthread_mutex_lock(&t->join_lock);
     pthread_mutex_unlock(&t->lock);
     if (join) {
         pthread_join(t->thread, NULL);
+        pthread_mutex_lock(&t->lock);
+        t->joined = true;
+        pthread_cond_broadcast(&t->joined_cond);
+        pthread_mutex_unlock(&t->lock);
     }
-    pthread_mutex_unlock(&t->join_lock);
     return 0;
 }
 

@@ -676,6 +676,34 @@ static void test_lifecycle_stop_from_worker(void)
 
 /* ---- stop and the work queued before it ---- */
 
+/* The state letter of /proc/self/task/TID/stat ('S' sleeping). */
+static char task_state(pid_t tid)
+{
+    char buf[512], *p;
+
+    read_task_file(tid, "stat", buf, sizeof(buf));
+    p = strrchr(buf, ')');
+    T_ASSERT(p != NULL && p[1] == ' ');
+    return p[2];
+}
+
+/* Waits until @tid sleeps, or *@done is set; fails after DEADLOCK_S. */
+static void task_sleeps_settle(const char *file, int line, pid_t tid,
+                               atomic_bool *done)
+{
+    int64_t end = t_now_ns() + DEADLOCK_S * (int64_t)1000000000;
+
+    while (task_state(tid) != 'S' && !(done && atomic_load(done))) {
+        struct timespec ts = { 0, 100 * 1000 };
+        if (t_now_ns() > end) {
+            t_fail(file, line, "task %d never went to sleep", (int)tid);
+        }
+        nanosleep(&ts, NULL);
+    }
+}
+#define T_SLEEPS(tid, done)                                                    \
+    task_sleeps_settle(__FILE__, __LINE__, (tid), (done))
+
 /* Published posts into @ctx, over every thread's queue, and how many
  * threads have posted there.  Read from outside the loop: the counts are
  * atomic, and the loop unlinks only the queues of exited threads. */
@@ -779,6 +807,104 @@ static void test_lifecycle_stop_runs_earlier_posts(void)
     T_ASSERT_EQ(get_int(t, "poll-max-ns"), 1000);
     sem_destroy(&g.sem);
     waiter_destroy(&e.done);
+    destroy_thread(t);
+}
+
+/* A second stopper waits for the first one's join without holding the
+ * lock that a property set needs: the IOThread may be waiting for such a
+ * set (here a pool worker's, which a nested poll in a BH waits for) to get
+ * to its stop.  It used to wait holding it: a deadlock. */
+typedef struct NestedSet {
+    IotThread *t;
+    sem_t started, gate;
+    atomic_bool done;
+    int set_ret;
+} NestedSet;
+
+static int nested_set_work(void *opaque)
+{
+    NestedSet *n = opaque;
+    IotError *err = NULL;
+
+    T_ASSERT_EQ(sem_post(&n->started), 0);
+    T_ASSERT_EQ(sem_wait(&n->gate), 0);
+    n->set_ret = iot_thread_set_int(n->t, "poll-grow", 3, &err);
+    T_NO_ERR(err);
+    return 0;
+}
+
+static void nested_set_done(void *opaque, int ret)
+{
+    (void)ret;
+    atomic_store(&((NestedSet *)opaque)->done, true);
+}
+
+/* IOThread: submits the work and polls until it is done. */
+static void nested_set_bh(void *opaque)
+{
+    NestedSet *n = opaque;
+    IotCtx *ctx = iot_thread_ctx(n->t);
+
+    T_ASSERT(iot_pool_submit(ctx, nested_set_work, n, nested_set_done, n));
+    while (!atomic_load(&n->done)) {
+        iot_ctx_poll(ctx, true);
+    }
+}
+
+typedef struct Stopper {
+    IotThread *t;
+    pthread_t thread;
+    atomic_int tid;
+    Waiter *done;
+} Stopper;
+
+static void *stopper_fn(void *opaque)
+{
+    Stopper *s = opaque;
+
+    atomic_store(&s->tid, (int)gettid());
+    T_ASSERT_EQ(iot_thread_stop(s->t, NULL), 0);
+    waiter_post(s->done);
+    return NULL;
+}
+
+static void test_lifecycle_second_stopper_holds_no_lock(void)
+{
+    IotThread *t = new_thread("io0", NULL);
+    NestedSet n = { .t = t };
+    Stopper s[2];
+    Waiter stopped;
+
+    waiter_init(&stopped);
+    T_ASSERT_EQ(sem_init(&n.started, 0, 0), 0);
+    T_ASSERT_EQ(sem_init(&n.gate, 0, 0), 0);
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(iot_thread_ctx(t), nested_set_bh, &n),
+                0);
+    T_ASSERT_EQ(sem_wait(&n.started), 0);
+    /* Both stoppers in place (one joins, one waits for it), then the
+     * worker's set. */
+    for (int i = 0; i < 2; i++) {
+        s[i] = (Stopper){ .t = t, .done = &stopped };
+        T_ASSERT_EQ(pthread_create(&s[i].thread, NULL, stopper_fn, &s[i]), 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        while (!atomic_load(&s[i].tid)) {
+            sched_yield();
+        }
+        T_SLEEPS(atomic_load(&s[i].tid), NULL);
+    }
+    T_ASSERT_EQ(sem_post(&n.gate), 0);
+    if (!waiter_wait_for(&stopped, 2, DEADLOCK_S)) {
+        t_fail(__FILE__, __LINE__, "deadlock: the stoppers did not return");
+    }
+    for (int i = 0; i < 2; i++) {
+        T_ASSERT_EQ(pthread_join(s[i].thread, NULL), 0);
+    }
+    T_ASSERT_EQ(n.set_ret, 0);
+    T_ASSERT_EQ(get_int(t, "poll-grow"), 3);
+    sem_destroy(&n.started);
+    sem_destroy(&n.gate);
+    waiter_destroy(&stopped);
     destroy_thread(t);
 }
 
@@ -2775,6 +2901,8 @@ int main(int argc, char **argv)
           test_lifecycle_destroy_with_refs);
     t_add("/iothread/lifecycle/stop-runs-earlier-posts",
           test_lifecycle_stop_runs_earlier_posts);
+    t_add("/iothread/lifecycle/second-stopper-holds-no-lock",
+          test_lifecycle_second_stopper_holds_no_lock);
     t_add("/iothread/create-failure-leaves-nothing",
           test_create_failure_leaves_nothing);
     t_add("/iothread/create-destroy-1000", test_create_destroy_1000);
