@@ -6,8 +6,8 @@
  * Threads and locks.  No lock is ever held while waiting for the IOThread,
  * so code running on the IOThread may call anything here except stop and
  * destroy of its own IOThread (refused with an error).
- *  - registry_lock: the list of user-created IOThreads and the "users"
- *    marks.  Taken before props_lock.
+ *  - registry_lock: the list of user-created IOThreads, the "users"
+ *    marks and `destroyed`.  Taken before the others.
  *  - t->lock: the start/stop state.  Held only to read or change it, to
  *    queue a BH, and by a second stopper waiting (on t->joined_cond, which
  *    releases it) for the first one's join.  A set queued while the thread
@@ -293,6 +293,7 @@ struct IotThread {
     bool started;               /* [lock] the thread exists (joinable) */
     bool stopping;              /* [lock] stop requested or done */
     bool joined;                /* [lock] the stopper's join returned */
+    bool destroyed;             /* [registry_lock] destroy succeeded */
     bool registered;            /* [registry_lock] */
     unsigned users;             /* [registry_lock] */
     IotThread *reg_next;        /* [registry_lock] */
@@ -645,12 +646,19 @@ int iot_thread_destroy(IotThread *t, IotError **errp)
         return ret;
     }
     pthread_mutex_lock(&registry_lock);
+    if (t->destroyed) {
+        /* The creator's reference is gone already: not twice. */
+        pthread_mutex_unlock(&registry_lock);
+        iot_error_setg(errp, "IOThread '%s' is already destroyed", t->id);
+        return -ENOENT;
+    }
     if (t->users) {
         pthread_mutex_unlock(&registry_lock);
         iot_error_setg(errp, "IOThread '%s' is in use and cannot be deleted",
                        t->id);
         return -EBUSY;
     }
+    t->destroyed = true;
     if (t->registered) {
         IotThread **link = &registry;
         while (*link != t) {

@@ -908,6 +908,25 @@ static void test_lifecycle_second_stopper_holds_no_lock(void)
     destroy_thread(t);
 }
 
+/* A second destroy is refused: it used to drop the creator's reference
+ * again, and the last holder's unref then touched freed memory. */
+static void test_lifecycle_destroy_twice(void)
+{
+    IotThread *t = new_thread("io0", NULL);
+    IotThread *a = iot_thread_find("io0"), *b = iot_thread_find("io0");
+    IotError *err = NULL;
+
+    T_ASSERT(a == t && b == t);
+    T_ASSERT_EQ(iot_thread_destroy(a, &err), 0);
+    T_NO_ERR(err);
+    T_ASSERT_EQ(iot_thread_destroy(b, &err), -ENOENT);
+    T_ERR_IS(&err, "IOThread 'io0' is already destroyed");
+    T_ASSERT_STR(iot_thread_id(b), "io0");
+    iot_thread_unref(a);
+    T_ASSERT_STR(iot_thread_id(b), "io0");
+    iot_thread_unref(b);
+}
+
 /* Destroy unregisters and stops even while other references live; they
  * keep the object, and the id can be used again at once. */
 static void test_lifecycle_destroy_with_refs(void)
@@ -2903,6 +2922,7 @@ int main(int argc, char **argv)
           test_lifecycle_stop_runs_earlier_posts);
     t_add("/iothread/lifecycle/second-stopper-holds-no-lock",
           test_lifecycle_second_stopper_holds_no_lock);
+    t_add("/iothread/lifecycle/destroy-twice", test_lifecycle_destroy_twice);
     t_add("/iothread/create-failure-leaves-nothing",
           test_create_failure_leaves_nothing);
     t_add("/iothread/create-destroy-1000", test_create_destroy_1000);

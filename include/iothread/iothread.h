@@ -92,7 +92,7 @@ IOT_API int iot_thread_stop(IotThread *t, IotError **errp);
 
 /* Any thread but the IOThread itself.  Unregisters, stops and drops the
  * creator's reference.  Refused (-EBUSY, nothing done) while
- * iot_thread_use() holds it. */
+ * iot_thread_use() holds it, and (-ENOENT) once it has succeeded. */
 IOT_API int iot_thread_destroy(IotThread *t, IotError **errp);
 
 /* Any thread.  References keep the object (not the thread) alive. */
