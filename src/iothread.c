@@ -686,11 +686,14 @@ void iot_thread_unref(IotThread *t)
         atomic_fetch_sub_explicit(&t->refcnt, 1, memory_order_acq_rel) != 1) {
         return;
     }
-    if (tls_self == t) {
+    /* Neither can stop it (the join would never end), and the object
+     * cannot go while its thread runs. */
+    if (tls_self == t || iot__pool_is_worker_of(t->ctx)) {
         fprintf(stderr,
                 "%s: the last reference to IOThread '%s' dropped on "
-                "its own thread, aborting...\n",
-                __func__, t->id);
+                "%s, aborting...\n",
+                __func__, t->id,
+                tls_self == t ? "its own thread" : "one of its pool workers");
         abort();
     }
     iot_thread_stop(t, NULL);

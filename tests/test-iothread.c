@@ -927,6 +927,40 @@ static void test_lifecycle_destroy_twice(void)
     iot_thread_unref(b);
 }
 
+/* The last reference dropped by one of the IOThread's pool workers: it
+ * can neither stop the thread nor free it under it.  Abort, saying so. */
+static int last_unref_work(void *opaque)
+{
+    iot_thread_unref(opaque);
+    return 0;
+}
+
+static void last_unref_done(void *opaque, int ret)
+{
+    (void)opaque;
+    (void)ret;
+}
+
+static void last_unref_submit(void *opaque)
+{
+    IotThread *t = opaque;
+
+    T_ASSERT(iot_pool_submit(iot_thread_ctx(t), last_unref_work, t,
+                             last_unref_done, NULL));
+}
+
+static void test_lifecycle_last_unref_from_worker(void)
+{
+    IotThread *t = new_thread("io0", NULL);
+    sem_t never;
+
+    /* Ours is the only reference: the worker's unref is the last. */
+    T_ASSERT_EQ(sem_init(&never, 0, 0), 0);
+    T_ASSERT_EQ(
+        iot_bh_schedule_oneshot(iot_thread_ctx(t), last_unref_submit, t), 0);
+    sem_wait(&never); /* the abort ends the case */
+}
+
 /* Destroy unregisters and stops even while other references live; they
  * keep the object, and the id can be used again at once. */
 static void test_lifecycle_destroy_with_refs(void)
@@ -2923,6 +2957,9 @@ int main(int argc, char **argv)
     t_add("/iothread/lifecycle/second-stopper-holds-no-lock",
           test_lifecycle_second_stopper_holds_no_lock);
     t_add("/iothread/lifecycle/destroy-twice", test_lifecycle_destroy_twice);
+    t_add_abort("/iothread/lifecycle/last-unref-from-pool-worker",
+                test_lifecycle_last_unref_from_worker,
+                "dropped on one of its pool workers");
     t_add("/iothread/create-failure-leaves-nothing",
           test_create_failure_leaves_nothing);
     t_add("/iothread/create-destroy-1000", test_create_destroy_1000);
