@@ -282,6 +282,10 @@ extern int (*iot__pool_thread_create)(pthread_t *, const pthread_attr_t *,
 void iot__pool_lock_for_test(IotCtx *ctx, bool lock);
 unsigned iot__pool_queued(IotCtx *ctx);
 
+/* iothread.c.  Tests: called in each property update, between the copy
+ * of the stored values and the store of the new ones. */
+extern void (*iot__thread_update_hook)(void);
+
 /* timer.c */
 void iot__timers_init(IotCtx *ctx);
 void iot__timers_finalize(IotCtx *ctx);

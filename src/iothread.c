@@ -13,10 +13,14 @@
  *    releases it) for the first one's join.  A set queued while the thread
  *    runs is queued before the stop BH, and the IOThread runs everything
  *    queued before its stop BH before it ends (thread_main()).
+ *  - t->update_lock: one property update at a time, from the copy of the
+ *    stored values to the store of the new ones (props_update()).  Taken
+ *    after t->lock, before props_lock; nothing waits for the IOThread
+ *    while holding it.
  *  - t->props_lock: the stored property values; held only to copy them.
  *  - Property sets on a running IOThread execute in the IOThread (an
- *    apply BH; the caller waits on its own condition variable), so the
- *    IOThread serialises them; on a stopped one they run under t->lock.
+ *    apply BH; the caller waits on its own condition variable); on a
+ *    stopped one the caller runs them, under t->lock.
  *  - t->running is read and written only by the IOThread itself.
  */
 #include <ctype.h>
@@ -281,26 +285,27 @@ static int props_merge(IotThreadProps *dst, const IotThreadProps *src)
 
 struct IotThread {
     atomic_int refcnt;
-    char *id;                   /* [const] */
-    bool internal;              /* [const] */
-    IotCtx *ctx;                /* [const] */
-    pthread_t thread;           /* [const once started] */
-    atomic_int tid;             /* [thread publishes] -1 until started */
-    pthread_mutex_t lock;       /* see the top of this file */
-    pthread_cond_t joined_cond; /* [lock] signalled when `joined` is set */
-    pthread_mutex_t props_lock; /* props */
-    IotThreadProps props;       /* [props_lock] the stored values */
-    bool started;               /* [lock] the thread exists (joinable) */
-    bool stopping;              /* [lock] stop requested or done */
-    bool joined;                /* [lock] the stopper's join returned */
-    bool destroyed;             /* [registry_lock] destroy succeeded */
-    bool registered;            /* [registry_lock] */
-    unsigned users;             /* [registry_lock] */
-    IotThread *reg_next;        /* [registry_lock] */
-    bool running;               /* [thread] the loop goes on */
-    cpu_set_t inherited;        /* [thread] affinity at start */
-    sem_t init_done;            /* thread start handshake */
-    IotError *init_err;         /* [thread, before init_done] */
+    char *id;                    /* [const] */
+    bool internal;               /* [const] */
+    IotCtx *ctx;                 /* [const] */
+    pthread_t thread;            /* [const once started] */
+    atomic_int tid;              /* [thread publishes] -1 until started */
+    pthread_mutex_t lock;        /* see the top of this file */
+    pthread_cond_t joined_cond;  /* [lock] signalled when `joined` is set */
+    pthread_mutex_t update_lock; /* see the top of this file */
+    pthread_mutex_t props_lock;  /* props */
+    IotThreadProps props;        /* [props_lock] the stored values */
+    bool started;                /* [lock] the thread exists (joinable) */
+    bool stopping;               /* [lock] stop requested or done */
+    bool joined;                 /* [lock] the stopper's join returned */
+    bool destroyed;              /* [registry_lock] destroy succeeded */
+    bool registered;             /* [registry_lock] */
+    unsigned users;              /* [registry_lock] */
+    IotThread *reg_next;         /* [registry_lock] */
+    bool running;                /* [thread] the loop goes on */
+    cpu_set_t inherited;         /* [thread] affinity at start */
+    sem_t init_done;             /* thread start handshake */
+    IotError *init_err;          /* [thread, before init_done] */
 #ifdef IOT_HAVE_GLIB
     /* Created on demand under lock, then [const]; published to the thread
      * by the release store of run_gcontext. */
@@ -465,6 +470,7 @@ static void thread_free(IotThread *t)
     sem_destroy(&t->init_done);
     pthread_mutex_destroy(&t->lock);
     pthread_cond_destroy(&t->joined_cond);
+    pthread_mutex_destroy(&t->update_lock);
     pthread_mutex_destroy(&t->props_lock);
     iot_error_free(t->init_err);
     free(t);
@@ -519,6 +525,7 @@ static IotThread *thread_new(const char *id, const IotThreadProps *props,
     t->internal = internal;
     pthread_mutex_init(&t->lock, NULL);
     pthread_cond_init(&t->joined_cond, NULL);
+    pthread_mutex_init(&t->update_lock, NULL);
     pthread_mutex_init(&t->props_lock, NULL);
     sem_init(&t->init_done, 0, 0);
     props_init(&t->props);
@@ -901,21 +908,29 @@ char *iot_thread_get_str(IotThread *t, const char *name, IotError **errp)
     return s;
 }
 
+void (*iot__thread_update_hook)(void);
+
 /* Validates @changes against the stored values, applies them and stores
  * the result, all or nothing.  Runs in the IOThread (@on_thread), or on a
- * stopped IOThread's caller under t->lock.  Affinity is applied first: it
- * is the only step that can fail. */
+ * stopped IOThread's caller under t->lock; update_lock makes the two one
+ * at a time (an apply BH may still run while a stop is pending).
+ * Affinity is applied first: it is the only step that can fail. */
 static int props_update(IotThread *t, const IotThreadProps *changes,
                         bool on_thread, IotError **errp)
 {
     IotThreadProps next;
     int ret;
 
+    pthread_mutex_lock(&t->update_lock);
     pthread_mutex_lock(&t->props_lock);
     next = t->props;
     next.affinity = strdup(t->props.affinity);
     pthread_mutex_unlock(&t->props_lock);
+    if (iot__thread_update_hook) {
+        iot__thread_update_hook();
+    }
     if (!next.affinity || props_merge(&next, changes) < 0) {
+        pthread_mutex_unlock(&t->update_lock);
         free(next.affinity);
         iot_error_setg_errno(errp, ENOMEM, "IOThread '%s'", t->id);
         return -ENOMEM;
@@ -935,6 +950,7 @@ static int props_update(IotThread *t, const IotThreadProps *changes,
     } else {
         free(next.affinity);
     }
+    pthread_mutex_unlock(&t->update_lock);
     return ret;
 }
 

@@ -961,6 +961,88 @@ static void test_lifecycle_last_unref_from_worker(void)
     sem_wait(&never); /* the abort ends the case */
 }
 
+/* A property set made while a stop is pending runs on the caller, while
+ * an earlier set may still be applying in the IOThread: the two are one
+ * at a time, or the later store loses the other's change. */
+static sem_t update_in, update_gate;
+static atomic_bool update_held;
+
+static void update_hold_once(void)
+{
+    if (!atomic_exchange(&update_held, true)) {
+        T_ASSERT_EQ(sem_post(&update_in), 0);
+        T_ASSERT_EQ(sem_wait(&update_gate), 0);
+    }
+}
+
+typedef struct SetArgs {
+    IotThread *t;
+    const char *name;
+    int64_t value;
+    atomic_int tid;
+    atomic_bool done;
+    int ret;
+} SetArgs;
+
+static void *set_fn(void *opaque)
+{
+    SetArgs *a = opaque;
+    IotError *err = NULL;
+
+    atomic_store(&a->tid, (int)gettid());
+    a->ret = iot_thread_set_int(a->t, a->name, a->value, &err);
+    T_NO_ERR(err);
+    atomic_store(&a->done, true);
+    return NULL;
+}
+
+static void test_properties_runtime_set_while_stopping(void)
+{
+    IotThread *t = new_thread("io0", NULL);
+    SetArgs grow = { .t = t, .name = "poll-grow", .value = 3 };
+    SetArgs shrink = { .t = t, .name = "poll-shrink", .value = 5 };
+    Stopper s = { .t = t };
+    Waiter stopped;
+    pthread_t a, c;
+
+    waiter_init(&stopped);
+    s.done = &stopped;
+    T_ASSERT_EQ(sem_init(&update_in, 0, 0), 0);
+    T_ASSERT_EQ(sem_init(&update_gate, 0, 0), 0);
+    iot__thread_update_hook = update_hold_once;
+    /* The IOThread is inside grow's update... */
+    T_ASSERT_EQ(pthread_create(&a, NULL, set_fn, &grow), 0);
+    T_ASSERT_EQ(sem_wait(&update_in), 0);
+    /* ...when a stop is requested (its join waits)... */
+    T_ASSERT_EQ(pthread_create(&s.thread, NULL, stopper_fn, &s), 0);
+    while (!atomic_load(&s.tid)) {
+        sched_yield();
+    }
+    T_SLEEPS(atomic_load(&s.tid), NULL);
+    /* ...and shrink is set by its caller (or waits for grow's update). */
+    T_ASSERT_EQ(pthread_create(&c, NULL, set_fn, &shrink), 0);
+    while (!atomic_load(&shrink.tid)) {
+        sched_yield();
+    }
+    T_SLEEPS(atomic_load(&shrink.tid), &shrink.done);
+    T_ASSERT_EQ(sem_post(&update_gate), 0);
+    if (!waiter_wait_for(&stopped, 1, DEADLOCK_S)) {
+        t_fail(__FILE__, __LINE__, "deadlock: the stop did not return");
+    }
+    T_ASSERT_EQ(pthread_join(a, NULL), 0);
+    T_ASSERT_EQ(pthread_join(c, NULL), 0);
+    T_ASSERT_EQ(pthread_join(s.thread, NULL), 0);
+    T_ASSERT_EQ(grow.ret, 0);
+    T_ASSERT_EQ(shrink.ret, 0);
+    T_ASSERT_EQ(get_int(t, "poll-grow"), 3);
+    T_ASSERT_EQ(get_int(t, "poll-shrink"), 5);
+    iot__thread_update_hook = NULL;
+    sem_destroy(&update_in);
+    sem_destroy(&update_gate);
+    waiter_destroy(&stopped);
+    destroy_thread(t);
+}
+
 /* Destroy unregisters and stops even while other references live; they
  * keep the object, and the id can be used again at once. */
 static void test_lifecycle_destroy_with_refs(void)
@@ -2986,6 +3068,8 @@ int main(int argc, char **argv)
           test_properties_runtime_get_inside_while_set);
     t_add("/iothread/properties-runtime/set-inside-while-set",
           test_properties_runtime_set_inside_while_set);
+    t_add("/iothread/properties-runtime/set-while-stopping",
+          test_properties_runtime_set_while_stopping);
     t_add("/iothread/cpu-affinity/runtime", test_cpu_affinity_runtime);
     t_add("/iothread/cpu-affinity/at-creation", test_cpu_affinity_at_creation);
     t_add("/iothread/poll-max-ns-storm", test_poll_max_ns_storm);
