@@ -58,6 +58,7 @@ struct QmpClient {
     char *out;
     size_t out_len, out_cap;
     bool dead; /* to be closed */
+    bool eof;  /* the client shut its side: send what is queued, then close */
     QmpClient *next;
 };
 
@@ -625,7 +626,11 @@ static void client_readable(void *opaque)
     char buf[QMP_READ_CHUNK];
     ssize_t n = read(c->fd, buf, sizeof(buf));
 
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+    if (n == 0) {
+        /* A half-close (`cmds | socat - UNIX-CONNECT:...`): the commands
+         * read so far have run, and their replies are still owed. */
+        c->eof = true;
+    } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
         c->dead = true;
     } else if (n > 0) {
         qmp_client_input(c, buf, (size_t)n);
@@ -661,7 +666,7 @@ static void client_flush(QmpClient *c)
         memmove(c->out, c->out + off, c->out_len - off);
         c->out_len -= off;
     }
-    if (c->dead) {
+    if (c->dead || (c->eof && !c->out_len)) {
         client_close(c);
         return;
     }
@@ -670,7 +675,7 @@ static void client_flush(QmpClient *c)
 
 static void client_set_handlers(QmpClient *c)
 {
-    iot_fd_set_handler(c->srv->ctx, c->fd, client_readable,
+    iot_fd_set_handler(c->srv->ctx, c->fd, c->eof ? NULL : client_readable,
                        c->out_len ? client_writable : NULL, NULL, NULL, c);
 }
 

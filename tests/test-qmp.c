@@ -2270,6 +2270,40 @@ CASE(stalled_clients)
     daemon_quit(&d);
 }
 
+/* A client that shuts its sending side after its commands (a pipe into
+ * socat) still gets every reply, however much is queued, then EOF. */
+CASE(half_close)
+{
+    enum { N = 3000, BIG = 600 * 1024 };
+    Daemon d;
+    Qc *a;
+    char *big;
+    json_object *r;
+
+    start_io0(&d);
+    a = qc_open(d.sock);
+    for (int i = 0; i < N; i++) {
+        qc_printf(a, "{\"execute\": \"query-commands\", \"id\": %d}\n", i);
+    }
+    /* one reply larger than any socket buffer */
+    big = keep_str(malloc(BIG + 1));
+    memset(big, 'x', BIG);
+    big[BIG] = '\0';
+    qc_printf(a, "{\"execute\": \"query-version\", \"id\": \"%s\"}\n", big);
+    T_ASSERT_EQ(shutdown(a->fd, SHUT_WR), 0);
+    for (int i = 0; i < N; i++) {
+        r = qc_reply(a);
+        T_ASSERT(jhas(r, "return"));
+        T_ASSERT_EQ(JINT(r, "id"), i);
+    }
+    r = qc_reply(a);
+    T_ASSERT(jhas(r, "return"));
+    T_ASSERT_STR(jstr(r, "id"), big);
+    T_ASSERT(qc_line_at(__LINE__, a) == NULL); /* then EOF */
+    qc_close(a);
+    daemon_quit(&d);
+}
+
 /* ==== shutdown ==== */
 
 CASE(quit_command)
@@ -2816,6 +2850,7 @@ int main(int argc, char **argv)
     t_add("/qmp/threads/names", thread_names);
     t_add("/qmp/clients/four-interleaved", four_clients);
     t_add("/qmp/clients/stalled-and-vanished", stalled_clients);
+    t_add("/qmp/clients/half-close", half_close);
 
     t_add("/qmp/shutdown/quit", quit_command);
     t_add("/qmp/shutdown/sigterm", sigterm);
