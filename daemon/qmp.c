@@ -451,8 +451,10 @@ static void parse_error(QmpClient *c, const char *what)
  *    sets value_has_nul;
  *  - raw control characters inside strings (json-c takes a newline in a
  *    string, which would swallow the next line);
- *  - invalid UTF-8 inside strings (json-c's own check misses sequences
- *    split across reads), which replies would echo.
+ *  - invalid UTF-8 inside strings, which replies would echo.  json-c's
+ *    own check (JSON_TOKENER_VALIDATE_UTF8) keeps its state per call, so
+ *    it refuses a valid character split across two reads: this one is
+ *    used instead.
  * Returns the offset of the first byte of the second or third kind, with
  * *why set, or -1.  esc_state: 0 plain, 1 after a backslash, 2..5 inside
  * \uXXXX (counting the zeros of a possible \u0000); utf8_need: bytes
@@ -693,11 +695,10 @@ QmpClient *qmp_client_new(QmpServer *srv, int fd)
         free(c);
         return NULL;
     }
-    /* Strict JSON in valid UTF-8 (what we echo must be valid too), and the
-     * stream goes on after each value. */
+    /* Strict JSON, and the stream goes on after each value.  Valid UTF-8
+     * (what we echo must be valid too) is lex_scan()'s. */
     json_tokener_set_flags(c->tok, JSON_TOKENER_STRICT |
-                                       JSON_TOKENER_ALLOW_TRAILING_CHARS |
-                                       JSON_TOKENER_VALIDATE_UTF8);
+                                       JSON_TOKENER_ALLOW_TRAILING_CHARS);
     send_greeting(c);
     return c;
 }

@@ -1426,6 +1426,11 @@ CASE(envelope_errors)
 CASE(partial_lines)
 {
     const char *req = "{\"execute\": \"query-iothreads\", \"id\": \"slow\"}\n";
+    const char *utf8_req = "{\"execute\": \"query-version\", "
+                           "\"id\": \"\u00e9\u20ac\U0001F600\"}\n";
+    static const char *const bad_utf8[] = {
+        "a\x80", "\xc0\xaf", "\xed\xa0\x80", "\xc3x", "\xff", "\xf4\x90\x80\x80"
+    };
     Daemon d;
     Qc *a, *b;
     size_t half = strlen(req) / 2;
@@ -1446,6 +1451,26 @@ CASE(partial_lines)
     /* a value spread over several lines is one value */
     qc_printf(a, "{\"execute\":\n\"query-version\",\n\"id\": \"ml\"\n}\n");
     T_JSON(jm(qc_reply(a), "id"), "'ml'");
+    /* characters of two, three and four bytes split between reads */
+    for (const char *p = utf8_req; *p; p++) {
+        qc_send(a, p, 1);
+    }
+    T_ASSERT_STR(jstr(qc_reply(a), "id"), "\u00e9\u20ac\U0001F600");
+    /* and invalid UTF-8 is refused, whole or byte by byte: a stray
+     * continuation byte, an overlong form, a surrogate, a cut sequence */
+    for (size_t i = 0; i < sizeof(bad_utf8) / sizeof(bad_utf8[0]); i++) {
+        char *line = fmt("{\"execute\": \"query-version\", \"id\": \"%s\"}\n",
+                         bad_utf8[i]);
+        if (i % 2) {
+            qc_printf(a, "%s", line);
+        } else {
+            for (const char *p = line; *p; p++) {
+                qc_send(a, p, 1);
+            }
+        }
+        PARSE_ERROR(qc_reply(a));
+        OK(a, "{'execute': 'query-version', 'id': 'ok'}");
+    }
     qc_close(a);
     qc_close(b);
     daemon_quit(&d);
