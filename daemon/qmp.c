@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <iothread/fd.h>
+#include <iothread/timer.h>
 
 #include "qmp.h"
 
@@ -41,7 +42,15 @@ struct QmpServer {
     QmpClient *clients;
     bool quit;
     char *quit_reason;
+    /* Out of fds: the listeners are not watched (a pending connection
+     * would keep them readable, and the loop would spin) until a client
+     * goes or the retry timer fires. */
+    bool accept_paused;
+    IotTimer *accept_retry;
 };
+
+/* How long accepting pauses when the process is out of fds. */
+#define QMP_ACCEPT_RETRY_NS (100 * 1000 * 1000)
 
 struct QmpClient {
     QmpServer *srv;
@@ -608,6 +617,8 @@ static void client_flush(QmpClient *c);
 
 static void client_set_handlers(QmpClient *c);
 
+static void accept_resume(QmpServer *srv);
+
 static void client_close(QmpClient *c)
 {
     QmpServer *srv = c->srv;
@@ -620,6 +631,8 @@ static void client_close(QmpClient *c)
         *link = c->next;
     }
     qmp_client_free(c);
+    /* Its fd is free: a connection waiting for one can have it. */
+    accept_resume(srv);
 }
 
 static void client_readable(void *opaque)
@@ -714,6 +727,51 @@ void qmp_client_free(QmpClient *c)
     free(c);
 }
 
+static void listener_accept(void *opaque);
+
+static void listeners_watch(QmpServer *srv, bool on)
+{
+    for (Listener *l = srv->listeners; l; l = l->next) {
+        iot_fd_set_handler(srv->ctx, l->fd, on ? listener_accept : NULL, NULL,
+                           NULL, NULL, l);
+    }
+}
+
+static void accept_resume(QmpServer *srv)
+{
+    if (srv->accept_paused) {
+        srv->accept_paused = false;
+        iot_timer_del(srv->accept_retry);
+        listeners_watch(srv, true);
+    }
+}
+
+static void accept_retry_cb(void *opaque)
+{
+    accept_resume(opaque);
+}
+
+/* No fd for a new client: stop watching the listeners, or the pending
+ * connection keeps them readable and the loop spins.  A client that goes
+ * frees an fd; the timer covers fds freed elsewhere.  Without the timer
+ * (no memory for it) only a client's going resumes. */
+static void accept_pause(QmpServer *srv)
+{
+    if (!srv->accept_retry) {
+        srv->accept_retry =
+            iot_timer_new(srv->ctx, IOT_CLOCK_MONOTONIC, accept_retry_cb, srv);
+    }
+    if (!srv->accept_retry && !srv->clients) {
+        return; /* nothing would resume it: keep trying */
+    }
+    srv->accept_paused = true;
+    listeners_watch(srv, false);
+    if (srv->accept_retry) {
+        iot_timer_mod(srv->accept_retry,
+                      iot_clock_ns(IOT_CLOCK_MONOTONIC) + QMP_ACCEPT_RETRY_NS);
+    }
+}
+
 static void listener_accept(void *opaque)
 {
     Listener *l = opaque;
@@ -723,6 +781,10 @@ static void listener_accept(void *opaque)
 
     fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+            errno == ENOMEM) {
+            accept_pause(srv);
+        }
         return;
     }
     c = qmp_client_new(srv, fd);
@@ -866,6 +928,9 @@ void qmp_server_shutdown(QmpServer *srv)
         srv->clients = c->next;
         qmp_client_free(c);
     }
+    iot_timer_free(srv->accept_retry);
+    srv->accept_retry = NULL;
+    srv->accept_paused = false;
     while (srv->listeners) {
         Listener *l = srv->listeners;
         srv->listeners = l->next;

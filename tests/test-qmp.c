@@ -43,6 +43,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -2329,6 +2330,90 @@ CASE(half_close)
     daemon_quit(&d);
 }
 
+/* Open fds of a process below @limit (it may have inherited others above
+ * its RLIMIT_NOFILE, which do not count against it). */
+static int proc_fds_below(pid_t pid, int limit)
+{
+    char path[64];
+    struct dirent *e;
+    DIR *d;
+    int n = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    d = opendir(path);
+    T_ASSERT(d != NULL);
+    while ((e = readdir(d))) {
+        n += e->d_name[0] != '.' && atoi(e->d_name) < limit;
+    }
+    closedir(d);
+    return n;
+}
+
+/* utime + stime of a process, in clock ticks. */
+static long proc_cpu_ticks(pid_t pid)
+{
+    char *stat = read_file(fmt("/proc/%d/stat", (int)pid)), *p;
+    long ut = -1, st = -1;
+
+    T_ASSERT(stat != NULL);
+    p = strrchr(stat, ')');
+    T_ASSERT(p != NULL);
+    T_ASSERT_EQ(sscanf(p + 2,
+                       "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld",
+                       &ut, &st),
+                2);
+    return ut + st;
+}
+
+/* Out of fds, the daemon does not spin on the connection it cannot
+ * accept (the listener stays readable), and it takes that connection as
+ * soon as a client goes. */
+CASE(out_of_fds)
+{
+    enum { LIMIT = 48, EXTRA = 4 };
+    struct rlimit old, low;
+    Qc *c[LIMIT + EXTRA];
+    int n = 0, spare;
+    long t0;
+    int64_t w0;
+    Daemon d;
+
+    T_ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = LIMIT;
+    T_ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+    start_io0(&d);
+    T_ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+    spare = LIMIT - proc_fds_below(d.pid, LIMIT);
+    T_ASSERT(spare > 0 && spare < LIMIT);
+    /* every fd the daemon has left, and a few connections more */
+    for (n = 0; n < spare + EXTRA; n++) {
+        c[n] = qc_raw(d.sock);
+    }
+    for (int i = 0; i < spare; i++) {
+        c[i]->greeting = qc_msg(c[i]);
+    }
+    WAIT_UNTIL(proc_fds_below(d.pid, LIMIT) == LIMIT,
+               "the daemon to run out of fds");
+    /* A spinning loop would burn this whole window. */
+    t0 = proc_cpu_ticks(d.pid);
+    w0 = now_ms();
+    while (now_ms() - w0 < 300) {
+        short_sleep();
+    }
+    T_ASSERT(proc_cpu_ticks(d.pid) - t0 < sysconf(_SC_CLK_TCK) / 10);
+    /* A client goes: the first waiting connection is taken. */
+    qc_close(c[0]);
+    c[spare]->greeting = qc_msg(c[spare]);
+    check_greeting(__LINE__, c[spare]->greeting);
+    T_JSON(OK(c[spare], "{'execute': 'qmp_capabilities'}"), "{}");
+    OK(c[spare], "{'execute': 'query-iothreads', 'id': 'served'}");
+    for (int i = 1; i < n; i++) {
+        qc_close(c[i]);
+    }
+    daemon_quit(&d);
+}
+
 /* ==== shutdown ==== */
 
 CASE(quit_command)
@@ -2876,6 +2961,7 @@ int main(int argc, char **argv)
     t_add("/qmp/clients/four-interleaved", four_clients);
     t_add("/qmp/clients/stalled-and-vanished", stalled_clients);
     t_add("/qmp/clients/half-close", half_close);
+    t_add("/qmp/clients/out-of-fds", out_of_fds);
 
     t_add("/qmp/shutdown/quit", quit_command);
     t_add("/qmp/shutdown/sigterm", sigterm);
