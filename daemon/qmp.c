@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -819,29 +820,60 @@ QmpServer *qmp_server_new(IotCtx *ctx)
     return srv;
 }
 
+/* Makes @path free for our socket: nothing there, or a stale socket
+ * (removed).  Refuses anything else: a live server's socket (also one too
+ * busy to take our probe: the probe never blocks), or a file that is not
+ * a socket, which is not ours to remove. */
+static int socket_path_free(const char *path, const struct sockaddr_un *addr,
+                            char **msg)
+{
+    struct stat st;
+    int probe, r;
+
+    if (lstat(path, &st) < 0) {
+        return 0; /* nothing there (or bind() will say why) */
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        set_msg(msg, "'%s' exists and is not a socket", path);
+        return -EEXIST;
+    }
+    probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (probe < 0) {
+        r = -errno;
+        set_msg(msg, "cannot check '%s': %s", path, strerror(-r));
+        return r;
+    }
+    r = connect(probe, (const struct sockaddr *)addr, sizeof(*addr));
+    r = r == 0 || errno == EAGAIN || errno == EINPROGRESS ? -EADDRINUSE : 0;
+    close(probe);
+    if (r < 0) {
+        set_msg(msg, "'%s' is in use by another server", path);
+        return r;
+    }
+    unlink(path); /* stale: nobody listens there */
+    return 0;
+}
+
 int qmp_server_listen(QmpServer *srv, const char *path, char **msg)
 {
     struct sockaddr_un addr = { .sun_family = AF_UNIX };
     Listener *l;
-    int fd, probe;
+    int fd, ret;
 
+    if (!*path) {
+        /* bind() would make an abstract socket nobody can name. */
+        set_msg(msg, "socket path is empty");
+        return -EINVAL;
+    }
     if (strlen(path) >= sizeof(addr.sun_path)) {
         set_msg(msg, "socket path '%s' is too long", path);
         return -ENAMETOOLONG;
     }
     strcpy(addr.sun_path, path);
-    /* Refuse to steal the socket of a daemon that is still running. */
-    probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (probe >= 0 &&
-        connect(probe, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
-        close(probe);
-        set_msg(msg, "'%s' is in use by another server", path);
-        return -EADDRINUSE;
+    ret = socket_path_free(path, &addr, msg);
+    if (ret < 0) {
+        return ret;
     }
-    if (probe >= 0) {
-        close(probe);
-    }
-    unlink(path);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
         listen(fd, 16) < 0) {

@@ -2596,6 +2596,11 @@ static const BadCmdline bad_cmdlines[] = {
     { "daemonize-failure",
       { "--daemonize", "--pidfile", "@R/nodir/p.pid" },
       { "--pidfile", "nodir" } },
+    { "qmp-empty-path", { "--qmp", "" }, { "empty" } },
+    { "chardev-empty-path",
+      { "--chardev", "socket,id=c,path=,server=on,wait=off", "--monitor",
+        "chardev=c" },
+      { "empty" } },
 };
 
 static void bad_cmdline(size_t i)
@@ -2670,10 +2675,13 @@ BAD(22)
 BAD(23)
 BAD(24)
 BAD(25)
+BAD(26)
+BAD(27)
 static TestFunc *const bad_fns[] = {
-    bad_0,  bad_1,  bad_2,  bad_3,  bad_4,  bad_5,  bad_6,  bad_7,  bad_8,
-    bad_9,  bad_10, bad_11, bad_12, bad_13, bad_14, bad_15, bad_16, bad_17,
-    bad_18, bad_19, bad_20, bad_21, bad_22, bad_23, bad_24, bad_25,
+    bad_0,  bad_1,  bad_2,  bad_3,  bad_4,  bad_5,  bad_6,
+    bad_7,  bad_8,  bad_9,  bad_10, bad_11, bad_12, bad_13,
+    bad_14, bad_15, bad_16, bad_17, bad_18, bad_19, bad_20,
+    bad_21, bad_22, bad_23, bad_24, bad_25, bad_26, bad_27,
 };
 _Static_assert(sizeof(bad_fns) / sizeof(bad_fns[0]) ==
                    sizeof(bad_cmdlines) / sizeof(bad_cmdlines[0]),
@@ -2836,6 +2844,66 @@ CASE(socket_in_use)
     daemon_quit(&d);
 }
 
+/* What is at the --qmp path and is not a stale socket stays, and the
+ * daemon says why it cannot start: a file or a directory (not ours to
+ * remove), a server too busy to take the probe (which must not block). */
+CASE(socket_path_taken)
+{
+    const char *args[] = { "--qmp", NULL, NULL };
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    const char *file = fmt("%s/precious.txt", rundir);
+    const char *dir = fmt("%s/adir", rundir);
+    const char *busy = fmt("%s/busy.sock", rundir);
+    char *out, *err;
+    int st, lfd, pending[64], np = 0;
+    FILE *f = fopen(file, "w");
+
+    T_ASSERT(f != NULL);
+    fputs("precious data\n", f);
+    fclose(f);
+    args[1] = file;
+    st = run_to_end(args, NULL, false, &out, &err);
+    T_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    T_ASSERT(strstr(err, "not a socket") && strstr(err, file));
+    T_ASSERT_STR(read_file(file), "precious data\n");
+
+    T_ASSERT_EQ(mkdir(dir, 0700), 0);
+    args[1] = dir;
+    st = run_to_end(args, NULL, false, &out, &err);
+    T_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    T_ASSERT(strstr(err, "not a socket") && strstr(err, dir));
+    T_ASSERT_EQ(rmdir(dir), 0);
+
+    /* a listener that never accepts, its backlog full */
+    strcpy(addr.sun_path, busy);
+    lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    T_ASSERT(lfd >= 0);
+    T_ASSERT_EQ(bind(lfd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    T_ASSERT_EQ(listen(lfd, 0), 0);
+    while (np < 64) {
+        int c = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        T_ASSERT(c >= 0);
+        if (connect(c, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+            T_ASSERT_EQ(errno, EAGAIN);
+            close(c);
+            break;
+        }
+        pending[np++] = c;
+    }
+    T_ASSERT(np < 64);
+    args[1] = busy;
+    st = run_to_end(args, NULL, false, &out, &err);
+    T_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    T_ASSERT(strstr(err, "in use") && strstr(err, busy));
+    T_ASSERT(file_exists(busy));
+    while (np) {
+        close(pending[--np]);
+    }
+    close(lfd);
+    unlink(busy);
+    unlink(file);
+}
+
 CASE(daemonize)
 {
     const char *sock = fmt("%s/dz.sock", rundir);
@@ -2980,6 +3048,7 @@ int main(int argc, char **argv)
     t_add("/qmp/cmdline/chardev-monitor", chardev_monitor);
     t_add("/qmp/cmdline/pidfile", pidfile);
     t_add("/qmp/cmdline/socket-in-use", socket_in_use);
+    t_add("/qmp/cmdline/socket-path-taken", socket_path_taken);
     t_add("/qmp/cmdline/daemonize", daemonize);
     return t_run(argc, argv);
 }
