@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -376,6 +377,26 @@ static int option_fail(char **msg, const char *opt, const char *arg, char *why)
     return -1;
 }
 
+/* The message for what getopt_long() refused: @arg is the word, @opt the
+ * option it stopped at (a short option's letter, a long option's value,
+ * or 0 for an unknown long option). */
+static int bad_option(const char *arg, int opt, char **msg)
+{
+    if (!strncmp(arg, "--", 2)) {
+        const char *eq = strchr(arg, '=');
+
+        if (opt && eq) {
+            return fail(msg, "option '%.*s' doesn't allow an argument",
+                        (int)(eq - arg), arg);
+        }
+        return fail(msg, "unrecognized option '%s'", arg);
+    }
+    if (opt > 0 && opt < 128 && isprint(opt)) {
+        return fail(msg, "invalid option '-%c'", opt);
+    }
+    return fail(msg, "unrecognized option '%s'", arg);
+}
+
 int cfg_parse(int argc, char **argv, DaemonConfig *cfg, char **msg)
 {
     char *why = NULL;
@@ -426,10 +447,7 @@ int cfg_parse(int argc, char **argv, DaemonConfig *cfg, char **msg)
             return fail(msg, "option '%s' requires an argument",
                         argv[optind - 1]);
         default:
-            if (optopt) {
-                return fail(msg, "invalid option '-%c'", optopt);
-            }
-            return fail(msg, "unrecognized option '%s'", argv[optind - 1]);
+            return bad_option(argv[optind - 1], optopt, msg);
         }
     }
     if (optind < argc) {
