@@ -59,6 +59,7 @@ struct QmpClient {
     bool negotiated;
     struct json_tokener *tok;
     size_t value_bytes; /* fed into the value being parsed */
+    bool in_value;      /* the tokener has seen the value's first byte */
     unsigned esc_state; /* lex_scan() state */
     bool in_string;     /* lex_scan(): inside a JSON string */
     unsigned utf8_need; /* lex_scan(): continuation bytes still due */
@@ -448,6 +449,7 @@ static void parse_error(QmpClient *c, const char *what)
     free(desc);
     json_tokener_reset(c->tok);
     c->value_bytes = 0;
+    c->in_value = false;
     c->esc_state = 0;
     c->in_string = false;
     c->utf8_need = 0;
@@ -536,6 +538,18 @@ static size_t skip_line(QmpClient *c, const char *buf, size_t len)
     return (size_t)(nl - buf) + 1;
 }
 
+/* The length of the JSON whitespace @buf starts with. */
+static size_t skip_ws(const char *buf, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\n' ||
+                       buf[i] == '\r')) {
+        i++;
+    }
+    return i;
+}
+
 void qmp_client_input(QmpClient *c, const char *buf, size_t len)
 {
     while (len && !c->dead) {
@@ -550,6 +564,18 @@ void qmp_client_input(QmpClient *c, const char *buf, size_t len)
             buf += used;
             len -= used;
             continue;
+        }
+        if (!c->in_value) {
+            /* Blank lines between commands are no part of a value: they
+             * must not count towards its limit (a keep-alive newline
+             * now and then would end in 'input exceeds 1 MiB'). */
+            used = skip_ws(buf, len);
+            buf += used;
+            len -= used;
+            if (!len) {
+                break;
+            }
+            c->in_value = true;
         }
         obj = json_tokener_parse_ex(c->tok, buf,
                                     (int)(len > INT32_MAX ? INT32_MAX : len));
@@ -587,6 +613,7 @@ void qmp_client_input(QmpClient *c, const char *buf, size_t len)
         buf += used;
         len -= used;
         c->value_bytes = 0;
+        c->in_value = false;
         c->esc_state = 0;
         c->in_string = false;
         c->utf8_need = 0;

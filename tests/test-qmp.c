@@ -1477,6 +1477,37 @@ CASE(partial_lines)
     daemon_quit(&d);
 }
 
+/* Blank lines between commands are not input of a value: more than the
+ * 1 MiB limit of them, then a command in two parts, is one command. */
+CASE(blank_lines)
+{
+    const size_t size = 1100 * 1024, chunk = 64 * 1024;
+    char *nl = keep_str(malloc(chunk));
+    Daemon d;
+    Qc *a, *b;
+    json_object *r;
+
+    memset(nl, '\n', chunk);
+    start_io0(&d);
+    a = qc_open(d.sock);
+    b = qc_open(d.sock);
+    for (size_t sent = 0; sent < size; sent += chunk) {
+        qc_send(a, nl, chunk);
+    }
+    OK(a, "{'execute': 'query-version', 'id': 'between'}");
+    qc_send(a, nl, chunk);
+    qc_printf(a, "  {\"execute\": \"query-version\",");
+    OK(b, "{'execute': 'query-iothreads', 'id': 'other'}"); /* a read apart */
+    qc_printf(a, "\"id\": \"split\"}\n");
+    r = qc_reply(a);
+    T_ASSERT(jhas(r, "return"));
+    T_ASSERT_STR(jstr(r, "id"), "split");
+    OK(a, "{'execute': 'query-version', 'id': 'after'}");
+    qc_close(a);
+    qc_close(b);
+    daemon_quit(&d);
+}
+
 CASE(long_line)
 {
     const size_t size = 2 * 1024 * 1024, chunk = 128 * 1024;
@@ -3017,6 +3048,7 @@ int main(int argc, char **argv)
     t_add("/qmp/framing/envelope-errors", envelope_errors);
     t_add("/qmp/framing/partial-lines", partial_lines);
     t_add("/qmp/framing/long-line", long_line);
+    t_add("/qmp/framing/blank-lines", blank_lines);
 
     t_add("/qmp/cmd/query-version-and-commands", query_version_and_commands);
     t_add("/qmp/cmd/query-iothreads", query_iothreads);
