@@ -364,8 +364,26 @@ daemon_error "add: pool bounds" "bad thread-pool-min/thread-pool-max values" \
   add io9 thread-pool-min=5 thread-pool-max=2
 daemon_error "add: bad CPU list" \
   "cpu-affinity: 'x' is not a CPU list such as '0-3,6'" add io9 cpu-affinity=x
+t "add: id as a property" 1 "" \
+  "=iothreadctl: add: 'id' is not a property to set (the ID comes first)" \
+  add io8 id=zz
+t "add: qom-type as a property" 1 "" \
+  "=iothreadctl: add: 'qom-type' is not a property to set (the ID comes first)" \
+  add io8 qom-type=x
 ctl list
 check "failed adds left nothing" [ "$out" = "$before" ]
+
+# IDs of any length name their own IOThread (a path buffer once cut them).
+long=$(printf 'a%.0s' $(seq 502))
+t "add: a 502-character ID" 0 "" "" add "$long"
+t "add: the same and one more" 0 "" "" add "${long}x"
+t "set: the longer one" 0 "" "" set "${long}x" poll-max-ns 7
+t "get: the longer one" 0 "=7" "" get "${long}x" poll-max-ns
+t "get: the shorter one is untouched" 0 "=32768" "" get "$long" poll-max-ns
+t "del: both" 0 "" "" del "$long"
+t "del: the longer" 0 "" "" del "${long}x"
+ctl list
+check "long IDs gone again" [ "$out" = "$before" ]
 daemon_error "get: unknown property" "Property 'iothread.nope' not found" \
   get io0 nope
 daemon_error "get: unknown IOThread" "Device '/objects/nope' not found" \
@@ -386,9 +404,29 @@ daemon_error "stats: unknown IOThread" 'iothread "nope" not found' stats nope
 
 # ---- the daemon goes away ----
 
+# A watching client whose daemon goes: an error and exit 1, never a death
+# by SIGPIPE (exit 141, no message) at its next request.
+: >"$dir/watch"
+timeout -k 5 "$LIMIT" "$IOTHREADCTL" --socket "$sock" stats --watch 0.1 \
+  >"$dir/watch" 2>"$dir/watch.err" &
+wpid=$!
+i=0
+while ! grep -q "iothreadd statistics" "$dir/watch" 2>/dev/null &&
+  kill -0 "$wpid" 2>/dev/null && [ $i -lt $((LIMIT * 20)) ]; do
+  sleep 0.05
+  i=$((i + 1))
+done
 kill -TERM "$dpid"
 wait "$dpid"
 drc=$?
+wait "$wpid"
+rc=$?
+err=$(cat "$dir/watch.err")
+if [ "$rc" -eq 1 ] && [ "$err" = "iothreadctl: the daemon closed the connection" ]; then
+  pass "stats --watch: the daemon goes, a message and exit 1"
+else
+  fail "stats --watch when the daemon goes" "exit $rc" "stderr: $err"
+fi
 dpid=
 exec 3<&-
 if [ "$drc" -eq 0 ] && [ ! -e "$sock" ] && [ ! -e "$dir/d.pid" ] &&
@@ -402,6 +440,9 @@ t "no daemon: a clear error, exit 1" 1 "" \
   "^iothreadctl: cannot connect to $sock: .*\(is iothreadd running\?\)$" list
 t "no daemon, any command" 1 "" "^iothreadctl: cannot connect to " \
   get io0 poll-max-ns
+t "no daemon, a usage error is still one" 1 "" \
+  "=iothreadctl: get: wrong number of arguments (see iothreadctl --help)" \
+  get io0
 : >"$dir/plain-file"
 timeout -k 5 "$LIMIT" "$IOTHREADCTL" --socket "$dir/plain-file" list \
   >"$dir/out" 2>"$dir/err"

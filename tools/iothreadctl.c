@@ -109,24 +109,33 @@ static json_object *conn_read(Conn *c)
     }
 }
 
-static void conn_send(Conn *c, json_object *req)
+/* All of @p, or exit 1 (SIGPIPE is ignored: a daemon that went away is
+ * an error message, not a silent death by signal). */
+static void conn_write(Conn *c, const char *p, size_t len)
 {
-    const char *s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
-    size_t len = strlen(s), off = 0;
-
-    while (off < len) {
-        ssize_t n = write(c->fd, s + off, len - off);
+    while (len) {
+        ssize_t n = write(c->fd, p, len);
         if (n < 0 && errno == EINTR) {
             continue;
+        }
+        if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+            die("the daemon closed the connection");
         }
         if (n < 0) {
             die("write: %s", strerror(errno));
         }
-        off += (size_t)n;
+        p += n;
+        len -= (size_t)n;
     }
-    if (write(c->fd, "\n", 1) != 1) {
-        die("write: %s", strerror(errno));
-    }
+}
+
+static void conn_send(Conn *c, json_object *req)
+{
+    const char *s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
+    size_t len = strlen(s);
+
+    conn_write(c, s, len);
+    conn_write(c, "\n", 1);
 }
 
 /* Runs one command; returns its "return" value (a new reference).  An
@@ -252,10 +261,14 @@ static json_object *prop_value(const char *name, const char *value)
 static json_object *path_args(const char *id, const char *prop)
 {
     json_object *args = json_object_new_object();
-    char path[512];
+    char *path;
 
-    snprintf(path, sizeof(path), "/objects/%s", id);
+    /* Any length: a path cut short would name another IOThread. */
+    if (asprintf(&path, "/objects/%s", id) < 0) {
+        die("out of memory");
+    }
     json_object_object_add(args, "path", json_object_new_string(path));
+    free(path);
     json_object_object_add(args, "property", json_object_new_string(prop));
     return args;
 }
@@ -273,6 +286,10 @@ static void cmd_add(Conn *c, int argc, char **argv)
             die("add: expected PROP=VALUE, got '%s'", argv[i]);
         }
         *eq = '\0';
+        if (!strcmp(argv[i], "id") || !strcmp(argv[i], "qom-type")) {
+            die("add: '%s' is not a property to set (the ID comes first)",
+                argv[i]);
+        }
         json_object_object_add(args, argv[i], prop_value(argv[i], eq + 1));
     }
     json_object_put(conn_call(c, "object-add", args));
@@ -423,10 +440,37 @@ static const char *default_socket(void)
     return path;
 }
 
-static void need_args(int argc, int n, const char *cmd)
+/* Checks the number of arguments of @cmd (add and stats check theirs). */
+static void need_args(int argc, const char *cmd)
 {
-    if (argc != n) {
-        die("%s: wrong number of arguments (see iothreadctl --help)", cmd);
+    static const struct {
+        const char *cmd;
+        int n;
+    } fixed[] = { { "list", 0 }, { "del", 1 }, { "get", 2 }, { "set", 3 } };
+
+    for (size_t k = 0; k < sizeof(fixed) / sizeof(fixed[0]); k++) {
+        if (!strcmp(cmd, fixed[k].cmd) && argc != fixed[k].n) {
+            die("%s: wrong number of arguments (see iothreadctl --help)", cmd);
+        }
+    }
+}
+
+/* stats [ID] [--watch SECONDS] */
+static void parse_stats_args(int argc, char **argv, const char **id,
+                             double *watch)
+{
+    for (int k = 0; k < argc; k++) {
+        if (!strcmp(argv[k], "--watch") && k + 1 < argc) {
+            char *end;
+            *watch = strtod(argv[++k], &end);
+            if (*end || *watch <= 0) {
+                die("stats: --watch needs a positive number of seconds");
+            }
+        } else if (!*id && argv[k][0] != '-') {
+            *id = argv[k];
+        } else {
+            die("stats: unexpected '%s'", argv[k]);
+        }
     }
 }
 
@@ -434,8 +478,11 @@ int main(int argc, char **argv)
 {
     const char *socket_path = default_socket(), *cmd;
     Conn c = { .fd = -1 };
+    const char *stats_id = NULL;
+    double watch = 0;
     int i = 1;
 
+    signal(SIGPIPE, SIG_IGN); /* see conn_write() */
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "--socket") && i + 1 < argc) {
             socket_path = argv[++i];
@@ -459,41 +506,28 @@ int main(int argc, char **argv)
         strcmp(cmd, "get") && strcmp(cmd, "set") && strcmp(cmd, "stats")) {
         die("unknown command '%s' (see iothreadctl --help)", cmd);
     }
+    /* The arguments first: a usage error is one whether or not a daemon
+     * runs. */
+    if (!strcmp(cmd, "add") && argc < 1) {
+        die("add: an ID is needed");
+    }
+    need_args(argc, cmd);
+    if (!strcmp(cmd, "stats")) {
+        parse_stats_args(argc, argv, &stats_id, &watch);
+    }
     conn_open(&c, socket_path);
     if (!strcmp(cmd, "list")) {
-        need_args(argc, 0, cmd);
         cmd_list(&c);
     } else if (!strcmp(cmd, "add")) {
-        if (argc < 1) {
-            die("add: an ID is needed");
-        }
         cmd_add(&c, argc, argv);
     } else if (!strcmp(cmd, "del")) {
-        need_args(argc, 1, cmd);
         cmd_del(&c, argv[0]);
     } else if (!strcmp(cmd, "get")) {
-        need_args(argc, 2, cmd);
         cmd_get(&c, argv[0], argv[1]);
     } else if (!strcmp(cmd, "set")) {
-        need_args(argc, 3, cmd);
         cmd_set(&c, argv[0], argv[1], argv[2]);
     } else {
-        const char *id = NULL;
-        double watch = 0;
-        for (int k = 0; k < argc; k++) {
-            if (!strcmp(argv[k], "--watch") && k + 1 < argc) {
-                char *end;
-                watch = strtod(argv[++k], &end);
-                if (*end || watch <= 0) {
-                    die("stats: --watch needs a positive number of seconds");
-                }
-            } else if (!id && argv[k][0] != '-') {
-                id = argv[k];
-            } else {
-                die("stats: unexpected '%s'", argv[k]);
-            }
-        }
-        cmd_stats(&c, id, watch);
+        cmd_stats(&c, stats_id, watch);
     }
     json_tokener_free(c.tok);
     close(c.fd);
