@@ -1370,6 +1370,9 @@ static void test_spawn_failure_stops(void)
     iot_ctx_poll(ctx, false); /* the spawn BH */
     T_ASSERT_EQ(atomic_load(&create_calls), 3);
     T_ASSERT_EQ(pool_stats(ctx).threads, 2);
+    /* The two run work; with one of them idle, a submit starts no one
+     * (a submit that finds none idle may try again: that is allowed). */
+    POLL_UNTIL_TICK(ctx, pool_stats(ctx).idle == 2, TICK_NS);
     job_init(&j, &r, 1);
     job_submit(&j);
     POLL_UNTIL(ctx, atomic_load(&j.done) == 1);
