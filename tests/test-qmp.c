@@ -2403,7 +2403,7 @@ CASE(out_of_fds)
 {
     enum { LIMIT = 48, EXTRA = 4 };
     struct rlimit old, low;
-    Qc *c[LIMIT + EXTRA];
+    Qc *c[LIMIT + EXTRA], *first;
     int n = 0, spare;
     long t0;
     int64_t w0;
@@ -2415,6 +2415,10 @@ CASE(out_of_fds)
     T_ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
     start_io0(&d);
     T_ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+    /* A round trip first: the loop has then made what it makes in its
+     * first iterations (its io_uring ring), so the count below holds. */
+    first = qc_open(d.sock);
+    OK(first, "{'execute': 'query-iothreads'}");
     spare = LIMIT - proc_fds_below(d.pid, LIMIT);
     T_ASSERT(spare > 0 && spare < LIMIT);
     /* every fd the daemon has left, and a few connections more */
@@ -2434,12 +2438,12 @@ CASE(out_of_fds)
     }
     T_ASSERT(proc_cpu_ticks(d.pid) - t0 < sysconf(_SC_CLK_TCK) / 10);
     /* A client goes: the first waiting connection is taken. */
-    qc_close(c[0]);
+    qc_close(first);
     c[spare]->greeting = qc_msg(c[spare]);
     check_greeting(__LINE__, c[spare]->greeting);
     T_JSON(OK(c[spare], "{'execute': 'qmp_capabilities'}"), "{}");
     OK(c[spare], "{'execute': 'query-iothreads', 'id': 'served'}");
-    for (int i = 1; i < n; i++) {
+    for (int i = 0; i < n; i++) {
         qc_close(c[i]);
     }
     daemon_quit(&d);
