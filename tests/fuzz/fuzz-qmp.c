@@ -22,6 +22,13 @@
  *   - with FUZZ_QMP_CHECK_UTF8=1 in the environment, each line is valid
  *     UTF-8 too (off by default: see tests/fuzz/crashes/README.md).
  * After each input no IOThread is left.
+ *
+ * Then the same input again, whole, on a fresh client: the replies must
+ * be the same, however the input was cut (a value split between reads
+ * is still that value).  Compared per reply: return or error, the id,
+ * and an error's class and text (a return's value may differ: thread ids,
+ * statistics).  Not for inputs over 1 MiB, where the point at which the
+ * limit is seen depends on the reads by design.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -72,6 +79,51 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 /* ---- output checks ---- */
 
+/* What the replies of one run were, for the comparison (see the top). */
+typedef struct Sigs {
+    char **v;
+    size_t n, cap;
+} Sigs;
+
+static void sigs_add(Sigs *s, json_object *o)
+{
+    json_object *err, *id = NULL, *cls = NULL, *desc = NULL;
+    const char *ids;
+    char *sig;
+    int r;
+
+    json_object_object_get_ex(o, "id", &id);
+    ids = id ? json_object_to_json_string_ext(id, JSON_C_TO_STRING_PLAIN) : "-";
+    if (json_object_object_get_ex(o, "error", &err)) {
+        json_object_object_get_ex(err, "class", &cls);
+        json_object_object_get_ex(err, "desc", &desc);
+        r = asprintf(&sig, "error %s %s: %s", ids, json_object_get_string(cls),
+                     json_object_get_string(desc));
+    } else {
+        r = asprintf(&sig, "return %s", ids);
+    }
+    if (r < 0) {
+        FAIL("out of memory");
+    }
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 16;
+        s->v = realloc(s->v, s->cap * sizeof(*s->v));
+        if (!s->v) {
+            FAIL("out of memory");
+        }
+    }
+    s->v[s->n++] = sig;
+}
+
+static void sigs_free(Sigs *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->v[i]);
+    }
+    free(s->v);
+    *s = (Sigs){ 0 };
+}
+
 static bool utf8_valid(const unsigned char *s, size_t n)
 {
     size_t i = 0;
@@ -119,8 +171,8 @@ static bool has_string(json_object *o, const char *key)
            json_object_is_type(v, json_type_string);
 }
 
-/* One reply line, without its "\r\n". */
-static void check_line(const char *line, size_t n, bool first)
+/* One reply line, without its "\r\n"; its signature goes to @sigs. */
+static void check_line(const char *line, size_t n, bool first, Sigs *sigs)
 {
     struct json_tokener *tok = json_tokener_new();
     json_object *o, *v;
@@ -169,12 +221,16 @@ static void check_line(const char *line, size_t n, bool first)
     } else if (!json_object_object_get_ex(o, "return", &v)) {
         FAIL("reply has neither 'return' nor 'error': %.*s", (int)n, line);
     }
+    if (sigs) {
+        sigs_add(sigs, o);
+    }
     json_object_put(o);
     json_tokener_free(tok);
 }
 
-/* Drains and checks the client's output; *first: the greeting is next. */
-static void drain(QmpClient *c, bool *first)
+/* Drains and checks the client's output; *first: the greeting is next.
+ * Each reply's signature goes to @sigs. */
+static void drain(QmpClient *c, bool *first, Sigs *sigs)
 {
     size_t len = 0, off = 0;
     char *out = qmp_client_take_output(c, &len);
@@ -191,7 +247,7 @@ static void drain(QmpClient *c, bool *first)
             }
             break;
         }
-        check_line(p, (size_t)(end - p), *first);
+        check_line(p, (size_t)(end - p), *first, *first ? NULL : sigs);
         *first = false;
         off = (size_t)(end - out) + 2;
     }
@@ -247,7 +303,9 @@ static void destroy_iothreads(void)
 
 /* ---- the target ---- */
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* Feeds @data to a new client, cut as its first byte says (@whole: in
+ * one read), checks the output, and cleans up. */
+static void run_input(const uint8_t *data, size_t size, bool whole, Sigs *sigs)
 {
     QmpClient *c = qmp_client_new(srv, -1);
     const char *buf = (const char *)data;
@@ -256,29 +314,51 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!c) {
         FAIL("qmp_client_new failed");
     }
-    drain(c, &first); /* the greeting */
+    drain(c, &first, sigs); /* the greeting */
     if (first) {
         FAIL("no greeting");
     }
-    if (size) {
+    if (size && whole) {
+        qmp_client_input(c, buf, size);
+    } else if (size) {
         unsigned b = data[0];
         if (b < 0x80) {
             size_t cut = (size_t)b * size / 128;
             qmp_client_input(c, buf, cut);
-            drain(c, &first);
+            drain(c, &first, sigs);
             qmp_client_input(c, buf + cut, size - cut);
         } else {
             size_t step = (b & 0x7f) + 1;
             for (size_t off = 0; off < size; off += step) {
                 size_t n = size - off < step ? size - off : step;
                 qmp_client_input(c, buf + off, n);
-                drain(c, &first);
+                drain(c, &first, sigs);
             }
         }
-        drain(c, &first);
     }
+    drain(c, &first, sigs);
     iot_ctx_poll(ctx, false);
     qmp_client_free(c);
     destroy_iothreads();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    Sigs cut = { 0 }, whole = { 0 };
+
+    run_input(data, size, false, &cut);
+    if (size <= 1024 * 1024) {
+        run_input(data, size, true, &whole);
+        for (size_t i = 0; i < cut.n || i < whole.n; i++) {
+            const char *a = i < cut.n ? cut.v[i] : "(none)";
+            const char *b = i < whole.n ? whole.v[i] : "(none)";
+            if (strcmp(a, b)) {
+                FAIL("reply %zu differs: cut into reads \"%s\", whole \"%s\"",
+                     i + 1, a, b);
+            }
+        }
+    }
+    sigs_free(&cut);
+    sigs_free(&whole);
     return 0;
 }
