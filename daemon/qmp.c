@@ -552,7 +552,10 @@ static size_t skip_ws(const char *buf, size_t len)
 
 void qmp_client_input(QmpClient *c, const char *buf, size_t len)
 {
-    while (len && !c->dead) {
+    /* After "quit", nothing more runs: the daemon is going, and a command
+     * sent behind it in the same read must not act (an object-add would
+     * report an IOThread that shutdown then destroys). */
+    while (len && !c->dead && !c->srv->quit) {
         json_object *obj;
         enum json_tokener_error jerr;
         size_t used;

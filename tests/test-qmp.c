@@ -2466,7 +2466,13 @@ CASE(quit_command)
     ERR(a, "Parameter 'foo' is unexpected",
         "{'execute': 'quit', 'arguments': {'foo': 1}}");
     OK(a, "{'execute': 'query-version', 'id': 'still-here'}");
-    T_JSON(OK(a, "{'execute': 'quit', 'id': 'q'}"), "{}");
+    /* a command behind quit in the same read is not run */
+    qc_printf(a, "{\"execute\": \"quit\", \"id\": \"q\"}\n"
+                 "{\"execute\": \"object-add\", \"arguments\": "
+                 "{\"qom-type\": \"iothread\", \"id\": \"late\"}, "
+                 "\"id\": \"after-quit\"}\n");
+    ev = qc_reply(a);
+    T_JSON(ev, "{'return': {}, 'id': 'q'}");
     ev = qc_event(a, "SHUTDOWN");
     T_JSON(jm(ev, "data"), "{'guest': false, 'reason': 'host-qmp-quit'}");
     qc_expect_eof(a);

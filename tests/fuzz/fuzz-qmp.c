@@ -5,10 +5,10 @@
  *
  * Per input: a new client (greeting), the input fed in chunks chosen by
  * its first byte, replies drained and checked, one non-blocking iteration
- * of the main context, the client freed, and every IOThread the input
- * created (object-add) destroyed, so that inputs do not see each other and
- * nothing leaks.  "quit" only sets the server's flag, which nothing here
- * watches.
+ * of the main context, the client and its server freed, and every
+ * IOThread the input created (object-add) destroyed, so that inputs do not
+ * see each other and nothing leaks.  "quit" sets the server's flag: the
+ * rest of that input is ignored, as by the daemon.
  *
  * How the first byte (still fed like the others) splits the input:
  *   0x00-0x7f  two reads, cut at (b * size) / 128;
@@ -68,10 +68,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     ctx = iot_ctx_main_init(&err);
     if (!ctx) {
         FAIL("iot_ctx_main_init: %s", iot_error_message(err));
-    }
-    srv = qmp_server_new(ctx);
-    if (!srv) {
-        FAIL("qmp_server_new failed");
     }
     check_utf8 = !e || !*e || strcmp(e, "0");
     return 0;
@@ -307,12 +303,14 @@ static void destroy_iothreads(void)
  * one read), checks the output, and cleans up. */
 static void run_input(const uint8_t *data, size_t size, bool whole, Sigs *sigs)
 {
-    QmpClient *c = qmp_client_new(srv, -1);
     const char *buf = (const char *)data;
     bool first = true;
+    QmpClient *c;
 
-    if (!c) {
-        FAIL("qmp_client_new failed");
+    /* A server per run: "quit" ends a server's input for good. */
+    srv = qmp_server_new(ctx);
+    if (!srv || !(c = qmp_client_new(srv, -1))) {
+        FAIL("qmp_server_new or qmp_client_new failed");
     }
     drain(c, &first, sigs); /* the greeting */
     if (first) {
@@ -339,6 +337,8 @@ static void run_input(const uint8_t *data, size_t size, bool whole, Sigs *sigs)
     drain(c, &first, sigs);
     iot_ctx_poll(ctx, false);
     qmp_client_free(c);
+    qmp_server_free(srv);
+    srv = NULL;
     destroy_iothreads();
 }
 
