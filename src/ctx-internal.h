@@ -301,7 +301,9 @@ void iot__poll_list_add(IotCtx *ctx, IotHandler *h);    /* home */
 void iot__poll_list_remove(IotCtx *ctx, IotHandler *h); /* home or FREEING */
 
 /* poll.c, for the GLib source */
-void iot__poll_mode_off(IotCtx *ctx);  /* home thread, not a walker */
+/* Home thread: GLib's dispatch, a non-blocking iteration that leaves
+ * poll mode (running what the last io_poll finds) and adjusts no window. */
+bool iot__ctx_poll_gsource(IotCtx *ctx);
 int64_t iot__ctx_timeout(IotCtx *ctx); /* home thread: BHs and timers */
 
 /* ctx.c */

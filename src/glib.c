@@ -10,7 +10,10 @@
  * fd's handler is gone and epoll is back (fdmon-epoll.c).  prepare sets
  * bit 0 of notify_me, so producers kick the notifier while GLib may sleep;
  * check clears it and accepts the notification; dispatch runs one
- * non-blocking iteration.  The bit is separate from the +2 counter of
+ * non-blocking iteration, which leaves poll mode if a blocking
+ * iot_ctx_poll() left it on (GLib never busy polls) and runs what the
+ * handlers' last io_poll finds; prepare does not let GLib sleep before
+ * that.  The bit is separate from the +2 counter of
  * iot_ctx_poll() because GLib may call prepare without check: the worst
  * case is then a few needless eventfd writes, never a lost one.
  */
@@ -47,7 +50,6 @@ static gboolean ctx_source_prepare(GSource *source, gint *timeout)
 
     /* seq_cst: the same Dekker pair as notify_me_raise() in poll.c. */
     atomic_store_explicit(&ctx->notify_me, me | 1, memory_order_seq_cst);
-    iot__poll_mode_off(ctx);
     if (atomic_load_explicit(&ctx->epoll_rebuild_pending,
                              memory_order_relaxed)) {
         iot__lockcnt_lock(&ctx->list_lock);
@@ -58,10 +60,13 @@ static gboolean ctx_source_prepare(GSource *source, gint *timeout)
         iot__fdmon(ctx)->prepare(ctx); /* io_uring: submit queued changes */
     }
     /* On poll, the fd GLib watches (an epoll fd kept after epoll failed
-     * to register an fd) does not cover the handlers: never sleep. */
+     * to register an fd) does not cover the handlers: never sleep.  Nor
+     * in poll mode (left by a blocking iot_ctx_poll): handlers may have
+     * work their fds do not show, which the dispatch's last io_poll
+     * finds as it leaves poll mode. */
     ns = iot__postq_relaxed_end(ctx) ||
                  atomic_load_explicit(&ctx->notified, memory_order_seq_cst) ||
-                 iot__fdmon(ctx) == &iot__fdmon_poll_ops
+                 iot__fdmon(ctx) == &iot__fdmon_poll_ops || ctx->poll_started
              ? 0
              : iot__ctx_timeout(ctx);
     *timeout = timeout_ms(ns);
@@ -80,7 +85,8 @@ static gboolean ctx_source_check(GSource *source)
      * producer between its eventfd write and its count, need_fd_wait()),
      * or the fd stays readable and GLib spins until the count comes. */
     ctx->gsource_saw_fd = g_source_query_unix_fd(source, cs->tag) & G_IO_IN;
-    return ctx->gsource_saw_fd || iot__ctx_timeout(ctx) == 0 ||
+    return ctx->gsource_saw_fd || ctx->poll_started ||
+           iot__ctx_timeout(ctx) == 0 ||
            atomic_load_explicit(&ctx->notified, memory_order_relaxed);
 }
 
@@ -89,7 +95,7 @@ static gboolean ctx_source_dispatch(GSource *source, GSourceFunc cb,
 {
     (void)cb;
     (void)data;
-    iot_ctx_poll(((CtxSource *)source)->ctx, false);
+    iot__ctx_poll_gsource(((CtxSource *)source)->ctx);
     return G_SOURCE_CONTINUE;
 }
 

@@ -509,26 +509,6 @@ static void notify_accept(IotCtx *ctx)
     }
 }
 
-/* ---- for the GLib source (glib.c) ---- */
-
-/* Home thread.  GLib never busy polls: leave poll mode if it is on.  What
- * the last io_poll finds is picked up through its fd by the next dispatch,
- * so the ready list is dropped. */
-void iot__poll_mode_off(IotCtx *ctx)
-{
-    IotReadyList ready = { NULL, NULL };
-
-    if (!ctx->poll_started) {
-        return;
-    }
-    iot__lockcnt_inc(&ctx->list_lock);
-    poll_set_started(ctx, &ready, false);
-    for (IotHandler *h; (h = iot__ready_pop(&ready));) {
-        h->poll_ready = false;
-    }
-    iot__lockcnt_dec(&ctx->list_lock);
-}
-
 /* ---- the iteration ---- */
 
 int64_t iot__ctx_timeout(IotCtx *ctx)
@@ -585,7 +565,11 @@ static void fd_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout)
     IOT_STAT_ADD(ctx, idle_ns, iot__stats_now_ns() - t0);
 }
 
-bool iot_ctx_poll(IotCtx *ctx, bool blocking)
+/* Home thread.  One iteration; @gsource: GLib's dispatch (non-blocking),
+ * which leaves poll mode (GLib never busy polls) into this iteration's
+ * ready list and adjusts no polling window (block_ns 0, as QEMU's
+ * aio_dispatch). */
+static bool ctx_iterate(IotCtx *ctx, bool blocking, bool gsource)
 {
     IotReadyList ready = { NULL, NULL };
     bool progress, may_block, polled, paced;
@@ -599,8 +583,14 @@ bool iot_ctx_poll(IotCtx *ctx, bool blocking)
         IOT_STAT_SET(ctx, epoch_ns, iot__stats_now_ns());
     }
     params_refresh(ctx);
-    if (ctx->param.max_ns) {
+    if (ctx->param.max_ns && !gsource) {
         start = iot__now_ns();
+    }
+    if (gsource) {
+        /* What the handlers' last io_poll finds runs here: it came while
+         * their notifications were off (io_poll_begin), so their fds
+         * may never say so. */
+        poll_set_started(ctx, &ready, false);
     }
 
     /* Paced (postq.h), the timeout does not look at the queues. */
@@ -633,7 +623,7 @@ bool iot_ctx_poll(IotCtx *ctx, bool blocking)
     }
     notify_accept(ctx);
 
-    if (ctx->param.max_ns) {
+    if (ctx->param.max_ns && !gsource) {
         /* Busy polling caught the event: it came within the round after
          * the last clock reading, which is then the end of the wait. */
         block_ns = iot__poll_block_ns(
@@ -653,4 +643,14 @@ bool iot_ctx_poll(IotCtx *ctx, bool blocking)
 
     progress |= iot__timers_run(ctx);
     return progress;
+}
+
+bool iot_ctx_poll(IotCtx *ctx, bool blocking)
+{
+    return ctx_iterate(ctx, blocking, false);
+}
+
+bool iot__ctx_poll_gsource(IotCtx *ctx)
+{
+    return ctx_iterate(ctx, false, true);
 }

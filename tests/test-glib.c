@@ -661,6 +661,114 @@ static void test_iothread_gmain_context(void)
     T_ASSERT_EQ(iot_thread_destroy(t, NULL), 0);
 }
 
+/* ---- leaving poll mode under GLib ---- */
+
+/* A device-like handler: while busy polling it turns its notifications
+ * off (io_poll_begin), so work that comes meanwhile is seen by io_poll
+ * only, never by its fd. */
+static IotEvent pm_ev;
+static atomic_bool pm_kicks = true;
+static atomic_int pm_work, pm_handled;
+
+static void pm_produce(void)
+{
+    atomic_store(&pm_work, 1);
+    if (atomic_load(&pm_kicks)) {
+        iot_event_set(&pm_ev);
+    }
+}
+
+static void pm_consume(void)
+{
+    if (atomic_exchange(&pm_work, 0)) {
+        atomic_fetch_add(&pm_handled, 1);
+    }
+}
+
+static void pm_read(IotEvent *e)
+{
+    iot_event_test_and_clear(e);
+    pm_consume();
+}
+
+static bool pm_poll(IotEvent *e)
+{
+    (void)e;
+    return atomic_load(&pm_work) != 0;
+}
+
+static void pm_ready(IotEvent *e)
+{
+    (void)e;
+    pm_consume();
+}
+
+static void pm_begin(IotEvent *e)
+{
+    (void)e;
+    atomic_store(&pm_kicks, false);
+}
+
+static void pm_end(IotEvent *e)
+{
+    (void)e;
+    atomic_store(&pm_kicks, true);
+}
+
+/* The context busy polls under iot_ctx_poll(), then GLib drives it: work
+ * that came while notifications were off is found by the last io_poll as
+ * poll mode ends, and runs.  (It used to be dropped: GLib's prepare left
+ * poll mode and threw that io_poll's finding away, expecting the fd to
+ * say so; the fd never did.)  And GLib's dispatches adjust no polling
+ * window: QEMU dispatches ready handlers there with block_ns 0. */
+static void test_poll_mode_left_under_glib(void)
+{
+    IotHandler *h;
+    int64_t window;
+
+    setup();
+    iot_ctx_set_poll_params(ctx, 50 * IOT_NS_PER_MS, 0, 0);
+    iot_event_init(&pm_ev, false);
+    iot_ctx_set_event(ctx, &pm_ev, pm_read, pm_poll, pm_ready);
+    iot_ctx_set_event_poll(ctx, &pm_ev, pm_begin, pm_end);
+    /* The handler joins polling once it has been ready; then a blocking
+     * iteration busy polls, calls io_poll_begin and finds the work. */
+    for (int i = 0; i < 3; i++) {
+        pm_produce();
+        iot_ctx_poll(ctx, true);
+    }
+    T_ASSERT_EQ(atomic_load(&pm_handled), 3);
+    T_ASSERT_FALSE(atomic_load(&pm_kicks)); /* poll mode is on */
+    pm_produce(); /* no kick: only io_poll can see it */
+    drain();
+    T_ASSERT_EQ(atomic_load(&pm_handled), 4);
+    T_ASSERT_TRUE(atomic_load(&pm_kicks)); /* poll mode is off */
+    T_ASSERT_EQ(atomic_load(&pm_work), 0);
+
+    h = ctx->poll_head;
+    while (h && h->is_notifier) {
+        h = h->poll_next;
+    }
+    T_ASSERT(h != NULL);
+    /* New parameters start every window at 0, where any adjustment
+     * would grow it. */
+    iot_ctx_set_poll_params(ctx, 40 * IOT_NS_PER_MS, 0, 0);
+    drain();
+    window = h->poll_ns;
+    T_ASSERT_EQ(window, 0);
+    for (int i = 0; i < 5; i++) {
+        pm_produce(); /* through the fd now */
+        while (atomic_load(&pm_handled) < 5 + i) {
+            iterate(TRUE);
+        }
+    }
+    T_ASSERT_EQ(h->poll_ns, window);
+
+    iot_ctx_set_event(ctx, &pm_ev, NULL, NULL, NULL);
+    teardown();
+    iot_event_cleanup(&pm_ev);
+}
+
 int main(int argc, char **argv)
 {
     t_add("/aio-gsource/flush", test_flush);
@@ -679,6 +787,8 @@ int main(int argc, char **argv)
     t_add("/aio-gsource/epoll/rebuild-retried", test_epoll_rebuild_retried);
     t_add("/aio-gsource/epoll/uncounted-kick", test_epoll_uncounted_kick);
     t_add("/aio-gsource/timer/schedule", test_timer);
+    t_add("/aio-gsource/poll-mode/left-under-glib",
+          test_poll_mode_left_under_glib);
     t_add("/glib/iothread-gmain-context", test_iothread_gmain_context);
     return t_run(argc, argv);
 }
