@@ -203,7 +203,10 @@ struct IotCtx {
     bool iou_failed;     /* [home] AUTO: the ring could not be set up */
     bool gsource_pinned; /* [list] a GLib source watches the backend's fd */
     int epollfd;         /* [list] or -1 */
-    struct pollfd *pfds; /* [home] poll backend arrays */
+    /* [list] an EPOLL_CTL_DEL failed (the fd was closed before its
+     * handler was removed): the instance may still report that handler */
+    bool epoll_stale;
+    struct pollfd *pfds;       /* [home] poll backend arrays */
     IotHandler **pfd_handlers; /* [home] */
     size_t pfd_cap;            /* [home] */
 

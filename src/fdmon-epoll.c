@@ -50,9 +50,15 @@ static void epoll_update(IotCtx *ctx, IotHandler *old, IotHandler *new_)
     if (old_in && new_in) {
         ret = epoll_register(ctx, EPOLL_CTL_MOD, new_);
     } else if (old_in) {
-        /* The fd may be closed already (EBADF) or reused: nothing to do. */
         struct epoll_event ev = { 0 };
-        epoll_ctl(ctx->epollfd, EPOLL_CTL_DEL, old->fd, &ev);
+        /* A DEL fails when the fd was closed first (EBADF) or its number
+         * reused (ENOENT).  If the file is still open elsewhere (a dup, a
+         * child), epoll keeps the registration, and its events would hand
+         * us @old after it is freed: a new instance replaces this one once
+         * @old is retired (iot__fdmon_epoll_retry()). */
+        if (epoll_ctl(ctx->epollfd, EPOLL_CTL_DEL, old->fd, &ev) < 0) {
+            ctx->epoll_stale = true;
+        }
     } else if (new_in) {
         ret = epoll_register(ctx, EPOLL_CTL_ADD, new_);
     }
@@ -200,7 +206,8 @@ int iot__fdmon_epoll_enable(IotCtx *ctx)
 }
 
 /* Mutex held; a GLib source watches ctx->epollfd and the context fell
- * back to poll.  Registers every live handler with a new epoll instance
+ * back to poll, or the instance may hold a stale registration
+ * (epoll_stale).  Registers every live handler with a new epoll instance
  * and puts it behind the fd number GLib watches (dup3 replaces the file
  * at once; a GLib poll already waiting on the old one is woken by the
  * notify that follows every handler change).  If epoll refuses a handler
@@ -265,6 +272,15 @@ void iot__fdmon_epoll_refused_gone(IotCtx *ctx)
 
 void iot__fdmon_epoll_retry(IotCtx *ctx)
 {
+    if (ctx->epoll_stale) {
+        /* A waiting home thread keeps the old instance until its wait
+         * returns; it is a walker, so what that wait reports is still
+         * allocated, and deleted handlers are not dispatched. */
+        ctx->epoll_stale = false;
+        if (iot__fdmon(ctx) == &iot__fdmon_epoll_ops && !epoll_rebuild(ctx)) {
+            iot__fdmon_epoll_disable(ctx);
+        }
+    }
     if (atomic_load_explicit(&ctx->epoll_rebuild_pending,
                              memory_order_relaxed)) {
         epoll_try_back(ctx);

@@ -67,8 +67,9 @@ void iot__fdmon_epoll_disable(IotCtx *ctx);
  * with the last of them the context goes back to epoll, behind the same
  * fd number. */
 void iot__fdmon_epoll_refused_gone(IotCtx *ctx);
-/* List mutex held.  Tries again a rebuild that failed (see above); cheap
- * when none is pending. */
+/* List mutex held, after a handler change.  Replaces an epoll instance
+ * that may report a removed handler (a DEL that failed), and tries again
+ * a rebuild that failed (see above); cheap when neither is due. */
 void iot__fdmon_epoll_retry(IotCtx *ctx);
 
 bool iot__fdmon_poll_disabled(IotCtx *ctx);

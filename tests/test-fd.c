@@ -1545,6 +1545,39 @@ static void test_fd_hup(void)
 }
 BACKEND_CASE(test_fd_hup)
 
+/* An fd closed before its handler is removed, while its file stays open
+ * through another fd (a dup, a child's copy): the removed handler never
+ * runs again.  epoll keeps a registration whose DEL fails after the close,
+ * and its events used to bring back the freed handler. */
+static void test_fd_closed_before_removed(void)
+{
+    Pipe p = pipe_new();
+    int n = 0, keep = dup(p.rfd);
+    char c = 'x';
+
+    T_ASSERT(keep >= 0);
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, NULL, NULL, &n),
+                0);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    close(p.rfd);
+    T_ASSERT_EQ(iot_fd_set(ctx, p.rfd, NULL, NULL), 0);
+    p.rfd = -1;
+    T_ASSERT_EQ(write(p.wfd, &c, 1), 1);
+    for (int i = 0; i < 3; i++) {
+        iot_ctx_poll(ctx, false);
+    }
+    T_ASSERT_EQ(n, 0);
+    /* And the context still watches fds. */
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, keep, count_cb, NULL, NULL, NULL, &n),
+                0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(n, 1);
+    T_ASSERT_EQ(iot_fd_set(ctx, keep, NULL, NULL), 0);
+    close(keep);
+    pipe_close(&p);
+}
+BACKEND_CASE(test_fd_closed_before_removed)
+
 /* ---- fd/many-changes-in-callback ---- */
 
 #define NVICTIMS   5
@@ -1708,6 +1741,7 @@ int main(int argc, char **argv)
     ADD_BOTH("/aio/fd/nonblocking-checks-fds", test_fd_nonblocking_checks_fds);
     ADD_BOTH("/aio/fd/many", test_fd_many);
     ADD_BOTH("/aio/fd/hup", test_fd_hup);
+    ADD_BOTH("/aio/fd/closed-before-removed", test_fd_closed_before_removed);
     ADD_BOTH("/aio/fd/many-changes-in-callback",
              test_fd_many_changes_in_callback);
     ADD_BOTH("/aio/fd/many-ready-at-once", test_fd_many_ready);
