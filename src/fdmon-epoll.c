@@ -90,7 +90,11 @@ static int epoll_wait_ns(IotCtx *ctx, struct epoll_event *evs, int64_t ns)
                                .tv_nsec = ns % IOT_NS_PER_S };
         long ret = syscall(SYS_epoll_pwait2, ctx->epollfd, evs,
                            EPOLL_MAX_EVENTS, &ts, NULL, 0);
-        if (ret >= 0 || errno != ENOSYS) {
+        /* Not there: ENOSYS; or refused by a seccomp filter that does not
+         * know it, which commonly answers EPERM (container runtimes).
+         * Either way every later call would fail too, and a loop that
+         * cannot wait on its fds would spin. */
+        if (ret >= 0 || (errno != ENOSYS && errno != EPERM)) {
             return (int)ret;
         }
         atomic_store_explicit(&no_pwait2, true, memory_order_relaxed);
