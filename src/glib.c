@@ -85,8 +85,11 @@ static gboolean ctx_source_check(GSource *source)
      * producer between its eventfd write and its count, need_fd_wait()),
      * or the fd stays readable and GLib spins until the count comes. */
     ctx->gsource_saw_fd = g_source_query_unix_fd(source, cs->tag) & G_IO_IN;
+    /* Any scheduled BH, an idle one too (prepare let GLib wait its
+     * period): as QEMU's check.  An idle BH left in a queue (a take stops
+     * at IOT_POSTQ_TAKE) would otherwise never run. */
     return ctx->gsource_saw_fd || ctx->poll_started ||
-           iot__ctx_timeout(ctx) == 0 ||
+           iot__bh_timeout(ctx) >= 0 || iot__timers_deadline(ctx) == 0 ||
            atomic_load_explicit(&ctx->notified, memory_order_relaxed);
 }
 
