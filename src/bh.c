@@ -181,6 +181,11 @@ int iot_bh_schedule_oneshot_full(IotCtx *ctx, IotBhFunc *cb, void *opaque,
                                  const char *name)
 {
     (void)name; /* names serve leak reports; a one-shot cannot leak */
+    /* A NULL callback is how a queue slot carries an IotBh: taken as one,
+     * @opaque would be written to and freed. */
+    if (__builtin_expect(!cb, 0)) {
+        return -EINVAL;
+    }
     return iot__postq_push(ctx, cb, opaque);
 }
 

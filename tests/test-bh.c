@@ -12,6 +12,7 @@
  * which skips the leak check that would otherwise run at exit, and some
  * cases (one-shots, BHs deleted while pending) are only about freeing.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -684,6 +685,20 @@ static void test_oneshot(void)
     join_thread(tid);
     T_ASSERT_EQ(atomic_load(&o.n), 2);
     T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+
+    /* No callback: refused, and nothing is queued (a NULL callback is
+     * how a slot carries an IotBh: @opaque would be taken for one). */
+    {
+        char not_a_bh[64];
+
+        memset(not_a_bh, 0x5a, sizeof(not_a_bh));
+        T_ASSERT_EQ(iot_bh_schedule_oneshot_full(ctx, NULL, not_a_bh, "x"),
+                    -EINVAL);
+        T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+        for (size_t i = 0; i < sizeof(not_a_bh); i++) {
+            T_ASSERT_EQ(not_a_bh[i], 0x5a);
+        }
+    }
 
     ctx_teardown(ctx);
 }

@@ -54,7 +54,7 @@ IOT_API void iot_bh_cancel(IotBh *bh);
 IOT_API void iot_bh_delete(IotBh *bh);
 
 /* Any thread.  Run @cb(@opaque) once in the next iteration; the BH frees
- * itself.  Returns 0 or -ENOMEM. */
+ * itself.  Returns 0, -ENOMEM, or -EINVAL if @cb is NULL. */
 IOT_API int iot_bh_schedule_oneshot_full(IotCtx *ctx, IotBhFunc *cb,
                                          void *opaque, const char *name);
 #define iot_bh_schedule_oneshot(ctx, cb, opaque)                               \
