@@ -542,7 +542,11 @@ static bool need_fd_wait(IotCtx *ctx, int64_t timeout, bool poll_hit)
             ctx->kicks_drained) {
         return false;
     }
+    /* A handler retired but not yet freed (inside a nested iteration, it
+     * waits for the outermost one) is still on the poll list: the count
+     * would hide a new handler that never polled. */
     return !poll_hit ||
+           atomic_load_explicit(&ctx->deleted_pending, memory_order_relaxed) ||
            ctx->poll_len <
                atomic_load_explicit(&ctx->pollable_cnt, memory_order_relaxed);
 }

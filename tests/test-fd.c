@@ -1051,6 +1051,93 @@ static void test_fd_nonblocking_checks_fds(void)
 }
 BACKEND_CASE(test_fd_nonblocking_checks_fds)
 
+/* A handler replaced inside a callback (its old self is freed only when
+ * the outermost iteration ends) must not make nested iterations skip the
+ * fd check: the old one still counted as polled, so "every pollable
+ * handler busy polls" held while the new one had never been looked at,
+ * and a busy-poll hit of another handler skipped its fd for as long as
+ * the nesting lasted. */
+typedef struct Replaced {
+    Pipe p;
+    Polled a, a2;
+    int hits;
+} Replaced;
+
+static bool always_poll(void *opaque)
+{
+    (void)opaque;
+    return true;
+}
+
+static void replaced_hit(void *opaque)
+{
+    (*(int *)opaque)++;
+}
+
+static void replace_and_nest_bh(void *opaque)
+{
+    Replaced *r = opaque;
+
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, r->p.rfd, polled_read, NULL,
+                                   polled_poll, polled_ready, &r->a2),
+                0);
+    write_byte(r->p.wfd);
+    for (int i = 0; i < 5 && r->a2.nread == 0; i++) {
+        iot_ctx_poll(ctx, true);
+    }
+}
+
+static void *notify_when_blocked(void *opaque)
+{
+    (void)opaque;
+    wait_loop_blocking(ctx);
+    iot_ctx_notify(ctx);
+    return NULL;
+}
+
+static void test_fd_replaced_in_callback(void)
+{
+    Replaced r = { .p = pipe_new() };
+    Pipe q = pipe_new();
+    pthread_t th;
+
+    T_ASSERT_EQ(iot_ctx_set_poll_params(ctx, 1000000, 0, 0), 0);
+    /* The notifier polls too, once it has fired through its fd: then
+     * every pollable handler is on the poll list. */
+    settle();
+    T_ASSERT_EQ(pthread_create(&th, NULL, notify_when_blocked, NULL), 0);
+    iot_ctx_poll(ctx, true);
+    T_ASSERT_EQ(pthread_join(th, NULL), 0);
+    T_ASSERT_TRUE(ctx->notifier_h->in_poll_list);
+    /* A on the pipe and a handler whose io_poll always hits, both on the
+     * poll list (each once dispatched as ready). */
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, r.p.rfd, polled_read, NULL, polled_poll,
+                                   polled_ready, &r.a),
+                0);
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, q.rfd, replaced_hit, NULL, always_poll,
+                                   replaced_hit, &r.hits),
+                0);
+    write_byte(r.p.wfd);
+    write_byte(q.wfd);
+    while (r.a.nread == 0 || r.hits == 0) {
+        iot_ctx_poll(ctx, false);
+    }
+    drain(r.p.rfd);
+    drain(q.rfd);
+    r.hits = 0;
+    while (r.hits == 0) {
+        iot_ctx_poll(ctx, true); /* busy polling hits */
+    }
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, replace_and_nest_bh, &r), 0);
+    iot_ctx_poll(ctx, false);
+    T_ASSERT(r.a2.nread > 0);
+    T_ASSERT_EQ(iot_fd_set(ctx, q.rfd, NULL, NULL), 0);
+    T_ASSERT_EQ(iot_fd_set(ctx, r.p.rfd, NULL, NULL), 0);
+    pipe_close(&r.p);
+    pipe_close(&q);
+}
+BACKEND_CASE(test_fd_replaced_in_callback)
+
 /* ---- many handlers (epoll upgrade in AUTO; none otherwise) ---- */
 
 #define NSLOTS 70
@@ -1790,6 +1877,7 @@ int main(int argc, char **argv)
     ADD_BOTH("/aio/fd/many", test_fd_many);
     ADD_BOTH("/aio/fd/hup", test_fd_hup);
     ADD_BOTH("/aio/fd/closed-before-removed", test_fd_closed_before_removed);
+    ADD_BOTH("/aio/fd/replaced-in-callback", test_fd_replaced_in_callback);
     t_add("/epoll/aio/fd/pwait2-refused", test_fd_epoll_pwait2_refused_epoll);
     ADD_BOTH("/aio/fd/many-changes-in-callback",
              test_fd_many_changes_in_callback);
