@@ -249,8 +249,21 @@ static short ops_events(const IotFdOps *ops)
            (ops->write ? POLLOUT | POLLERR : 0);
 }
 
+/* Same callbacks (and event) as @h: what iot_ctx_set_event_poll() read. */
+static bool event_ops_same(const IotHandler *h, const IotEvent *e,
+                           const IotEventOps *ev)
+{
+    return h->event == e && h->ev.read == ev->read && h->ev.poll == ev->poll &&
+           h->ev.poll_ready == ev->poll_ready;
+}
+
+/* Any thread.  Installs (or with no callbacks removes) the handler of @fd.
+ * @expect_ev: only if the live handler is still @event's with those read,
+ * poll and poll_ready callbacks, else -ESTALE and nothing changes (see
+ * iot_ctx_set_event_poll()). */
 static int handler_set(IotCtx *ctx, int fd, const IotFdOps *ops, void *opaque,
-                       IotEvent *event, const IotEventOps *ev, bool is_notifier)
+                       IotEvent *event, const IotEventOps *ev, bool is_notifier,
+                       const IotEventOps *expect_ev)
 {
     IotFdOps o = ops ? *ops : (IotFdOps){ 0 };
     IotHandler *old, *new_ = NULL;
@@ -284,6 +297,11 @@ static int handler_set(IotCtx *ctx, int fd, const IotFdOps *ops, void *opaque,
 
     iot__lockcnt_lock(&ctx->list_lock);
     old = handler_find(ctx, fd);
+    if (expect_ev && (!old || !event_ops_same(old, event, expect_ev))) {
+        iot__lockcnt_unlock(&ctx->list_lock);
+        free(new_);
+        return -ESTALE;
+    }
     if (!old && !new_) {
         iot__lockcnt_unlock(&ctx->list_lock);
         return 0;
@@ -313,7 +331,7 @@ static int handler_set(IotCtx *ctx, int fd, const IotFdOps *ops, void *opaque,
 
 int iot_fd_set(IotCtx *ctx, int fd, const IotFdOps *ops, void *opaque)
 {
-    return handler_set(ctx, fd, ops, opaque, NULL, NULL, false);
+    return handler_set(ctx, fd, ops, opaque, NULL, NULL, false, NULL);
 }
 
 int iot_fd_set_handler(IotCtx *ctx, int fd, IotFdFunc *io_read,
@@ -325,7 +343,7 @@ int iot_fd_set_handler(IotCtx *ctx, int fd, IotFdFunc *io_read,
                      .poll = io_poll,
                      .poll_ready = io_poll_ready };
 
-    return handler_set(ctx, fd, &ops, opaque, NULL, NULL, false);
+    return handler_set(ctx, fd, &ops, opaque, NULL, NULL, false, NULL);
 }
 
 int64_t iot_fd_poll_window(IotCtx *ctx, int fd)
@@ -378,7 +396,8 @@ static void event_poll_end(void *opaque)
     h->ev.poll_end(h->event);
 }
 
-static int event_set(IotCtx *ctx, IotEvent *e, const IotEventOps *ev)
+static int event_set(IotCtx *ctx, IotEvent *e, const IotEventOps *ev,
+                     const IotEventOps *expect)
 {
     IotFdOps ops = {
         .read = ev->read ? event_read : NULL,
@@ -388,7 +407,7 @@ static int event_set(IotCtx *ctx, IotEvent *e, const IotEventOps *ev)
         .poll_end = ev->poll_end ? event_poll_end : NULL,
     };
 
-    return handler_set(ctx, e->rfd, &ops, NULL, e, ev, false);
+    return handler_set(ctx, e->rfd, &ops, NULL, e, ev, false, expect);
 }
 
 int iot_ctx_set_event(IotCtx *ctx, IotEvent *e, IotEventFunc *read,
@@ -396,7 +415,7 @@ int iot_ctx_set_event(IotCtx *ctx, IotEvent *e, IotEventFunc *read,
 {
     IotEventOps ev = { .read = read, .poll = poll, .poll_ready = poll_ready };
 
-    return event_set(ctx, e, &ev);
+    return event_set(ctx, e, &ev, NULL);
 }
 
 int iot_ctx_set_event_poll(IotCtx *ctx, IotEvent *e, IotEventFunc *poll_begin,
@@ -404,18 +423,26 @@ int iot_ctx_set_event_poll(IotCtx *ctx, IotEvent *e, IotEventFunc *poll_begin,
 {
     IotHandler *h;
     IotEventOps ev;
+    int ret;
 
-    iot__lockcnt_lock(&ctx->list_lock);
-    h = handler_find(ctx, e->rfd);
-    if (!h || h->event != e) {
+    /* The callbacks are read under the lock and installed under it again,
+     * only if the handler has not changed meanwhile: a removal in between
+     * must not be undone (its callbacks would run again).  A concurrent
+     * change of the callbacks makes it read them again. */
+    do {
+        iot__lockcnt_lock(&ctx->list_lock);
+        h = handler_find(ctx, e->rfd);
+        if (!h || h->event != e) {
+            iot__lockcnt_unlock(&ctx->list_lock);
+            return -ENOENT;
+        }
+        ev = h->ev;
         iot__lockcnt_unlock(&ctx->list_lock);
-        return -ENOENT;
-    }
-    ev = h->ev;
-    iot__lockcnt_unlock(&ctx->list_lock);
-    ev.poll_begin = poll_begin;
-    ev.poll_end = poll_end;
-    return event_set(ctx, e, &ev);
+        ev.poll_begin = poll_begin;
+        ev.poll_end = poll_end;
+        ret = event_set(ctx, e, &ev, &ev);
+    } while (ret == -ESTALE);
+    return ret;
 }
 
 /* ---- the context's own notifier ---- */
@@ -596,7 +623,8 @@ int iot__fd_notifier_init(IotCtx *ctx)
         return ret;
     }
     notifier_try_blocking(ctx);
-    ret = handler_set(ctx, ctx->notifier.rfd, &ops, ctx, NULL, NULL, true);
+    ret =
+        handler_set(ctx, ctx->notifier.rfd, &ops, ctx, NULL, NULL, true, NULL);
     if (ret < 0) {
         iot_event_cleanup(&ctx->notifier);
         return ret;

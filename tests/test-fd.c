@@ -1138,6 +1138,57 @@ static void test_fd_replaced_in_callback(void)
 }
 BACKEND_CASE(test_fd_replaced_in_callback)
 
+/* iot_ctx_set_event_poll() racing a removal of the same event: the
+ * removal is never undone.  It read the callbacks, dropped the lock and
+ * installed them again, so a removal in that gap came back to life, with
+ * callbacks on an fd its owner believed unwatched. */
+typedef struct SetPollRace {
+    IotEvent e;
+    atomic_bool go;
+    int ret;
+} SetPollRace;
+
+static void *set_poll_fn(void *opaque)
+{
+    SetPollRace *r = opaque;
+
+    while (!atomic_load(&r->go)) {
+    }
+    r->ret = iot_ctx_set_event_poll(ctx, &r->e, ev_nop, ev_nop);
+    return NULL;
+}
+
+static void test_fd_set_event_poll_vs_remove(void)
+{
+    SetPollRace r;
+    long rounds = t_scale(20000, 10);
+
+    T_ASSERT_EQ(iot_event_init(&r.e, false), 0);
+    for (long i = 0; i < rounds; i++) {
+        pthread_t th;
+
+        atomic_store(&r.go, false);
+        T_ASSERT_EQ(iot_ctx_set_event(ctx, &r.e, ev_nop, ev_poll_false, ev_nop),
+                    0);
+        T_ASSERT_EQ(pthread_create(&th, NULL, set_poll_fn, &r), 0);
+        atomic_store(&r.go, true);
+        T_ASSERT_EQ(iot_ctx_set_event(ctx, &r.e, NULL, NULL, NULL), 0);
+        T_ASSERT_EQ(pthread_join(th, NULL), 0);
+        T_ASSERT(r.ret == 0 || r.ret == -ENOENT);
+        iot__lockcnt_lock(&ctx->list_lock);
+        if ((unsigned)r.e.rfd < ctx->fd_live_n && ctx->fd_live[r.e.rfd]) {
+            iot__lockcnt_unlock(&ctx->list_lock);
+            t_fail(__FILE__, __LINE__,
+                   "round %ld: the removed handler is live again", i);
+        }
+        iot__lockcnt_unlock(&ctx->list_lock);
+    }
+    while (iot_ctx_poll(ctx, false)) {
+    }
+    iot_event_cleanup(&r.e);
+}
+BACKEND_CASE(test_fd_set_event_poll_vs_remove)
+
 /* ---- many handlers (epoll upgrade in AUTO; none otherwise) ---- */
 
 #define NSLOTS 70
@@ -1878,6 +1929,7 @@ int main(int argc, char **argv)
     ADD_BOTH("/aio/fd/hup", test_fd_hup);
     ADD_BOTH("/aio/fd/closed-before-removed", test_fd_closed_before_removed);
     ADD_BOTH("/aio/fd/replaced-in-callback", test_fd_replaced_in_callback);
+    ADD_BOTH("/aio/event/set-poll-vs-remove", test_fd_set_event_poll_vs_remove);
     t_add("/epoll/aio/fd/pwait2-refused", test_fd_epoll_pwait2_refused_epoll);
     ADD_BOTH("/aio/fd/many-changes-in-callback",
              test_fd_many_changes_in_callback);
