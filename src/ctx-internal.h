@@ -201,6 +201,7 @@ struct IotCtx {
     IotFdmonKind fdmon_kind;            /* [const] as requested */
     void *iou;           /* [list: set once, before fdmon] io_uring state */
     bool iou_failed;     /* [home] AUTO: the ring could not be set up */
+    bool epoll_failed;   /* [home] AUTO: epoll could not take every fd */
     bool gsource_pinned; /* [list] a GLib source watches the backend's fd */
     int epollfd;         /* [list] or -1 */
     /* [list] an EPOLL_CTL_DEL failed (the fd was closed before its

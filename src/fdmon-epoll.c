@@ -19,6 +19,8 @@
 
 #define EPOLL_MAX_EVENTS 128
 
+atomic_ulong iot__epoll_instances;
+
 static uint32_t epoll_events_of(short events)
 {
     return (events & POLLIN ? EPOLLIN : 0) | (events & POLLOUT ? EPOLLOUT : 0) |
@@ -182,6 +184,7 @@ int iot__fdmon_epoll_enable(IotCtx *ctx)
     if (ctx->epollfd >= 0) {
         return -EBUSY; /* fell back to poll under GLib: see below */
     }
+    atomic_fetch_add_explicit(&iot__epoll_instances, 1, memory_order_relaxed);
     ctx->epollfd = epoll_create1(EPOLL_CLOEXEC);
     if (ctx->epollfd < 0) {
         ret = -errno;
@@ -222,6 +225,7 @@ static bool epoll_rebuild(IotCtx *ctx)
     int fd = epoll_create1(EPOLL_CLOEXEC), ret = fd < 0 ? -errno : 0;
     IotHandler *h;
 
+    atomic_fetch_add_explicit(&iot__epoll_instances, 1, memory_order_relaxed);
     for (h = atomic_load_explicit(&ctx->handlers, memory_order_relaxed);
          h && ret == 0;
          h = atomic_load_explicit(&h->next, memory_order_relaxed)) {

@@ -77,10 +77,14 @@ static bool auto_upgrade(IotCtx *ctx, size_t nfds)
         iot__lockcnt_unlock(&ctx->list_lock);
         ctx->iou_failed = ret < 0;
     }
-    if (ret < 0 && nfds >= IOT_EPOLL_THRESHOLD) {
+    /* Once epoll has refused (an fd it cannot watch, no memory), stay:
+     * every wait would otherwise make an instance and register every
+     * handler again only to fail (QEMU does not retry either). */
+    if (ret < 0 && nfds >= IOT_EPOLL_THRESHOLD && !ctx->epoll_failed) {
         iot__lockcnt_lock(&ctx->list_lock);
         ret = iot__fdmon_epoll_enable(ctx);
         iot__lockcnt_unlock(&ctx->list_lock);
+        ctx->epoll_failed = ret < 0;
     }
     return ret == 0;
 }

@@ -73,6 +73,8 @@ void iot__fdmon_epoll_refused_gone(IotCtx *ctx);
 void iot__fdmon_epoll_retry(IotCtx *ctx);
 
 bool iot__fdmon_poll_disabled(IotCtx *ctx);
+/* Tests: epoll instances made so far (setups and rebuilds). */
+extern atomic_ulong iot__epoll_instances;
 
 /* Any thread, before the context is shared.  Sets up io_uring; 0 or a
  * negative errno (-ENOSYS when built without liburing). */

@@ -1332,6 +1332,42 @@ static void test_fd_epoll_upgrade(void)
     ctx_teardown();
 }
 
+/* AUTO without io_uring, past the epoll threshold, with an fd epoll
+ * refuses (a regular file): it stays on poll and does not try epoll again
+ * at every wait (each try made an instance and registered every handler,
+ * only to fail again). */
+static void test_fd_epoll_refused_once(void)
+{
+    static Slot slots[NSLOTS];
+    int file = open("/proc/self/stat", O_RDONLY | O_CLOEXEC), n = 0;
+    unsigned long before;
+
+    T_ASSERT(file >= 0);
+    T_ASSERT_EQ(unsetenv("IOTHREAD_FDMON"), 0);
+    iot__io_uring_setup_fail = EPERM;
+    ctx_setup(IOT_FDMON_AUTO);
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, file, count_cb, NULL, NULL, NULL, &n),
+                0);
+    for (int i = 0; i < NSLOTS; i++) {
+        T_ASSERT_EQ(iot_event_init(&slots[i].e, false), 0);
+        T_ASSERT_EQ(iot_ctx_set_event(ctx, &slots[i].e, ev_nop, NULL, NULL), 0);
+    }
+    before = atomic_load(&iot__epoll_instances);
+    for (int i = 0; i < 10; i++) {
+        iot_ctx_poll(ctx, false);
+    }
+    T_ASSERT(atomic_load(&iot__epoll_instances) - before <= 1);
+    T_ASSERT_STR(iot_ctx_fdmon_name(ctx), "poll");
+    T_ASSERT(n >= 10); /* and poll watches the file (always readable) */
+    for (int i = 0; i < NSLOTS; i++) {
+        T_ASSERT_EQ(iot_ctx_set_event(ctx, &slots[i].e, NULL, NULL, NULL), 0);
+        iot_event_cleanup(&slots[i].e);
+    }
+    T_ASSERT_EQ(iot_fd_set(ctx, file, NULL, NULL), 0);
+    close(file);
+    ctx_teardown();
+}
+
 /* ---- churn: the list's links and the fd index stay exact ---- */
 
 /* Every link of the handler list, both ways, and the index by fd: each
@@ -1936,6 +1972,7 @@ int main(int argc, char **argv)
     ADD_BOTH("/aio/fd/many-ready-at-once", test_fd_many_ready);
     ADD_BOTH("/aio/fd/churn", test_fd_churn);
     t_add("/auto/aio/fd/epoll-upgrade", test_fd_epoll_upgrade);
+    t_add("/auto/aio/fd/epoll-refused-once", test_fd_epoll_refused_once);
     t_add("/auto/aio/fdmon/env", test_fdmon_env);
     t_add("/auto/aio/fdmon/io_uring-fallback", test_fdmon_fallback);
     return t_run(argc, argv);
