@@ -203,7 +203,12 @@ struct IotCtx {
     bool iou_failed;     /* [home] AUTO: the ring could not be set up */
     bool epoll_failed;   /* [home] AUTO: epoll could not take every fd */
     bool gsource_pinned; /* [list] a GLib source watches the backend's fd */
-    int epollfd;         /* [list] or -1 */
+    /* [list writes; the home thread reads it once per wait, and only it
+     * closes an instance it may be waiting on: see epollfd_dead] or -1 */
+    _Atomic int epollfd;
+    /* [list writes, home closes] an instance another thread retired while
+     * the home thread might be waiting on it, or -1 */
+    atomic_int epollfd_dead;
     /* [list] an EPOLL_CTL_DEL failed (the fd was closed before its
      * handler was removed): the instance may still report that handler */
     bool epoll_stale;

@@ -57,6 +57,7 @@ IotCtx *iot_ctx_new_full(const IotCtxOptions *opts, IotError **errp)
     memset(ctx, 0, sizeof(*ctx));
     atomic_init(&ctx->refcnt, 1);
     ctx->epollfd = -1;
+    atomic_init(&ctx->epollfd_dead, -1);
     ctx->pool_max = IOT_POOL_MAX_DEFAULT;
     iot__lockcnt_init(&ctx->list_lock);
     pthread_mutex_init(&ctx->param_lock, NULL);

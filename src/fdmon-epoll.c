@@ -82,7 +82,7 @@ static void epoll_update(IotCtx *ctx, IotHandler *old, IotHandler *new_)
     }
 }
 
-static int epoll_wait_ns(IotCtx *ctx, struct epoll_event *evs, int64_t ns)
+static int epoll_wait_ns(int epfd, struct epoll_event *evs, int64_t ns)
 {
 #ifdef SYS_epoll_pwait2
     static atomic_bool no_pwait2;
@@ -90,8 +90,8 @@ static int epoll_wait_ns(IotCtx *ctx, struct epoll_event *evs, int64_t ns)
     if (ns > 0 && !atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
         struct timespec ts = { .tv_sec = ns / IOT_NS_PER_S,
                                .tv_nsec = ns % IOT_NS_PER_S };
-        long ret = syscall(SYS_epoll_pwait2, ctx->epollfd, evs,
-                           EPOLL_MAX_EVENTS, &ts, NULL, 0);
+        long ret = syscall(SYS_epoll_pwait2, epfd, evs, EPOLL_MAX_EVENTS, &ts,
+                           NULL, 0);
         /* Not there: ENOSYS; or refused by a seccomp filter that does not
          * know it, which commonly answers EPERM (container runtimes).
          * Either way every later call would fail too, and a loop that
@@ -103,7 +103,7 @@ static int epoll_wait_ns(IotCtx *ctx, struct epoll_event *evs, int64_t ns)
     }
 #endif
     if (ns > 0) {
-        struct pollfd pfd = { .fd = ctx->epollfd, .events = POLLIN };
+        struct pollfd pfd = { .fd = epfd, .events = POLLIN };
         struct timespec ts = { .tv_sec = ns / IOT_NS_PER_S,
                                .tv_nsec = ns % IOT_NS_PER_S };
         int ret = ppoll(&pfd, 1, &ts, NULL);
@@ -112,7 +112,7 @@ static int epoll_wait_ns(IotCtx *ctx, struct epoll_event *evs, int64_t ns)
         }
         ns = 0;
     }
-    return epoll_wait(ctx->epollfd, evs, EPOLL_MAX_EVENTS, ns < 0 ? -1 : 0);
+    return epoll_wait(epfd, evs, EPOLL_MAX_EVENTS, ns < 0 ? -1 : 0);
 }
 
 static int epoll_wait_ready(IotCtx *ctx, IotReadyList *ready, int64_t timeout)
@@ -126,7 +126,10 @@ static int epoll_wait_ready(IotCtx *ctx, IotReadyList *ready, int64_t timeout)
         timeout = (int64_t)INT32_MAX * IOT_NS_PER_S;
     }
     kicks = atomic_load_explicit(&ctx->notify_kicks, memory_order_relaxed);
-    n = epoll_wait_ns(ctx, evs, timeout);
+    /* Read once: another thread may retire it meanwhile (the number then
+     * stays ours until this thread closes it, iot__fdmon_epoll_reap()). */
+    n = epoll_wait_ns(atomic_load_explicit(&ctx->epollfd, memory_order_relaxed),
+                      evs, timeout);
     if (n < 0) {
         return -errno;
     }
@@ -295,6 +298,16 @@ void iot__fdmon_epoll_retry(IotCtx *ctx)
     }
 }
 
+void iot__fdmon_epoll_reap(IotCtx *ctx)
+{
+    int fd =
+        atomic_exchange_explicit(&ctx->epollfd_dead, -1, memory_order_relaxed);
+
+    if (fd >= 0) {
+        close(fd);
+    }
+}
+
 void iot__fdmon_epoll_disable(IotCtx *ctx)
 {
     if (ctx->gsource_pinned) {
@@ -307,8 +320,17 @@ void iot__fdmon_epoll_disable(IotCtx *ctx)
                 "libiothread: epoll cannot watch an fd; a context driven "
                 "by GLib polls without sleeping until that fd is gone\n");
         epoll_forget(ctx);
-    } else {
-        epoll_close(ctx);
+    } else if (ctx->epollfd >= 0) {
+        /* Not closed here: the home thread may be waiting on it, and the
+         * number, reused, would have it wait on someone else's file.
+         * Enabling again happens on the home thread, after it reaped. */
+        int old = atomic_exchange_explicit(&ctx->epollfd_dead, ctx->epollfd,
+                                           memory_order_relaxed);
+        if (old >= 0) {
+            close(old); /* cannot be in use: see iot__fdmon_epoll_enable() */
+        }
+        ctx->epollfd = -1;
+        epoll_forget(ctx);
     }
     atomic_store_explicit(&ctx->fdmon, &iot__fdmon_poll_ops,
                           memory_order_release);

@@ -96,6 +96,7 @@ static int poll_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout_ns)
     unsigned long kicks;
     int ret;
 
+    iot__fdmon_epoll_reap(ctx); /* back from epoll: its instance */
     for (IotHandler *h =
              atomic_load_explicit(&ctx->handlers, memory_order_acquire);
          h; h = atomic_load_explicit(&h->next, memory_order_acquire)) {

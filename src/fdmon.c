@@ -72,6 +72,7 @@ int iot__fdmon_setup(IotCtx *ctx, IotFdmonKind kind, IotError **errp)
 void iot__fdmon_teardown(IotCtx *ctx)
 {
     iot__fdmon_io_uring_teardown(ctx);
+    iot__fdmon_epoll_reap(ctx);
     if (ctx->epollfd >= 0) {
         close(ctx->epollfd);
         ctx->epollfd = -1;

@@ -60,9 +60,13 @@ void iot__fdmon_teardown(IotCtx *ctx);
 /* List mutex held.  Registers every live handler with a new epoll fd and
  * switches to it.  Returns 0 or a negative errno (and stays on poll). */
 int iot__fdmon_epoll_enable(IotCtx *ctx);
-/* List mutex held.  Back to poll (closes the epoll fd, unless a GLib
- * source watches it). */
+/* List mutex held, any thread.  Back to poll.  The epoll fd stays open if
+ * a GLib source watches it; else the home thread closes it at its next
+ * wait (iot__fdmon_epoll_reap()), as it may be waiting on it now. */
 void iot__fdmon_epoll_disable(IotCtx *ctx);
+/* Home thread (or finalize).  Closes an instance iot__fdmon_epoll_disable()
+ * retired. */
+void iot__fdmon_epoll_reap(IotCtx *ctx);
 /* List mutex held.  A handler epoll refused under a GLib source is gone;
  * with the last of them the context goes back to epoll, behind the same
  * fd number. */

@@ -1368,6 +1368,37 @@ static void test_fd_epoll_refused_once(void)
     ctx_teardown();
 }
 
+/* epoll falling back to poll (an fd it refuses) from a handler change:
+ * the instance is closed by the home thread at its next wait, not by the
+ * thread that made the change, as the home thread may be waiting on it
+ * (its number, reused, would have it wait on someone else's file). */
+static void test_fd_epoll_fallback_closes_on_home(void)
+{
+    int file = open("/proc/self/stat", O_RDONLY | O_CLOEXEC), n = 0;
+    int epfd = atomic_load(&ctx->epollfd);
+
+    T_ASSERT(file >= 0 && epfd >= 0);
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, file, count_cb, NULL, NULL, NULL, &n),
+                0);
+    T_ASSERT_STR(iot_ctx_fdmon_name(ctx), "poll");
+    T_ASSERT(fcntl(epfd, F_GETFD) >= 0); /* still open */
+    T_ASSERT(iot_ctx_poll(ctx, false));  /* the file is always readable */
+    T_ASSERT(n > 0);
+    T_ASSERT(fcntl(epfd, F_GETFD) < 0 && errno == EBADF);
+    T_ASSERT_EQ(iot_fd_set(ctx, file, NULL, NULL), 0);
+    close(file);
+}
+
+static void test_fd_epoll_fallback_closes_on_home_epoll(void)
+{
+    ctx_setup(IOT_FDMON_EPOLL);
+    test_fd_epoll_fallback_closes_on_home();
+    /* Not ctx_teardown(), which expects the backend it started with. */
+    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+    iot_ctx_unref(ctx);
+    ctx = NULL;
+}
+
 /* ---- churn: the list's links and the fd index stay exact ---- */
 
 /* Every link of the handler list, both ways, and the index by fd: each
@@ -1973,6 +2004,8 @@ int main(int argc, char **argv)
     ADD_BOTH("/aio/fd/churn", test_fd_churn);
     t_add("/auto/aio/fd/epoll-upgrade", test_fd_epoll_upgrade);
     t_add("/auto/aio/fd/epoll-refused-once", test_fd_epoll_refused_once);
+    t_add("/epoll/aio/fd/fallback-closes-on-home",
+          test_fd_epoll_fallback_closes_on_home_epoll);
     t_add("/auto/aio/fdmon/env", test_fdmon_env);
     t_add("/auto/aio/fdmon/io_uring-fallback", test_fdmon_fallback);
     return t_run(argc, argv);
