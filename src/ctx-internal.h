@@ -180,9 +180,12 @@ struct IotCtx {
     atomic_int poll_disable_cnt; /* [list] live without io_poll */
     atomic_int live_cnt;         /* [list] live handlers */
     atomic_int pollable_cnt;     /* [list] live with io_poll */
-    IotHandler *poll_head;       /* [home] polled handlers */
-    int poll_len;                /* [home] */
-    /* [home] io_uring: polled handlers without any io_poll callbacks.
+    /* The poll lists and their counts: [home], or the thread that frees a
+     * handler while it holds the list in the FREEING state (no walker, so
+     * not the home thread either: handler_unlink() in fd.c). */
+    IotHandler *poll_head; /* polled handlers */
+    int poll_len;
+    /* io_uring: polled handlers without any io_poll callbacks.
      * Busy polling sees their completions in the ring, so they are never
      * walked while polling: only their windows count, through ring_max_ns
      * and the number of handlers at it (the list is walked again only when
