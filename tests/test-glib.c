@@ -810,11 +810,12 @@ static void test_poll_mode_left_under_glib(void)
     }
     T_ASSERT_EQ(pthread_join(th, NULL), 0);
     T_ASSERT_FALSE(atomic_load(&pm_kicks)); /* poll mode is on */
-    while (atomic_load(&pm_work)) {
-        iot_ctx_poll(ctx, false);
-    }
     handled = atomic_load(&pm_handled);
-    pm_produce(); /* no kick: only io_poll can see it */
+    /* Work only io_poll can see (no kick): the helper may have left one
+     * already, after its hit. */
+    if (!atomic_load(&pm_work)) {
+        pm_produce();
+    }
     drain();
     T_ASSERT_EQ(atomic_load(&pm_handled), handled + 1);
     T_ASSERT_TRUE(atomic_load(&pm_kicks)); /* poll mode is off */
