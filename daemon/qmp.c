@@ -437,6 +437,19 @@ out:
 
 /* ---- input ---- */
 
+/* A new tokener, strict JSON, the stream going on after each value.
+ * Valid UTF-8 (what we echo must be valid too) is lex_scan()'s. */
+static struct json_tokener *tokener_new(void)
+{
+    struct json_tokener *tok = json_tokener_new();
+
+    if (tok) {
+        json_tokener_set_flags(tok, JSON_TOKENER_STRICT |
+                                        JSON_TOKENER_ALLOW_TRAILING_CHARS);
+    }
+    return tok;
+}
+
 static void parse_error(QmpClient *c, const char *what)
 {
     char *desc = NULL;
@@ -447,7 +460,15 @@ static void parse_error(QmpClient *c, const char *what)
     }
     send_error(c, false, NULL, QMP_GENERIC_ERROR, desc);
     free(desc);
-    json_tokener_reset(c->tok);
+    /* Not json_tokener_reset(): json-c 0.16 keeps a pending high surrogate
+     * (a value cut after "\ud83d") across it, and the next value's first
+     * \u escape came out with U+FFFD in front (found by fuzz-qmp). */
+    json_tokener_free(c->tok);
+    c->tok = tokener_new();
+    if (!c->tok) {
+        c->dead = true;
+        return;
+    }
     c->value_bytes = 0;
     c->in_value = false;
     c->esc_state = 0;
@@ -734,15 +755,11 @@ QmpClient *qmp_client_new(QmpServer *srv, int fd)
     }
     c->srv = srv;
     c->fd = fd;
-    c->tok = json_tokener_new();
+    c->tok = tokener_new();
     if (!c->tok) {
         free(c);
         return NULL;
     }
-    /* Strict JSON, and the stream goes on after each value.  Valid UTF-8
-     * (what we echo must be valid too) is lex_scan()'s. */
-    json_tokener_set_flags(c->tok, JSON_TOKENER_STRICT |
-                                       JSON_TOKENER_ALLOW_TRAILING_CHARS);
     send_greeting(c);
     return c;
 }
@@ -753,7 +770,9 @@ void qmp_client_free(QmpClient *c)
         iot_fd_set_handler(c->srv->ctx, c->fd, NULL, NULL, NULL, NULL, NULL);
         close(c->fd);
     }
-    json_tokener_free(c->tok);
+    if (c->tok) { /* NULL after a failed renewal (parse_error()) */
+        json_tokener_free(c->tok);
+    }
     free(c->out);
     free(c);
 }

@@ -1275,6 +1275,28 @@ CASE(parse_error_keywords)
     }
 }
 
+/* A value refused in the middle of a string leaves nothing behind for the
+ * next one: json-c kept a pending high surrogate across its reset, and the
+ * next value's first \u escape came out with U+FFFD in front (found by
+ * fuzz-qmp's cut-versus-whole check). */
+CASE(parse_error_leaves_nothing)
+{
+    Daemon d;
+    Qc *c;
+    json_object *r;
+
+    start_io0(&d);
+    c = qc_open(d.sock);
+    qc_printf(c, "{\"execute\": \"a\\ud83d\\u`e00\"}\n"
+                 "{\"execute\": \"no-such-\\u00e9\"}\n");
+    PARSE_ERROR(qc_reply(c));
+    r = qc_reply(c);
+    T_JSON(jm(r, "error"), "{'class': 'CommandNotFound', 'desc': 'The "
+                           "command no-such-\u00e9 has not been found'}");
+    qc_close(c);
+    daemon_quit(&d);
+}
+
 CASE(extra_brace)
 {
     Daemon d;
@@ -3048,6 +3070,8 @@ int main(int argc, char **argv)
     t_add("/qmp/framing/parse-error/trailing-comma",
           parse_error_trailing_comma);
     t_add("/qmp/framing/parse-error/keywords", parse_error_keywords);
+    t_add("/qmp/framing/parse-error/leaves-nothing",
+          parse_error_leaves_nothing);
     t_add("/qmp/framing/extra-brace", extra_brace);
     t_add("/qmp/framing/two-per-line-and-empty-lines",
           two_per_line_and_empty_lines);
