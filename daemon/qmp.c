@@ -60,6 +60,10 @@ struct QmpClient {
     struct json_tokener *tok;
     size_t value_bytes; /* fed into the value being parsed */
     bool in_value;      /* the tokener has seen the value's first byte */
+    /* A number at the top level cut by the end of a read: kept until it
+     * ends (number_held()). */
+    char num[4096];
+    size_t num_len;
     unsigned esc_state; /* lex_scan() state */
     bool in_string;     /* lex_scan(): inside a JSON string */
     unsigned utf8_need; /* lex_scan(): continuation bytes still due */
@@ -571,6 +575,51 @@ static size_t skip_ws(const char *buf, size_t len)
     return i;
 }
 
+static bool num_char(char ch)
+{
+    return (ch >= '0' && ch <= '9') || ch == '-' || ch == '+' || ch == '.' ||
+           ch == 'e' || ch == 'E';
+}
+
+/* A top-level number (never valid QMP input, but it must fail the same
+ * way however the reads cut it): json-c ends a number at the first byte
+ * that cannot continue it when both come in one call, but takes that
+ * byte for an error when the number ended a call, and the rest of the
+ * line is then dropped, a command behind it included.  So json-c gets a
+ * top-level number only together with the byte after it: one cut by the
+ * end of @buf is held in c->num (one longer than that goes through as
+ * is).  Returns how many bytes of @buf it took; *joined is then a new
+ * buffer (held bytes, then the rest of @buf) to go on with, or NULL if
+ * everything was held. */
+static size_t number_held(QmpClient *c, const char *buf, size_t len,
+                          char **joined, size_t *joined_len)
+{
+    size_t i = 0;
+
+    *joined = NULL;
+    while (i < len && num_char(buf[i])) {
+        i++;
+    }
+    if (i == len && c->num_len + len <= sizeof(c->num)) {
+        memcpy(c->num + c->num_len, buf, len); /* it may go on */
+        c->num_len += len;
+        return len;
+    }
+    if (!c->num_len) {
+        return 0; /* ends within @buf: json-c gets it whole */
+    }
+    *joined = malloc(c->num_len + len);
+    if (!*joined) {
+        c->dead = true;
+        return len;
+    }
+    memcpy(*joined, c->num, c->num_len);
+    memcpy(*joined + c->num_len, buf, len);
+    *joined_len = c->num_len + len;
+    c->num_len = 0;
+    return len;
+}
+
 void qmp_client_input(QmpClient *c, const char *buf, size_t len)
 {
     /* After "quit", nothing more runs: the daemon is going, and a command
@@ -589,7 +638,7 @@ void qmp_client_input(QmpClient *c, const char *buf, size_t len)
             len -= used;
             continue;
         }
-        if (!c->in_value) {
+        if (!c->in_value && !c->num_len) {
             /* Blank lines between commands are no part of a value: they
              * must not count towards its limit (a keep-alive newline
              * now and then would end in 'input exceeds 1 MiB'). */
@@ -599,8 +648,23 @@ void qmp_client_input(QmpClient *c, const char *buf, size_t len)
             if (!len) {
                 break;
             }
-            c->in_value = true;
         }
+        if (!c->in_value && (c->num_len || num_char(*buf))) {
+            char *joined;
+            size_t jlen;
+
+            used = number_held(c, buf, len, &joined, &jlen);
+            if (joined) {
+                qmp_client_input(c, joined, jlen);
+                free(joined);
+            }
+            if (used) {
+                buf += used;
+                len -= used;
+                continue;
+            }
+        }
+        c->in_value = true;
         obj = json_tokener_parse_ex(c->tok, buf,
                                     (int)(len > INT32_MAX ? INT32_MAX : len));
         jerr = json_tokener_get_error(c->tok);

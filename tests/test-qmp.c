@@ -1297,6 +1297,35 @@ CASE(parse_error_leaves_nothing)
     daemon_quit(&d);
 }
 
+/* A number at the top level is refused the same way however the reads
+ * cut it: "-922i" is a number that is not an object, then a stray byte.
+ * When the number had ended a read, json-c took "i" for part of it and
+ * gave one parse error instead (found by fuzz-qmp's cut-versus-whole
+ * check). */
+CASE(number_cut_by_read)
+{
+    Daemon d;
+    Qc *a, *b;
+    json_object *r;
+
+    start_io0(&d);
+    a = qc_open(d.sock);
+    b = qc_open(d.sock);
+    qc_printf(a, "-922");
+    OK(b, "{'execute': 'query-version'}"); /* a read apart */
+    qc_printf(a, "i\n{\"execute\": \"query-version\", \"id\": \"after\"}\n");
+    r = qc_reply(a);
+    T_JSON(jm(r, "error"), "{'class': 'GenericError', 'desc': 'QMP input "
+                           "must be a JSON object'}");
+    PARSE_ERROR(qc_reply(a));
+    r = qc_reply(a);
+    T_ASSERT(jhas(r, "return"));
+    T_ASSERT_STR(jstr(r, "id"), "after");
+    qc_close(a);
+    qc_close(b);
+    daemon_quit(&d);
+}
+
 CASE(extra_brace)
 {
     Daemon d;
@@ -3072,6 +3101,7 @@ int main(int argc, char **argv)
     t_add("/qmp/framing/parse-error/keywords", parse_error_keywords);
     t_add("/qmp/framing/parse-error/leaves-nothing",
           parse_error_leaves_nothing);
+    t_add("/qmp/framing/number-cut-by-read", number_cut_by_read);
     t_add("/qmp/framing/extra-brace", extra_brace);
     t_add("/qmp/framing/two-per-line-and-empty-lines",
           two_per_line_and_empty_lines);
