@@ -224,6 +224,7 @@ static void handler_retire(IotCtx *ctx, IotHandler *old, bool self_walker)
     /* Release pairs with the acquire loads of walkers (handler_live()). */
     atomic_store_explicit(&old->deleted, true, memory_order_release);
     handler_count(ctx, old, -1);
+    iot__fdmon_epoll_unstale(ctx); /* before @old can be freed */
     if (old->epoll_refused) {
         old->epoll_refused = false;
         iot__fdmon_epoll_refused_gone(ctx);

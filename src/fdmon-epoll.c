@@ -120,16 +120,22 @@ static int epoll_wait_ready(IotCtx *ctx, IotReadyList *ready, int64_t timeout)
     struct epoll_event evs[EPOLL_MAX_EVENTS];
     unsigned long kicks;
     bool notifier = false;
-    int n;
+    int n, epfd;
 
     if (timeout > (int64_t)INT32_MAX * IOT_NS_PER_S) {
         timeout = (int64_t)INT32_MAX * IOT_NS_PER_S;
     }
     kicks = atomic_load_explicit(&ctx->notify_kicks, memory_order_relaxed);
-    /* Read once: another thread may retire it meanwhile (the number then
-     * stays ours until this thread closes it, iot__fdmon_epoll_reap()). */
-    n = epoll_wait_ns(atomic_load_explicit(&ctx->epollfd, memory_order_relaxed),
-                      evs, timeout);
+    iot__fdmon_epoll_reap(ctx); /* one retired before epoll came back */
+    /* Read once: another thread may retire it meanwhile; the number then
+     * stays ours until this thread closes it (iot__fdmon_epoll_reap()).
+     * Retired before this read: poll is the backend now, and the next
+     * iteration uses it (ppoll would sleep on fd -1 for the timeout). */
+    epfd = atomic_load_explicit(&ctx->epollfd, memory_order_relaxed);
+    if (epfd < 0) {
+        return 0;
+    }
+    n = epoll_wait_ns(epfd, evs, timeout);
     if (n < 0) {
         return -errno;
     }
@@ -281,17 +287,26 @@ void iot__fdmon_epoll_refused_gone(IotCtx *ctx)
     epoll_try_back(ctx);
 }
 
-void iot__fdmon_epoll_retry(IotCtx *ctx)
+void iot__fdmon_epoll_unstale(IotCtx *ctx)
 {
-    if (ctx->epoll_stale) {
-        /* A waiting home thread keeps the old instance until its wait
-         * returns; it is a walker, so what that wait reports is still
-         * allocated, and deleted handlers are not dispatched. */
-        ctx->epoll_stale = false;
-        if (iot__fdmon(ctx) == &iot__fdmon_epoll_ops && !epoll_rebuild(ctx)) {
-            iot__fdmon_epoll_disable(ctx);
+    if (!ctx->epoll_stale) {
+        return;
+    }
+    /* Called before the removed handler can be freed: a home thread
+     * that waits on the old instance meanwhile is a walker, so the free
+     * waits for it, and deleted handlers are not dispatched. */
+    ctx->epoll_stale = false;
+    if (iot__fdmon(ctx) == &iot__fdmon_epoll_ops && !epoll_rebuild(ctx)) {
+        iot__fdmon_epoll_disable(ctx);
+        if (ctx->gsource_pinned) {
+            epoll_try_back(ctx); /* pending: GLib's prepare tries again */
         }
     }
+}
+
+void iot__fdmon_epoll_retry(IotCtx *ctx)
+{
+    iot__fdmon_epoll_unstale(ctx);
     if (atomic_load_explicit(&ctx->epoll_rebuild_pending,
                              memory_order_relaxed)) {
         epoll_try_back(ctx);
@@ -322,12 +337,15 @@ void iot__fdmon_epoll_disable(IotCtx *ctx)
         epoll_forget(ctx);
     } else if (ctx->epollfd >= 0) {
         /* Not closed here: the home thread may be waiting on it, and the
-         * number, reused, would have it wait on someone else's file.
-         * Enabling again happens on the home thread, after it reaped. */
+         * number, reused, would have it wait on someone else's file.  The
+         * home thread closes it at its next wait (either backend's). */
         int old = atomic_exchange_explicit(&ctx->epollfd_dead, ctx->epollfd,
                                            memory_order_relaxed);
         if (old >= 0) {
-            close(old); /* cannot be in use: see iot__fdmon_epoll_enable() */
+            /* Retired before an enable by a GLib source's creator: the
+             * wait that could use it is over, as the context went to
+             * epoll and back since, each time under the mutex. */
+            close(old);
         }
         ctx->epollfd = -1;
         epoll_forget(ctx);

@@ -71,6 +71,10 @@ void iot__fdmon_epoll_reap(IotCtx *ctx);
  * with the last of them the context goes back to epoll, behind the same
  * fd number. */
 void iot__fdmon_epoll_refused_gone(IotCtx *ctx);
+/* List mutex held, any thread: a handler was retired (deleted set), not
+ * yet freed.  If a failed DEL left the epoll instance able to report it,
+ * a new instance replaces it now, before the handler can be freed. */
+void iot__fdmon_epoll_unstale(IotCtx *ctx);
 /* List mutex held, after a handler change.  Replaces an epoll instance
  * that may report a removed handler (a DEL that failed), and tries again
  * a rebuild that failed (see above); cheap when neither is due. */

@@ -1787,6 +1787,68 @@ static void test_fd_closed_before_removed(void)
 }
 BACKEND_CASE(test_fd_closed_before_removed)
 
+/* The same from another thread while the loop runs, with many handlers
+ * (so that putting a new instance in place takes a while): the removed
+ * handler must not be freed before the new instance is in place, or a
+ * wait on the old one hands the loop freed memory (ASan). */
+typedef struct ClosedRace {
+    atomic_bool stop;
+    int rounds;
+} ClosedRace;
+
+static void *closed_race_fn(void *opaque)
+{
+    ClosedRace *r = opaque;
+    int n = 0;
+    char c = 'x';
+
+    for (int i = 0; i < r->rounds; i++) {
+        Pipe p = pipe_new();
+        int keep = dup(p.rfd);
+
+        T_ASSERT(keep >= 0);
+        T_ASSERT_EQ(write(p.wfd, &c, 1), 1);
+        T_ASSERT_EQ(
+            iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, NULL, NULL, &n), 0);
+        close(p.rfd);
+        T_ASSERT_EQ(iot_fd_set(ctx, p.rfd, NULL, NULL), 0);
+        p.rfd = -1;
+        close(keep);
+        pipe_close(&p);
+    }
+    atomic_store(&r->stop, true);
+    return NULL;
+}
+
+static void test_fd_closed_before_removed_race(void)
+{
+    enum { IDLE = 400 };
+    static Pipe idle[IDLE];
+    ClosedRace r = { .rounds = (int)t_scale(300, 10) };
+    pthread_t th;
+    int n = 0;
+
+    for (int i = 0; i < IDLE; i++) {
+        idle[i] = pipe_new();
+        T_ASSERT_EQ(iot_fd_set_handler(ctx, idle[i].rfd, count_cb, NULL, NULL,
+                                       NULL, &n),
+                    0);
+    }
+    T_ASSERT_EQ(pthread_create(&th, NULL, closed_race_fn, &r), 0);
+    while (!atomic_load(&r.stop)) {
+        iot_ctx_poll(ctx, false);
+    }
+    T_ASSERT_EQ(pthread_join(th, NULL), 0);
+    while (iot_ctx_poll(ctx, false)) {
+    }
+    T_ASSERT_EQ(n, 0);
+    for (int i = 0; i < IDLE; i++) {
+        T_ASSERT_EQ(iot_fd_set(ctx, idle[i].rfd, NULL, NULL), 0);
+        pipe_close(&idle[i]);
+    }
+}
+BACKEND_CASE(test_fd_closed_before_removed_race)
+
 /* epoll_pwait2 refused as container runtimes' seccomp profiles refuse a
  * system call they do not know (EPERM): the epoll backend waits another
  * way.  It used to take only ENOSYS for "missing", and every wait with a
@@ -1995,6 +2057,8 @@ int main(int argc, char **argv)
     ADD_BOTH("/aio/fd/many", test_fd_many);
     ADD_BOTH("/aio/fd/hup", test_fd_hup);
     ADD_BOTH("/aio/fd/closed-before-removed", test_fd_closed_before_removed);
+    ADD_BOTH("/aio/fd/closed-before-removed/race",
+             test_fd_closed_before_removed_race);
     ADD_BOTH("/aio/fd/replaced-in-callback", test_fd_replaced_in_callback);
     ADD_BOTH("/aio/event/set-poll-vs-remove", test_fd_set_event_poll_vs_remove);
     t_add("/epoll/aio/fd/pwait2-refused", test_fd_epoll_pwait2_refused_epoll);
