@@ -400,7 +400,7 @@ static int bad_option(const char *arg, int opt, char **msg)
 int cfg_parse(int argc, char **argv, DaemonConfig *cfg, char **msg)
 {
     char *why = NULL;
-    int c;
+    int c, at;
 
     memset(cfg, 0, sizeof(*cfg));
     if (argc <= 1) {
@@ -408,7 +408,13 @@ int cfg_parse(int argc, char **argv, DaemonConfig *cfg, char **msg)
     }
     optind = 0; /* 0, not 1: glibc then forgets any previous argv */
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":hV", long_opts, NULL)) != -1) {
+    /* @at: the word getopt starts from.  Inside a cluster of short
+     * options ("-xh") it does not move past the word until its last
+     * letter, so the word of a refusal is argv[at], not argv[optind - 1]. */
+    while ((at = optind ? optind : 1),
+           (c = getopt_long(argc, argv, ":hV", long_opts, NULL)) != -1) {
+        const char *word = argv[optind > at ? optind - 1 : at];
+
         switch (c) {
         case OPT_OBJECT:
             if (parse_object(cfg, optarg, &why) < 0) {
@@ -444,10 +450,9 @@ int cfg_parse(int argc, char **argv, DaemonConfig *cfg, char **msg)
             cfg->version = true;
             break;
         case ':':
-            return fail(msg, "option '%s' requires an argument",
-                        argv[optind - 1]);
+            return fail(msg, "option '%s' requires an argument", word);
         default:
-            return bad_option(argv[optind - 1], optopt, msg);
+            return bad_option(word, optopt, msg);
         }
     }
     if (optind < argc) {

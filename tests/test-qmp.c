@@ -2699,6 +2699,9 @@ static const BadCmdline bad_cmdlines[] = {
     { "help-with-value",
       { "--help=x" },
       { "'--help'", "doesn't allow an argument" } },
+    { "bad-letter-in-cluster-after-long-option",
+      { "--daemonize", "-xV" },
+      { "invalid option '-x'" } },
 };
 
 static void bad_cmdline(size_t i)
@@ -2777,11 +2780,12 @@ BAD(26)
 BAD(27)
 BAD(28)
 BAD(29)
+BAD(30)
 static TestFunc *const bad_fns[] = {
     bad_0,  bad_1,  bad_2,  bad_3,  bad_4,  bad_5,  bad_6,  bad_7,
     bad_8,  bad_9,  bad_10, bad_11, bad_12, bad_13, bad_14, bad_15,
     bad_16, bad_17, bad_18, bad_19, bad_20, bad_21, bad_22, bad_23,
-    bad_24, bad_25, bad_26, bad_27, bad_28, bad_29,
+    bad_24, bad_25, bad_26, bad_27, bad_28, bad_29, bad_30,
 };
 _Static_assert(sizeof(bad_fns) / sizeof(bad_fns[0]) ==
                    sizeof(bad_cmdlines) / sizeof(bad_cmdlines[0]),
