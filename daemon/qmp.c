@@ -855,7 +855,9 @@ static void accept_resume(QmpServer *srv)
 {
     if (srv->accept_paused) {
         srv->accept_paused = false;
-        iot_timer_del(srv->accept_retry);
+        if (srv->accept_retry) { /* NULL: its allocation failed */
+            iot_timer_del(srv->accept_retry);
+        }
         listeners_watch(srv, true);
     }
 }
@@ -957,11 +959,20 @@ static int socket_path_free(const char *path, const struct sockaddr_un *addr,
         return r;
     }
     r = connect(probe, (const struct sockaddr *)addr, sizeof(*addr));
-    r = r == 0 || errno == EAGAIN || errno == EINPROGRESS ? -EADDRINUSE : 0;
+    r = r == 0 ? 0 : errno;
     close(probe);
-    if (r < 0) {
+    if (r == ENOENT) {
+        return 0; /* gone meanwhile */
+    }
+    if (r != ECONNREFUSED) {
+        /* Live (0), busy (EAGAIN), or not ours to judge (EACCES: another
+         * user's socket): never removed. */
         set_msg(msg, "'%s' is in use by another server", path);
-        return r;
+        if (r != 0 && r != EAGAIN && r != EINPROGRESS) {
+            free(*msg);
+            set_msg(msg, "cannot check '%s': %s", path, strerror(r));
+        }
+        return -EADDRINUSE;
     }
     unlink(path); /* stale: nobody listens there */
     return 0;
