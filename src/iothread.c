@@ -3,9 +3,11 @@
  * IOThread objects: lifecycle, properties, registry (sections 1.2-1.9 of
  * the specification).
  *
- * Threads and locks.  No lock is ever held while waiting for the IOThread,
- * so code running on the IOThread may call anything here except stop and
- * destroy of its own IOThread (refused with an error).
+ * Threads and locks.  No lock the IOThread may need is held while waiting
+ * for it (a set on a stopping IOThread holds t->lock while it waits for
+ * update_lock, which an apply BH may hold; the IOThread never takes
+ * t->lock there), so code running on the IOThread may call anything here
+ * except stop and destroy of its own IOThread (refused with an error).
  *  - registry_lock: the list of user-created IOThreads, the "users"
  *    marks and `destroyed`.  Taken before the others.
  *  - t->lock: the start/stop state.  Held only to read or change it, to
@@ -678,6 +680,12 @@ int iot_thread_destroy(IotThread *t, IotError **errp)
     ret = iot_thread_stop(t, errp);
     if (ret == 0) {
         iot_thread_unref(t);
+    } else {
+        /* Not destroyed after all (the stop BH could not be queued): a
+         * retry must be able to finish the job. */
+        pthread_mutex_lock(&registry_lock);
+        t->destroyed = false;
+        pthread_mutex_unlock(&registry_lock);
     }
     return ret;
 }
