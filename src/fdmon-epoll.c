@@ -315,9 +315,15 @@ void iot__fdmon_epoll_retry(IotCtx *ctx)
 
 void iot__fdmon_epoll_reap(IotCtx *ctx)
 {
-    int fd =
-        atomic_exchange_explicit(&ctx->epollfd_dead, -1, memory_order_relaxed);
+    int fd;
 
+    /* Every wait comes here: a plain load first, the locked exchange only
+     * when there is something to close.  The exchange pairs with the one
+     * in iot__fdmon_epoll_disable(), so each retired fd is closed once. */
+    if (atomic_load_explicit(&ctx->epollfd_dead, memory_order_relaxed) < 0) {
+        return;
+    }
+    fd = atomic_exchange_explicit(&ctx->epollfd_dead, -1, memory_order_relaxed);
     if (fd >= 0) {
         close(fd);
     }
