@@ -25,6 +25,8 @@ bool iot__fdmon_poll_disabled(IotCtx *ctx)
            0;
 }
 
+bool iot__fdmon_poll_fail_grow;
+
 /* Home thread.  Makes room for @n entries; false on ENOMEM. */
 static bool pfds_reserve(IotCtx *ctx, size_t n)
 {
@@ -34,6 +36,9 @@ static bool pfds_reserve(IotCtx *ctx, size_t n)
 
     if (n <= ctx->pfd_cap) {
         return true;
+    }
+    if (iot__fdmon_poll_fail_grow) {
+        return false;
     }
     while (cap < n) {
         cap *= 2;
@@ -89,6 +94,32 @@ static bool auto_upgrade(IotCtx *ctx, size_t nfds)
     return ret == 0;
 }
 
+/* Home thread.  No memory for the array: waits on the notifier alone, and
+ * not longer than IOT_POLL_STARVED_NS, so that the loop neither spins
+ * (an error at once would send a blocking loop straight back) nor sleeps
+ * through a kick.  The other fds are level-triggered: whatever they have
+ * waits for the next wait, which tries to grow the array again. */
+static int poll_wait_starved(IotCtx *ctx, IotReadyList *ready,
+                             int64_t timeout_ns)
+{
+    struct pollfd pfd = { .fd = ctx->notifier.rfd, .events = POLLIN };
+    struct timespec ts;
+    int ret;
+
+    if (timeout_ns < 0 || timeout_ns > IOT_POLL_STARVED_NS) {
+        timeout_ns = IOT_POLL_STARVED_NS;
+    }
+    ret = ppoll(&pfd, 1, ns_to_timespec(timeout_ns, &ts), NULL);
+    if (ret < 0) {
+        return -errno;
+    }
+    if (pfd.revents) {
+        ctx->notifier_h->revents = pfd.revents;
+        iot__ready_push(ready, ctx->notifier_h);
+    }
+    return ret;
+}
+
 static int poll_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout_ns)
 {
     struct timespec ts;
@@ -105,7 +136,7 @@ static int poll_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout_ns)
             continue;
         }
         if (!pfds_reserve(ctx, n + 1)) {
-            return -ENOMEM;
+            return poll_wait_starved(ctx, ready, timeout_ns);
         }
         ctx->pfds[n] = (struct pollfd){ .fd = h->fd, .events = h->events };
         ctx->pfd_handlers[n++] = h;

@@ -81,6 +81,8 @@ void iot__fdmon_epoll_unstale(IotCtx *ctx);
 void iot__fdmon_epoll_retry(IotCtx *ctx);
 
 bool iot__fdmon_poll_disabled(IotCtx *ctx);
+/* Tests: while set, the poll backend's array cannot grow (ENOMEM). */
+extern bool iot__fdmon_poll_fail_grow;
 /* Tests: epoll instances made so far (setups and rebuilds). */
 extern atomic_ulong iot__epoll_instances;
 

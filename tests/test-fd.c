@@ -2042,6 +2042,76 @@ static void test_fd_many_changes_in_callback(void)
 }
 BACKEND_CASE(test_fd_many_changes_in_callback)
 
+/* The poll backend with no memory to grow its array (more handlers than
+ * it has room for).  A wait that failed at once would send a blocking
+ * loop straight back, spinning; instead it sleeps on the notifier alone,
+ * a bounded time, so a kick still wakes it, and what the other fds have
+ * is dispatched once the array can grow. */
+#define ENOMEM_PIPES 12
+
+typedef struct EnomemKick {
+    IotCtx *ctx;
+    atomic_int ran;
+} EnomemKick;
+
+static void enomem_ran_cb(void *opaque)
+{
+    atomic_store(&((EnomemKick *)opaque)->ran, 1);
+}
+
+static void *enomem_kick_thread(void *opaque)
+{
+    EnomemKick *k = opaque;
+
+    wait_loop_blocking(k->ctx);
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(k->ctx, enomem_ran_cb, k), 0);
+    return NULL;
+}
+
+static void test_fd_poll_array_enomem(void)
+{
+    Pipe p[ENOMEM_PIPES];
+    int n[ENOMEM_PIPES] = { 0 };
+    EnomemKick k = { .ctx = NULL };
+    pthread_t thr;
+    int64_t t0;
+
+    ctx_setup(IOT_FDMON_POLL);
+    k.ctx = ctx;
+    for (int i = 0; i < ENOMEM_PIPES; i++) {
+        p[i] = pipe_new();
+        T_ASSERT_EQ(iot_fd_set_handler(ctx, p[i].rfd, count_cb, NULL, NULL,
+                                       NULL, &n[i]),
+                    0);
+    }
+    iot__fdmon_poll_fail_grow = true;
+    write_byte(p[ENOMEM_PIPES - 1].wfd);
+    settle(); /* the starved wait sees the changes' kick, no progress */
+
+    /* Nothing it can see: it sleeps (the bound), neither spins nor hangs. */
+    t0 = t_now_ns();
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, true));
+    T_ASSERT(t_now_ns() - t0 >= IOT_POLL_STARVED_NS / 2);
+    T_ASSERT_EQ(n[ENOMEM_PIPES - 1], 0);
+
+    /* A kick wakes it. */
+    T_ASSERT_EQ(pthread_create(&thr, NULL, enomem_kick_thread, &k), 0);
+    while (!atomic_load(&k.ran)) {
+        iot_ctx_poll(ctx, true);
+    }
+    T_ASSERT_EQ(pthread_join(thr, NULL), 0);
+
+    /* Memory back: the fd's event was kept, and runs. */
+    iot__fdmon_poll_fail_grow = false;
+    T_ASSERT(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(n[ENOMEM_PIPES - 1], 1);
+    for (int i = 0; i < ENOMEM_PIPES; i++) {
+        T_ASSERT_EQ(iot_fd_set(ctx, p[i].rfd, NULL, NULL), 0);
+        pipe_close(&p[i]);
+    }
+    ctx_teardown();
+}
+
 int main(int argc, char **argv)
 {
     ADD_BOTH("/aio/event/add-remove", test_event_add_remove);
@@ -2070,6 +2140,7 @@ int main(int argc, char **argv)
     t_add("/auto/aio/fd/epoll-refused-once", test_fd_epoll_refused_once);
     t_add("/epoll/aio/fd/fallback-closes-on-home",
           test_fd_epoll_fallback_closes_on_home_epoll);
+    t_add("/poll/aio/fd/array-enomem", test_fd_poll_array_enomem);
     t_add("/auto/aio/fdmon/env", test_fdmon_env);
     t_add("/auto/aio/fdmon/io_uring-fallback", test_fdmon_fallback);
     return t_run(argc, argv);
