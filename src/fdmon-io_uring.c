@@ -133,11 +133,17 @@ static struct io_uring_sqe *sqe_get(IotCtx *ctx)
     return sqe;
 }
 
+int iot__io_uring_poll_fail;
+
 static void arm(IotCtx *ctx, IotHandler *h)
 {
     struct io_uring_sqe *sqe = sqe_get(ctx);
 
     io_uring_prep_poll_add(sqe, h->fd, (unsigned)h->events);
+    if (iot__io_uring_poll_fail > 0) {
+        iot__io_uring_poll_fail--;
+        sqe->len = ~0u; /* poll flags no kernel knows: -EINVAL */
+    }
     io_uring_sqe_set_data(sqe, h);
     h->iou_armed = true;
     iou(ctx)->inflight++;
@@ -240,9 +246,16 @@ static int complete(IotCtx *ctx, struct io_uring_cqe *cqe, IotReadyList *ready)
         rearm_later(ctx, h); /* not ours: the kernel gave up, watch again */
         return 0;
     }
-    if (cqe->res < 0) {
-        /* The fd is bad (closed while watched): report an error once. */
+    if (cqe->res == -EBADF) {
+        /* Closed while watched: report an error once.  Watching again
+         * would fail again at once, for ever. */
         h->revents = POLLERR;
+    } else if (cqe->res < 0) {
+        /* The kernel could not watch the fd this time (no memory, say):
+         * the handler hears of it as poll(2) would tell it, and the fd
+         * stays watched, or it would never be heard from again. */
+        h->revents = POLLERR;
+        rearm_later(ctx, h);
     } else {
         h->revents = revents_of(cqe->res);
         rearm_later(ctx, h); /* one-shot: level-triggered via re-arm */
@@ -630,6 +643,7 @@ int iot__fdmon_gsource_fd(IotCtx *ctx)
 
 #else /* !IOT_HAVE_IO_URING */
 
+int iot__io_uring_poll_fail;
 int iot__io_uring_setup_fail;
 
 unsigned long iot__io_uring_batch_submits(IotCtx *ctx)

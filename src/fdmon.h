@@ -101,6 +101,8 @@ void iot__fdmon_io_uring_teardown(IotCtx *ctx);
  * dropping their events, so that the ring can be reused.  A later poll
  * re-arms the handlers. */
 void iot__fdmon_io_uring_quiesce(IotCtx *ctx);
+/* Tests: the next N poll requests are refused by the kernel (EINVAL). */
+extern int iot__io_uring_poll_fail;
 /* Home thread, tests: submissions forced by aio-max-batch so far. */
 unsigned long iot__io_uring_batch_submits(IotCtx *ctx);
 /* Home thread.  The fd GLib should watch: the ring's, or the epoll fd

@@ -2042,6 +2042,42 @@ static void test_fd_many_changes_in_callback(void)
 }
 BACKEND_CASE(test_fd_many_changes_in_callback)
 
+/* io_uring: a poll request the kernel refuses (for another reason than a
+ * closed fd) reaches the handler as an error, as poll(2) would report it,
+ * and the fd stays watched: what it has later is dispatched. */
+static bool poll_until_count(int *n, int want)
+{
+    int64_t deadline = t_now_ns() + 5 * (int64_t)1000000000;
+
+    while (*n < want && t_now_ns() < deadline) {
+        iot_ctx_poll(ctx, false);
+    }
+    return *n == want;
+}
+
+static void test_fd_io_uring_poll_refused(void)
+{
+    Pipe p;
+    int n = 0;
+
+    if (!have_io_uring()) {
+        fprintf(stderr, "io_uring cannot be set up here: skipped\n");
+        return;
+    }
+    ctx_setup(IOT_FDMON_IO_URING);
+    p = pipe_new();
+    iot__io_uring_poll_fail = 1;
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, NULL, NULL, &n),
+                0);
+    T_ASSERT(poll_until_count(&n, 1)); /* the refusal, as POLLERR */
+    T_ASSERT_EQ(iot__io_uring_poll_fail, 0);
+    write_byte(p.wfd);
+    T_ASSERT(poll_until_count(&n, 2)); /* watched again */
+    T_ASSERT_EQ(iot_fd_set(ctx, p.rfd, NULL, NULL), 0);
+    pipe_close(&p);
+    ctx_teardown();
+}
+
 /* The poll backend with no memory to grow its array (more handlers than
  * it has room for).  A wait that failed at once would send a blocking
  * loop straight back, spinning; instead it sleeps on the notifier alone,
@@ -2141,6 +2177,7 @@ int main(int argc, char **argv)
     t_add("/epoll/aio/fd/fallback-closes-on-home",
           test_fd_epoll_fallback_closes_on_home_epoll);
     t_add("/poll/aio/fd/array-enomem", test_fd_poll_array_enomem);
+    t_add("/io_uring/aio/fd/poll-refused", test_fd_io_uring_poll_refused);
     t_add("/auto/aio/fdmon/env", test_fdmon_env);
     t_add("/auto/aio/fdmon/io_uring-fallback", test_fdmon_fallback);
     return t_run(argc, argv);
