@@ -309,10 +309,23 @@ int64_t iot_ctx_timer_deadline_ns(IotCtx *ctx)
     return iot__timers_deadline(ctx);
 }
 
+/* List lock held.  The timers a pass set aside go back into the heap. */
+static void timers_undefer(IotTimerList *tl)
+{
+    while (tl->deferred) {
+        IotTimer *t = tl->deferred;
+        tl->deferred = t->dnext;
+        heap_insert(tl, t);
+    }
+}
+
 /* Home thread.  Runs the timers of one clock due at the sampled "now".
  * A timer armed during the pass (by a callback or another thread) to a due
  * deadline is set aside and put back when the pass ends: it runs in the
- * next iteration, and the timers due behind it still run in this one. */
+ * next iteration, and the timers due behind it still run in this one.
+ * A pass nested in a callback is such a next iteration: it takes back
+ * what the outer pass set aside (which iot__timers_deadline() reports as
+ * due, so a nested blocking poll that left it aside would spin). */
 static bool timers_run_clock(IotCtx *ctx, IotClock c)
 {
     IotTimerList *tl = &ctx->timers[c];
@@ -321,6 +334,7 @@ static bool timers_run_clock(IotCtx *ctx, IotClock c)
     int64_t now;
 
     pthread_mutex_lock(&tl->lock);
+    timers_undefer(tl);
     if (!tl->len) {
         pthread_mutex_unlock(&tl->lock);
         return false;
@@ -343,11 +357,7 @@ static bool timers_run_clock(IotCtx *ctx, IotClock c)
         progress = true;
         pthread_mutex_lock(&tl->lock);
     }
-    while (tl->deferred) {
-        IotTimer *t = tl->deferred;
-        tl->deferred = t->dnext;
-        heap_insert(tl, t);
-    }
+    timers_undefer(tl);
     pthread_mutex_unlock(&tl->lock);
     return progress;
 }

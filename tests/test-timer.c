@@ -858,6 +858,62 @@ static void test_rearm_past_no_starve(void)
     ctx_teardown(ctx);
 }
 
+/* ---- /aio/timer/nested-poll-runs-deferred ---- */
+
+/* A timer armed due during a pass is set aside for the next iteration;
+ * a blocking poll nested in a later callback of the same pass is such an
+ * iteration.  It must run the timer, not spin on it: the deadline says
+ * "due" while the timer is set aside. */
+
+static struct {
+    IotCtx *ctx;
+    IotTimer *a, *b, *c;
+    int c_runs;
+    long nested_polls;
+} np;
+
+static void np_a_cb(void *opaque)
+{
+    (void)opaque;
+    iot_timer_mod(np.c, 0); /* due at once, armed during the pass */
+}
+
+static void np_b_cb(void *opaque)
+{
+    (void)opaque;
+    while (!np.c_runs && np.nested_polls < 1000) {
+        iot_ctx_poll(np.ctx, true);
+        np.nested_polls++;
+    }
+}
+
+static void np_c_cb(void *opaque)
+{
+    (void)opaque;
+    np.c_runs++;
+}
+
+static void test_nested_poll_runs_deferred(void)
+{
+    IotCtx *ctx = ctx_setup();
+
+    np.ctx = ctx;
+    np.a = timer_new(ctx, MONO, np_a_cb, NULL);
+    np.b = timer_new(ctx, MONO, np_b_cb, NULL);
+    np.c = timer_new(ctx, MONO, np_c_cb, NULL);
+    iot_timer_mod(np.a, 1); /* both due; a first */
+    iot_timer_mod(np.b, 2);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(np.c_runs, 1);
+    T_ASSERT(np.nested_polls <= 2);
+    T_ASSERT_FALSE(iot_timer_pending(np.c));
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    iot_timer_free(np.a);
+    iot_timer_free(np.b);
+    iot_timer_free(np.c);
+    ctx_teardown(ctx);
+}
+
 /* ---- /aio/timer/callback-dels-other ---- */
 
 static struct {
@@ -1105,6 +1161,8 @@ int main(int argc, char **argv)
     t_add("/aio/timer/cross-thread-arm", test_cross_thread_arm);
     t_add("/aio/timer/rearm-now-no-livelock", test_rearm_now_no_livelock);
     t_add("/aio/timer/rearm-past-no-starve", test_rearm_past_no_starve);
+    t_add("/aio/timer/nested-poll-runs-deferred",
+          test_nested_poll_runs_deferred);
     t_add("/aio/timer/callback-dels-other", test_callback_dels_other);
     t_add("/aio/timer/many-threads-arm", test_many_threads_arm);
     return t_run(argc, argv);
