@@ -3,7 +3,8 @@
 #
 # iothreadctl against a running iothreadd: every command, its --json form,
 # stats --watch, and the errors (the client's own, and the daemon's shown
-# as "iothreadctl: DESC" with exit status 1), then no daemon at all.
+# as "iothreadctl: DESC" with exit status 1), --timeout against a stopped
+# daemon (SIGSTOP), then no daemon at all.
 #
 #   IOTHREADD=... IOTHREADCTL=... tests/test-iothreadctl.sh
 #
@@ -23,12 +24,17 @@ LIMIT=${IOTHREADCTL_TEST_LIMIT:-30} # seconds for any one command
 dir=$(mktemp -d /tmp/iothreadctl-test-XXXXXX)
 sock=$dir/iothreadd.sock
 dpid=
+holder=    # a process holding connections that fill the daemon's backlog
 n=0
 passed=0
 failed=0
 
 cleanup() {
+  if [ -n "$holder" ]; then
+    kill -KILL "$holder" 2>/dev/null
+  fi
   if [ -n "$dpid" ] && kill -0 "$dpid" 2>/dev/null; then
+    kill -CONT "$dpid" 2>/dev/null # a stopped daemon too
     kill -KILL "$dpid" 2>/dev/null
   fi
   rm -rf "$dir"
@@ -341,6 +347,23 @@ t "stats: --watch abc" 1 "" \
 t "stats: --watch without a value" 1 "" "^iothreadctl: stats: .*--watch" \
   stats --watch
 t "stats: two IDs" 1 "" "=iothreadctl: stats: unexpected 'io1'" stats io0 io1
+for v in 0 -1 0.0 abc inf nan "" 1s 0x 1e-400 1e400; do
+  t "--timeout '$v' is refused" 1 "" \
+    "=iothreadctl: --timeout: '$v' is not a positive number of seconds" \
+    --timeout "$v" list
+done
+t "--timeout without a value" 1 "" "^iothreadctl: .*--timeout" --timeout
+for v in 0 abc nan; do
+  IOTHREADCTL_TIMEOUT=$v ctl_env --socket "$sock" list
+  check "IOTHREADCTL_TIMEOUT='$v' is refused" [ "$rc" -eq 1 -a \
+    "$err" = "iothreadctl: IOTHREADCTL_TIMEOUT: '$v' is not a positive number of seconds" ]
+done
+t "--timeout 2.5" 0 "^io0 " "" --timeout 2.5 list
+t "--timeout 10" 0 "^io0 " "" --timeout 10 list
+IOTHREADCTL_TIMEOUT=abc ctl_env --socket "$sock" --timeout 5 list
+check "--timeout wins over a bad IOTHREADCTL_TIMEOUT" [ "$rc" -eq 0 -a -z "$err" ]
+IOTHREADCTL_TIMEOUT= ctl_env --socket "$sock" list
+check "an empty IOTHREADCTL_TIMEOUT is unset" [ "$rc" -eq 0 -a -z "$err" ]
 timeout -k 5 "$LIMIT" "$IOTHREADCTL" --socket >"$dir/out" 2>"$dir/err"
 rc=$?
 check "--socket without a path: exit 1, names it" \
@@ -401,6 +424,118 @@ daemon_error "set: pool bounds" "bad thread-pool-min/thread-pool-max values" \
   set io0 thread-pool-min 100
 t "a failed set changes nothing" 0 "=0" "" get io0 thread-pool-min
 daemon_error "stats: unknown IOThread" 'iothread "nope" not found' stats nope
+
+# ---- a stopped daemon: --timeout ----
+
+# stop_daemon: SIGSTOP, awaited (bounded) until every thread is stopped.
+stop_daemon() {
+  local i=0
+  kill -STOP "$dpid"
+  while cat /proc/"$dpid"/task/*/status 2>/dev/null |
+    grep -Eq '^State:[[:space:]]+[^T[:space:]]' &&
+    [ $i -lt $((LIMIT * 20)) ]; do
+    sleep 0.05
+    i=$((i + 1))
+  done
+}
+
+cont_daemon() {
+  kill -CONT "$dpid"
+}
+
+# ctl_timed ARGS...: ctl within 10 s, so that a client ignoring its
+# timeout fails rather than hangs; also sets ms, the time it took.
+ctl_timed() {
+  local t0
+  t0=$(date +%s%N)
+  timeout -k 5 10 "$IOTHREADCTL" --socket "$sock" "$@" \
+    >"$dir/out" 2>"$dir/err"
+  rc=$?
+  ms=$((($(date +%s%N) - t0) / 1000000))
+  out=$(cat "$dir/out")
+  err=$(cat "$dir/err")
+}
+
+no_reply="no reply from $sock within"
+stop_daemon
+ctl_timed --timeout 0.5 list
+cont_daemon
+# It connects (the kernel queues it) but the greeting never comes.
+if [ "$rc" -eq 1 ] && [ -z "$out" ] && [ "$ms" -ge 400 ] &&
+  [ "$err" = "iothreadctl: $no_reply 0.5 s (is iothreadd stopped?)" ]; then
+  pass "--timeout 0.5: a stopped daemon, a message and exit 1"
+else
+  fail "--timeout 0.5: a stopped daemon" "exit $rc (want 1) after $ms ms" \
+    "stderr: $err"
+fi
+t "--timeout: SIGCONT, and list works again" 0 "^io0 " "" list
+
+stop_daemon
+IOTHREADCTL_TIMEOUT=0.5 ctl_timed list
+cont_daemon
+check "IOTHREADCTL_TIMEOUT=0.5: a stopped daemon, exit 1" [ "$rc" -eq 1 -a \
+  "$err" = "iothreadctl: $no_reply 0.5 s (is iothreadd stopped?)" ]
+
+stop_daemon
+IOTHREADCTL_TIMEOUT=30 ctl_timed --timeout 0.3 list
+cont_daemon
+check "--timeout wins over IOTHREADCTL_TIMEOUT" [ "$rc" -eq 1 -a \
+  "$err" = "iothreadctl: $no_reply 0.3 s (is iothreadd stopped?)" ]
+
+# Connections that fill the stopped daemon's backlog (16): then the connect
+# itself waits, and is bounded.
+stop_daemon
+python3 -c '
+import socket, sys, time
+held = []
+while len(held) < 1000:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.setblocking(False)
+    try:
+        s.connect(sys.argv[1])
+    except BlockingIOError:
+        break
+    held.append(s)
+print("full", flush=True)
+time.sleep(int(sys.argv[2]))' "$sock" "$LIMIT" >"$dir/holder" &
+holder=$!
+i=0
+while ! grep -q full "$dir/holder" && kill -0 "$holder" 2>/dev/null &&
+  [ $i -lt $((LIMIT * 20)) ]; do
+  sleep 0.05
+  i=$((i + 1))
+done
+ctl_timed --timeout 0.5 list
+kill "$holder"
+wait "$holder"
+holder=
+cont_daemon
+check "--timeout: a full backlog bounds the connect" [ "$rc" -eq 1 -a \
+  "$err" = "iothreadctl: $sock accepted no connection within 0.5 s (is iothreadd stopped?)" ]
+t "--timeout: the backlog drained, list works again" 0 "^io0 " "" list
+
+# stats --watch: each refresh is bounded, the sleep between them is not.
+watch "iothreadd statistics, every 1.5 s" --timeout 1 stats --watch 1.5
+check "stats --watch 1.5 --timeout 1: the sleep is not timed" [ "$rc" -eq 0 \
+  -a -z "$err" -a "$(grep -c "iothreadd statistics" <<<"$out")" -ge 2 ]
+: >"$dir/watch"
+timeout -k 5 10 "$IOTHREADCTL" --socket "$sock" --timeout 0.5 \
+  stats --watch 0.1 >"$dir/watch" 2>"$dir/watch.err" &
+wpid=$!
+i=0
+while ! grep -q "iothreadd statistics" "$dir/watch" 2>/dev/null &&
+  kill -0 "$wpid" 2>/dev/null && [ $i -lt $((LIMIT * 20)) ]; do
+  sleep 0.05
+  i=$((i + 1))
+done
+stop_daemon
+wait "$wpid"
+rc=$?
+cont_daemon
+err=$(cat "$dir/watch.err")
+check "stats --watch: the daemon stopped mid-watch, a message and exit 1" \
+  [ "$rc" -eq 1 -a "$err" = "iothreadctl: $no_reply 0.5 s (is iothreadd stopped?)" ]
+t "after the stops, the daemon still answers" 0 "^io0 " "" list
 
 # ---- the daemon goes away ----
 

@@ -2,7 +2,7 @@
 /*
  * iothreadctl: a command-line client for iothreadd's QMP socket.
  *
- *   iothreadctl [--socket PATH] [--json] COMMAND [ARGS]
+ *   iothreadctl [--socket PATH] [--timeout SECS] [--json] COMMAND [ARGS]
  *     list                         the IOThreads and their properties
  *     add ID [PROP=VALUE...]       object-add an IOThread
  *     del ID                       object-del it
@@ -11,15 +11,22 @@
  *     stats [ID] [--watch SECS]    statistics; --watch refreshes in place
  *
  * Errors from the daemon are printed as they are, and the exit status is 1.
+ *
+ * --timeout SECS (else $IOTHREADCTL_TIMEOUT, else 10) bounds each wait for
+ * the daemon: the connect, the greeting, each reply (each refresh of
+ * stats --watch, not the sleep between them) and each write.  A daemon
+ * stopped or wedged that long is an error, exit status 1.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +37,8 @@
 
 typedef struct Conn {
     int fd;
+    const char *path; /* for messages */
+    double timeout;   /* seconds, > 0: SO_RCVTIMEO and SO_SNDTIMEO */
     struct json_tokener *tok;
     char buf[65536];
     size_t off, len; /* unparsed bytes in buf */
@@ -61,7 +70,8 @@ __attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt,
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: iothreadctl [--socket PATH] [--json] COMMAND [ARGS]\n"
+            "Usage: iothreadctl [--socket PATH] [--timeout SECS] [--json] "
+            "COMMAND [ARGS]\n"
             "  list                       the IOThreads and their properties\n"
             "  add ID [PROP=VALUE...]     create an IOThread\n"
             "  del ID                     delete it\n"
@@ -69,10 +79,20 @@ static void usage(FILE *f)
             "  set ID PROP VALUE          change a property\n"
             "  stats [ID] [--watch SECS]  statistics, refreshed with --watch\n"
             "The socket defaults to $IOTHREADD_SOCKET, else "
-            "$XDG_RUNTIME_DIR/iothreadd.sock, else ./iothreadd.sock.\n");
+            "$XDG_RUNTIME_DIR/iothreadd.sock, else ./iothreadd.sock.\n"
+            "--timeout bounds each wait for the daemon (connect, reply, "
+            "write);\nit defaults to $IOTHREADCTL_TIMEOUT, else 10 "
+            "seconds.\n");
 }
 
 /* ---- the connection ---- */
+
+/* A socket timeout (SO_RCVTIMEO, SO_SNDTIMEO) ran out. */
+__attribute__((noreturn)) static void conn_timed_out(Conn *c)
+{
+    die("no reply from %s within %g s (is iothreadd stopped?)", c->path,
+        c->timeout);
+}
 
 static json_object *conn_read(Conn *c)
 {
@@ -102,6 +122,9 @@ static json_object *conn_read(Conn *c)
             }
             continue;
         }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            conn_timed_out(c);
+        }
         if (n <= 0) {
             die("the daemon closed the connection");
         }
@@ -120,6 +143,9 @@ static void conn_write(Conn *c, const char *p, size_t len)
         }
         if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
             die("the daemon closed the connection");
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            conn_timed_out(c); /* it reads nothing: its buffer is full */
         }
         if (n < 0) {
             die("write: %s", strerror(errno));
@@ -168,17 +194,58 @@ static json_object *conn_call(Conn *c, const char *cmd, json_object *args)
     }
 }
 
+/* @secs (> 0) as a socket timeout: rounded up to a microsecond, as 0
+ * would mean none, and capped at about 31 years (for ever). */
+static struct timeval timeout_timeval(double secs)
+{
+    double us = (secs < 1e9 ? secs : 1e9) * 1e6;
+    long long n = (long long)us;
+
+    if ((double)n < us) {
+        n++;
+    }
+    return (struct timeval){ .tv_sec = (time_t)(n / 1000000),
+                             .tv_usec = (suseconds_t)(n % 1000000) };
+}
+
+/* On Linux, SO_SNDTIMEO also bounds an AF_UNIX connect() waiting on a full
+ * backlog; any of the calls then fails with EAGAIN. */
+static void conn_set_timeout(Conn *c)
+{
+    struct timeval tv = timeout_timeval(c->timeout);
+
+    if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) ||
+        setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv))) {
+        die("setsockopt: %s", strerror(errno));
+    }
+}
+
 static void conn_open(Conn *c, const char *path)
 {
     struct sockaddr_un addr = { .sun_family = AF_UNIX };
     json_object *greeting;
+    int r;
 
     if (strlen(path) >= sizeof(addr.sun_path)) {
         die("socket path too long: %s", path);
     }
     strcpy(addr.sun_path, path);
+    c->path = path;
     c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&addr, sizeof(addr))) {
+    if (c->fd < 0) {
+        die("socket: %s", strerror(errno));
+    }
+    conn_set_timeout(c);
+    /* EINTR (a stop and SIGCONT with a timeout set): an AF_UNIX connect
+     * interrupted while waiting has not connected, so it can be retried. */
+    do {
+        r = connect(c->fd, (struct sockaddr *)&addr, sizeof(addr));
+    } while (r && errno == EINTR);
+    if (r && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        die("%s accepted no connection within %g s (is iothreadd stopped?)",
+            path, c->timeout);
+    }
+    if (r) {
         die("cannot connect to %s: %s (is iothreadd running?)", path,
             strerror(errno));
     }
@@ -440,6 +507,19 @@ static const char *default_socket(void)
     return path;
 }
 
+/* A timeout in seconds from @s, given by @what (the option or variable):
+ * a finite number above 0, or a usage error. */
+static double parse_timeout(const char *what, const char *s)
+{
+    char *end;
+    double v = strtod(s, &end);
+
+    if (end == s || *end || !isfinite(v) || v <= 0) {
+        die("%s: '%s' is not a positive number of seconds", what, s);
+    }
+    return v;
+}
+
 /* Checks the number of arguments of @cmd (add and stats check theirs). */
 static void need_args(int argc, const char *cmd)
 {
@@ -477,8 +557,9 @@ static void parse_stats_args(int argc, char **argv, const char **id,
 int main(int argc, char **argv)
 {
     const char *socket_path = default_socket(), *cmd;
-    Conn c = { .fd = -1 };
-    const char *stats_id = NULL;
+    Conn c = { .fd = -1, .timeout = 10 };
+    const char *stats_id = NULL, *env_timeout = getenv("IOTHREADCTL_TIMEOUT");
+    bool timeout_set = false;
     double watch = 0;
     int i = 1;
 
@@ -486,6 +567,9 @@ int main(int argc, char **argv)
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "--socket") && i + 1 < argc) {
             socket_path = argv[++i];
+        } else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
+            c.timeout = parse_timeout("--timeout", argv[++i]);
+            timeout_set = true;
         } else if (!strcmp(argv[i], "--json")) {
             json_out = true;
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
@@ -494,6 +578,9 @@ int main(int argc, char **argv)
         } else {
             die("unknown option '%s' (see iothreadctl --help)", argv[i]);
         }
+    }
+    if (!timeout_set && env_timeout && *env_timeout) {
+        c.timeout = parse_timeout("IOTHREADCTL_TIMEOUT", env_timeout);
     }
     if (i >= argc) {
         usage(stderr);
