@@ -344,6 +344,11 @@ t "stats: --watch 0" 1 "" \
 t "stats: --watch abc" 1 "" \
   "=iothreadctl: stats: --watch needs a positive number of seconds" \
   stats --watch abc
+for v in inf nan -nan 1e400 ''; do
+  t "stats: --watch '$v'" 1 "" \
+    "=iothreadctl: stats: --watch needs a positive number of seconds" \
+    stats --watch "$v"
+done
 t "stats: --watch without a value" 1 "" "^iothreadctl: stats: .*--watch" \
   stats --watch
 t "stats: two IDs" 1 "" "=iothreadctl: stats: unexpected 'io1'" stats io0 io1

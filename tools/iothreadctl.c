@@ -542,8 +542,10 @@ static void parse_stats_args(int argc, char **argv, const char **id,
     for (int k = 0; k < argc; k++) {
         if (!strcmp(argv[k], "--watch") && k + 1 < argc) {
             char *end;
-            *watch = strtod(argv[++k], &end);
-            if (*end || *watch <= 0) {
+            const char *v = argv[++k];
+
+            *watch = strtod(v, &end);
+            if (end == v || *end || !isfinite(*watch) || *watch <= 0) {
                 die("stats: --watch needs a positive number of seconds");
             }
         } else if (!*id && argv[k][0] != '-') {
