@@ -339,14 +339,14 @@ t "set: integer out of range" 1 "" \
   "=iothreadctl: aio-max-batch: '99999999999999999999' is not an integer" \
   set io0 aio-max-batch 99999999999999999999
 t "stats: --watch 0" 1 "" \
-  "=iothreadctl: stats: --watch needs a positive number of seconds" \
+  "=iothreadctl: stats: --watch needs a number of seconds from 0.01 to 1e+06" \
   stats --watch 0
 t "stats: --watch abc" 1 "" \
-  "=iothreadctl: stats: --watch needs a positive number of seconds" \
+  "=iothreadctl: stats: --watch needs a number of seconds from 0.01 to 1e+06" \
   stats --watch abc
-for v in inf nan -nan 1e400 ''; do
+for v in inf nan -nan 1e400 1e19 1e-10 0.009 1000001 ''; do
   t "stats: --watch '$v'" 1 "" \
-    "=iothreadctl: stats: --watch needs a positive number of seconds" \
+    "=iothreadctl: stats: --watch needs a number of seconds from 0.01 to 1e+06" \
     stats --watch "$v"
 done
 t "stats: --watch without a value" 1 "" "^iothreadctl: stats: .*--watch" \

@@ -13,9 +13,10 @@
  * Errors from the daemon are printed as they are, and the exit status is 1.
  *
  * --timeout SECS (else $IOTHREADCTL_TIMEOUT, else 10) bounds each wait for
- * the daemon: the connect, the greeting, each reply (each refresh of
- * stats --watch, not the sleep between them) and each write.  A daemon
- * stopped or wedged that long is an error, exit status 1.
+ * the daemon: the connect, and each read and each write (a reply that
+ * keeps coming, if slowly, is not cut; the sleep between two refreshes of
+ * stats --watch is not a wait for the daemon).  A daemon stopped or
+ * wedged that long is an error, exit status 1.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -139,6 +140,11 @@ static void conn_write(Conn *c, const char *p, size_t len)
     while (len) {
         ssize_t n = write(c->fd, p, len);
         if (n < 0 && errno == EINTR) {
+            if (interrupted) {
+                /* Ctrl-C while the daemon reads nothing: as in conn_read. */
+                fflush(stdout);
+                _exit(0);
+            }
             continue;
         }
         if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
@@ -535,6 +541,9 @@ static void need_args(int argc, const char *cmd)
     }
 }
 
+#define WATCH_MIN 0.01 /* seconds between two refreshes of stats --watch */
+#define WATCH_MAX 1e6
+
 /* stats [ID] [--watch SECONDS] */
 static void parse_stats_args(int argc, char **argv, const char **id,
                              double *watch)
@@ -544,9 +553,13 @@ static void parse_stats_args(int argc, char **argv, const char **id,
             char *end;
             const char *v = argv[++k];
 
+            /* Bounded: a period that rounds to no sleep at all, or that a
+             * time_t cannot hold, would have us query without a pause. */
             *watch = strtod(v, &end);
-            if (end == v || *end || !isfinite(*watch) || *watch <= 0) {
-                die("stats: --watch needs a positive number of seconds");
+            if (end == v || *end || !(*watch >= WATCH_MIN) ||
+                !(*watch <= WATCH_MAX)) {
+                die("stats: --watch needs a number of seconds from %g to %g",
+                    WATCH_MIN, WATCH_MAX);
             }
         } else if (!*id && argv[k][0] != '-') {
             *id = argv[k];
