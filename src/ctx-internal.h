@@ -40,7 +40,7 @@
 #define IOT_POLL_START_NS     4000     /* first window when polling grows */
 #define IOT_IDLE_BH_PERIOD_NS 10000000 /* idle BHs run at least every 10 ms */
 #define IOT_EPOLL_THRESHOLD   64       /* AUTO moves to epoll at 64 fds */
-#define IOT_POLL_STARVED_NS   10000000 /* poll backend out of memory: 10 ms */
+#define IOT_FDMON_RETRY_NS    10000000 /* a refused wait: again in 10 ms */
 #define IOT_POLL_IDLE_NS                                                       \
     7000000000LL /* io_uring: idle handlers stop polling                       \
                   */

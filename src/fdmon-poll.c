@@ -95,7 +95,7 @@ static bool auto_upgrade(IotCtx *ctx, size_t nfds)
 }
 
 /* Home thread.  No memory for the array: waits on the notifier alone, and
- * not longer than IOT_POLL_STARVED_NS, so that the loop neither spins
+ * not longer than iot__fdmon_retry_ns, so that the loop neither spins
  * (an error at once would send a blocking loop straight back) nor sleeps
  * through a kick.  The other fds are level-triggered: whatever they have
  * waits for the next wait, which tries to grow the array again. */
@@ -106,8 +106,8 @@ static int poll_wait_starved(IotCtx *ctx, IotReadyList *ready,
     struct timespec ts;
     int ret;
 
-    if (timeout_ns < 0 || timeout_ns > IOT_POLL_STARVED_NS) {
-        timeout_ns = IOT_POLL_STARVED_NS;
+    if (timeout_ns < 0 || timeout_ns > iot__fdmon_retry_ns) {
+        timeout_ns = iot__fdmon_retry_ns;
     }
     ret = ppoll(&pfd, 1, ns_to_timespec(timeout_ns, &ts), NULL);
     if (ret < 0) {
@@ -125,6 +125,7 @@ static int poll_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout_ns)
     struct timespec ts;
     size_t n = 0, count = 0;
     unsigned long kicks;
+    bool starved = false;
     int ret;
 
     iot__fdmon_epoll_reap(ctx); /* back from epoll: its instance */
@@ -135,15 +136,21 @@ static int poll_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout_ns)
             atomic_load_explicit(&h->deleted, memory_order_acquire)) {
             continue;
         }
-        if (!pfds_reserve(ctx, n + 1)) {
-            return poll_wait_starved(ctx, ready, timeout_ns);
+        /* Out of room: counted still, for the move to another backend,
+         * which needs no array. */
+        starved = starved || !pfds_reserve(ctx, n + 1);
+        if (!starved) {
+            ctx->pfds[n] = (struct pollfd){ .fd = h->fd, .events = h->events };
+            ctx->pfd_handlers[n] = h;
         }
-        ctx->pfds[n] = (struct pollfd){ .fd = h->fd, .events = h->events };
-        ctx->pfd_handlers[n++] = h;
+        n++;
     }
 
     if (auto_upgrade(ctx, n)) {
         return iot__fdmon(ctx)->wait(ctx, ready, timeout_ns);
+    }
+    if (starved) {
+        return poll_wait_starved(ctx, ready, timeout_ns);
     }
     if (n == 1 && timeout_ns <= 0 && ctx->notifier_blocks &&
         ctx->pfd_handlers[0] == ctx->notifier_h) {

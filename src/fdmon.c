@@ -7,6 +7,8 @@
 
 #include "fdmon.h"
 
+int64_t iot__fdmon_retry_ns = IOT_FDMON_RETRY_NS;
+
 /* AUTO: the IOTHREAD_FDMON environment variable, if set, decides. */
 static int kind_from_env(IotFdmonKind *kind, IotError **errp)
 {

@@ -83,6 +83,9 @@ void iot__fdmon_epoll_retry(IotCtx *ctx);
 bool iot__fdmon_poll_disabled(IotCtx *ctx);
 /* Tests: while set, the poll backend's array cannot grow (ENOMEM). */
 extern bool iot__fdmon_poll_fail_grow;
+/* How long a backend refused by the kernel or memory waits before it
+ * tries again: IOT_FDMON_RETRY_NS; tests may change it. */
+extern int64_t iot__fdmon_retry_ns;
 /* Tests: epoll instances made so far (setups and rebuilds). */
 extern atomic_ulong iot__epoll_instances;
 

@@ -2078,6 +2078,18 @@ static void test_fd_io_uring_poll_refused(void)
     ctx_teardown();
 }
 
+/* AUTO without io_uring, and poll without memory for its array: the move
+ * to epoll, which needs no array, still happens. */
+static void test_fd_epoll_upgrade_starved(void)
+{
+    T_ASSERT_EQ(unsetenv("IOTHREAD_FDMON"), 0);
+    iot__io_uring_setup_fail = EPERM;
+    ctx_setup(IOT_FDMON_AUTO);
+    iot__fdmon_poll_fail_grow = true;
+    many_fds(true);
+    ctx_teardown();
+}
+
 /* The poll backend with no memory to grow its array (more handlers than
  * it has room for).  A wait that failed at once would send a blocking
  * loop straight back, spinning; instead it sleeps on the notifier alone,
@@ -2127,15 +2139,17 @@ static void test_fd_poll_array_enomem(void)
     /* Nothing it can see: it sleeps (the bound), neither spins nor hangs. */
     t0 = t_now_ns();
     T_ASSERT_FALSE(iot_ctx_poll(ctx, true));
-    T_ASSERT(t_now_ns() - t0 >= IOT_POLL_STARVED_NS / 2);
+    T_ASSERT(t_now_ns() - t0 >= iot__fdmon_retry_ns / 2);
     T_ASSERT_EQ(n[ENOMEM_PIPES - 1], 0);
 
-    /* A kick wakes it. */
+    /* A kick wakes it: with a bound longer than the case's time limit,
+     * a wait that slept through the kick fails the case. */
+    iot__fdmon_retry_ns = 3600 * (int64_t)1000000000;
     T_ASSERT_EQ(pthread_create(&thr, NULL, enomem_kick_thread, &k), 0);
-    while (!atomic_load(&k.ran)) {
-        iot_ctx_poll(ctx, true);
-    }
+    T_ASSERT(iot_ctx_poll(ctx, true));
+    T_ASSERT(atomic_load(&k.ran));
     T_ASSERT_EQ(pthread_join(thr, NULL), 0);
+    iot__fdmon_retry_ns = IOT_FDMON_RETRY_NS;
 
     /* Memory back: the fd's event was kept, and runs. */
     iot__fdmon_poll_fail_grow = false;
@@ -2178,6 +2192,7 @@ int main(int argc, char **argv)
           test_fd_epoll_fallback_closes_on_home_epoll);
     t_add("/poll/aio/fd/array-enomem", test_fd_poll_array_enomem);
     t_add("/io_uring/aio/fd/poll-refused", test_fd_io_uring_poll_refused);
+    t_add("/auto/aio/fd/epoll-upgrade/starved", test_fd_epoll_upgrade_starved);
     t_add("/auto/aio/fdmon/env", test_fdmon_env);
     t_add("/auto/aio/fdmon/io_uring-fallback", test_fdmon_fallback);
     return t_run(argc, argv);
