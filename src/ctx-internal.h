@@ -216,6 +216,10 @@ struct IotCtx {
     /* [list] an EPOLL_CTL_DEL failed (the fd was closed before its
      * handler was removed): the instance may still report that handler */
     bool epoll_stale;
+    /* [home] io_uring: when polls the kernel refused are armed again
+     * (iot__stats_now_ns()), 0 if none waits; iot__ctx_timeout() wakes
+     * the loop (or GLib) for it */
+    int64_t fdmon_retry_at;
     struct pollfd *pfds;       /* [home] poll backend arrays */
     IotHandler **pfd_handlers; /* [home] */
     size_t pfd_cap;            /* [home] */

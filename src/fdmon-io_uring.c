@@ -55,6 +55,7 @@ typedef struct IouState {
     IotHandler *changes;      /* [list] handlers with iou_ops */
     atomic_bool have_changes; /* [list writes, home reads] */
     IotHandler *rearm;        /* [home] completed polls to re-arm */
+    IotHandler *retry; /* [home] refused polls, armed at ctx->fdmon_retry_at */
 } IouState;
 
 static IouState *iou(IotCtx *ctx)
@@ -158,8 +159,20 @@ static void arm(IotCtx *ctx, IotHandler *h)
 static void rearm_completed(IotCtx *ctx)
 {
     IouState *s = iou(ctx);
-    IotHandler *h = s->rearm;
+    IotHandler *h;
 
+    if (s->retry && iot__stats_now_ns() >= ctx->fdmon_retry_at) {
+        IotHandler **tail = &s->retry;
+
+        while (*tail) {
+            tail = &(*tail)->iou_rearm_next;
+        }
+        *tail = s->rearm;
+        s->rearm = s->retry;
+        s->retry = NULL;
+        ctx->fdmon_retry_at = 0;
+    }
+    h = s->rearm;
     s->rearm = NULL;
     while (h) {
         IotHandler *next = h->iou_rearm_next;
@@ -169,6 +182,19 @@ static void rearm_completed(IotCtx *ctx)
             arm(ctx, h);
         }
         h = next;
+    }
+}
+
+/* Home thread.  @h is being removed: off the list of refused polls, if
+ * it waits there, before it can be freed. */
+static void retry_forget(IouState *s, IotHandler *h)
+{
+    for (IotHandler **p = &s->retry; *p; p = &(*p)->iou_rearm_next) {
+        if (*p == h) {
+            *p = h->iou_rearm_next;
+            h->iou_rearm_next = NULL;
+            return;
+        }
     }
 }
 
@@ -200,6 +226,7 @@ static void fill_sq(IotCtx *ctx)
                 io_uring_sqe_set_data(sqe, NULL);
                 s->inflight++;
             } else {
+                retry_forget(s, h);
                 deleted_push(ctx, h);
             }
         } else if (ops & IOU_ADD) {
@@ -221,6 +248,20 @@ static void rearm_later(IotCtx *ctx, IotHandler *h)
 
     h->iou_rearm_next = s->rearm;
     s->rearm = h;
+}
+
+/* Home thread.  Queues @h, whose poll the kernel refused, to be re-armed
+ * iot__fdmon_retry_ns from now: at once, a refusal that lasts (no memory)
+ * would come back at once, and the loop would spin on it. */
+static void rearm_after_refusal(IotCtx *ctx, IotHandler *h)
+{
+    IouState *s = iou(ctx);
+
+    h->iou_rearm_next = s->retry;
+    s->retry = h;
+    if (!ctx->fdmon_retry_at) {
+        ctx->fdmon_retry_at = iot__stats_now_ns() + iot__fdmon_retry_ns;
+    }
 }
 
 /* Home thread, walker.  One completion. */
@@ -252,10 +293,11 @@ static int complete(IotCtx *ctx, struct io_uring_cqe *cqe, IotReadyList *ready)
         h->revents = POLLERR;
     } else if (cqe->res < 0) {
         /* The kernel could not watch the fd this time (no memory, say):
-         * the handler hears of it as poll(2) would tell it, and the fd
-         * stays watched, or it would never be heard from again. */
+         * the handler hears of it as an error, and the fd is watched
+         * again a little later, or it would never be heard from again.
+         * (QEMU re-arms at once.) */
         h->revents = POLLERR;
-        rearm_later(ctx, h);
+        rearm_after_refusal(ctx, h);
     } else {
         h->revents = revents_of(cqe->res);
         rearm_later(ctx, h); /* one-shot: level-triggered via re-arm */

@@ -518,6 +518,11 @@ int64_t iot__ctx_timeout(IotCtx *ctx)
     if (timeout == 0) {
         return 0;
     }
+    if (ctx->fdmon_retry_at) {
+        int64_t left = ctx->fdmon_retry_at - iot__stats_now_ns();
+
+        timeout = iot__timeout_min(timeout, left > 0 ? left : 0);
+    }
     return iot__timeout_min(timeout, iot__timers_deadline(ctx));
 }
 

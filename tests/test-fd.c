@@ -2043,8 +2043,9 @@ static void test_fd_many_changes_in_callback(void)
 BACKEND_CASE(test_fd_many_changes_in_callback)
 
 /* io_uring: a poll request the kernel refuses (for another reason than a
- * closed fd) reaches the handler as an error, as poll(2) would report it,
- * and the fd stays watched: what it has later is dispatched. */
+ * closed fd) reaches the handler as an error, and the fd stays watched:
+ * what it has later is dispatched.  It is armed again only after a
+ * pause, or a refusal that lasts would make even a blocking loop spin. */
 static bool poll_until_count(int *n, int want)
 {
     int64_t deadline = t_now_ns() + 5 * (int64_t)1000000000;
@@ -2073,6 +2074,37 @@ static void test_fd_io_uring_poll_refused(void)
     T_ASSERT_EQ(iot__io_uring_poll_fail, 0);
     write_byte(p.wfd);
     T_ASSERT(poll_until_count(&n, 2)); /* watched again */
+    T_ASSERT_EQ(iot_fd_set(ctx, p.rfd, NULL, NULL), 0);
+    pipe_close(&p);
+    ctx_teardown();
+}
+
+/* The same refusal, for good: blocking polls report it once per pause,
+ * and sleep in between. */
+static void test_fd_io_uring_poll_refused_backoff(void)
+{
+    Pipe p;
+    int n = 0;
+    int64_t t0;
+
+    if (!have_io_uring()) {
+        fprintf(stderr, "io_uring cannot be set up here: skipped\n");
+        return;
+    }
+    ctx_setup(IOT_FDMON_IO_URING);
+    p = pipe_new();
+    iot__io_uring_poll_fail = 1000;
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, NULL, NULL, &n),
+                0);
+    T_ASSERT(poll_until_count(&n, 1));
+    t0 = t_now_ns();
+    while (n < 3) {
+        iot_ctx_poll(ctx, true);
+    }
+    /* Two more refusals, each after a pause. */
+    T_ASSERT(t_now_ns() - t0 >= iot__fdmon_retry_ns);
+    T_ASSERT_EQ(n, 3);
+    iot__io_uring_poll_fail = 0;
     T_ASSERT_EQ(iot_fd_set(ctx, p.rfd, NULL, NULL), 0);
     pipe_close(&p);
     ctx_teardown();
@@ -2192,6 +2224,8 @@ int main(int argc, char **argv)
           test_fd_epoll_fallback_closes_on_home_epoll);
     t_add("/poll/aio/fd/array-enomem", test_fd_poll_array_enomem);
     t_add("/io_uring/aio/fd/poll-refused", test_fd_io_uring_poll_refused);
+    t_add("/io_uring/aio/fd/poll-refused/backoff",
+          test_fd_io_uring_poll_refused_backoff);
     t_add("/auto/aio/fd/epoll-upgrade/starved", test_fd_epoll_upgrade_starved);
     t_add("/auto/aio/fdmon/env", test_fdmon_env);
     t_add("/auto/aio/fdmon/io_uring-fallback", test_fdmon_fallback);
