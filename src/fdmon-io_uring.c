@@ -161,7 +161,7 @@ static void rearm_completed(IotCtx *ctx)
     IouState *s = iou(ctx);
     IotHandler *h;
 
-    if (s->retry && iot__stats_now_ns() >= ctx->fdmon_retry_at) {
+    if (ctx->fdmon_retry_at && iot__stats_now_ns() >= ctx->fdmon_retry_at) {
         IotHandler **tail = &s->retry;
 
         while (*tail) {
@@ -187,14 +187,17 @@ static void rearm_completed(IotCtx *ctx)
 
 /* Home thread.  @h is being removed: off the list of refused polls, if
  * it waits there, before it can be freed. */
-static void retry_forget(IouState *s, IotHandler *h)
+static void retry_forget(IotCtx *ctx, IouState *s, IotHandler *h)
 {
     for (IotHandler **p = &s->retry; *p; p = &(*p)->iou_rearm_next) {
         if (*p == h) {
             *p = h->iou_rearm_next;
             h->iou_rearm_next = NULL;
-            return;
+            break;
         }
+    }
+    if (!s->retry) {
+        ctx->fdmon_retry_at = 0; /* nothing to wake up for */
     }
 }
 
@@ -226,7 +229,7 @@ static void fill_sq(IotCtx *ctx)
                 io_uring_sqe_set_data(sqe, NULL);
                 s->inflight++;
             } else {
-                retry_forget(s, h);
+                retry_forget(ctx, s, h);
                 deleted_push(ctx, h);
             }
         } else if (ops & IOU_ADD) {

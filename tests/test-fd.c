@@ -2110,6 +2110,45 @@ static void test_fd_io_uring_poll_refused_backoff(void)
     ctx_teardown();
 }
 
+/* A handler removed while its refused poll waits to be armed again: it
+ * leaves the waiting list before it is freed (ASan: the retry would read
+ * the freed handler), and nothing is armed for it. */
+static void test_fd_io_uring_poll_refused_removed(void)
+{
+    Pipe p;
+    int n = 0, other = 0;
+    Pipe q;
+
+    if (!have_io_uring()) {
+        fprintf(stderr, "io_uring cannot be set up here: skipped\n");
+        return;
+    }
+    ctx_setup(IOT_FDMON_IO_URING);
+    p = pipe_new();
+    q = pipe_new();
+    iot__fdmon_retry_ns = 1000000; /* 1 ms */
+    iot__io_uring_poll_fail = 1;
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, NULL, NULL, &n),
+                0);
+    T_ASSERT(poll_until_count(&n, 1));
+    T_ASSERT(ctx->fdmon_retry_at != 0);
+    T_ASSERT_EQ(iot_fd_set(ctx, p.rfd, NULL, NULL), 0);
+    /* Another handler, ready: polls go on past the retry time. */
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, q.rfd, count_cb, NULL, NULL, NULL, &other), 0);
+    write_byte(q.wfd);
+    write_byte(p.wfd);
+    while (ctx->fdmon_retry_at) {
+        iot_ctx_poll(ctx, false);
+    }
+    T_ASSERT(poll_until_count(&other, other + 1));
+    T_ASSERT_EQ(n, 1); /* the removed one never ran again */
+    T_ASSERT_EQ(iot_fd_set(ctx, q.rfd, NULL, NULL), 0);
+    pipe_close(&p);
+    pipe_close(&q);
+    ctx_teardown();
+}
+
 /* AUTO without io_uring, and poll without memory for its array: the move
  * to epoll, which needs no array, still happens. */
 static void test_fd_epoll_upgrade_starved(void)
@@ -2226,6 +2265,8 @@ int main(int argc, char **argv)
     t_add("/io_uring/aio/fd/poll-refused", test_fd_io_uring_poll_refused);
     t_add("/io_uring/aio/fd/poll-refused/backoff",
           test_fd_io_uring_poll_refused_backoff);
+    t_add("/io_uring/aio/fd/poll-refused/removed",
+          test_fd_io_uring_poll_refused_removed);
     t_add("/auto/aio/fd/epoll-upgrade/starved", test_fd_epoll_upgrade_starved);
     t_add("/auto/aio/fdmon/env", test_fdmon_env);
     t_add("/auto/aio/fdmon/io_uring-fallback", test_fdmon_fallback);
