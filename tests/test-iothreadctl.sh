@@ -288,6 +288,36 @@ if [ "$rc" -eq 0 ] && [ -z "$err" ] &&
 else
   fail "stats --watch" "exit $rc" "stderr: $err" "stdout: $(head -c 2000 <<<"$out")"
 fi
+# An IOThread added during a watch has no earlier sample: its first row
+# shows no rates ("-"), not its lifetime totals under ITER/s.
+: >"$dir/watch"
+timeout --foreground -k 5 "$LIMIT" "$IOTHREADCTL" --socket "$sock" \
+  stats --watch 0.1 >"$dir/watch" 2>"$dir/watch.err" &
+wpid=$!
+i=0
+while ! grep -q "ITER/s" "$dir/watch" && kill -0 "$wpid" 2>/dev/null &&
+  [ $i -lt $((LIMIT * 20)) ]; do
+  sleep 0.05
+  i=$((i + 1))
+done
+ctl add iow
+i=0
+while [ "$(grep -c "^iow " "$dir/watch")" -lt 2 ] &&
+  kill -0 "$wpid" 2>/dev/null && [ $i -lt $((LIMIT * 20)) ]; do
+  sleep 0.05
+  i=$((i + 1))
+done
+kill -INT "$wpid" 2>/dev/null
+wait "$wpid"
+rc=$?
+first=$(grep "^iow " "$dir/watch" | head -n 1)
+second=$(grep "^iow " "$dir/watch" | sed -n 2p)
+check "stats --watch: a new IOThread's first row has no rates" [ "$rc" -eq 0 \
+  -a "$(awk '{ print $5, $6, $7 }' <<<"$first")" = "- - -" ]
+check "stats --watch: its next row has them" [ -n "$second" \
+  -a "$(awk '$5 ~ /^[0-9]+$/ { print "ok" }' <<<"$second")" = ok ]
+ctl del iow
+
 watch '"id":"io1"' --json stats io1 --watch 0.2
 if [ "$rc" -eq 0 ] && [ -z "$err" ] &&
   [ "$(grep -c '"id":"io1"' <<<"$out")" -ge 2 ] &&

@@ -410,8 +410,20 @@ static json_object *prev_find(json_object *prev, const char *id)
     return NULL;
 }
 
+/* A rate column: "-" where there is none yet. */
+static void print_rate(double v, bool have)
+{
+    if (have) {
+        printf(" %10.0f", v);
+    } else {
+        printf(" %10s", "-");
+    }
+}
+
 /* One table.  With @prev (the last sample, @dt seconds ago) the counters
- * are shown as rates and busy as a share of the interval. */
+ * are shown as rates and busy as a share of the interval.  An IOThread
+ * with no sample of its own in @prev (new since, or made again under its
+ * ID: another thread, counters from 0) has no rates yet: "-". */
 static void stats_table(json_object *list, json_object *prev, double dt)
 {
     printf("%-12s %7s %-8s %6s %10s %10s %10s %8s %8s %9s %9s %9s %5s\n", "ID",
@@ -426,21 +438,28 @@ static void stats_table(json_object *list, json_object *prev, double dt)
         double iter = (double)member_int(t, "iterations");
         double bh = (double)member_int(t, "bh-runs");
         double fd = (double)member_int(t, "fd-events");
+        bool rates = !prev;
 
+        if (p && member_int(p, "thread-id") != member_int(t, "thread-id")) {
+            p = NULL; /* the same ID, another IOThread */
+        }
         if (p && dt > 0) {
             busy -= (double)member_int(p, "busy-ns");
             idle -= (double)member_int(p, "idle-ns");
             iter = (iter - (double)member_int(p, "iterations")) / dt;
             bh = (bh - (double)member_int(p, "bh-runs")) / dt;
             fd = (fd - (double)member_int(p, "fd-events")) / dt;
+            rates = true;
         }
-        printf("%-12s %7" PRId64 " %-8s %5.1f%% %10.0f %10.0f %10.0f %8" PRId64
-               " %8" PRId64 " %9" PRId64 " %9" PRId64 " %9" PRId64 " %2" PRId64
-               "/%-2" PRId64 "\n",
-               member_str(t, "id"), member_int(t, "thread-id"),
-               member_str(t, "backend"),
-               busy + idle > 0 ? 100.0 * busy / (busy + idle) : 0.0, iter, bh,
-               fd, member_int(t, "poll-hits"), member_int(t, "poll-misses"),
+        printf("%-12s %7" PRId64 " %-8s %5.1f%%", member_str(t, "id"),
+               member_int(t, "thread-id"), member_str(t, "backend"),
+               busy + idle > 0 ? 100.0 * busy / (busy + idle) : 0.0);
+        print_rate(iter, rates);
+        print_rate(bh, rates);
+        print_rate(fd, rates);
+        printf(" %8" PRId64 " %8" PRId64 " %9" PRId64 " %9" PRId64 " %9" PRId64
+               " %2" PRId64 "/%-2" PRId64 "\n",
+               member_int(t, "poll-hits"), member_int(t, "poll-misses"),
                member_int(t, "poll-window-ns"), member_int(t, "notify-sent"),
                member_int(t, "notify-elided"), member_int(t, "pool-threads"),
                member_int(t, "pool-active"));
