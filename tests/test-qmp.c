@@ -1109,6 +1109,9 @@ CASE(negotiation_required)
         " 'id': 3}");
     ERR(c, "Invalid parameter type for 'enable', expected: array",
         "{'execute': 'qmp_capabilities', 'arguments': {'enable': 'x'}}");
+    /* an element of the list: QEMU's visitor names it */
+    ERR(c, "Invalid parameter type for 'enable[0]', expected: string",
+        "{'execute': 'qmp_capabilities', 'arguments': {'enable': [1, 'x']}}");
     ERR(c, "Parameter 'foo' is unexpected",
         "{'execute': 'qmp_capabilities', 'arguments': {'foo': 1}}");
     /* a failed negotiation negotiates nothing */
