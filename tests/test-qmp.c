@@ -1367,6 +1367,29 @@ CASE(two_per_line_and_empty_lines)
     daemon_quit(&d);
 }
 
+/* A string with \u0000 is refused with QEMU's text (json-c would cut the
+ * string there), the command does not run, and the connection goes on. */
+CASE(nul_escape)
+{
+    Daemon d;
+    json_object *r;
+    Qc *c;
+
+    start_io0(&d);
+    c = qc_open(d.sock);
+    ERR(c, "JSON parse error, \\u0000 is not supported",
+        "{'execute': 'object-add', 'arguments': {'qom-type': 'iothread', "
+        "'id': 'a\\u0000b'}}");
+    r = OK(c, "{'execute': 'query-iothreads'}");
+    T_ASSERT_EQ(json_object_array_length(r), 1);
+    /* an escaped \u0001 is fine; \u00000 is \u0000 then '0' */
+    ERR(c, "JSON parse error, \\u0000 is not supported",
+        "{'execute': 'query-iothreads', 'arguments': {'x': '\\u00000'}}");
+    OK(c, "{'execute': 'query-iothreads', 'id': '\\u0001'}");
+    qc_close(c);
+    daemon_quit(&d);
+}
+
 CASE(garbage_then_valid)
 {
     static const char *const garbage[] = {
@@ -2926,6 +2949,31 @@ CASE(pidfile)
     daemon_quit(&d);
 }
 
+/* A socket file left by a daemon that died (nobody listens: connect says
+ * ECONNREFUSED) is removed, and the new daemon serves at its path. */
+CASE(stale_socket)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    const char *stale = fmt("%s/stale.sock", rundir);
+    Daemon d;
+    Qc *c;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    T_ASSERT(fd >= 0);
+    strcpy(addr.sun_path, stale);
+    T_ASSERT_EQ(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    close(fd); /* the file stays, with nobody behind it */
+    T_ASSERT(file_exists(stale));
+    daemon_start(&d, "--object", "iothread,id=io0", "--chardev",
+                 fmt("socket,id=c,path=%s,server=on,wait=off", stale),
+                 "--monitor", "chardev=c", NULL);
+    c = qc_open(stale);
+    OK(c, "{'execute': 'query-iothreads'}");
+    qc_close(c);
+    daemon_quit(&d);
+    T_ASSERT(!file_exists(stale));
+}
+
 CASE(socket_in_use)
 {
     const char *args[] = { "--qmp", NULL, "--pidfile", "@R/b.pid", NULL };
@@ -3113,6 +3161,7 @@ int main(int argc, char **argv)
     t_add("/qmp/framing/two-per-line-and-empty-lines",
           two_per_line_and_empty_lines);
     t_add("/qmp/framing/garbage-then-valid", garbage_then_valid);
+    t_add("/qmp/framing/nul-escape", nul_escape);
     t_add("/qmp/framing/garbage-unterminated-string",
           garbage_unterminated_string);
     t_add("/qmp/framing/single-quotes", single_quotes);
@@ -3159,6 +3208,7 @@ int main(int argc, char **argv)
     t_add("/qmp/cmdline/chardev-monitor", chardev_monitor);
     t_add("/qmp/cmdline/pidfile", pidfile);
     t_add("/qmp/cmdline/socket-in-use", socket_in_use);
+    t_add("/qmp/cmdline/stale-socket", stale_socket);
     t_add("/qmp/cmdline/socket-path-taken", socket_path_taken);
     t_add("/qmp/cmdline/daemonize", daemonize);
     return t_run(argc, argv);
