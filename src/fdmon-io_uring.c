@@ -360,8 +360,8 @@ static int64_t now_ns(void)
 /* Submits, waits for one completion unless @timeout is 0, reaps.  Returns
  * the number of ready handlers.  A blocking wait woken only by the ring's
  * own completions (a POLL_REMOVE, a cancelled poll) waits again, so that,
- * as on the other backends, only an fd event, a notify or the timeout
- * ends it. */
+ * as on the other backends, only an fd event, a notify, the timeout or a
+ * signal (EINTR, as ppoll and epoll_wait end) ends it. */
 static int iou_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout)
 {
     IouState *s = iou(ctx);
@@ -394,7 +394,7 @@ static int iou_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout)
             return ret;
         }
         n = reap(ctx, ready);
-        if (n > 0 || timeout == 0 || ret == -ETIME) {
+        if (n > 0 || timeout == 0 || ret == -ETIME || ret == -EINTR) {
             return n;
         }
         if (timeout > 0) {

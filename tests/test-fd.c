@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <linux/filter.h>
@@ -1050,6 +1051,100 @@ static void test_fd_nonblocking_checks_fds(void)
     pipe_close(&p);
 }
 BACKEND_CASE(test_fd_nonblocking_checks_fds)
+
+/* A signal interrupting a blocking wait (a handler without SA_RESTART, as
+ * a profiler's or a debugger's may be): the wait returns, the loop goes
+ * on, and work scheduled afterwards still wakes it and runs.  Each backend
+ * meets EINTR in its own call (ppoll, a blocking read of the eventfd,
+ * epoll_pwait2, io_uring_enter). */
+typedef struct SigArgs {
+    IotCtx *ctx;
+    pthread_t home;
+    atomic_int ran;
+    atomic_int polls; /* the home thread's iot_ctx_poll() returns */
+} SigArgs;
+
+static void sig_nop(int sig)
+{
+    (void)sig;
+}
+
+static void sig_ran_cb(void *opaque)
+{
+    atomic_store(&((SigArgs *)opaque)->ran, 1);
+}
+
+static void *sig_thread(void *opaque)
+{
+    SigArgs *a = opaque;
+
+    for (int i = 0; i < 5; i++) {
+        int polls;
+
+        wait_loop_blocking(a->ctx);
+        polls = atomic_load(&a->polls);
+        /* Until the wait returns: a signal that came just before the
+         * system call is not an interruption, so send it again. */
+        for (int k = 0; atomic_load(&a->polls) == polls; k++) {
+            if (k % 1000 == 0) {
+                T_ASSERT_EQ(pthread_kill(a->home, SIGUSR1), 0);
+            }
+            sched_yield();
+        }
+    }
+    wait_loop_blocking(a->ctx);
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(a->ctx, sig_ran_cb, a), 0);
+    return NULL;
+}
+
+static void test_fd_signal_during_wait(void)
+{
+    struct sigaction sa = { .sa_handler = sig_nop }, old;
+    SigArgs a = { .ctx = ctx, .home = pthread_self() };
+    Pipe p = pipe_new();
+    int n = 0;
+    pthread_t thr;
+
+    /* An fd besides the notifier, so that every backend really waits on
+     * its own call (and AUTO-like paths are not the only ones seen). */
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, NULL, NULL, &n),
+                0);
+    settle();
+    sigemptyset(&sa.sa_mask);
+    T_ASSERT_EQ(sigaction(SIGUSR1, &sa, &old), 0);
+    T_ASSERT_EQ(pthread_create(&thr, NULL, sig_thread, &a), 0);
+    while (!atomic_load(&a.ran)) {
+        iot_ctx_poll(ctx, true);
+        atomic_fetch_add(&a.polls, 1);
+    }
+    T_ASSERT_EQ(pthread_join(thr, NULL), 0);
+    T_ASSERT_EQ(sigaction(SIGUSR1, &old, NULL), 0);
+    T_ASSERT_EQ(n, 0);
+    T_ASSERT_EQ(iot_fd_set(ctx, p.rfd, NULL, NULL), 0);
+    pipe_close(&p);
+}
+BACKEND_CASE(test_fd_signal_during_wait)
+
+/* The same with nothing but the notifier: poll's single blocking read of
+ * the eventfd. */
+static void test_fd_signal_during_notifier_read(void)
+{
+    struct sigaction sa = { .sa_handler = sig_nop }, old;
+    SigArgs a = { .ctx = ctx, .home = pthread_self() };
+    pthread_t thr;
+
+    settle();
+    sigemptyset(&sa.sa_mask);
+    T_ASSERT_EQ(sigaction(SIGUSR1, &sa, &old), 0);
+    T_ASSERT_EQ(pthread_create(&thr, NULL, sig_thread, &a), 0);
+    while (!atomic_load(&a.ran)) {
+        iot_ctx_poll(ctx, true);
+        atomic_fetch_add(&a.polls, 1);
+    }
+    T_ASSERT_EQ(pthread_join(thr, NULL), 0);
+    T_ASSERT_EQ(sigaction(SIGUSR1, &old, NULL), 0);
+}
+BACKEND_CASE(test_fd_signal_during_notifier_read)
 
 /* A handler replaced inside a callback (its old self is freed only when
  * the outermost iteration ends) must not make nested iterations skip the
@@ -2245,6 +2340,9 @@ int main(int argc, char **argv)
     ADD_BOTH("/aio/fd/remove-other-thread", test_fd_remove_other_thread);
     ADD_BOTH("/aio/fd/poll-disable-count", test_fd_poll_disable_count);
     ADD_BOTH("/aio/fd/nonblocking-checks-fds", test_fd_nonblocking_checks_fds);
+    ADD_BOTH("/aio/fd/signal-during-wait", test_fd_signal_during_wait);
+    ADD_BOTH("/aio/fd/signal-during-notifier-read",
+             test_fd_signal_during_notifier_read);
     ADD_BOTH("/aio/fd/many", test_fd_many);
     ADD_BOTH("/aio/fd/hup", test_fd_hup);
     ADD_BOTH("/aio/fd/closed-before-removed", test_fd_closed_before_removed);
