@@ -286,7 +286,8 @@ int iot__io_uring_nop(IotCtx *ctx, uint64_t user_data);
 /* pool.c */
 void iot__pool_free(IotCtx *ctx);         /* finalize: waits for the workers */
 bool iot__pool_is_worker_of(IotCtx *ctx); /* any thread: is it ours? */
-extern int64_t iot__pool_idle_ns; /* idle worker timeout; tests shorten it */
+extern int64_t iot__pool_idle_ns;  /* idle worker timeout; tests shorten it */
+extern int64_t iot__pool_retry_ns; /* no worker could start: again after */
 /* Tests: called by a worker whose idle timeout expired with nothing
  * queued, lock held, off the idle stack, just before it leaves. */
 extern void (*_Atomic iot__pool_timeout_hook)(void);

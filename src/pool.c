@@ -82,10 +82,11 @@ typedef struct PoolWaiter {
 } PoolWaiter;
 
 struct IotPool {
-    IotCtx *ctx;                    /* [const] */
-    IotBh *spawn_bh;                /* [const] starts the backlog */
-    IotBh *done_bh;                 /* [const] runs completions */
-    uint64_t head_seen;             /* [home] head at its last look */
+    IotCtx *ctx;           /* [const] */
+    IotBh *spawn_bh;       /* [const] starts the backlog */
+    IotTimer *retry_timer; /* [const] starts workers again after a failure */
+    IotBh *done_bh;        /* [const] runs completions */
+    uint64_t head_seen;    /* [home] head at its last look */
     IotWork *fifo_head, *fifo_tail; /* [home] completions to run */
     long outstanding;               /* [home] submitted, not completed */
 
@@ -111,6 +112,7 @@ struct IotPool {
     atomic_uint idle;            /* waiters on the stack; see ring_push() */
     atomic_uint cur;             /* workers alive or being started */
     atomic_uint backlog;         /* workers still to start */
+    bool start_failed; /* [lock] no worker could start since the last did */
     _Atomic int64_t min, max;
     atomic_bool stopping;
     atomic_uint active; /* [the worker running it, atomic] */
@@ -126,6 +128,8 @@ bool iot__pool_is_worker_of(IotCtx *ctx)
 
 /* Tests shorten the idle timeout; 10 s as in QEMU otherwise. */
 int64_t iot__pool_idle_ns = 10 * IOT_NS_PER_S;
+/* No worker could start and none is left: how long before trying again. */
+int64_t iot__pool_retry_ns = 10 * IOT_NS_PER_MS;
 void (*_Atomic iot__pool_timeout_hook)(void);
 int (*iot__pool_thread_create)(pthread_t *, const pthread_attr_t *,
                                void *(*)(void *), void *) = pthread_create;
@@ -509,20 +513,45 @@ static void pool_spawn_bh(void *opaque)
             /* No thread: give up this slot and the rest of the backlog
              * (the next would most likely fail too, and a large
              * thread-pool-min would make this loop long).  Queued work
-             * waits for a later submit to try again, unless nobody is
-             * left to run it. */
+             * waits for a later submit to try again; with nobody left to
+             * run it, the retry timer tries again by itself, or it would
+             * wait for ever. */
             STORE(p->cur, LOAD(p->cur) - 1 - LOAD(p->backlog));
             STORE(p->backlog, 0);
             if (LOAD(p->cur) == 0) {
-                fprintf(stderr,
-                        "libiothread: cannot start a pool worker: "
-                        "%s\n",
-                        strerror(ret));
+                if (!p->start_failed) {
+                    fprintf(stderr,
+                            "libiothread: cannot start a pool worker: "
+                            "%s (trying again)\n",
+                            strerror(ret));
+                }
+                p->start_failed = true;
+                iot_timer_mod(p->retry_timer,
+                              iot_clock_ns(IOT_CLOCK_MONOTONIC) +
+                                  iot__pool_retry_ns);
             }
+        } else {
+            p->start_failed = false;
         }
     }
     pthread_mutex_unlock(&p->lock);
     pthread_attr_destroy(&attr);
+}
+
+/* Home thread: the retry timer.  Every worker failed to start: ask for
+ * the ones the work (or thread-pool-min) needs, one at least. */
+static void pool_retry_cb(void *opaque)
+{
+    IotPool *p = opaque;
+
+    pthread_mutex_lock(&p->lock);
+    if (!LOAD(p->stopping) && LOAD(p->cur) == 0 &&
+        (ring_queued(p) || LOAD(p->min) > 0)) {
+        int64_t want = LOAD(p->min) > 1 ? LOAD(p->min) : 1;
+
+        spawn_locked(p, (unsigned)want);
+    }
+    pthread_mutex_unlock(&p->lock);
 }
 
 /* Home thread, after a push.  Sees that a worker will take the work: wakes
@@ -640,12 +669,16 @@ static IotPool *pool_get(IotCtx *ctx)
     pthread_cond_init(&p->stopped_cond, NULL);
     p->spawn_bh = iot_bh_new_full(ctx, pool_spawn_bh, p, "pool-spawn");
     p->done_bh = iot_bh_new_full(ctx, pool_done_bh, p, "pool-done");
-    if (!p->spawn_bh || !p->done_bh) {
+    p->retry_timer = iot_timer_new(ctx, IOT_CLOCK_MONOTONIC, pool_retry_cb, p);
+    if (!p->spawn_bh || !p->done_bh || !p->retry_timer) {
         if (p->spawn_bh) {
             iot_bh_delete(p->spawn_bh);
         }
         if (p->done_bh) {
             iot_bh_delete(p->done_bh);
+        }
+        if (p->retry_timer) {
+            iot_timer_free(p->retry_timer);
         }
         pthread_cond_destroy(&p->stopped_cond);
         pthread_mutex_destroy(&p->lock);
@@ -832,6 +865,7 @@ void iot__pool_free(IotCtx *ctx)
     ring_free(p);
     iot_bh_delete(p->spawn_bh);
     iot_bh_delete(p->done_bh);
+    iot_timer_free(p->retry_timer);
     pthread_cond_destroy(&p->stopped_cond);
     pthread_mutex_destroy(&p->lock);
     atomic_store(&ctx->pool, NULL);

@@ -1380,6 +1380,40 @@ static void test_spawn_failure_stops(void)
     ctx_teardown(ctx);
 }
 
+/* ---- /thread-pool/spawn-failure-retried ---- */
+
+/* No worker can start at first (out of threads): the work is not left
+ * waiting for a submit that may never come; the pool tries again by
+ * itself, and the work runs once a worker starts. */
+static atomic_int fail_first;
+
+static int create_after_failures(pthread_t *tid, const pthread_attr_t *attr,
+                                 void *(*fn)(void *), void *arg)
+{
+    if (atomic_fetch_sub(&fail_first, 1) > 0) {
+        return EAGAIN;
+    }
+    return pthread_create(tid, attr, fn, arg);
+}
+
+static void test_spawn_failure_retried(void)
+{
+    IotCtx *ctx = ctx_setup();
+    Job j;
+    Run r;
+
+    iot__pool_retry_ns = IOT_NS_PER_MS;
+    atomic_store(&fail_first, 3);
+    iot__pool_thread_create = create_after_failures;
+    run_init(&r, ctx);
+    job_init(&j, &r, 0);
+    job_submit(&j);
+    POLL_UNTIL(ctx, atomic_load(&j.done) == 1); /* hangs without a retry */
+    T_ASSERT(atomic_load(&fail_first) < 0);     /* three failed, one started */
+    T_ASSERT_EQ(pool_stats(ctx).threads, 1);
+    ctx_teardown(ctx);
+}
+
 /* ---- /thread-pool/bad-sizes ---- */
 
 static void check_size(IotCtx *ctx, int64_t emin, int64_t emax)
@@ -1737,6 +1771,7 @@ int main(int argc, char **argv)
     t_add("/thread-pool/lower-max-busy", test_lower_max_busy);
     t_add("/thread-pool/raise-min-spawns", test_raise_min_spawns);
     t_add("/thread-pool/spawn-failure-stops", test_spawn_failure_stops);
+    t_add("/thread-pool/spawn-failure-retried", test_spawn_failure_retried);
     t_add("/thread-pool/lower-min-idle-exit", test_lower_min_idle_exit);
     t_add("/thread-pool/min-worker-sleeps", test_min_worker_sleeps);
     t_add("/thread-pool/bad-sizes", test_bad_sizes);
