@@ -2705,6 +2705,38 @@ static const BadCmdline bad_cmdlines[] = {
       { "--chardev", "socket,id=c,path=@R/c.sock,server=on,wait=off",
         "--monitor", "chardev=c,mode=readline" },
       { "--monitor", "mode" } },
+    { "object-missing-equals",
+      { "--object", "iothread,id" },
+      { "--object", "Expected '='" } },
+    { "object-empty",
+      { "--object", "" },
+      { "--object", "Parameters expected" } },
+    { "chardev-unknown-key",
+      { "--chardev", "socket,id=c,path=@R/c.sock,server=on,wait=off,bogus=1",
+        "--monitor", "chardev=c" },
+      { "--chardev", "'bogus'" } },
+    { "chardev-missing-id",
+      { "--chardev", "socket,path=@R/c.sock,server=on,wait=off" },
+      { "--chardev", "'id'" } },
+    { "chardev-duplicate-id",
+      { "--chardev", "socket,id=c,path=@R/c.sock,server=on,wait=off",
+        "--chardev", "socket,id=c,path=@R/d.sock,server=on,wait=off" },
+      { "--chardev", "duplicate", "'c'" } },
+    { "monitor-pretty",
+      { "--chardev", "socket,id=c,path=@R/c.sock,server=on,wait=off",
+        "--monitor", "chardev=c,pretty=on" },
+      { "--monitor", "pretty" } },
+    { "monitor-unknown-key",
+      { "--chardev", "socket,id=c,path=@R/c.sock,server=on,wait=off",
+        "--monitor", "chardev=c,bogus=1" },
+      { "--monitor", "'bogus'" } },
+    { "monitor-missing-chardev",
+      { "--monitor", "mode=control" },
+      { "--monitor", "'chardev'" } },
+    { "monitor-twice",
+      { "--chardev", "socket,id=c,path=@R/c.sock,server=on,wait=off",
+        "--monitor", "chardev=c", "--monitor", "chardev=c" },
+      { "--monitor", "already has a monitor" } },
     { "stray-argument", { "stray" }, { "stray" } },
     /* these fail after the socket is made: it must go again */
     { "pidfile-unwritable",
@@ -2807,11 +2839,21 @@ BAD(27)
 BAD(28)
 BAD(29)
 BAD(30)
+BAD(31)
+BAD(32)
+BAD(33)
+BAD(34)
+BAD(35)
+BAD(36)
+BAD(37)
+BAD(38)
+BAD(39)
 static TestFunc *const bad_fns[] = {
     bad_0,  bad_1,  bad_2,  bad_3,  bad_4,  bad_5,  bad_6,  bad_7,
     bad_8,  bad_9,  bad_10, bad_11, bad_12, bad_13, bad_14, bad_15,
     bad_16, bad_17, bad_18, bad_19, bad_20, bad_21, bad_22, bad_23,
-    bad_24, bad_25, bad_26, bad_27, bad_28, bad_29, bad_30,
+    bad_24, bad_25, bad_26, bad_27, bad_28, bad_29, bad_30, bad_31,
+    bad_32, bad_33, bad_34, bad_35, bad_36, bad_37, bad_38, bad_39,
 };
 _Static_assert(sizeof(bad_fns) / sizeof(bad_fns[0]) ==
                    sizeof(bad_cmdlines) / sizeof(bad_cmdlines[0]),
@@ -2947,6 +2989,23 @@ CASE(pidfile)
     T_ASSERT(!file_exists(fmt("%s/other.sock", rundir)));
     T_ASSERT_STR(read_file(pidfile), fmt("%d\n", (int)d.pid));
     daemon_quit(&d);
+}
+
+/* ",," in an option value is a comma (QEMU's escape): a path with one. */
+CASE(chardev_comma_path)
+{
+    Daemon d;
+    Qc *c;
+
+    daemon_start(
+        &d, "--chardev",
+        fmt("socket,id=c,path=%s/a,,b.sock,server=on,wait=off", rundir),
+        "--monitor", "chardev=c", NULL);
+    c = qc_open(fmt("%s/a,b.sock", rundir));
+    OK(c, "{'execute': 'query-iothreads'}");
+    qc_close(c);
+    daemon_quit(&d);
+    T_ASSERT(!file_exists(fmt("%s/a,b.sock", rundir)));
 }
 
 /* A socket file left by a daemon that died (nobody listens: connect says
@@ -3209,6 +3268,7 @@ int main(int argc, char **argv)
     t_add("/qmp/cmdline/pidfile", pidfile);
     t_add("/qmp/cmdline/socket-in-use", socket_in_use);
     t_add("/qmp/cmdline/stale-socket", stale_socket);
+    t_add("/qmp/cmdline/chardev-comma-path", chardev_comma_path);
     t_add("/qmp/cmdline/socket-path-taken", socket_path_taken);
     t_add("/qmp/cmdline/daemonize", daemonize);
     return t_run(argc, argv);
