@@ -2404,6 +2404,66 @@ CASE(stalled_clients)
     daemon_quit(&d);
 }
 
+/* A client that asks for far more than it reads: past 16 MiB of replies
+ * waiting for it, it is dropped (it sees EOF after what its socket
+ * buffer holds), and the daemon serves everyone else. */
+CASE(output_cap)
+{
+    enum { N = 80000 }; /* 325-byte replies: some 26 MB */
+    static const char one[] = "{\"execute\": \"query-commands\"}\n";
+    static const char neg[] = "{\"execute\": \"qmp_capabilities\"}\n";
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    size_t len = strlen(neg), off = 0;
+    char *burst = keep_str(malloc(strlen(neg) + N * strlen(one) + 1));
+    long lines = 0;
+    char buf[65536];
+    Daemon d;
+    Qc *b;
+    int fd;
+
+    start_io0(&d);
+    memcpy(burst, neg, strlen(neg));
+    for (int i = 0; i < N; i++) {
+        memcpy(burst + len, one, strlen(one));
+        len += strlen(one);
+    }
+    strcpy(addr.sun_path, d.sock);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    T_ASSERT(fd >= 0);
+    T_ASSERT_EQ(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    while (off < len) {
+        ssize_t n = send(fd, burst + off, len - off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            T_ASSERT(errno == EPIPE || errno == ECONNRESET);
+            break; /* dropped while we were still sending */
+        }
+        off += (size_t)n;
+    }
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            T_ASSERT(n == 0 || errno == ECONNRESET);
+            break;
+        }
+        for (ssize_t i = 0; i < n; i++) {
+            lines += buf[i] == '\n';
+        }
+    }
+    close(fd);
+    /* the greeting, then replies; far from all of them */
+    T_ASSERT(lines > 1 && lines < N);
+    b = qc_open(d.sock);
+    OK(b, "{'execute': 'query-version'}");
+    qc_close(b);
+    daemon_quit(&d);
+}
+
 /* A client that shuts its sending side after its commands (a pipe into
  * socat) still gets every reply, however much is queued, then EOF. */
 CASE(half_close)
@@ -3248,6 +3308,7 @@ int main(int argc, char **argv)
     t_add("/qmp/clients/four-interleaved", four_clients);
     t_add("/qmp/clients/stalled-and-vanished", stalled_clients);
     t_add("/qmp/clients/half-close", half_close);
+    t_add("/qmp/clients/output-cap", output_cap);
     t_add("/qmp/clients/out-of-fds", out_of_fds);
 
     t_add("/qmp/shutdown/quit", quit_command);
