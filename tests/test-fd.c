@@ -1977,6 +1977,15 @@ static void test_fd_epoll_pwait2_refused(void)
     T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
     T_ASSERT_EQ(n, 1);
     T_ASSERT_EQ(fired, 0);
+    /* A wait that times out (no fd ready, the timer due in 20 ms) ends
+     * on time, and the timer fires once. */
+    T_ASSERT_EQ(read(p.rfd, &c, 1), 1);
+    iot_timer_mod(t, iot_clock_ns(IOT_CLOCK_MONOTONIC) + 20 * IOT_NS_PER_MS);
+    while (!fired) {
+        iot_ctx_poll(ctx, true);
+    }
+    T_ASSERT_EQ(fired, 1);
+    T_ASSERT_EQ(n, 1);
     iot_timer_free(t);
     T_ASSERT_EQ(iot_fd_set(ctx, p.rfd, NULL, NULL), 0);
     pipe_close(&p);
