@@ -122,9 +122,26 @@ static void test_main(void)
     T_ASSERT(err);
     T_ASSERT(strstr(iot_error_message(err), "main context"));
     iot_error_free(err);
+    err = NULL;
     iot_ctx_main_fini();
     T_ASSERT(iot_ctx_main() == NULL);
     T_ASSERT(iot_ctx_current() == NULL);
+
+    /* A thread that already runs a context of its own cannot be the main
+     * thread: refused, and nothing is left registered. */
+    ctx = new_current();
+    T_ASSERT(iot_ctx_main_init(&err) == NULL);
+    T_ASSERT(err);
+    T_ASSERT(strstr(iot_error_message(err), "already has a current context"));
+    iot_error_free(err);
+    err = NULL;
+    T_ASSERT(iot_ctx_main() == NULL);
+    T_ASSERT(iot_ctx_current() == ctx);
+    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+    iot_ctx_unref(ctx);
+    ctx = iot_ctx_main_init(&err); /* and it can be made afterwards */
+    T_ASSERT(ctx && iot_ctx_main() == ctx);
+    iot_ctx_main_fini();
 }
 
 static void test_poll_params(void)

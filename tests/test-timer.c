@@ -119,6 +119,11 @@ static void test_schedule(void)
     SchedData d = { 0 };
     IotEvent e;
 
+    /* No timer on a clock that does not exist, or without a callback. */
+    T_ASSERT(iot_timer_new(ctx, IOT_CLOCK_COUNT, sched_cb, &d) == NULL);
+    T_ASSERT(iot_timer_new(ctx, (IotClock)-1, sched_cb, &d) == NULL);
+    T_ASSERT(iot_timer_new(ctx, MONO, NULL, &d) == NULL);
+
     T_ASSERT_EQ(iot_event_init(&e, false), 0);
     T_ASSERT_EQ(iot_ctx_set_event(ctx, &e, dummy_event_cb, NULL, NULL), 0);
     T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
