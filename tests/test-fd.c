@@ -1052,6 +1052,77 @@ static void test_fd_nonblocking_checks_fds(void)
 }
 BACKEND_CASE(test_fd_nonblocking_checks_fds)
 
+/* A nested poll in the first callback of a pass, with one handler in the
+ * middle of the outer pass's ready list still ready (the others drained):
+ * the nested wait finds it, and it moves from the middle of the outer
+ * list to the nested one.  It runs once, there; the outer pass runs the
+ * rest (stale: their reads find nothing) and not it again. */
+#define NEST_PIPES 5
+static Pipe nest_p[NEST_PIPES];
+static int nest_calls[NEST_PIPES], nest_keep;
+static bool nest_done;
+
+/* Which of our pipes has a handler in the middle of a ready list. */
+static int nest_middle(void)
+{
+    for (IotHandler *h = atomic_load(&ctx->handlers); h;
+         h = atomic_load(&h->next)) {
+        for (int i = 0; i < NEST_PIPES; i++) {
+            if (h->fd == nest_p[i].rfd && h->ready_prev && h->ready_next) {
+                return i;
+            }
+        }
+    }
+    return -1;
+}
+
+static void nest_cb(void *opaque)
+{
+    int i = (int)(intptr_t)opaque;
+
+    nest_calls[i]++;
+    if (!nest_done) {
+        nest_done = true;
+        nest_keep = nest_middle();
+        T_ASSERT(nest_keep >= 0);
+        for (int j = 0; j < NEST_PIPES; j++) {
+            if (j != nest_keep) {
+                drain(nest_p[j].rfd);
+            }
+        }
+        T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+        T_ASSERT_EQ(nest_calls[nest_keep], 1);
+    }
+    drain(nest_p[i].rfd);
+}
+
+static void test_fd_nested_takes_outer_ready(void)
+{
+    nest_done = false;
+    for (int i = 0; i < NEST_PIPES; i++) {
+        nest_p[i] = pipe_new();
+        nest_calls[i] = 0;
+        T_ASSERT_EQ(iot_fd_set_handler(ctx, nest_p[i].rfd, nest_cb, NULL, NULL,
+                                       NULL, (void *)(intptr_t)i),
+                    0);
+    }
+    settle();
+    for (int i = 0; i < NEST_PIPES; i++) {
+        write_byte(nest_p[i].wfd);
+    }
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT(nest_done);
+    for (int i = 0; i < NEST_PIPES; i++) {
+        T_ASSERT_EQ(nest_calls[i], 1); /* the kept one too: not twice */
+    }
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    for (int i = 0; i < NEST_PIPES; i++) {
+        T_ASSERT_EQ(iot_fd_set(ctx, nest_p[i].rfd, NULL, NULL), 0);
+        pipe_close(&nest_p[i]);
+    }
+}
+BACKEND_CASE(test_fd_nested_takes_outer_ready)
+
 /* A signal interrupting a blocking wait (a handler without SA_RESTART, as
  * a profiler's or a debugger's may be): the wait returns, the loop goes
  * on, and work scheduled afterwards still wakes it and runs.  Each backend
@@ -2350,6 +2421,8 @@ int main(int argc, char **argv)
     ADD_BOTH("/aio/fd/poll-disable-count", test_fd_poll_disable_count);
     ADD_BOTH("/aio/fd/nonblocking-checks-fds", test_fd_nonblocking_checks_fds);
     ADD_BOTH("/aio/fd/signal-during-wait", test_fd_signal_during_wait);
+    ADD_BOTH("/aio/fd/nested-takes-outer-ready",
+             test_fd_nested_takes_outer_ready);
     ADD_BOTH("/aio/fd/signal-during-notifier-read",
              test_fd_signal_during_notifier_read);
     ADD_BOTH("/aio/fd/many", test_fd_many);
