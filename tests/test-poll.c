@@ -381,6 +381,45 @@ static void test_transitions(void)
     iot_ctx_unref(ctx);
 }
 
+/* A handler that joins polling while poll mode is on (left on by another
+ * handler's busy-poll hit) gets its io_poll_begin at once, so that the
+ * io_poll_end every handler on the list gets when the loop blocks is
+ * paired for it too. */
+static void test_join_while_polling(void)
+{
+    IotCtx *ctx = setup(1000000, 0, 0);
+    Probe a = { 0 }, b = { 0 };
+
+    probe_add(ctx, &a);
+    probe_add(ctx, &b);
+    fire(ctx, &a, 1000); /* a joins polling */
+    fake_step = 1000;
+    a.ready_at_poll = 2;
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true)); /* a hit: poll mode stays on */
+    T_ASSERT(ctx->poll_started);
+    T_ASSERT_EQ(a.begins, 1);
+
+    fire(ctx, &b, 1000); /* b joins, poll mode on */
+    T_ASSERT(ctx->poll_started);
+    T_ASSERT_EQ(b.begins, 1);
+    T_ASSERT_EQ(b.ends, 0);
+
+    /* Blocking with nothing found: both end (b's last io_poll finds an
+     * event, so the poll returns). */
+    fake_step = 1000;
+    b.ready_on_end = true;
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(a.begins, 1);
+    T_ASSERT_EQ(a.ends, 1);
+    T_ASSERT_EQ(b.begins, 1);
+    T_ASSERT_EQ(b.ends, 1);
+
+    probe_remove(ctx, &a);
+    probe_remove(ctx, &b);
+    iot__test_clock = NULL;
+    iot_ctx_unref(ctx);
+}
+
 /* Section 9 item 7: on poll/epoll, one handler without io_poll disables
  * busy polling entirely; poll-max-ns 0 disables it too. */
 static void test_skip_polling(void)
@@ -880,6 +919,7 @@ int main(int argc, char **argv)
     t_add("/section9/item5/adaptive-window-rules", test_window_rules);
     t_add("/section9/item5/budget-largest-window", test_budget_largest_window);
     t_add("/section9/item6/poll-mode-transitions", test_transitions);
+    t_add("/section9/item6/join-while-polling", test_join_while_polling);
     t_add("/poll/hit-reads-no-clock", test_hit_reads_no_clock);
     t_add("/section9/item7/no-busy-poll-without-io_poll", test_skip_polling);
     t_add("/nested-aio-poll", test_nested_aio_poll);
