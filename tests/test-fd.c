@@ -1168,18 +1168,14 @@ static void *sig_thread(void *opaque)
     return NULL;
 }
 
-static void test_fd_signal_during_wait(void)
+/* Home thread: a blocking loop that sig_thread() interrupts, until the
+ * work scheduled after the signals has run. */
+static void signal_rounds(void)
 {
     struct sigaction sa = { .sa_handler = sig_nop }, old;
     SigArgs a = { .ctx = ctx, .home = pthread_self() };
-    Pipe p = pipe_new();
-    int n = 0;
     pthread_t thr;
 
-    /* An fd besides the notifier, so that every backend really waits on
-     * its own call (and AUTO-like paths are not the only ones seen). */
-    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, NULL, NULL, &n),
-                0);
     settle();
     sigemptyset(&sa.sa_mask);
     T_ASSERT_EQ(sigaction(SIGUSR1, &sa, &old), 0);
@@ -1190,6 +1186,18 @@ static void test_fd_signal_during_wait(void)
     }
     T_ASSERT_EQ(pthread_join(thr, NULL), 0);
     T_ASSERT_EQ(sigaction(SIGUSR1, &old, NULL), 0);
+}
+
+static void test_fd_signal_during_wait(void)
+{
+    Pipe p = pipe_new();
+    int n = 0;
+
+    /* An fd besides the notifier, so that every backend really waits on
+     * its own call. */
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, NULL, NULL, &n),
+                0);
+    signal_rounds();
     T_ASSERT_EQ(n, 0);
     T_ASSERT_EQ(iot_fd_set(ctx, p.rfd, NULL, NULL), 0);
     pipe_close(&p);
@@ -1200,20 +1208,7 @@ BACKEND_CASE(test_fd_signal_during_wait)
  * the eventfd. */
 static void test_fd_signal_during_notifier_read(void)
 {
-    struct sigaction sa = { .sa_handler = sig_nop }, old;
-    SigArgs a = { .ctx = ctx, .home = pthread_self() };
-    pthread_t thr;
-
-    settle();
-    sigemptyset(&sa.sa_mask);
-    T_ASSERT_EQ(sigaction(SIGUSR1, &sa, &old), 0);
-    T_ASSERT_EQ(pthread_create(&thr, NULL, sig_thread, &a), 0);
-    while (!atomic_load(&a.ran)) {
-        iot_ctx_poll(ctx, true);
-        atomic_fetch_add(&a.polls, 1);
-    }
-    T_ASSERT_EQ(pthread_join(thr, NULL), 0);
-    T_ASSERT_EQ(sigaction(SIGUSR1, &old, NULL), 0);
+    signal_rounds();
 }
 BACKEND_CASE(test_fd_signal_during_notifier_read)
 
