@@ -2226,21 +2226,33 @@ static bool poll_until_count(int *n, int want)
     return *n == want;
 }
 
+/* An io_uring context with @p watched by count_cb(@n), whose next @fails
+ * poll requests the kernel refuses; returns once the first refusal has
+ * reached the handler (as POLLERR: *n == 1).  False where io_uring cannot
+ * be set up (the case is skipped). */
+static bool refused_setup(Pipe *p, int *n, int fails)
+{
+    if (!have_io_uring()) {
+        fprintf(stderr, "io_uring cannot be set up here: skipped\n");
+        return false;
+    }
+    ctx_setup(IOT_FDMON_IO_URING);
+    *p = pipe_new();
+    iot__io_uring_poll_fail = fails;
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p->rfd, count_cb, NULL, NULL, NULL, n),
+                0);
+    T_ASSERT(poll_until_count(n, 1));
+    return true;
+}
+
 static void test_fd_io_uring_poll_refused(void)
 {
     Pipe p;
     int n = 0;
 
-    if (!have_io_uring()) {
-        fprintf(stderr, "io_uring cannot be set up here: skipped\n");
+    if (!refused_setup(&p, &n, 1)) {
         return;
     }
-    ctx_setup(IOT_FDMON_IO_URING);
-    p = pipe_new();
-    iot__io_uring_poll_fail = 1;
-    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, NULL, NULL, &n),
-                0);
-    T_ASSERT(poll_until_count(&n, 1)); /* the refusal, as POLLERR */
     T_ASSERT_EQ(iot__io_uring_poll_fail, 0);
     write_byte(p.wfd);
     T_ASSERT(poll_until_count(&n, 2)); /* watched again */
@@ -2257,16 +2269,9 @@ static void test_fd_io_uring_poll_refused_backoff(void)
     int n = 0;
     int64_t t0;
 
-    if (!have_io_uring()) {
-        fprintf(stderr, "io_uring cannot be set up here: skipped\n");
+    if (!refused_setup(&p, &n, 1000)) {
         return;
     }
-    ctx_setup(IOT_FDMON_IO_URING);
-    p = pipe_new();
-    iot__io_uring_poll_fail = 1000;
-    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, NULL, NULL, &n),
-                0);
-    T_ASSERT(poll_until_count(&n, 1));
     t0 = t_now_ns();
     while (n < 3) {
         iot_ctx_poll(ctx, true);
@@ -2285,22 +2290,14 @@ static void test_fd_io_uring_poll_refused_backoff(void)
  * the freed handler), and nothing is armed for it. */
 static void test_fd_io_uring_poll_refused_removed(void)
 {
-    Pipe p;
+    Pipe p, q;
     int n = 0, other = 0;
-    Pipe q;
 
-    if (!have_io_uring()) {
-        fprintf(stderr, "io_uring cannot be set up here: skipped\n");
+    iot__fdmon_retry_ns = 1000000; /* 1 ms */
+    if (!refused_setup(&p, &n, 1)) {
         return;
     }
-    ctx_setup(IOT_FDMON_IO_URING);
-    p = pipe_new();
     q = pipe_new();
-    iot__fdmon_retry_ns = 1000000; /* 1 ms */
-    iot__io_uring_poll_fail = 1;
-    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, NULL, NULL, &n),
-                0);
-    T_ASSERT(poll_until_count(&n, 1));
     T_ASSERT(ctx->fdmon_retry_at != 0);
     T_ASSERT_EQ(iot_fd_set(ctx, p.rfd, NULL, NULL), 0);
     /* Another handler, ready: polls go on past the retry time. */

@@ -299,47 +299,70 @@ static void *ring_writer(void *opaque)
     return NULL;
 }
 
+/* An io_uring context, current, under a GLib source attached to a new
+ * GMainContext; NULL where io_uring cannot be set up. */
+typedef struct UringGlib {
+    IotCtx *c;
+    GMainContext *g;
+    GSource *s;
+} UringGlib;
+
+static bool uring_glib_new(UringGlib *u)
+{
+    IotCtxOptions opts = { .fdmon = IOT_FDMON_IO_URING };
+
+    u->c = iot_ctx_new_full(&opts, NULL);
+    if (!u->c) {
+        return false; /* no io_uring here */
+    }
+    T_ASSERT_EQ(iot_ctx_set_current(u->c), 0);
+    u->g = g_main_context_new();
+    u->s = iot_ctx_new_gsource(u->c);
+    T_ASSERT(u->s);
+    g_source_attach(u->s, u->g);
+    return true;
+}
+
+/* Removes ring_pipe's handler, closes it, and frees the rest. */
+static void uring_glib_free(UringGlib *u)
+{
+    T_ASSERT_EQ(
+        iot_fd_set_handler(u->c, ring_pipe[0], NULL, NULL, NULL, NULL, NULL),
+        0);
+    close(ring_pipe[0]);
+    close(ring_pipe[1]);
+    g_source_destroy(u->s);
+    g_source_unref(u->s);
+    g_main_context_unref(u->g);
+    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+    iot_ctx_unref(u->c);
+}
+
 /* A GLib loop asleep on an io_uring context's ring fd wakes when another
  * thread makes a watched fd ready: the ring is set up with COOP_TASKRUN,
  * whose completions wait for a kernel entry, and the sleeping poll() must
  * still see them. */
 static void test_io_uring_cross_thread_wakes(void)
 {
-    IotCtxOptions opts = { .fdmon = IOT_FDMON_IO_URING };
-    GMainContext *g;
-    GSource *s;
+    UringGlib u;
     pthread_t tid;
-    IotCtx *c = iot_ctx_new_full(&opts, NULL);
 
-    if (!c) {
-        return; /* no io_uring here */
+    if (!uring_glib_new(&u)) {
+        return;
     }
-    T_ASSERT_EQ(iot_ctx_set_current(c), 0);
-    g = g_main_context_new();
-    s = iot_ctx_new_gsource(c);
-    T_ASSERT(s);
-    g_source_attach(s, g);
     T_ASSERT_EQ(pipe(ring_pipe), 0);
-    T_ASSERT_EQ(iot_fd_set_handler(c, ring_pipe[0], ring_pipe_read, NULL, NULL,
-                                   NULL, NULL),
+    T_ASSERT_EQ(iot_fd_set_handler(u.c, ring_pipe[0], ring_pipe_read, NULL,
+                                   NULL, NULL, NULL),
                 0);
-    while (g_main_context_iteration(g, FALSE)) {
+    while (g_main_context_iteration(u.g, FALSE)) {
     }
     atomic_store(&ring_reads, 0);
-    T_ASSERT_EQ(pthread_create(&tid, NULL, ring_writer, c), 0);
+    T_ASSERT_EQ(pthread_create(&tid, NULL, ring_writer, u.c), 0);
     while (atomic_load(&ring_reads) == 0) {
-        g_main_context_iteration(g, TRUE); /* a hang fails the case */
+        g_main_context_iteration(u.g, TRUE); /* a hang fails the case */
     }
     pthread_join(tid, NULL);
-    T_ASSERT_EQ(
-        iot_fd_set_handler(c, ring_pipe[0], NULL, NULL, NULL, NULL, NULL), 0);
-    close(ring_pipe[0]);
-    close(ring_pipe[1]);
-    g_source_destroy(s);
-    g_source_unref(s);
-    g_main_context_unref(g);
-    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
-    iot_ctx_unref(c);
+    uring_glib_free(&u);
 }
 
 /* An io_uring context under GLib whose poll request the kernel refused:
@@ -356,41 +379,25 @@ static void refused_read_cb(void *opaque)
 
 static void test_io_uring_refused_poll_rearmed(void)
 {
-    IotCtxOptions opts = { .fdmon = IOT_FDMON_IO_URING };
-    GMainContext *g;
-    GSource *s;
+    UringGlib u;
     int n = 0;
-    IotCtx *c = iot_ctx_new_full(&opts, NULL);
 
-    if (!c) {
-        return; /* no io_uring here */
+    if (!uring_glib_new(&u)) {
+        return;
     }
-    T_ASSERT_EQ(iot_ctx_set_current(c), 0);
-    g = g_main_context_new();
-    s = iot_ctx_new_gsource(c);
-    T_ASSERT(s);
-    g_source_attach(s, g);
-    while (g_main_context_iteration(g, FALSE)) {
+    while (g_main_context_iteration(u.g, FALSE)) {
     }
     T_ASSERT_EQ(pipe(ring_pipe), 0);
     T_ASSERT_EQ(write(ring_pipe[1], "x", 1), 1);
     iot__io_uring_poll_fail = 1;
-    T_ASSERT_EQ(iot_fd_set_handler(c, ring_pipe[0], refused_read_cb, NULL, NULL,
-                                   NULL, &n),
+    T_ASSERT_EQ(iot_fd_set_handler(u.c, ring_pipe[0], refused_read_cb, NULL,
+                                   NULL, NULL, &n),
                 0);
     while (n < 2) {
-        g_main_context_iteration(g, TRUE); /* a hang fails the case */
+        g_main_context_iteration(u.g, TRUE); /* a hang fails the case */
     }
     T_ASSERT_EQ(iot__io_uring_poll_fail, 0);
-    T_ASSERT_EQ(
-        iot_fd_set_handler(c, ring_pipe[0], NULL, NULL, NULL, NULL, NULL), 0);
-    close(ring_pipe[0]);
-    close(ring_pipe[1]);
-    g_source_destroy(s);
-    g_source_unref(s);
-    g_main_context_unref(g);
-    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
-    iot_ctx_unref(c);
+    uring_glib_free(&u);
 }
 
 static int file_reads;

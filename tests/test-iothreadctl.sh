@@ -253,10 +253,21 @@ t "--json stats ID" 0 - "" --json stats io0
 json_check "--json stats ID: one entry" "$out" \
   "len(v) == 1 and v[0]['id'] == 'io0' and v[0]['thread-id'] == $tid0"
 
+# await_lines FILE PATTERN COUNT PID: until FILE has COUNT lines that
+# match PATTERN, or PID is gone, or LIMIT seconds have passed.
+await_lines() {
+  local i=0
+  while [ "$(grep -c -- "$2" "$1" 2>/dev/null)" -lt "$3" ] &&
+    kill -0 "$4" 2>/dev/null && [ $i -lt $((LIMIT * 20)) ]; do
+    sleep 0.05
+    i=$((i + 1))
+  done
+}
+
 # stats --watch: refreshed until SIGINT (relayed by timeout), then exit 0.
 # Awaited on its output: two refreshes, however long they take (bounded).
 watch() { # watch NEEDLE ARGS...
-  local needle=$1 wpid i=0
+  local needle=$1 wpid
   shift
   # Emptied here, not by the job's redirection, which may come after the
   # first look below and leave an earlier watch's output to be found.
@@ -269,11 +280,7 @@ watch() { # watch NEEDLE ARGS...
   timeout --foreground -k 5 "$LIMIT" "$IOTHREADCTL" --socket "$sock" "$@" \
     >"$dir/watch" 2>"$dir/watch.err" &
   wpid=$!
-  while [ "$(grep -c -- "$needle" "$dir/watch" 2>/dev/null)" -lt 2 ] &&
-    kill -0 "$wpid" 2>/dev/null && [ $i -lt $((LIMIT * 20)) ]; do
-    sleep 0.05
-    i=$((i + 1))
-  done
+  await_lines "$dir/watch" "$needle" 2 "$wpid"
   kill -INT "$wpid" 2>/dev/null
   wait "$wpid"
   rc=$?
@@ -294,19 +301,9 @@ fi
 timeout --foreground -k 5 "$LIMIT" "$IOTHREADCTL" --socket "$sock" \
   stats --watch 0.1 >"$dir/watch" 2>"$dir/watch.err" &
 wpid=$!
-i=0
-while ! grep -q "ITER/s" "$dir/watch" && kill -0 "$wpid" 2>/dev/null &&
-  [ $i -lt $((LIMIT * 20)) ]; do
-  sleep 0.05
-  i=$((i + 1))
-done
+await_lines "$dir/watch" "ITER/s" 1 "$wpid"
 ctl add iow
-i=0
-while [ "$(grep -c "^iow " "$dir/watch")" -lt 2 ] &&
-  kill -0 "$wpid" 2>/dev/null && [ $i -lt $((LIMIT * 20)) ]; do
-  sleep 0.05
-  i=$((i + 1))
-done
+await_lines "$dir/watch" "^iow " 2 "$wpid"
 kill -INT "$wpid" 2>/dev/null
 wait "$wpid"
 rc=$?
@@ -557,12 +554,7 @@ check "stats --watch 1.5 --timeout 1: the sleep is not timed" [ "$rc" -eq 0 \
 timeout -k 5 10 "$IOTHREADCTL" --socket "$sock" --timeout 0.5 \
   stats --watch 0.1 >"$dir/watch" 2>"$dir/watch.err" &
 wpid=$!
-i=0
-while ! grep -q "iothreadd statistics" "$dir/watch" 2>/dev/null &&
-  kill -0 "$wpid" 2>/dev/null && [ $i -lt $((LIMIT * 20)) ]; do
-  sleep 0.05
-  i=$((i + 1))
-done
+await_lines "$dir/watch" "iothreadd statistics" 1 "$wpid"
 stop_daemon
 wait "$wpid"
 rc=$?
@@ -580,12 +572,7 @@ t "after the stops, the daemon still answers" 0 "^io0 " "" list
 timeout -k 5 "$LIMIT" "$IOTHREADCTL" --socket "$sock" stats --watch 0.1 \
   >"$dir/watch" 2>"$dir/watch.err" &
 wpid=$!
-i=0
-while ! grep -q "iothreadd statistics" "$dir/watch" 2>/dev/null &&
-  kill -0 "$wpid" 2>/dev/null && [ $i -lt $((LIMIT * 20)) ]; do
-  sleep 0.05
-  i=$((i + 1))
-done
+await_lines "$dir/watch" "iothreadd statistics" 1 "$wpid"
 kill -TERM "$dpid"
 wait "$dpid"
 drc=$?
