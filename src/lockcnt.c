@@ -72,9 +72,3 @@ void iot__lockcnt_end_exclusive(IotLockCnt *l, bool self_walker)
     atomic_store_explicit(&l->count, self_walker ? LOCKCNT_WALKER : 0,
                           memory_order_release);
 }
-
-unsigned iot__lockcnt_walkers(IotLockCnt *l)
-{
-    return atomic_load_explicit(&l->count, memory_order_relaxed) /
-           LOCKCNT_WALKER;
-}

@@ -49,7 +49,4 @@ void iot__lockcnt_unlock(IotLockCnt *l);
 bool iot__lockcnt_try_exclusive(IotLockCnt *l, bool self_walker);
 void iot__lockcnt_end_exclusive(IotLockCnt *l, bool self_walker);
 
-/* Any thread.  Number of walkers inside (a snapshot). */
-unsigned iot__lockcnt_walkers(IotLockCnt *l);
-
 #endif
