@@ -260,6 +260,17 @@ static void test_stream_relaxed(void)
     }
 }
 
+/* IOTHREAD_MEMBARRIER=0 (design.md): posting is never relaxed, however
+ * long the stream, and nothing is lost.  Read once, at the first context
+ * of the process: this case's process has made none before. */
+static void test_stream_membarrier_off(void)
+{
+    T_ASSERT_EQ(setenv("IOTHREAD_MEMBARRIER", "0", 1), 0);
+    T_ASSERT_FALSE(iot__postq_relaxed_available());
+    stream_run(true);
+    T_ASSERT_FALSE(stream.saw_relaxed);
+}
+
 /*
  * Pacing (postq.h): on a context that busy-polls, a pass that took a
  * stream's share makes the loop look at the queues again only
@@ -862,6 +873,7 @@ int main(int argc, char **argv)
     t_add("/postq/partial-line", test_partial_line);
     t_add("/postq/stream/fenced", test_stream_fenced);
     t_add("/postq/stream/relaxed", test_stream_relaxed);
+    t_add("/postq/stream/membarrier-off", test_stream_membarrier_off);
     t_add("/postq/stream/paced", test_stream_paced);
     t_add("/postq/stream/paced/poll-disabled", test_stream_paced_poll_disabled);
     t_add("/postq/stream/paced/notifier-not-polled",
