@@ -30,6 +30,9 @@ passed=0
 failed=0
 
 cleanup() {
+  if [ -n "$fpid" ]; then
+    kill -KILL "$fpid" 2>/dev/null
+  fi
   if [ -n "$holder" ]; then
     kill -KILL "$holder" 2>/dev/null
   fi
@@ -606,6 +609,68 @@ timeout -k 5 "$LIMIT" "$IOTHREADCTL" --socket "$dir/plain-file" list \
 rc=$?
 check "not a socket: a clear error, exit 1" \
   [ "$rc" -eq 1 -a "$(grep -c "^iothreadctl: cannot connect to $dir/plain-file" "$dir/err")" -eq 1 ]
+
+# ---- a peer that is not a well-behaved iothreadd ----
+
+# fake MODE: a server on $dir/fake.sock that answers each request line as
+# MODE says, until the client goes.  Awaited on its socket file.
+fake() {
+  rm -f "$dir/fake.sock"
+  python3 -c '
+import socket, sys
+mode, path = sys.argv[1], sys.argv[2]
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind(path)
+srv.listen(1)
+c, _ = srv.accept()
+f = c.makefile("rwb", buffering=0)
+if mode == "no-qmp":
+    f.write(b"{\"hello\": 1}\n")
+else:
+    f.write(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n")
+for line in f:
+    if mode == "bad-json":
+        f.write(b"{\"return\": nope}\n")
+    elif mode == "eof":
+        break
+    elif mode == "event-first":
+        f.write(b"{\"event\": \"X\", \"data\": {}, \"timestamp\": {}}\n")
+        f.write(b"{\"return\": []}\n")
+c.close()
+' "$1" "$dir/fake.sock" 2>"$dir/fake.err" &
+  fpid=$!
+  i=0
+  while [ ! -S "$dir/fake.sock" ] && kill -0 "$fpid" 2>/dev/null &&
+    [ $i -lt $((LIMIT * 20)) ]; do
+    sleep 0.05
+    i=$((i + 1))
+  done
+}
+
+fake_ctl() { # fake_ctl MODE ARGS...: runs iothreadctl against fake MODE
+  local mode=$1
+  shift
+  fake "$mode"
+  timeout -k 5 "$LIMIT" "$IOTHREADCTL" --socket "$dir/fake.sock" \
+    --timeout 5 "$@" >"$dir/out" 2>"$dir/err"
+  rc=$?
+  out=$(cat "$dir/out")
+  err=$(cat "$dir/err")
+  kill "$fpid" 2>/dev/null
+  wait "$fpid" 2>/dev/null
+}
+
+fake_ctl no-qmp list
+check "a peer that does not greet with QMP: a clear error, exit 1" \
+  [ "$rc" -eq 1 -a "$err" = "iothreadctl: $dir/fake.sock does not speak QMP" ]
+fake_ctl bad-json list
+check "a peer that answers bad JSON: a clear error, exit 1" [ "$rc" -eq 1 -a \
+  "$(grep -c "^iothreadctl: bad JSON from the daemon: " <<<"$err")" -eq 1 ]
+fake_ctl eof list
+check "a peer that closes before replying: a clear error, exit 1" \
+  [ "$rc" -eq 1 -a "$err" = "iothreadctl: the daemon closed the connection" ]
+fake_ctl event-first list
+check "an event before a reply is skipped" [ "$rc" -eq 0 -a -z "$err" ]
 
 echo "1..$n"
 echo "# $passed passed, $failed failed"
