@@ -244,6 +244,10 @@ struct IotCtx {
         _Atomic int64_t poll_window_ns;
         _Atomic int64_t epoch_ns;      /* first poll; 0 before */
         _Atomic int64_t wait_start_ns; /* blocked since; 0 when not */
+        /* Odd while the home thread ends a wait (wait_start_ns back to 0,
+         * idle_ns grown by it), so that a reader never sees one change
+         * without the other (iot__stats_idle(), ctx.c). */
+        _Atomic uint64_t idle_seq;
     } stats;
 };
 
@@ -256,6 +260,13 @@ struct IotCtx {
         memory_order_relaxed)
 #define IOT_STAT_SET(ctx, field, v)                                            \
     atomic_store_explicit(&(ctx)->stats.field, (v), memory_order_relaxed)
+
+/* Home thread: the loop starts or ends waiting (blocked in the fd wait,
+ * or in GLib's poll), for idle_ns.  Any thread: the time blocked so far,
+ * with the wait in progress, and iot__stats_now_ns() read with it. */
+void iot__stats_wait_begin(IotCtx *ctx);
+void iot__stats_wait_end(IotCtx *ctx);
+uint64_t iot__stats_idle(IotCtx *ctx, int64_t *now);
 
 /* bh.c */
 void iot__bh_ctx_init(IotCtx *ctx);

@@ -4,6 +4,7 @@
  * notify, and parameters.  The iteration itself is in poll.c.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -292,19 +293,72 @@ const char *iot_ctx_fdmon_name(IotCtx *ctx)
 #define STAT(field)                                                            \
     atomic_load_explicit(&ctx->stats.field, memory_order_relaxed)
 
+/*
+ * A seqlock (Boehm's C11 form) around each change of the wait state: the
+ * odd count, a barrier, the fields, the even count with release;
+ * iot__stats_idle() pairs with it.  The clock is read inside, after a
+ * full barrier (the odd count is visible before the reading), and the
+ * reader reads it inside too: a reader that overlaps the update retries,
+ * one that does not read the clock wholly before or wholly after it.
+ * So idle_ns and busy_ns never go back, and a wait is never counted twice
+ * or missed.  Two full barriers per blocking wait, which costs a system
+ * call anyway.
+ */
+static void stats_wait_set(IotCtx *ctx, bool begin)
+{
+    uint64_t seq = STAT(idle_seq);
+    int64_t now;
+
+    atomic_store_explicit(&ctx->stats.idle_seq, seq + 1, memory_order_relaxed);
+    iot__smp_mb();
+    now = iot__stats_now_ns();
+    if (begin) {
+        IOT_STAT_SET(ctx, wait_start_ns, now);
+    } else {
+        IOT_STAT_ADD(ctx, idle_ns, (uint64_t)(now - STAT(wait_start_ns)));
+        IOT_STAT_SET(ctx, wait_start_ns, 0);
+    }
+    atomic_store_explicit(&ctx->stats.idle_seq, seq + 2, memory_order_release);
+}
+
+void iot__stats_wait_begin(IotCtx *ctx)
+{
+    stats_wait_set(ctx, true);
+}
+
+void iot__stats_wait_end(IotCtx *ctx)
+{
+    stats_wait_set(ctx, false);
+}
+
+uint64_t iot__stats_idle(IotCtx *ctx, int64_t *now)
+{
+    for (;;) {
+        uint64_t seq =
+            atomic_load_explicit(&ctx->stats.idle_seq, memory_order_acquire);
+        int64_t waiting = STAT(wait_start_ns);
+        uint64_t idle = STAT(idle_ns);
+
+        *now = iot__stats_now_ns();
+        atomic_thread_fence(memory_order_acquire);
+        if (!(seq & 1) && STAT(idle_seq) == seq) {
+            /* Blocked right now: that counts too. */
+            return idle +
+                   (waiting && *now > waiting ? (uint64_t)(*now - waiting) : 0);
+        }
+        sched_yield(); /* the home thread is inside a few stores */
+    }
+}
+
 void iot_ctx_get_stats(IotCtx *ctx, IotCtxStats *s)
 {
-    int64_t epoch = STAT(epoch_ns), waiting = STAT(wait_start_ns);
-    int64_t now = iot__stats_now_ns();
+    int64_t epoch = STAT(epoch_ns), now;
     uint64_t sent, accepted;
     IotPoolStats pool;
 
     *s = (IotCtxStats){ 0 };
     s->iterations = STAT(iterations);
-    s->idle_ns = STAT(idle_ns);
-    if (waiting && now > waiting) {
-        s->idle_ns += (uint64_t)(now - waiting); /* blocked right now */
-    }
+    s->idle_ns = iot__stats_idle(ctx, &now);
     if (epoch) {
         uint64_t total = (uint64_t)(now - epoch);
         s->busy_ns = total > s->idle_ns ? total - s->idle_ns : 0;

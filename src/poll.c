@@ -559,19 +559,15 @@ static bool need_fd_wait(IotCtx *ctx, int64_t timeout, bool poll_hit)
 /* The backend's wait; time spent blocked counts as idle. */
 static void fd_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout)
 {
-    int64_t t0;
-
     ctx->notifier_drained = false; /* only this wait may set it */
     ctx->gsource_saw_fd = false;
     if (timeout == 0) {
         iot__fdmon(ctx)->wait(ctx, ready, 0);
         return;
     }
-    t0 = iot__stats_now_ns();
-    IOT_STAT_SET(ctx, wait_start_ns, t0);
+    iot__stats_wait_begin(ctx);
     iot__fdmon(ctx)->wait(ctx, ready, timeout);
-    IOT_STAT_SET(ctx, wait_start_ns, 0);
-    IOT_STAT_ADD(ctx, idle_ns, iot__stats_now_ns() - t0);
+    iot__stats_wait_end(ctx);
 }
 
 /* Home thread.  One iteration; @gsource: GLib's dispatch (non-blocking),

@@ -21,6 +21,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
@@ -2708,6 +2709,63 @@ static void test_stats_move(void)
     destroy_thread(t);
 }
 
+/* busy_ns and idle_ns never go back, however a read falls against the
+ * end of a wait (a monitor samples while the loop wakes and sleeps many
+ * times a millisecond).  Before the wait's end was published as one,
+ * a read could count a wait twice or miss it whole. */
+typedef struct WakeArgs {
+    IotCtx *ctx;
+    atomic_bool stop;
+    atomic_long runs;
+} WakeArgs;
+
+static void *waker_thread(void *opaque)
+{
+    WakeArgs *w = opaque;
+    const struct timespec gap = { 0, 20000 }; /* the loop sleeps between */
+
+    while (!atomic_load(&w->stop)) {
+        T_ASSERT_EQ(iot_bh_schedule_oneshot(w->ctx, count_bh, &w->runs), 0);
+        nanosleep(&gap, NULL);
+    }
+    return NULL;
+}
+
+static void test_stats_monotonic(void)
+{
+    IotThreadProps *p = props_new();
+    WakeArgs w = { 0 };
+    IotCtxStats prev, s;
+    pthread_t thr;
+    IotThread *t;
+    long samples = 0;
+    int64_t end;
+
+    props_int(p, "poll-max-ns", 0); /* every gap is a blocking wait */
+    t = new_thread("io0", p);
+    iot_thread_props_free(p);
+    w.ctx = iot_thread_ctx(t);
+    sync_with(t);
+    iot_thread_get_stats(t, &prev);
+    T_ASSERT_EQ(pthread_create(&thr, NULL, waker_thread, &w), 0);
+    end = t_now_ns() + t_scale(300, 1) * 1000000LL;
+    while (t_now_ns() < end || atomic_load(&w.runs) < 100) {
+        iot_thread_get_stats(t, &s);
+        if (s.idle_ns < prev.idle_ns || s.busy_ns < prev.busy_ns) {
+            t_fail(__FILE__, __LINE__,
+                   "sample %ld went back: idle %" PRIu64 " -> %" PRIu64
+                   ", busy %" PRIu64 " -> %" PRIu64,
+                   samples, prev.idle_ns, s.idle_ns, prev.busy_ns, s.busy_ns);
+        }
+        prev = s;
+        samples++;
+    }
+    atomic_store(&w.stop, true);
+    T_ASSERT_EQ(pthread_join(thr, NULL), 0);
+    T_ASSERT(prev.idle_ns > 0);
+    destroy_thread(t);
+}
+
 static void test_stats_json(void)
 {
     static const char *const members[] = {
@@ -3083,6 +3141,7 @@ int main(int argc, char **argv)
     t_add("/iothread/io_uring/ring-cache-fork-busy", test_ring_cache_fork_busy);
     t_add("/iothread/stats-move", test_stats_move);
     t_add("/iothread/stats-move/json", test_stats_json);
+    t_add("/iothread/stats-monotonic", test_stats_monotonic);
     t_add("/iothread/in-use", test_in_use);
     return t_run(argc, argv);
 }
