@@ -70,6 +70,9 @@ static gboolean ctx_source_prepare(GSource *source, gint *timeout)
              ? 0
              : iot__ctx_timeout(ctx);
     *timeout = timeout_ms(ns);
+    if (ns != 0) {
+        iot__stats_wait_begin(ctx); /* GLib polls: idle until check */
+    }
     return ns == 0;
 }
 
@@ -81,6 +84,9 @@ static gboolean ctx_source_check(GSource *source)
 
     /* Release: GLib's poll is over before producers may skip the kick. */
     atomic_store_explicit(&ctx->notify_me, me & ~1u, memory_order_release);
+    if (atomic_load_explicit(&ctx->stats.wait_start_ns, memory_order_relaxed)) {
+        iot__stats_wait_end(ctx);
+    }
     /* Readable: the dispatch must look, even if no kick is counted yet (a
      * producer between its eventfd write and its count, need_fd_wait()),
      * or the fd stays readable and GLib spins until the count comes. */

@@ -648,6 +648,37 @@ static void test_timer(void)
     teardown();
 }
 
+/* Time GLib spends polling for the context (from prepare to check) is
+ * idle time in the statistics, as the fd wait's is: a GLib-driven loop
+ * that waits 50 ms for a timer is not 100 % busy. */
+static void flag_cb(void *opaque)
+{
+    *(bool *)opaque = true;
+}
+
+static void test_stats_idle_under_glib(void)
+{
+    bool fired = false;
+    IotCtxStats s0, s;
+    IotTimer *t;
+
+    setup();
+    t = iot_timer_new(ctx, IOT_CLOCK_MONOTONIC, flag_cb, &fired);
+    drain();
+    iot_ctx_get_stats(ctx, &s0);
+    iot_timer_mod(t, iot_clock_ns(IOT_CLOCK_MONOTONIC) + 50 * IOT_NS_PER_MS);
+    while (!fired) {
+        iterate(TRUE);
+    }
+    iot_ctx_get_stats(ctx, &s);
+    /* It slept nearly all of the 50 ms (a kick may end one poll early,
+     * and the next then sleeps what is left). */
+    T_ASSERT(s.idle_ns - s0.idle_ns >= 40 * IOT_NS_PER_MS);
+    T_ASSERT(s.busy_ns - s0.busy_ns < s.idle_ns - s0.idle_ns);
+    iot_timer_free(t);
+    teardown();
+}
+
 /* ---- an IOThread's GMainContext ---- */
 
 typedef struct OnThread {
@@ -923,6 +954,7 @@ int main(int argc, char **argv)
     t_add("/aio-gsource/epoll/rebuild-retried", test_epoll_rebuild_retried);
     t_add("/aio-gsource/epoll/uncounted-kick", test_epoll_uncounted_kick);
     t_add("/aio-gsource/timer/schedule", test_timer);
+    t_add("/aio-gsource/stats/idle", test_stats_idle_under_glib);
     t_add("/aio-gsource/bh/idle-behind-a-full-take",
           test_idle_bh_behind_a_full_take);
     t_add("/aio-gsource/poll-mode/left-under-glib",
