@@ -120,22 +120,27 @@ IOT_API const char *iot_ctx_fdmon_name(IotCtx *ctx);
 
 /* Live statistics of a context.  Each counter is written only by the home
  * thread and read with relaxed atomics: a snapshot may mix values from
- * two iterations, never torn ones.  Times are CLOCK_MONOTONIC ns. */
+ * two iterations, never torn ones.  busy_ns and idle_ns are read together
+ * and never go back.  Times are CLOCK_MONOTONIC ns. */
 typedef struct IotCtxStats {
-    uint64_t iterations;    /* iot_ctx_poll() calls, nested ones too */
+    uint64_t iterations;    /* iot_ctx_poll() calls, nested ones and GLib
+                               dispatches too */
     uint64_t busy_ns;       /* since the first poll, minus idle_ns */
-    uint64_t idle_ns;       /* blocked in the fd wait */
+    uint64_t idle_ns;       /* blocked in the fd wait, or in GLib's poll */
     uint64_t poll_hits;     /* busy-poll stretches that found work */
     uint64_t poll_misses;   /* busy-poll stretches that ended empty */
     uint64_t poll_ns;       /* time spent busy polling */
     int64_t poll_window_ns; /* largest handler window at the last poll */
     uint64_t notify_sent;   /* eventfd writes to wake the loop */
-    uint64_t notify_elided; /* notifications that needed no write */
-    uint64_t bh_runs;       /* BH callbacks run */
-    uint64_t fd_events;     /* fd and poll-ready callbacks run */
-    uint64_t timer_fires;   /* timer callbacks run */
+    /* Notifications accepted that came without a write (the loop was
+     * awake); a kick counted after its write may show here for a moment
+     * as one, and then not. */
+    uint64_t notify_elided;
+    uint64_t bh_runs;     /* BH callbacks run */
+    uint64_t fd_events;   /* fd and poll-ready callbacks run */
+    uint64_t timer_fires; /* timer callbacks run */
     unsigned pool_threads, pool_queued, pool_active;
-    const char *backend; /* "poll" or "epoll" */
+    const char *backend; /* "poll", "epoll" or "io_uring" */
 } IotCtxStats;
 
 /* Any thread. */
