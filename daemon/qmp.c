@@ -60,9 +60,9 @@ struct QmpClient {
     struct json_tokener *tok;
     size_t value_bytes; /* fed into the value being parsed */
     bool in_value;      /* the tokener has seen the value's first byte */
-    /* A number at the top level cut by the end of a read: kept until it
-     * ends (number_held()). */
-    char num[4096];
+    /* A number cut by the end of a read, at the top level or inside a
+     * value: kept for the next read (number_tail()). */
+    char *num;
     size_t num_len;
     unsigned esc_state; /* lex_scan() state */
     bool in_string;     /* lex_scan(): inside a JSON string */
@@ -590,46 +590,72 @@ static bool num_char(char ch)
            ch == 'e' || ch == 'E';
 }
 
-/* A top-level number (never valid QMP input, but it must fail the same
- * way however the reads cut it): json-c ends a number at the first byte
- * that cannot continue it when both come in one call, but takes that
- * byte for an error when the number ended a call, and the rest of the
- * line is then dropped, a command behind it included.  So json-c gets a
- * top-level number only together with the byte after it: one cut by the
- * end of @buf is held in c->num (one longer than that goes through as
- * is).  Returns how many bytes of @buf it took; *joined is then a new
- * buffer (held bytes, then the rest of @buf) to go on with, or NULL if
- * everything was held. */
-static size_t number_held(QmpClient *c, const char *buf, size_t len,
-                          char **joined, size_t *joined_len)
+/*
+ * A number (at the top level or inside a value) that the end of @buf
+ * cuts must not reach json-c cut: json-c checks a number's characters
+ * within one call only, so "1-" split as "1" and "-}" came out as the
+ * number 1 (and "-922" + "i" as an error that dropped the next line),
+ * where the same bytes in one read are a parse error at the '-' (found
+ * by fuzz-qmp's cut-versus-whole check).  The number's bytes are held in
+ * c->num and go to json-c with the next read.  Holding bytes never
+ * changes what the stream says, only where it is cut, and no reply
+ * waits on them (a value never ends in a digit), so no guess is made of
+ * whether they are a number at all: digits at the end of a string, or of
+ * a line being dropped, are held the same.  Returns how many bytes at
+ * the end of @buf to hold.
+ */
+static size_t number_tail(const char *buf, size_t len)
 {
-    size_t i = 0;
+    size_t i = len;
 
-    *joined = NULL;
-    while (i < len && num_char(buf[i])) {
-        i++;
+    while (i > 0 && num_char(buf[i - 1])) {
+        i--;
     }
-    if (i == len && c->num_len + len <= sizeof(c->num)) {
-        memcpy(c->num + c->num_len, buf, len); /* it may go on */
-        c->num_len += len;
-        return len;
+    if (i == len || len - i > QMP_MAX_INPUT ||
+        !((buf[i] >= '0' && buf[i] <= '9') || buf[i] == '-')) {
+        return 0;
     }
-    if (!c->num_len) {
-        return 0; /* ends within @buf: json-c gets it whole */
-    }
-    *joined = malloc(c->num_len + len);
-    if (!*joined) {
-        c->dead = true;
-        return len;
-    }
-    memcpy(*joined, c->num, c->num_len);
-    memcpy(*joined + c->num_len, buf, len);
-    *joined_len = c->num_len + len;
-    c->num_len = 0;
-    return len;
+    return len - i;
 }
 
+static void client_input(QmpClient *c, const char *buf, size_t len);
+
 void qmp_client_input(QmpClient *c, const char *buf, size_t len)
+{
+    size_t hold;
+
+    if (c->num_len) {
+        /* The held number, then this read: one buffer. */
+        size_t jlen = c->num_len + len;
+        char *joined = malloc(jlen);
+
+        if (!joined) {
+            c->dead = true;
+            return;
+        }
+        memcpy(joined, c->num, c->num_len);
+        memcpy(joined + c->num_len, buf, len);
+        c->num_len = 0;
+        qmp_client_input(c, joined, jlen);
+        free(joined);
+        return;
+    }
+    hold = number_tail(buf, len);
+    if (hold) {
+        char *num = realloc(c->num, hold);
+
+        if (!num) {
+            c->dead = true;
+            return;
+        }
+        c->num = num;
+        memcpy(c->num, buf + len - hold, hold);
+        c->num_len = hold;
+    }
+    client_input(c, buf, len - hold);
+}
+
+static void client_input(QmpClient *c, const char *buf, size_t len)
 {
     /* After "quit", nothing more runs: the daemon is going, and a command
      * sent behind it in the same read must not act (an object-add would
@@ -647,7 +673,7 @@ void qmp_client_input(QmpClient *c, const char *buf, size_t len)
             len -= used;
             continue;
         }
-        if (!c->in_value && !c->num_len) {
+        if (!c->in_value) {
             /* Blank lines between commands are no part of a value: they
              * must not count towards its limit (a keep-alive newline
              * now and then would end in 'input exceeds 1 MiB'). */
@@ -656,21 +682,6 @@ void qmp_client_input(QmpClient *c, const char *buf, size_t len)
             len -= used;
             if (!len) {
                 break;
-            }
-        }
-        if (!c->in_value && (c->num_len || num_char(*buf))) {
-            char *joined;
-            size_t jlen;
-
-            used = number_held(c, buf, len, &joined, &jlen);
-            if (joined) {
-                qmp_client_input(c, joined, jlen);
-                free(joined);
-            }
-            if (used) {
-                buf += used;
-                len -= used;
-                continue;
             }
         }
         c->in_value = true;
@@ -847,6 +858,7 @@ void qmp_client_free(QmpClient *c)
         json_tokener_free(c->tok);
     }
     free(c->out);
+    free(c->num);
     free(c);
 }
 

@@ -1324,6 +1324,16 @@ CASE(number_cut_by_read)
     r = qc_reply(a);
     T_ASSERT(jhas(r, "return"));
     T_ASSERT_STR(jstr(r, "id"), "after");
+
+    /* Inside a value: "1" then "-}" is the parse error that "1-}" in one
+     * read is, not the number 1 (json-c checks a number within one call). */
+    qc_printf(a, "{\"execute\": \"query-version\", \"id\": {\"x\": 1");
+    OK(b, "{'execute': 'query-version'}"); /* a read apart */
+    qc_printf(a, "-}\n{\"execute\": \"query-version\", \"id\": 5}\n");
+    PARSE_ERROR(qc_reply(a));
+    r = qc_reply(a);
+    T_ASSERT(jhas(r, "return"));
+    T_JSON(jm(r, "id"), "5");
     qc_close(a);
     qc_close(b);
     daemon_quit(&d);
