@@ -2010,6 +2010,26 @@ static void test_fd_closed_before_removed_race(void)
 }
 BACKEND_CASE(test_fd_closed_before_removed_race)
 
+#ifdef __x86_64__
+/* This (forked) test process: system call @nr fails with EPERM from now
+ * on, as a container runtime's seccomp profile refuses one it does not
+ * know. */
+static void refuse_syscall(long nr)
+{
+    struct sock_filter insns[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = { .len = sizeof(insns) / sizeof(insns[0]),
+                               .filter = insns };
+
+    T_ASSERT_EQ(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+    T_ASSERT_EQ(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+}
+#endif
+
 /* epoll_pwait2 refused as container runtimes' seccomp profiles refuse a
  * system call they do not know (EPERM): the epoll backend waits another
  * way.  It used to take only ENOSYS for "missing", and every wait with a
@@ -2017,21 +2037,12 @@ BACKEND_CASE(test_fd_closed_before_removed_race)
 static void test_fd_epoll_pwait2_refused(void)
 {
 #if defined(__x86_64__) && defined(SYS_epoll_pwait2)
-    struct sock_filter insns[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_epoll_pwait2, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    struct sock_fprog prog = { .len = sizeof(insns) / sizeof(insns[0]),
-                               .filter = insns };
     Pipe p = pipe_new();
     int n = 0, fired = 0;
     IotTimer *t = iot_timer_new(ctx, IOT_CLOCK_MONOTONIC, count_cb, &fired);
     char c = 'x';
 
-    T_ASSERT_EQ(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-    T_ASSERT_EQ(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+    refuse_syscall(SYS_epoll_pwait2);
     T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, NULL, NULL, &n),
                 0);
     /* A wait with a timeout (the timer, far off) finds the ready fd. */
@@ -2073,20 +2084,11 @@ static void *pipe_kick_thread(void *opaque)
 static void test_event_pipe_fallback(void)
 {
 #if defined(__x86_64__) && defined(SYS_eventfd2)
-    struct sock_filter insns[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_eventfd2, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    struct sock_fprog prog = { .len = sizeof(insns) / sizeof(insns[0]),
-                               .filter = insns };
     static const IotFdmonKind kinds[] = { IOT_FDMON_POLL, IOT_FDMON_EPOLL,
                                           IOT_FDMON_IO_URING };
     IotEvent e;
 
-    T_ASSERT_EQ(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-    T_ASSERT_EQ(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+    refuse_syscall(SYS_eventfd2);
     T_ASSERT_EQ(iot_event_init(&e, false), 0);
     T_ASSERT(e.rfd != e.wfd); /* a pipe */
     T_ASSERT_FALSE(iot_event_test_and_clear(&e));
