@@ -244,6 +244,9 @@ struct IotCtx {
         _Atomic int64_t poll_window_ns;
         _Atomic int64_t epoch_ns;      /* first poll; 0 before */
         _Atomic int64_t wait_start_ns; /* blocked since; 0 when not */
+        /* When the home thread stopped driving the context for good (an
+         * IOThread's end), 0 before: the clock of busy_ns stops there. */
+        _Atomic int64_t end_ns;
         /* Odd while the home thread ends a wait (wait_start_ns back to 0,
          * idle_ns grown by it), so that a reader never sees one change
          * without the other (iot__stats_idle(), ctx.c). */
@@ -262,10 +265,13 @@ struct IotCtx {
     atomic_store_explicit(&(ctx)->stats.field, (v), memory_order_relaxed)
 
 /* Home thread: the loop starts or ends waiting (blocked in the fd wait,
- * or in GLib's poll), for idle_ns.  Any thread: the time blocked so far,
- * with the wait in progress, and iot__stats_now_ns() read with it. */
+ * or in GLib's poll), for idle_ns; _end: it will never poll again (an
+ * IOThread's last act), and busy_ns stops growing.  Any thread: the time
+ * blocked so far, with the wait in progress, and the clock read with it
+ * (end_ns once set). */
 void iot__stats_wait_begin(IotCtx *ctx);
 void iot__stats_wait_end(IotCtx *ctx);
+void iot__stats_end(IotCtx *ctx);
 uint64_t iot__stats_idle(IotCtx *ctx, int64_t *now);
 
 /* bh.c */

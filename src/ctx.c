@@ -294,9 +294,9 @@ const char *iot_ctx_fdmon_name(IotCtx *ctx)
     atomic_load_explicit(&ctx->stats.field, memory_order_relaxed)
 
 /*
- * A seqlock (Boehm's C11 form) around each change of the wait state: the
- * odd count, a barrier, the fields, the even count with release;
- * iot__stats_idle() pairs with it.  The clock is read inside, after a
+ * A seqlock (Boehm's C11 form) around each change of the wait state, and
+ * around the end (iot__stats_end()): the odd count, a barrier, the
+ * fields, the even count with release; iot__stats_idle() pairs with it.  The clock is read inside, after a
  * full barrier (the odd count is visible before the reading), and the
  * reader reads it inside too: a reader that overlaps the update retries,
  * one that does not read the clock wholly before or wholly after it.
@@ -304,7 +304,9 @@ const char *iot_ctx_fdmon_name(IotCtx *ctx)
  * or missed.  Two full barriers per blocking wait, which costs a system
  * call anyway.
  */
-static void stats_wait_set(IotCtx *ctx, bool begin)
+enum { STATS_WAIT_BEGIN, STATS_WAIT_END, STATS_END };
+
+static void stats_wait_set(IotCtx *ctx, int what)
 {
     uint64_t seq = STAT(idle_seq);
     int64_t now;
@@ -312,23 +314,34 @@ static void stats_wait_set(IotCtx *ctx, bool begin)
     atomic_store_explicit(&ctx->stats.idle_seq, seq + 1, memory_order_relaxed);
     iot__smp_mb();
     now = iot__stats_now_ns();
-    if (begin) {
+    switch (what) {
+    case STATS_WAIT_BEGIN:
         IOT_STAT_SET(ctx, wait_start_ns, now);
-    } else {
+        break;
+    case STATS_WAIT_END:
         IOT_STAT_ADD(ctx, idle_ns, (uint64_t)(now - STAT(wait_start_ns)));
         IOT_STAT_SET(ctx, wait_start_ns, 0);
+        break;
+    default:
+        IOT_STAT_SET(ctx, end_ns, now);
+        break;
     }
     atomic_store_explicit(&ctx->stats.idle_seq, seq + 2, memory_order_release);
 }
 
 void iot__stats_wait_begin(IotCtx *ctx)
 {
-    stats_wait_set(ctx, true);
+    stats_wait_set(ctx, STATS_WAIT_BEGIN);
 }
 
 void iot__stats_wait_end(IotCtx *ctx)
 {
-    stats_wait_set(ctx, false);
+    stats_wait_set(ctx, STATS_WAIT_END);
+}
+
+void iot__stats_end(IotCtx *ctx)
+{
+    stats_wait_set(ctx, STATS_END);
 }
 
 uint64_t iot__stats_idle(IotCtx *ctx, int64_t *now)
@@ -337,9 +350,11 @@ uint64_t iot__stats_idle(IotCtx *ctx, int64_t *now)
         uint64_t seq =
             atomic_load_explicit(&ctx->stats.idle_seq, memory_order_acquire);
         int64_t waiting = STAT(wait_start_ns);
+        int64_t end = STAT(end_ns);
         uint64_t idle = STAT(idle_ns);
 
-        *now = iot__stats_now_ns();
+        /* Stopped for good: the clock stops with it. */
+        *now = end ? end : iot__stats_now_ns();
         atomic_thread_fence(memory_order_acquire);
         if (!(seq & 1) && STAT(idle_seq) == seq) {
             /* Blocked right now: that counts too. */

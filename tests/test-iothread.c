@@ -2766,6 +2766,35 @@ static void test_stats_monotonic(void)
     destroy_thread(t);
 }
 
+/* A stopped IOThread is neither busy nor idle: its counters keep the
+ * values they had when it stopped, and busy_ns does not go on counting
+ * the time since as work. */
+static void test_stats_stopped(void)
+{
+    IotThread *t = new_thread("io0", NULL);
+    IotCtxStats before, s1, s2;
+    int64_t until;
+
+    sync_with(t);
+    iot_thread_get_stats(t, &before);
+    T_ASSERT_EQ(iot_thread_stop(t, NULL), 0);
+    iot_thread_get_stats(t, &s1);
+    T_ASSERT(s1.busy_ns >= before.busy_ns);
+    T_ASSERT(s1.idle_ns >= before.idle_ns);
+    T_ASSERT(s1.iterations >= before.iterations);
+    /* Time passes (a wait for the clock itself, nothing to await). */
+    until = t_now_ns() + 5000000;
+    while (t_now_ns() < until) {
+        const struct timespec ms = { 0, 1000000 };
+        nanosleep(&ms, NULL);
+    }
+    iot_thread_get_stats(t, &s2);
+    T_ASSERT_EQ(s2.busy_ns, s1.busy_ns);
+    T_ASSERT_EQ(s2.idle_ns, s1.idle_ns);
+    T_ASSERT_EQ(s2.iterations, s1.iterations);
+    destroy_thread(t);
+}
+
 static void test_stats_json(void)
 {
     static const char *const members[] = {
@@ -3142,6 +3171,7 @@ int main(int argc, char **argv)
     t_add("/iothread/stats-move", test_stats_move);
     t_add("/iothread/stats-move/json", test_stats_json);
     t_add("/iothread/stats-monotonic", test_stats_monotonic);
+    t_add("/iothread/stats-stopped", test_stats_stopped);
     t_add("/iothread/in-use", test_in_use);
     return t_run(argc, argv);
 }

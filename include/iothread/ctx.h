@@ -121,7 +121,8 @@ IOT_API const char *iot_ctx_fdmon_name(IotCtx *ctx);
 /* Live statistics of a context.  Each counter is written only by the home
  * thread and read with relaxed atomics: a snapshot may mix values from
  * two iterations, never torn ones.  busy_ns and idle_ns are read together
- * and never go back.  Times are CLOCK_MONOTONIC ns. */
+ * and never go back; once an IOThread has stopped, they stay as they were.
+ * Times are CLOCK_MONOTONIC ns. */
 typedef struct IotCtxStats {
     uint64_t iterations;    /* iot_ctx_poll() calls, nested ones and GLib
                                dispatches too */
