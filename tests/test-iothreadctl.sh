@@ -672,6 +672,33 @@ check "a peer that closes before replying: a clear error, exit 1" \
 fake_ctl event-first list
 check "an event before a reply is skipped" [ "$rc" -eq 0 -a -z "$err" ]
 
+# ---- the daemon and another user's socket ----
+
+# A socket file of root's (mode 0600, nobody listening) where a daemon run
+# as nobody wants to listen: its probe gets EACCES, which says nothing of
+# whether the socket is stale, so the daemon refuses to start and leaves
+# the file, though the directory would let it remove it.
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
+  mkdir "$dir/shared" && chmod 0777 "$dir/shared" && chmod 0711 "$dir"
+  python3 -c '
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1])
+os.chmod(sys.argv[1], 0o600)
+' "$dir/shared/root.sock"
+  timeout -k 5 "$LIMIT" setpriv --reuid=65534 --regid=65534 --clear-groups \
+    "$IOTHREADD" --qmp "$dir/shared/root.sock" >"$dir/out" 2>"$dir/err"
+  rc=$?
+  check "another user's socket: refused with the reason, and left alone" \
+    [ "$rc" -eq 1 -a -S "$dir/shared/root.sock" -a \
+    "$(cat "$dir/err")" = "iothreadd: cannot check '$dir/shared/root.sock': Permission denied" ]
+  chmod 0700 "$dir"
+else
+  n=$((n + 1))
+  passed=$((passed + 1))
+  echo "ok $n another user's socket # SKIP needs root and setpriv"
+fi
+
 echo "1..$n"
 echo "# $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
