@@ -1414,6 +1414,48 @@ static void test_spawn_failure_retried(void)
     ctx_teardown(ctx);
 }
 
+/* ---- /thread-pool/cancelled-never-claimed ---- */
+
+/* No worker ever starts, and the queued work is cancelled: each
+ * completion runs once with -ECANCELED, the work never runs, and the
+ * teardown frees what is left in the ring (LeakSanitizer checks it). */
+static int create_never(pthread_t *tid, const pthread_attr_t *attr,
+                        void *(*fn)(void *), void *arg)
+{
+    (void)tid, (void)attr, (void)fn, (void)arg;
+    return EAGAIN;
+}
+
+static void test_cancelled_never_claimed(void)
+{
+    IotCtx *ctx = ctx_setup();
+    Job j[3];
+    Run r;
+
+    iot__pool_retry_ns = 3600 * IOT_NS_PER_S;
+    iot__pool_thread_create = create_never;
+    run_init(&r, ctx);
+    for (int i = 0; i < 3; i++) {
+        job_init(&j[i], &r, i);
+        job_submit(&j[i]);
+    }
+    iot_ctx_poll(ctx, false); /* the spawn fails */
+    T_ASSERT_EQ(pool_stats(ctx).threads, 0);
+    T_ASSERT_EQ(pool_stats(ctx).queued, 3);
+    for (int i = 0; i < 3; i++) {
+        iot_pool_cancel(j[i].work);
+    }
+    POLL_UNTIL(ctx, atomic_load(&j[0].done) + atomic_load(&j[1].done) +
+                            atomic_load(&j[2].done) ==
+                        3);
+    for (int i = 0; i < 3; i++) {
+        T_ASSERT_EQ(j[i].ret, -ECANCELED);
+        T_ASSERT_EQ(atomic_load(&j[i].ran), 0);
+    }
+    T_ASSERT_EQ(pool_stats(ctx).queued, 0);
+    ctx_teardown(ctx);
+}
+
 /* ---- /thread-pool/bad-sizes ---- */
 
 static void check_size(IotCtx *ctx, int64_t emin, int64_t emax)
@@ -1786,6 +1828,7 @@ int main(int argc, char **argv)
     t_add_abort("/thread-pool/outstanding-aborts-queued",
                 test_outstanding_aborts_queued, "outstanding");
     t_add("/thread-pool/unref-with-backlog", test_unref_with_backlog);
+    t_add("/thread-pool/cancelled-never-claimed", test_cancelled_never_claimed);
     t_add("/thread-pool/per-context", test_per_context);
     t_add("/thread-pool/stress", test_stress);
     return t_run(argc, argv);
