@@ -21,8 +21,8 @@
  *    while holding it.
  *  - t->props_lock: the stored property values; held only to copy them.
  *  - Property sets on a running IOThread execute in the IOThread (an
- *    apply BH; the caller waits on its own condition variable); on a
- *    stopped one the caller runs them, under t->lock.
+ *    apply BH, which the caller waits for: see Wait); on a stopped one
+ *    the caller runs them, under t->lock.
  *  - t->running is read and written only by the IOThread itself.
  */
 #include <ctype.h>
@@ -300,14 +300,16 @@ struct IotThread {
     bool started;                /* [lock] the thread exists (joinable) */
     bool stopping;               /* [lock] stop requested or done */
     bool joined;                 /* [lock] the stopper's join returned */
-    bool destroyed;              /* [registry_lock] destroy succeeded */
-    bool registered;             /* [registry_lock] */
-    unsigned users;              /* [registry_lock] */
-    IotThread *reg_next;         /* [registry_lock] */
-    bool running;                /* [thread] the loop goes on */
-    cpu_set_t inherited;         /* [thread] affinity at start */
-    sem_t init_done;             /* thread start handshake */
-    IotError *init_err;          /* [thread, before init_done] */
+    /* [lock] an IOThread stopping this one: woken as the thread ends */
+    struct Wait *exit_wait;
+    bool destroyed;      /* [registry_lock] destroy succeeded */
+    bool registered;     /* [registry_lock] */
+    unsigned users;      /* [registry_lock] */
+    IotThread *reg_next; /* [registry_lock] */
+    bool running;        /* [thread] the loop goes on */
+    cpu_set_t inherited; /* [thread] affinity at start */
+    sem_t init_done;     /* thread start handshake */
+    IotError *init_err;  /* [thread, before init_done] */
 #ifdef IOT_HAVE_GLIB
     /* Created on demand under lock, then [const]; published to the thread
      * by the release store of run_gcontext. */
@@ -351,6 +353,22 @@ static void thread_set_name(const char *id)
 
     snprintf(name, sizeof(name), "IO %s", id);
     pthread_setname_np(pthread_self(), name);
+}
+
+static void wait_wake(struct Wait *w);
+
+/* IOThread, its last act: wakes an IOThread that waits to join it. */
+static void thread_exit_wake(IotThread *t)
+{
+    struct Wait *w;
+
+    pthread_mutex_lock(&t->lock);
+    w = t->exit_wait;
+    t->exit_wait = NULL;
+    pthread_mutex_unlock(&t->lock);
+    if (w) {
+        wait_wake(w);
+    }
 }
 
 static void *thread_main(void *opaque)
@@ -404,6 +422,7 @@ static void *thread_main(void *opaque)
 out:
     iot_ctx_set_current(NULL);
     tls_self = NULL;
+    thread_exit_wake(t);
     return NULL;
 }
 
@@ -595,6 +614,92 @@ IotThread *iot_thread_new_internal(const char *id, const IotThreadProps *props,
     return thread_new(id, props, true, errp);
 }
 
+/* ---- waiting for another IOThread ---- */
+
+/*
+ * A wait for something another IOThread does: an apply BH, or its end.
+ * On an IOThread the wait runs the caller's own loop, nested (as QEMU's
+ * AIO_WAIT_WHILE() does), so that what the other one may be waiting for
+ * from us meanwhile still runs: two IOThreads that set each other's
+ * properties, or one that sets another's while that one stops it, both
+ * finish.  Two that stop each other still wait for ever, as two threads
+ * that join each other would.  On any other thread it is a plain wait on
+ * a condition variable.
+ */
+typedef struct Wait {
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* [lock] signalled when `done` is set */
+    /* [waker] with home: release, the waiter acquires; else under lock */
+    atomic_bool done;
+    IotCtx *home; /* [const] the waiting IOThread's, a reference */
+} Wait;
+
+/* The waiting thread, before it lets the waker see @w. */
+static void wait_init(Wait *w)
+{
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    atomic_init(&w->done, false);
+    w->home = tls_self ? tls_self->ctx : NULL;
+    if (w->home) {
+        iot_ctx_ref(w->home);
+    }
+}
+
+static void wait_destroy(Wait *w)
+{
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->lock);
+}
+
+/* The waiting thread, when no waker will come. */
+static void wait_cancel(Wait *w)
+{
+    if (w->home) {
+        iot_ctx_unref(w->home);
+    }
+    wait_destroy(w);
+}
+
+/* The waker, once.  @w may be gone as soon as `done` is set, so a nested
+ * waiter is woken through a copy of `home`, whose reference keeps the
+ * context alive; a plain one reads `done` under the lock, which the
+ * waker holds until it is done with @w. */
+static void wait_wake(Wait *w)
+{
+    IotCtx *home = w->home;
+
+    if (home) {
+        atomic_store_explicit(&w->done, true, memory_order_release);
+        iot_ctx_notify(home); /* ends the waiter's blocking poll */
+        iot_ctx_unref(home);
+        return;
+    }
+    pthread_mutex_lock(&w->lock);
+    atomic_store_explicit(&w->done, true, memory_order_relaxed);
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* The waiting thread: returns once wait_wake() has set `done`, whose
+ * release the acquire here pairs with (what the waker wrote before is
+ * visible), and destroys @w. */
+static void wait_for(Wait *w)
+{
+    if (w->home) {
+        while (!atomic_load_explicit(&w->done, memory_order_acquire)) {
+            iot_ctx_poll(w->home, true);
+        }
+    } else {
+        pthread_mutex_lock(&w->lock);
+        while (!atomic_load_explicit(&w->done, memory_order_relaxed)) {
+            pthread_cond_wait(&w->cond, &w->lock);
+        }
+        pthread_mutex_unlock(&w->lock);
+    }
+    wait_destroy(w);
+}
+
 /* ---- stop and destroy ---- */
 
 static int not_from_self(IotThread *t, const char *what, IotError **errp)
@@ -618,6 +723,7 @@ int iot_thread_stop(IotThread *t, IotError **errp)
 {
     int ret = not_from_self(t, "stop", errp);
     bool join = false;
+    Wait w;
 
     if (ret < 0) {
         return ret;
@@ -632,15 +738,25 @@ int iot_thread_stop(IotThread *t, IotError **errp)
             return ret;
         }
         t->stopping = join = true;
+        if (tls_self) {
+            /* Another IOThread: it runs its loop until the end, and
+             * joins a thread that has nothing left to do. */
+            wait_init(&w);
+            t->exit_wait = &w;
+        }
     } else {
         /* Another stopper joins: return once it has.  The wait releases
-         * t->lock, which the IOThread may need to get there. */
+         * t->lock, which the IOThread may need to get there.  (A plain
+         * wait, on an IOThread too: only the first stopper's is nested.) */
         while (t->started && t->stopping && !t->joined) {
             pthread_cond_wait(&t->joined_cond, &t->lock);
         }
     }
     pthread_mutex_unlock(&t->lock);
     if (join) {
+        if (tls_self) {
+            wait_for(&w);
+        }
         pthread_join(t->thread, NULL);
         pthread_mutex_lock(&t->lock);
         t->joined = true;
@@ -969,11 +1085,9 @@ static int props_update(IotThread *t, const IotThreadProps *changes,
 typedef struct Apply {
     IotThread *t;
     const IotThreadProps *changes;
-    IotError *err;
-    int ret;
-    bool done;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
+    IotError *err; /* [apply_bh, then the caller after the wait] */
+    int ret;       /* [apply_bh, then the caller after the wait] */
+    Wait wait;
 } Apply;
 
 static void apply_bh(void *opaque)
@@ -981,10 +1095,7 @@ static void apply_bh(void *opaque)
     Apply *a = opaque;
 
     a->ret = props_update(a->t, a->changes, true, &a->err);
-    pthread_mutex_lock(&a->lock);
-    a->done = true;
-    pthread_cond_signal(&a->cond);
-    pthread_mutex_unlock(&a->lock);
+    wait_wake(&a->wait);
 }
 
 int iot_thread_set_props(IotThread *t, const IotThreadProps *changes,
@@ -1003,24 +1114,17 @@ int iot_thread_set_props(IotThread *t, const IotThreadProps *changes,
         pthread_mutex_unlock(&t->lock);
         return ret;
     }
-    pthread_mutex_init(&a.lock, NULL);
-    pthread_cond_init(&a.cond, NULL);
+    wait_init(&a.wait);
     ret = iot_bh_schedule_oneshot(t->ctx, apply_bh, &a);
     pthread_mutex_unlock(&t->lock);
-    if (ret == 0) {
-        pthread_mutex_lock(&a.lock);
-        while (!a.done) {
-            pthread_cond_wait(&a.cond, &a.lock);
-        }
-        pthread_mutex_unlock(&a.lock);
-        ret = a.ret;
-        iot_error_propagate(errp, a.err);
-    } else {
+    if (ret < 0) {
+        wait_cancel(&a.wait);
         iot_error_setg_errno(errp, -ret, "IOThread '%s'", t->id);
+        return ret;
     }
-    pthread_cond_destroy(&a.cond);
-    pthread_mutex_destroy(&a.lock);
-    return ret;
+    wait_for(&a.wait);
+    iot_error_propagate(errp, a.err);
+    return a.ret;
 }
 
 int iot_thread_set_int(IotThread *t, const char *name, int64_t value,

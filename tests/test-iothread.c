@@ -2766,6 +2766,74 @@ static void test_stats_monotonic(void)
     destroy_thread(t);
 }
 
+/* Two IOThreads that wait for each other at the same moment: each one's
+ * wait runs its own loop, so the other's request still runs.  Before,
+ * both waited on a condition variable and neither loop ever ran again. */
+typedef struct Cross {
+    pthread_barrier_t bar; /* both BHs are running before either calls */
+    IotThread *a, *b;
+    Waiter done;
+} Cross;
+
+static void cross_set_b(void *opaque)
+{
+    Cross *x = opaque;
+
+    pthread_barrier_wait(&x->bar);
+    set_int_ok(x->b, "poll-max-ns", 1111);
+    waiter_post(&x->done);
+}
+
+static void cross_set_a(void *opaque)
+{
+    Cross *x = opaque;
+
+    pthread_barrier_wait(&x->bar);
+    set_int_ok(x->a, "poll-max-ns", 2222);
+    waiter_post(&x->done);
+}
+
+static void cross_stop_b(void *opaque)
+{
+    Cross *x = opaque;
+
+    pthread_barrier_wait(&x->bar);
+    T_ASSERT_EQ(iot_thread_stop(x->b, NULL), 0);
+    waiter_post(&x->done);
+}
+
+static void cross_run(CallFunc *on_a, CallFunc *on_b)
+{
+    Cross x;
+
+    x.a = new_thread("io0", NULL);
+    x.b = new_thread("io1", NULL);
+    pthread_barrier_init(&x.bar, NULL, 2);
+    waiter_init(&x.done);
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(iot_thread_ctx(x.a), on_a, &x), 0);
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(iot_thread_ctx(x.b), on_b, &x), 0);
+    waiter_wait(&x.done, 2); /* hangs (the case times out) without */
+    T_ASSERT_EQ(get_int(x.a, "poll-max-ns"), 2222);
+    if (on_a == cross_set_b) {
+        T_ASSERT_EQ(get_int(x.b, "poll-max-ns"), 1111);
+    }
+    pthread_barrier_destroy(&x.bar);
+    waiter_destroy(&x.done);
+    destroy_thread(x.a);
+    destroy_thread(x.b);
+}
+
+static void test_cross_set(void)
+{
+    cross_run(cross_set_b, cross_set_a);
+}
+
+/* io0 stops io1 while io1 sets a property of io0's. */
+static void test_cross_stop_set(void)
+{
+    cross_run(cross_stop_b, cross_set_a);
+}
+
 /* A stopped IOThread is neither busy nor idle: its counters keep the
  * values they had when it stopped, and busy_ns does not go on counting
  * the time since as work. */
@@ -3172,6 +3240,8 @@ int main(int argc, char **argv)
     t_add("/iothread/stats-move/json", test_stats_json);
     t_add("/iothread/stats-monotonic", test_stats_monotonic);
     t_add("/iothread/stats-stopped", test_stats_stopped);
+    t_add("/iothread/cross/set", test_cross_set);
+    t_add("/iothread/cross/stop-set", test_cross_stop_set);
     t_add("/iothread/in-use", test_in_use);
     return t_run(argc, argv);
 }

@@ -88,7 +88,10 @@ IOT_API IotThread *iot_thread_new_internal(const char *id,
  * from any thread, runs before the thread ends (but for one whose first
  * schedule was still being published: the same window as QEMU's).
  * Idempotent: stopping a stopped IOThread returns 0; a concurrent second
- * stopper returns once the first one's join has. */
+ * stopper returns once the first one's join has.  Called on another
+ * IOThread, the first stopper's wait runs that thread's own loop (nested,
+ * as QEMU's AIO_WAIT_WHILE), so that the two cannot wait for each other;
+ * but two IOThreads that stop each other wait for ever. */
 IOT_API int iot_thread_stop(IotThread *t, IotError **errp);
 
 /* Any thread but the IOThread itself.  Unregisters, stops and drops the
@@ -150,7 +153,9 @@ IOT_API char *iot_thread_get_str(IotThread *t, const char *name,
 
 /* Any thread.  Sets a property: validated against every stored value,
  * then applied inside the IOThread (the caller waits) all or nothing.  On
- * failure nothing changes. */
+ * failure nothing changes.  Called on another IOThread, the wait runs
+ * that thread's own loop (nested, as QEMU's AIO_WAIT_WHILE), so two
+ * IOThreads may set each other's properties at once. */
 IOT_API int iot_thread_set_int(IotThread *t, const char *name, int64_t value,
                                IotError **errp);
 IOT_API int iot_thread_set_str(IotThread *t, const char *name,
