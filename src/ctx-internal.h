@@ -340,6 +340,12 @@ void iot__poll_list_remove(IotCtx *ctx, IotHandler *h); /* home or FREEING */
  * poll mode (running what the last io_poll finds) and adjusts no window. */
 bool iot__ctx_poll_gsource(IotCtx *ctx);
 int64_t iot__ctx_timeout(IotCtx *ctx); /* home thread: BHs and timers */
+/* Home thread: consumes a notification (`notified`), with the barrier
+ * after which the work it announced is seen. */
+void iot__ctx_notify_accept(IotCtx *ctx);
+/* Home thread: takes poll parameters set since the last iteration (every
+ * window back to 0), as an iteration's start does. */
+void iot__ctx_params_refresh(IotCtx *ctx);
 
 /* ctx.c */
 static inline const IotFdmonOps *iot__fdmon(IotCtx *ctx)

@@ -8,11 +8,12 @@
  * (a regular file, say), the context falls back to poll, the epoll fd
  * stays open for GLib, and prepare does not let GLib sleep until that
  * fd's handler is gone and epoll is back (fdmon-epoll.c).  prepare sets
- * bit 0 of notify_me, so producers kick the notifier while GLib may sleep;
- * check clears it and accepts the notification; dispatch runs one
- * non-blocking iteration, which leaves poll mode if a blocking
- * iot_ctx_poll() left it on (GLib never busy polls) and runs what the
- * handlers' last io_poll finds; prepare does not let GLib sleep before
+ * bit 0 of notify_me, so producers kick the notifier while GLib may sleep,
+ * then takes a notification that came without a kick and looks at the
+ * work (docs/spin/notify.promela, -DGLIB_PREPARE); check clears it and accepts
+ * the notification; dispatch runs one non-blocking iteration, which leaves poll
+ * mode if a blocking iot_ctx_poll() left it on (GLib never busy polls) and runs
+ * what the handlers' last io_poll finds; prepare does not let GLib sleep before
  * that.  The bit is separate from the +2 counter of
  * iot_ctx_poll() because GLib may call prepare without check: the worst
  * case is then a few needless eventfd writes, never a lost one.
@@ -59,13 +60,27 @@ static gboolean ctx_source_prepare(GSource *source, gint *timeout)
     if (iot__fdmon(ctx)->prepare) {
         iot__fdmon(ctx)->prepare(ctx); /* io_uring: submit queued changes */
     }
+    /* A notification that came while GLib was not waiting (so without a
+     * kick) is taken here, and the queues and timers then show what it
+     * was for: a BH to run makes the timeout 0, an idle one's the idle
+     * period (QEMU's prepare does not look at `notified` either; an idle
+     * BH that schedules itself again would otherwise spin).  The seq_cst
+     * load after the store of notify_me is the Dekker pair of
+     * iot__ctx_notify_published(): a notify it misses sees the bit and
+     * kicks; one it sees is consumed, and what the notify published is
+     * visible to the look that follows (the accept's barrier). */
+    if (atomic_load_explicit(&ctx->notified, memory_order_seq_cst)) {
+        iot__ctx_notify_accept(ctx);
+        /* Poll parameters, whose set notified: taken now, not at the
+         * next dispatch, which may be long in coming. */
+        iot__ctx_params_refresh(ctx);
+    }
     /* On poll, the fd GLib watches (an epoll fd kept after epoll failed
      * to register an fd) does not cover the handlers: never sleep.  Nor
      * in poll mode (left by a blocking iot_ctx_poll): handlers may have
      * work their fds do not show, which the dispatch's last io_poll
      * finds as it leaves poll mode. */
     ns = iot__postq_relaxed_end(ctx) ||
-                 atomic_load_explicit(&ctx->notified, memory_order_seq_cst) ||
                  iot__fdmon(ctx) == &iot__fdmon_poll_ops || ctx->poll_started
              ? 0
              : iot__ctx_timeout(ctx);

@@ -48,6 +48,13 @@ static void params_refresh(IotCtx *ctx)
     ctx->ring_max_stale = false;
 }
 
+void iot__ctx_params_refresh(IotCtx *ctx)
+{
+    iot__lockcnt_inc(&ctx->list_lock);
+    params_refresh(ctx);
+    iot__lockcnt_dec(&ctx->list_lock);
+}
+
 /* The rule of section 3.5, for one handler that was ready this iteration. */
 int64_t iot__poll_adjust(int64_t window, int64_t block_ns,
                          const IotPollParams *p)
@@ -498,7 +505,7 @@ static void notify_me_lower(IotCtx *ctx)
  * takes the line from a producer about to write it, is only done when
  * there is something to consume (a post seen by its tail is often
  * accepted before its notify lands). */
-static void notify_accept(IotCtx *ctx)
+void iot__ctx_notify_accept(IotCtx *ctx)
 {
     if (atomic_load_explicit(&ctx->notified, memory_order_relaxed) &&
         atomic_exchange_explicit(&ctx->notified, false, memory_order_seq_cst)) {
@@ -626,7 +633,7 @@ static bool ctx_iterate(IotCtx *ctx, bool blocking, bool gsource)
     if (may_block) {
         notify_me_lower(ctx);
     }
-    notify_accept(ctx);
+    iot__ctx_notify_accept(ctx);
 
     if (ctx->param.max_ns && !gsource) {
         /* Busy polling caught the event: it came within the round after

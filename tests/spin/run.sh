@@ -18,7 +18,10 @@
 #     (BUG_NOTIFY_NO_FENCE), and clean again without the fence when the
 #     fast path is gone too (the control: the fence is the fast path's);
 #   - the wait that drains (a blocking read(2) of the eventfd): clean, in
-#     safety and liveness.
+#     safety and liveness;
+#   - GLib's prepare, which takes a kick-less notification and then looks
+#     at the work: clean in safety and liveness, and a lost wake-up if it
+#     takes the notification before raising its bit (BUG_GLIB_ACCEPT_FIRST).
 # Checks of the pool's wake-up: the protocol is clean; without the idle
 # worker's second look at the ring (POOL_BUG_NO_RECHECK), with the
 # submitter loading the idle count before it publishes
@@ -154,6 +157,9 @@ expect_lost_wakeup BUG_NOTIFY_NO_FENCE  -DPLAIN_PUBLISH -DBUG_NOTIFY_NO_FENCE
 expect_clean       no-fence-no-fast-path safety  -DPLAIN_PUBLISH -DBUG_NOTIFY_NO_FENCE -DNO_FAST_PATH
 expect_clean       drain-at-wake-safety safety   -DDRAIN_AT_WAKE
 expect_clean       drain-at-wake-liveness liveness -DDRAIN_AT_WAKE -DCHECK_LIVENESS
+expect_clean       glib-prepare-safety  safety   -DGLIB_PREPARE
+expect_clean       glib-prepare-liveness liveness -DGLIB_PREPARE -DCHECK_LIVENESS
+expect_lost_wakeup BUG_GLIB_ACCEPT_FIRST -DGLIB_PREPARE -DBUG_GLIB_ACCEPT_FIRST
 
 model=$pool_model
 proc=worker
