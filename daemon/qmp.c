@@ -598,11 +598,13 @@ static bool num_char(char ch)
  * where the same bytes in one read are a parse error at the '-' (found
  * by fuzz-qmp's cut-versus-whole check).  The number's bytes are held in
  * c->num and go to json-c with the next read.  Holding bytes never
- * changes what the stream says, only where it is cut, and no reply
- * waits on them (a value never ends in a digit), so no guess is made of
- * whether they are a number at all: digits at the end of a string, or of
- * a line being dropped, are held the same.  Returns how many bytes at
- * the end of @buf to hold.
+ * changes what the stream says, only where it is cut, so no guess is
+ * made of whether they are a number at all: digits at the end of a
+ * string, or of a line being dropped, are held the same.  No reply to a
+ * valid command waits on them (a value never ends in a digit); only the
+ * error that the first digit would show in a malformed stream ("false"
+ * then "79", "[1 " then "2") comes with the byte after them.  Returns
+ * how many bytes at the end of @buf to hold.
  */
 static size_t number_tail(const char *buf, size_t len)
 {

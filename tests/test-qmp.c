@@ -1334,6 +1334,23 @@ CASE(number_cut_by_read)
     r = qc_reply(a);
     T_ASSERT(jhas(r, "return"));
     T_JSON(jm(r, "id"), "5");
+
+    /* A literal ending one read, digits the whole next one: "false79" in
+     * one read answers false, then the number; the held digits give the
+     * same two once the byte after them comes (fuzz-qmp, 600 s). */
+    qc_printf(a, "false");
+    OK(b, "{'execute': 'query-version'}"); /* a read apart */
+    qc_printf(a, "79");
+    OK(b, "{'execute': 'query-version'}");
+    qc_printf(a, "\n{\"execute\": \"query-version\", \"id\": 6}\n");
+    for (int i = 0; i < 2; i++) {
+        r = qc_reply(a);
+        T_JSON(jm(r, "error"), "{'class': 'GenericError', 'desc': 'QMP "
+                               "input must be a JSON object'}");
+    }
+    r = qc_reply(a);
+    T_ASSERT(jhas(r, "return"));
+    T_JSON(jm(r, "id"), "6");
     qc_close(a);
     qc_close(b);
     daemon_quit(&d);
