@@ -52,6 +52,9 @@ struct QmpServer {
 
 /* How long accepting pauses when the process is out of fds. */
 #define QMP_ACCEPT_RETRY_NS (100 * 1000 * 1000)
+/* At the end, how long the clients' queued replies may take to go out:
+ * a client that does not read cannot hold the daemon longer. */
+#define QMP_DRAIN_NS (2000 * 1000 * 1000LL)
 
 struct QmpClient {
     QmpServer *srv;
@@ -1086,6 +1089,47 @@ void qmp_server_event(QmpServer *srv, const char *name, json_object *data)
     json_object_put(data);
 }
 
+static void drain_tick(void *opaque)
+{
+    (void)opaque; /* only ends the blocking poll at the deadline */
+}
+
+/* Main thread, at the end (quit or a signal).  Runs the loop until every
+ * connected client's queued output has gone (quit's reply, the SHUTDOWN
+ * event, the replies before them: a half-closed `cmds | socat` gets them
+ * all) and its connection is closed, or QMP_DRAIN_NS has passed.  No
+ * command runs any more (client_input() stops at the quit). */
+static void server_drain(QmpServer *srv)
+{
+    int64_t deadline = iot_clock_ns(IOT_CLOCK_MONOTONIC) + QMP_DRAIN_NS;
+    IotTimer *tick =
+        iot_timer_new(srv->ctx, IOT_CLOCK_MONOTONIC, drain_tick, NULL);
+    QmpClient *c, *next;
+
+    for (c = srv->clients; c; c = next) {
+        next = c->next; /* a flush may close it */
+        if (c->fd >= 0) {
+            /* Nothing more is read; each connection closes as soon as
+             * its output is out, so a slow reader delays only itself. */
+            c->eof = true;
+            client_flush(c);
+        }
+    }
+    for (;;) {
+        bool owed = false;
+
+        for (c = srv->clients; c; c = c->next) {
+            owed |= c->fd >= 0;
+        }
+        if (!owed || !tick || iot_clock_ns(IOT_CLOCK_MONOTONIC) >= deadline) {
+            break;
+        }
+        iot_timer_mod(tick, deadline);
+        iot_ctx_poll(srv->ctx, true);
+    }
+    iot_timer_free(tick);
+}
+
 void qmp_server_shutdown(QmpServer *srv)
 {
     json_object *data = json_object_new_object();
@@ -1096,17 +1140,8 @@ void qmp_server_shutdown(QmpServer *srv)
                                                       ? srv->quit_reason
                                                       : "host-signal"));
     qmp_server_event(srv, "SHUTDOWN", data);
-    while (srv->clients) {
-        QmpClient *c = srv->clients;
-        /* Best effort: what the socket takes now. */
-        if (c->fd >= 0 && c->out_len) {
-            ssize_t n =
-                send(c->fd, c->out, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
-            (void)n;
-        }
-        srv->clients = c->next;
-        qmp_client_free(c);
-    }
+    srv->quit = true; /* no command runs any more, whoever asked */
+    /* No new clients, and no fd for one: the listeners go first. */
     iot_timer_free(srv->accept_retry);
     srv->accept_retry = NULL;
     srv->accept_paused = false;
@@ -1118,6 +1153,13 @@ void qmp_server_shutdown(QmpServer *srv)
         unlink(l->path);
         free(l->path);
         free(l);
+    }
+    server_drain(srv);
+    while (srv->clients) {
+        QmpClient *c = srv->clients;
+
+        srv->clients = c->next;
+        qmp_client_free(c);
     }
 }
 

@@ -44,6 +44,7 @@
 #include <stdarg.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -2525,6 +2526,78 @@ CASE(half_close)
     daemon_quit(&d);
 }
 
+/* The same with quit at the end: quit's reply, the SHUTDOWN event and
+ * everything queued before them go out before the daemon ends (it cut
+ * them at what the socket took at once, mid-line; found by review).  A
+ * second client gets its event and EOF without waiting for the first. */
+CASE(quit_drains_output)
+{
+    enum { N = 3000, BIG = 600 * 1024 };
+    Daemon d;
+    Qc *a, *b;
+    char *big;
+    json_object *r;
+
+    start_io0(&d);
+    a = qc_open(d.sock);
+    b = qc_open(d.sock);
+    for (int i = 0; i < N; i++) {
+        qc_printf(a, "{\"execute\": \"query-commands\", \"id\": %d}\n", i);
+    }
+    big = keep_str(malloc(BIG + 1));
+    memset(big, 'x', BIG);
+    big[BIG] = '\0';
+    qc_printf(a,
+              "{\"execute\": \"query-version\", \"id\": \"%s\"}\n"
+              "{\"execute\": \"quit\", \"id\": \"q\"}\n",
+              big);
+    T_ASSERT_EQ(shutdown(a->fd, SHUT_WR), 0);
+    T_JSON(jm(qc_event(b, "SHUTDOWN"), "data"),
+           "{'guest': false, 'reason': 'host-qmp-quit'}");
+    qc_expect_eof(b); /* not held up by a, which has not read yet */
+    for (int i = 0; i < N; i++) {
+        r = qc_reply(a);
+        T_ASSERT(jhas(r, "return"));
+        T_ASSERT_EQ(JINT(r, "id"), i);
+    }
+    r = qc_reply(a);
+    T_ASSERT(jhas(r, "return"));
+    T_ASSERT_STR(jstr(r, "id"), big);
+    T_JSON(qc_reply(a), "{'return': {}, 'id': 'q'}");
+    qc_event(a, "SHUTDOWN");
+    qc_expect_eof(a);
+    qc_close(a);
+    qc_close(b);
+    daemon_gone_at(__LINE__, &d);
+}
+
+/* A client that never reads holds the daemon's end for a bounded time
+ * only (the drain's deadline), and the daemon still exits cleanly. */
+CASE(quit_with_a_client_that_never_reads)
+{
+    enum { N = 3000 };
+    Daemon d;
+    Qc *a, *b;
+    int queued = 0;
+
+    start_io0(&d);
+    a = qc_open(d.sock);
+    b = qc_open(d.sock);
+    for (int i = 0; i < N; i++) {
+        qc_printf(a, "{\"execute\": \"query-commands\", \"id\": %d}\n", i);
+    }
+    /* Its replies have filled a's socket: more are queued behind. */
+    while (queued < 128 * 1024) {
+        const struct timespec ms = { 0, 1000000 };
+        T_ASSERT_EQ(ioctl(a->fd, FIONREAD, &queued), 0);
+        nanosleep(&ms, NULL);
+    }
+    qc_printf(b, "{\"execute\": \"quit\"}\n");
+    daemon_gone_at(__LINE__, &d);
+    qc_close(a);
+    qc_close(b);
+}
+
 /* Open fds of a process below @limit (it may have inherited others above
  * its RLIMIT_NOFILE, which do not count against it). */
 static int proc_fds_below(pid_t pid, int limit)
@@ -3339,6 +3412,9 @@ int main(int argc, char **argv)
     t_add("/qmp/clients/out-of-fds", out_of_fds);
 
     t_add("/qmp/shutdown/quit", quit_command);
+    t_add("/qmp/shutdown/quit-drains-output", quit_drains_output);
+    t_add("/qmp/shutdown/quit-with-a-client-that-never-reads",
+          quit_with_a_client_that_never_reads);
     t_add("/qmp/shutdown/sigterm", sigterm);
     t_add("/qmp/shutdown/sigint", sigint);
 
