@@ -66,7 +66,7 @@ struct QmpClient {
     /* A number cut by the end of a read, at the top level or inside a
      * value: kept for the next read (number_tail()). */
     char *num;
-    size_t num_len;
+    size_t num_len, num_cap;
     unsigned esc_state; /* lex_scan() state */
     bool in_string;     /* lex_scan(): inside a JSON string */
     unsigned utf8_need; /* lex_scan(): continuation bytes still due */
@@ -625,10 +625,52 @@ static size_t number_tail(const char *buf, size_t len)
 
 static void client_input(QmpClient *c, const char *buf, size_t len);
 
+/* Appends @len bytes to the held run (capacity doubles: a run that grows
+ * by small reads costs linear time).  False: out of memory. */
+static bool num_append(QmpClient *c, const char *buf, size_t len)
+{
+    if (c->num_len + len > c->num_cap) {
+        size_t cap = c->num_cap ? c->num_cap : 64;
+        char *num;
+
+        while (cap < c->num_len + len) {
+            cap *= 2;
+        }
+        num = realloc(c->num, cap);
+        if (!num) {
+            return false;
+        }
+        c->num = num;
+        c->num_cap = cap;
+    }
+    memcpy(c->num + c->num_len, buf, len);
+    c->num_len += len;
+    return true;
+}
+
+static bool all_num_chars(const char *buf, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (!num_char(buf[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
 void qmp_client_input(QmpClient *c, const char *buf, size_t len)
 {
     size_t hold;
 
+    if (c->num_len && c->num_len + len <= QMP_MAX_INPUT &&
+        all_num_chars(buf, len)) {
+        /* The held run goes on: still held whole (number_tail() would
+         * say so after rescanning all of it, at every read). */
+        if (!num_append(c, buf, len)) {
+            c->dead = true;
+        }
+        return;
+    }
     if (c->num_len) {
         /* The held number, then this read: one buffer. */
         size_t jlen = c->num_len + len;
@@ -646,16 +688,9 @@ void qmp_client_input(QmpClient *c, const char *buf, size_t len)
         return;
     }
     hold = number_tail(buf, len);
-    if (hold) {
-        char *num = realloc(c->num, hold);
-
-        if (!num) {
-            c->dead = true;
-            return;
-        }
-        c->num = num;
-        memcpy(c->num, buf + len - hold, hold);
-        c->num_len = hold;
+    if (hold && !num_append(c, buf + len - hold, hold)) {
+        c->dead = true;
+        return;
     }
     client_input(c, buf, len - hold);
 }
