@@ -31,14 +31,23 @@ static void qmp_capabilities(QmpServer *srv, json_object *args,
 
     (void)srv;
     (void)ret;
-    /* We offer no capability (no out-of-band execution).  QEMU's text
-     * names the parameter 'null'; kept so that scripts match it. */
+    /* We offer no capability (no out-of-band execution).  A name QMP
+     * knows, but not offered, gets QEMU's "not available" (its
+     * qmp_caps_accept()); any other name its visitor's text, which
+     * names the parameter 'null' (qmp-surface.md): kept so that scripts
+     * match them. */
     if (json_object_object_get_ex(args, "enable", &enable) &&
         json_object_array_length(enable) > 0) {
-        qmp_error_set(
-            err, QMP_GENERIC_ERROR,
-            "Parameter 'null' does not accept value '%s'",
-            json_object_get_string(json_object_array_get_idx(enable, 0)));
+        const char *cap =
+            json_object_get_string(json_object_array_get_idx(enable, 0));
+
+        if (!strcmp(cap, "oob")) {
+            qmp_error_set(err, QMP_GENERIC_ERROR,
+                          "Capability oob not available");
+        } else {
+            qmp_error_set(err, QMP_GENERIC_ERROR,
+                          "Parameter 'null' does not accept value '%s'", cap);
+        }
     }
 }
 

@@ -1108,6 +1108,10 @@ CASE(negotiation_required)
     ERR(c, "Parameter 'null' does not accept value 'bogus'",
         "{'execute': 'qmp_capabilities', 'arguments': {'enable': ['bogus']},"
         " 'id': 3}");
+    /* a capability QMP knows but we do not offer (the greeting's list is
+     * empty): QEMU's text for one not offered */
+    ERR(c, "Capability oob not available",
+        "{'execute': 'qmp_capabilities', 'arguments': {'enable': ['oob']}}");
     ERR(c, "Invalid parameter type for 'enable', expected: array",
         "{'execute': 'qmp_capabilities', 'arguments': {'enable': 'x'}}");
     /* an element of the list: QEMU's visitor names it */
