@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "cmdline.h"
 
@@ -281,10 +282,24 @@ fail:
     return -1;
 }
 
+/* A QMP socket path, from --qmp or a monitored --chardev.  Refused here,
+ * before anything is made, if it cannot be a socket's (too long; the
+ * empty path is refused when the socket is made, qmp.c) or if it is
+ * given twice: the second listener would find the first one's socket
+ * and call it another server's. */
 static int add_qmp_path(DaemonConfig *cfg, const char *path, char **msg)
 {
-    char **paths = realloc(cfg->qmp_paths, (cfg->nqmp + 1) * sizeof(*paths));
+    char **paths;
 
+    if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        return fail(msg, "socket path '%s' is too long", path);
+    }
+    for (size_t i = 0; i < cfg->nqmp; i++) {
+        if (!strcmp(cfg->qmp_paths[i], path)) {
+            return fail(msg, "socket path '%s' is given twice", path);
+        }
+    }
+    paths = realloc(cfg->qmp_paths, (cfg->nqmp + 1) * sizeof(*paths));
     if (!paths || !(paths[cfg->nqmp] = strdup(path))) {
         if (paths) {
             cfg->qmp_paths = paths;
@@ -432,8 +447,8 @@ int cfg_parse(int argc, char **argv, DaemonConfig *cfg, char **msg)
             }
             break;
         case OPT_QMP:
-            if (add_qmp_path(cfg, optarg, msg) < 0) {
-                return -1;
+            if (add_qmp_path(cfg, optarg, &why) < 0) {
+                return option_fail(msg, "qmp", optarg, why);
             }
             break;
         case OPT_PIDFILE:

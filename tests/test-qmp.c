@@ -2802,6 +2802,11 @@ static int run_to_end(const char *const *args, const char *cwd, bool no_xdg,
     return st;
 }
 
+/* 120 characters: with any directory, past a socket path's 107 */
+#define QMP_LONG_NAME                                                          \
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"   \
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+
 typedef struct BadCmdline {
     const char *name;
     const char *args[12];
@@ -2911,6 +2916,19 @@ static const BadCmdline bad_cmdlines[] = {
       { "--daemonize", "--pidfile", "@R/nodir/p.pid" },
       { "--pidfile", "nodir" } },
     { "qmp-empty-path", { "--qmp", "" }, { "empty" } },
+    /* refused while parsing: the same path twice (the second listener
+     * called the first one's socket another server's), and a path too
+     * long for a socket (it was refused after the IOThreads were made) */
+    { "qmp-twice",
+      { "--qmp", "@R/s.sock" },
+      { "--qmp @R/s.sock: ", "given twice" } },
+    { "chardev-path-of-qmp",
+      { "--chardev", "socket,id=c,path=@R/s.sock,server=on,wait=off",
+        "--monitor", "chardev=c" },
+      { "--monitor chardev=c: ", "given twice" } },
+    { "qmp-path-too-long",
+      { "--qmp", "@R/" QMP_LONG_NAME ".sock" },
+      { "--qmp @R/", "too long" } },
     { "chardev-empty-path",
       { "--chardev", "socket,id=c,path=,server=on,wait=off", "--monitor",
         "chardev=c" },
@@ -3012,12 +3030,15 @@ BAD(36)
 BAD(37)
 BAD(38)
 BAD(39)
+BAD(40)
+BAD(41)
+BAD(42)
 static TestFunc *const bad_fns[] = {
-    bad_0,  bad_1,  bad_2,  bad_3,  bad_4,  bad_5,  bad_6,  bad_7,
-    bad_8,  bad_9,  bad_10, bad_11, bad_12, bad_13, bad_14, bad_15,
-    bad_16, bad_17, bad_18, bad_19, bad_20, bad_21, bad_22, bad_23,
-    bad_24, bad_25, bad_26, bad_27, bad_28, bad_29, bad_30, bad_31,
-    bad_32, bad_33, bad_34, bad_35, bad_36, bad_37, bad_38, bad_39,
+    bad_0,  bad_1,  bad_2,  bad_3,  bad_4,  bad_5,  bad_6,  bad_7,  bad_8,
+    bad_9,  bad_10, bad_11, bad_12, bad_13, bad_14, bad_15, bad_16, bad_17,
+    bad_18, bad_19, bad_20, bad_21, bad_22, bad_23, bad_24, bad_25, bad_26,
+    bad_27, bad_28, bad_29, bad_30, bad_31, bad_32, bad_33, bad_34, bad_35,
+    bad_36, bad_37, bad_38, bad_39, bad_40, bad_41, bad_42,
 };
 _Static_assert(sizeof(bad_fns) / sizeof(bad_fns[0]) ==
                    sizeof(bad_cmdlines) / sizeof(bad_cmdlines[0]),
