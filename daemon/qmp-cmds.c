@@ -215,17 +215,28 @@ static void object_del(QmpServer *srv, json_object *args, json_object **ret,
     iot_thread_unref(t); /* the reference find gave us */
 }
 
-/* "/objects/ID" or the partial path "ID". */
+/* The IOThread at @path: "/objects/ID", or a partial path that only it
+ * ends with ("ID", "objects/ID"), empty parts ignored ("/objects/ID/"),
+ * as QEMU resolves QOM paths.  Every IOThread is at /objects/ID, and
+ * nothing else is in the tree. */
 static IotThread *path_resolve(const char *path, QmpError *err)
 {
-    const char *id = path;
+    const char *part[3];
+    size_t len[3], nparts = 0;
     IotThread *t = NULL;
 
-    if (!strncmp(path, "/objects/", 9)) {
-        id = path + 9;
+    for (const char *p = path + strspn(path, "/"); *p && nparts < 3;
+         p += strspn(p, "/")) {
+        part[nparts] = p;
+        len[nparts] = strcspn(p, "/");
+        p += len[nparts++];
     }
-    if (!strchr(id, '/')) {
-        t = iot_thread_find(id);
+    if ((nparts == 2 && len[0] == 7 && !memcmp(part[0], "objects", 7)) ||
+        (nparts == 1 && path[0] != '/')) {
+        char *id = strndup(part[nparts - 1], len[nparts - 1]);
+
+        t = id ? iot_thread_find(id) : NULL;
+        free(id);
     }
     if (!t) {
         qmp_error_set(err, QMP_DEVICE_NOT_FOUND, "Device '%s' not found", path);

@@ -2006,6 +2006,24 @@ CASE(qom_get)
     ERR_CLS(c, "DeviceNotFound", "Device 'nope' not found",
             "{'execute': 'qom-get', 'arguments': {'path': 'nope', "
             "'property': 'poll-max-ns'}}");
+    /* paths as QEMU resolves them: partial ones that only io0 ends with,
+     * empty parts ignored; anything else names nothing */
+    static const char *const same[] = { "objects/io0", "/objects/io0/",
+                                        "//objects//io0", "io0/" };
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+        T_JSON(OK(c, fmt("{'execute': 'qom-get', 'arguments': {'path': "
+                         "'%s', 'property': 'poll-max-ns'}}",
+                         same[i])),
+               "32768");
+    }
+    static const char *const none[] = { "/io0", "/objects/io0/x", "x/io0",
+                                        "objects/objects/io0" };
+    for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++) {
+        ERR_CLS(c, "DeviceNotFound", fmt("Device '%s' not found", none[i]),
+                fmt("{'execute': 'qom-get', 'arguments': {'path': '%s', "
+                    "'property': 'poll-max-ns'}}",
+                    none[i]));
+    }
     ERR(c, "Parameter 'path' is missing",
         "{'execute': 'qom-get', 'arguments': {'property': 'poll-max-ns'}}");
     ERR(c, "Parameter 'property' is missing",
