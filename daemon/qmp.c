@@ -455,9 +455,14 @@ out:
 
 /* A new tokener, strict JSON, the stream going on after each value.
  * Valid UTF-8 (what we echo must be valid too) is lex_scan()'s. */
+/* How deep a value may nest: QEMU's JSON parser's limit (its
+ * MAX_NESTING), not json-c's default of 32, which refused an id nested
+ * 32 deep.  The tokener's stack costs 32 bytes a level. */
+#define QMP_MAX_NESTING 1024
+
 static struct json_tokener *tokener_new(void)
 {
-    struct json_tokener *tok = json_tokener_new();
+    struct json_tokener *tok = json_tokener_new_ex(QMP_MAX_NESTING);
 
     if (tok) {
         json_tokener_set_flags(tok, JSON_TOKENER_STRICT |

@@ -486,7 +486,7 @@ static json_object *qc_msg_at(int line, Qc *c)
         t_fail(__FILE__, line, "the daemon closed the connection%s",
                daemons_state());
     }
-    tok = json_tokener_new();
+    tok = json_tokener_new_ex(4096); /* deep ids: deep_id */
     o = json_tokener_parse_ex(tok, s, (int)strlen(s));
     one = o && json_tokener_get_error(tok) == json_tokener_success &&
           json_tokener_get_parse_end(tok) == strlen(s);
@@ -1358,6 +1358,37 @@ CASE(number_cut_by_read)
     T_JSON(jm(r, "id"), "6");
     qc_close(a);
     qc_close(b);
+    daemon_quit(&d);
+}
+
+/* An id nested deeper than json-c's default limit (32) is still echoed
+ * as it came: the limit is QEMU's, 1024; past it, a parse error. */
+CASE(deep_id)
+{
+    Daemon d;
+    Qc *c;
+    json_object *r;
+    char *deep = keep_str(malloc(2 * 1025 + 1));
+
+    start_io0(&d);
+    c = qc_open(d.sock);
+    for (int depth = 100; depth <= 1025; depth += 925) {
+        memset(deep, '[', (size_t)depth);
+        memset(deep + depth, ']', (size_t)depth);
+        deep[2 * depth] = '\0';
+        qc_printf(c, "{\"execute\": \"query-version\", \"id\": %s}\n", deep);
+        r = qc_reply(c);
+        if (depth == 100) {
+            T_ASSERT(jhas(r, "return"));
+            T_ASSERT_STR(json_object_to_json_string_ext(jm(r, "id"),
+                                                        JSON_C_TO_STRING_PLAIN),
+                         deep);
+        } else {
+            PARSE_ERROR(r);
+        }
+    }
+    OK(c, "{'execute': 'query-version'}");
+    qc_close(c);
     daemon_quit(&d);
 }
 
@@ -3420,6 +3451,7 @@ int main(int argc, char **argv)
           parse_error_leaves_nothing);
     t_add("/qmp/framing/number-cut-by-read", number_cut_by_read);
     t_add("/qmp/framing/extra-brace", extra_brace);
+    t_add("/qmp/framing/deep-id", deep_id);
     t_add("/qmp/framing/two-per-line-and-empty-lines",
           two_per_line_and_empty_lines);
     t_add("/qmp/framing/garbage-then-valid", garbage_then_valid);
