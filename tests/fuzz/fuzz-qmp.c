@@ -182,7 +182,8 @@ static bool has_string(json_object *o, const char *key)
 /* One reply line, without its "\r\n"; its signature goes to @sigs. */
 static void check_line(const char *line, size_t n, bool first, Sigs *sigs)
 {
-    struct json_tokener *tok = json_tokener_new();
+    struct json_tokener *tok =
+        json_tokener_new_ex(4096); /* ids echo 1024 deep */
     json_object *o, *v;
     int members = 0;
 
