@@ -180,11 +180,13 @@ static int parse_object(DaemonConfig *cfg, const char *spec, char **msg)
         }
     }
     objs = realloc(cfg->objects, (cfg->nobjects + 1) * sizeof(*objs));
-    if (!objs) {
+    if (objs) {
+        cfg->objects = objs;
+    }
+    if (!objs || !(o.spec = strdup(spec))) {
         fail(msg, "out of memory");
         goto fail;
     }
-    cfg->objects = objs;
     cfg->objects[cfg->nobjects++] = o;
     return 0;
 fail:
@@ -498,6 +500,7 @@ int cfg_default(DaemonConfig *cfg, char **msg)
 void cfg_free(DaemonConfig *cfg)
 {
     for (size_t i = 0; i < cfg->nobjects; i++) {
+        free(cfg->objects[i].spec);
         free(cfg->objects[i].id);
         iot_thread_props_free(cfg->objects[i].props);
     }

@@ -13,6 +13,7 @@
 #include <iothread/iothread.h>
 
 typedef struct CfgObject {
+    char *spec; /* the --object argument, as given (for errors) */
     char *id;
     IotThreadProps *props;
     bool has_type; /* qom-type=iothread was given */

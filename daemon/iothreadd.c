@@ -93,7 +93,7 @@ static int create_iothreads(Daemon *d)
         CfgObject *o = &d->cfg.objects[i];
         if (!iot_thread_new(o->id, o->props, &err)) {
             char *line = NULL;
-            if (asprintf(&line, "--object id=%s: %s", o->id,
+            if (asprintf(&line, "--object %s: %s", o->spec,
                          iot_error_message(err)) >= 0) {
                 die_line(line);
             }

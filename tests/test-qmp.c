@@ -2891,7 +2891,13 @@ static const BadCmdline bad_cmdlines[] = {
     { "object-duplicate-id",
       { "--object", "iothread,id=a", "--object", "iothread,id=a" },
       { "--object", "'a'" } },
-    { "object-bad-id", { "--object", "iothread,id=1a" }, { "--object", "1a" } },
+    /* refused as the IOThread is made: the option as given */
+    { "object-bad-id",
+      { "--object", "iothread,id=1a" },
+      { "--object iothread,id=1a: " } },
+    { "object-cpu-not-there",
+      { "--object", "iothread,id=a,cpu-affinity=1000" },
+      { "--object iothread,id=a,cpu-affinity=1000: ", "cpu-affinity" } },
     { "object-pool-bounds",
       { "--object", "iothread,id=a,thread-pool-min=5,thread-pool-max=2" },
       { "--object", "thread-pool" } },
@@ -3082,12 +3088,13 @@ BAD(39)
 BAD(40)
 BAD(41)
 BAD(42)
+BAD(43)
 static TestFunc *const bad_fns[] = {
     bad_0,  bad_1,  bad_2,  bad_3,  bad_4,  bad_5,  bad_6,  bad_7,  bad_8,
     bad_9,  bad_10, bad_11, bad_12, bad_13, bad_14, bad_15, bad_16, bad_17,
     bad_18, bad_19, bad_20, bad_21, bad_22, bad_23, bad_24, bad_25, bad_26,
     bad_27, bad_28, bad_29, bad_30, bad_31, bad_32, bad_33, bad_34, bad_35,
-    bad_36, bad_37, bad_38, bad_39, bad_40, bad_41, bad_42,
+    bad_36, bad_37, bad_38, bad_39, bad_40, bad_41, bad_42, bad_43,
 };
 _Static_assert(sizeof(bad_fns) / sizeof(bad_fns[0]) ==
                    sizeof(bad_cmdlines) / sizeof(bad_cmdlines[0]),
