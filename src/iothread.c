@@ -147,7 +147,9 @@ void iot_thread_props_free(IotThreadProps *p)
     }
 }
 
-/* Parses a CPU list ("0-3,6"); "" is the empty set.  0 or -EINVAL. */
+/* Parses a CPU list ("0-3,6"); "" is the empty set.  0, -EINVAL, or
+ * -ERANGE for a well-formed list that names a CPU past what a cpu_set_t
+ * holds. */
 static int cpulist_parse(const char *s, cpu_set_t *set)
 {
     CPU_ZERO(set);
@@ -165,8 +167,11 @@ static int cpulist_parse(const char *s, cpu_set_t *set)
             }
             hi = strtoul(end + 1, &end, 10);
         }
-        if (lo > hi || hi >= CPU_SETSIZE) {
+        if (lo > hi) {
             return -EINVAL;
+        }
+        if (hi >= CPU_SETSIZE) {
+            return -ERANGE;
         }
         for (unsigned long c = lo; c <= hi; c++) {
             CPU_SET(c, set);
@@ -200,7 +205,14 @@ static int props_set_affinity(IotThreadProps *p, const char *value,
     cpu_set_t set;
     char *copy;
 
-    if (cpulist_parse(value, &set) < 0) {
+    switch (cpulist_parse(value, &set)) {
+    case 0:
+        break;
+    case -ERANGE:
+        iot_error_setg(errp, "cpu-affinity: '%s' names a CPU past %d", value,
+                       CPU_SETSIZE - 1);
+        return -EINVAL;
+    default:
         iot_error_setg(errp,
                        "cpu-affinity: '%s' is not a CPU list such as "
                        "'0-3,6'",

@@ -1702,6 +1702,10 @@ static void test_properties_bad_values(void)
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
             set_str_fails(t, "cpu-affinity", bad[i], NULL, "cpu-affinity");
         }
+        /* well formed, but past what a CPU set holds: said so */
+        set_str_fails(t, "cpu-affinity", "0,1024", NULL,
+                      "'0,1024' names a CPU past 1023");
+        set_str_fails(t, "cpu-affinity", "3-1", NULL, "not a CPU list");
     }
     T_STR_PROP(t, "cpu-affinity", "");
 
