@@ -417,11 +417,16 @@ static bool iou_need_wait(IotCtx *ctx)
            atomic_load_explicit(&s->have_changes, memory_order_relaxed);
 }
 
+void (*iot__io_uring_prepare_hook)(IotCtx *ctx);
+
 static void iou_prepare(IotCtx *ctx)
 {
     IouState *s = iou(ctx);
 
     fill_sq(ctx);
+    if (iot__io_uring_prepare_hook) {
+        iot__io_uring_prepare_hook(ctx);
+    }
     if (io_uring_sq_ready(&s->ring)) {
         submit(s);
     }
@@ -689,6 +694,7 @@ int iot__fdmon_gsource_fd(IotCtx *ctx)
 #else /* !IOT_HAVE_IO_URING */
 
 int iot__io_uring_poll_fail;
+void (*iot__io_uring_prepare_hook)(IotCtx *ctx);
 int iot__io_uring_setup_fail;
 
 unsigned long iot__io_uring_batch_submits(IotCtx *ctx)

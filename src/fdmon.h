@@ -106,6 +106,9 @@ void iot__fdmon_io_uring_teardown(IotCtx *ctx);
 void iot__fdmon_io_uring_quiesce(IotCtx *ctx);
 /* Tests: the next N poll requests are refused by the kernel (EINVAL). */
 extern int iot__io_uring_poll_fail;
+/* Tests: called by the backend's prepare after it took the queued fd
+ * changes (a window for another thread to queue one behind them). */
+extern void (*iot__io_uring_prepare_hook)(IotCtx *ctx);
 /* Home thread, tests: submissions forced by aio-max-batch so far. */
 unsigned long iot__io_uring_batch_submits(IotCtx *ctx);
 /* Home thread.  The fd GLib should watch: the ring's, or the epoll fd

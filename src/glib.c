@@ -51,15 +51,6 @@ static gboolean ctx_source_prepare(GSource *source, gint *timeout)
 
     /* seq_cst: the same Dekker pair as notify_me_raise() in poll.c. */
     atomic_store_explicit(&ctx->notify_me, me | 1, memory_order_seq_cst);
-    if (atomic_load_explicit(&ctx->epoll_rebuild_pending,
-                             memory_order_relaxed)) {
-        iot__lockcnt_lock(&ctx->list_lock);
-        iot__fdmon_epoll_retry(ctx); /* back to epoll, so GLib can sleep */
-        iot__lockcnt_unlock(&ctx->list_lock);
-    }
-    if (iot__fdmon(ctx)->prepare) {
-        iot__fdmon(ctx)->prepare(ctx); /* io_uring: submit queued changes */
-    }
     /* A notification that came while GLib was not waiting (so without a
      * kick) is taken here, and the queues and timers then show what it
      * was for: a BH to run makes the timeout 0, an idle one's the idle
@@ -68,12 +59,24 @@ static gboolean ctx_source_prepare(GSource *source, gint *timeout)
      * load after the store of notify_me is the Dekker pair of
      * iot__ctx_notify_published(): a notify it misses sees the bit and
      * kicks; one it sees is consumed, and what the notify published is
-     * visible to the look that follows (the accept's barrier). */
+     * visible to every look that follows (the accept's barrier): so
+     * before the backend takes queued fd changes (io_uring's submit), not
+     * after, or a change queued in between, whose notify found `notified`
+     * set and did not kick, would wait for the next wake-up. */
     if (atomic_load_explicit(&ctx->notified, memory_order_seq_cst)) {
         iot__ctx_notify_accept(ctx);
         /* Poll parameters, whose set notified: taken now, not at the
          * next dispatch, which may be long in coming. */
         iot__ctx_params_refresh(ctx);
+    }
+    if (atomic_load_explicit(&ctx->epoll_rebuild_pending,
+                             memory_order_relaxed)) {
+        iot__lockcnt_lock(&ctx->list_lock);
+        iot__fdmon_epoll_retry(ctx); /* back to epoll, so GLib can sleep */
+        iot__lockcnt_unlock(&ctx->list_lock);
+    }
+    if (iot__fdmon(ctx)->prepare) {
+        iot__fdmon(ctx)->prepare(ctx); /* io_uring: submit queued changes */
     }
     /* On poll, the fd GLib watches (an epoll fd kept after epoll failed
      * to register an fd) does not cover the handlers: never sleep.  Nor

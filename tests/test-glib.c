@@ -6,6 +6,7 @@
  */
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <iothread/glib.h>
 
 #include "ctx-internal.h"
+#include "fdmon.h"
 #include "postq.h"
 #include "harness.h"
 
@@ -362,6 +364,92 @@ static void test_io_uring_cross_thread_wakes(void)
         g_main_context_iteration(u.g, TRUE); /* a hang fails the case */
     }
     pthread_join(tid, NULL);
+    uring_glib_free(&u);
+}
+
+/* A change of fd handlers queued by another thread while prepare runs,
+ * after a notification GLib had not waited for (so `notified` is set and
+ * the other thread's notify does not kick): prepare takes the
+ * notification before the backend takes queued changes, so the new
+ * handler is watched before GLib sleeps.  The other order lost it: GLib
+ * slept on the ring with the change never submitted (found by review).
+ * The hook opens the window: prepare's submit of queued changes. */
+static int late_pipe[2];
+static atomic_int late_reads;
+static IotCtx *late_ctx;
+static sem_t late_go, late_done;
+
+static void late_read(void *opaque)
+{
+    char buf[8];
+
+    (void)opaque;
+    if (read(late_pipe[0], buf, sizeof(buf)) > 0) {
+        atomic_fetch_add(&late_reads, 1);
+    }
+}
+
+static void *late_setter(void *opaque)
+{
+    (void)opaque;
+    sem_wait(&late_go);
+    T_ASSERT_EQ(iot_fd_set_handler(late_ctx, late_pipe[0], late_read, NULL,
+                                   NULL, NULL, NULL),
+                0);
+    sem_post(&late_done);
+    return NULL;
+}
+
+static void late_hook(IotCtx *c)
+{
+    (void)c;
+    iot__io_uring_prepare_hook = NULL; /* once */
+    sem_post(&late_go);
+    sem_wait(&late_done);
+}
+
+static void test_io_uring_change_during_prepare(void)
+{
+    UringGlib u;
+    pthread_t tid;
+    int other[2];
+
+    if (!uring_glib_new(&u)) {
+        return;
+    }
+    T_ASSERT_EQ(pipe(ring_pipe), 0);
+    T_ASSERT_EQ(pipe(late_pipe), 0);
+    T_ASSERT_EQ(pipe(other), 0);
+    late_ctx = u.c;
+    sem_init(&late_go, 0, 0);
+    sem_init(&late_done, 0, 0);
+    T_ASSERT_EQ(iot_fd_set_handler(u.c, ring_pipe[0], ring_pipe_read, NULL,
+                                   NULL, NULL, NULL),
+                0);
+    while (g_main_context_iteration(u.g, FALSE)) {
+    }
+    T_ASSERT_EQ(write(late_pipe[1], "x", 1), 1); /* ready before watched */
+    T_ASSERT_EQ(pthread_create(&tid, NULL, late_setter, NULL), 0);
+    /* A change of the home thread's own, outside any wait: it notifies
+     * without a kick and leaves `notified` set. */
+    T_ASSERT_EQ(iot_fd_set_handler(u.c, other[0], ring_pipe_read, NULL, NULL,
+                                   NULL, NULL),
+                0);
+    T_ASSERT_EQ(iot_fd_set_handler(u.c, other[0], NULL, NULL, NULL, NULL, NULL),
+                0);
+    iot__io_uring_prepare_hook = late_hook;
+    while (atomic_load(&late_reads) == 0) {
+        g_main_context_iteration(u.g, TRUE); /* a hang fails the case */
+    }
+    T_ASSERT_EQ(pthread_join(tid, NULL), 0);
+    T_ASSERT_EQ(
+        iot_fd_set_handler(u.c, late_pipe[0], NULL, NULL, NULL, NULL, NULL), 0);
+    for (int i = 0; i < 2; i++) {
+        close(late_pipe[i]);
+        close(other[i]);
+    }
+    sem_destroy(&late_go);
+    sem_destroy(&late_done);
     uring_glib_free(&u);
 }
 
@@ -993,6 +1081,8 @@ int main(int argc, char **argv)
     t_add("/aio-gsource/stats/idle", test_stats_idle_under_glib);
     t_add("/aio-gsource/bh/idle-behind-a-full-take",
           test_idle_bh_behind_a_full_take);
+    t_add("/aio-gsource/io_uring/change-during-prepare",
+          test_io_uring_change_during_prepare);
     t_add("/aio-gsource/bh/idle-reschedules-itself",
           test_idle_bh_reschedules_itself);
     t_add("/aio-gsource/poll-mode/left-under-glib",

@@ -21,7 +21,8 @@
 #     safety and liveness;
 #   - GLib's prepare, which takes a kick-less notification and then looks
 #     at the work: clean in safety and liveness, and a lost wake-up if it
-#     takes the notification before raising its bit (BUG_GLIB_ACCEPT_FIRST).
+#     takes the notification before raising its bit (BUG_GLIB_ACCEPT_FIRST)
+#     or looks at part of the work before taking it (BUG_GLIB_LOOK_FIRST).
 # Checks of the pool's wake-up: the protocol is clean; without the idle
 # worker's second look at the ring (POOL_BUG_NO_RECHECK), with the
 # submitter loading the idle count before it publishes
@@ -160,6 +161,7 @@ expect_clean       drain-at-wake-liveness liveness -DDRAIN_AT_WAKE -DCHECK_LIVEN
 expect_clean       glib-prepare-safety  safety   -DGLIB_PREPARE
 expect_clean       glib-prepare-liveness liveness -DGLIB_PREPARE -DCHECK_LIVENESS
 expect_lost_wakeup BUG_GLIB_ACCEPT_FIRST -DGLIB_PREPARE -DBUG_GLIB_ACCEPT_FIRST
+expect_lost_wakeup BUG_GLIB_LOOK_FIRST  -DGLIB_PREPARE -DBUG_GLIB_LOOK_FIRST
 
 model=$pool_model
 proc=worker
