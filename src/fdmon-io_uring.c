@@ -369,6 +369,7 @@ static int iou_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout)
 
     for (;;) {
         struct io_uring_cqe *cqe;
+        bool waited = false;
         int ret, n;
 
         fill_sq(ctx);
@@ -382,16 +383,24 @@ static int iou_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout)
         } else if (timeout < 0) {
             ret = io_uring_submit_and_wait(&s->ring, 1);
             s->queued = 0;
+            waited = true;
         } else {
             struct __kernel_timespec ts = { .tv_sec = timeout / IOT_NS_PER_S,
                                             .tv_nsec = timeout % IOT_NS_PER_S };
             ret =
                 io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
             s->queued = 0;
+            waited = true;
         }
         if (ret < 0 && ret != -EINTR && ret != -ETIME && ret != -EAGAIN &&
             ret != -EBUSY) {
             return ret;
+        }
+        if (waited && ret >= 0 && !io_uring_cq_ready(&s->ring)) {
+            /* A wait for one completion that ends without any: a signal.
+             * An enter that also submitted returns the number submitted,
+             * not -EINTR, so that is the only sign of it. */
+            ret = -EINTR;
         }
         n = reap(ctx, ready);
         if (n > 0 || timeout == 0 || ret == -ETIME || ret == -EINTR) {
