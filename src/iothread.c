@@ -10,9 +10,9 @@
  * except stop and destroy of its own IOThread (refused with an error).
  *  - registry_lock: the list of user-created IOThreads, the "users"
  *    marks and `destroyed`.  Taken before the others.
- *  - t->lock: the start/stop state.  Held only to read or change it, to
- *    queue a BH, and by a second stopper waiting (on t->joined_cond, which
- *    releases it) for the first one's join.  A set queued while the thread
+ *  - t->lock: the start/stop state.  Held only to read or change it and
+ *    to queue a BH; a second stopper waits for the first one's join on a
+ *    Wait of its own (t->join_waiters).  A set queued while the thread
  *    runs is queued before the stop BH, and the IOThread runs everything
  *    queued before its stop BH before it ends (thread_main()).
  *  - t->update_lock: one property update at a time, from the copy of the
@@ -305,7 +305,6 @@ struct IotThread {
     pthread_t thread;            /* [const once started] */
     atomic_int tid;              /* [thread publishes] -1 until started */
     pthread_mutex_t lock;        /* see the top of this file */
-    pthread_cond_t joined_cond;  /* [lock] signalled when `joined` is set */
     pthread_mutex_t update_lock; /* see the top of this file */
     pthread_mutex_t props_lock;  /* props */
     IotThreadProps props;        /* [props_lock] the stored values */
@@ -314,6 +313,10 @@ struct IotThread {
     bool joined;                 /* [lock] the stopper's join returned */
     /* [lock] an IOThread stopping this one: woken as the thread ends */
     struct Wait *exit_wait;
+    /* [lock] the first stopper's thread, from its stop until its join */
+    pthread_t stopper;
+    /* [lock] second stoppers, woken when `joined` is set (Wait.next) */
+    struct Wait *join_waiters;
     bool destroyed;      /* [registry_lock] destroy succeeded */
     bool registered;     /* [registry_lock] */
     unsigned users;      /* [registry_lock] */
@@ -505,7 +508,6 @@ static void thread_free(IotThread *t)
     free(t->id);
     sem_destroy(&t->init_done);
     pthread_mutex_destroy(&t->lock);
-    pthread_cond_destroy(&t->joined_cond);
     pthread_mutex_destroy(&t->update_lock);
     pthread_mutex_destroy(&t->props_lock);
     iot_error_free(t->init_err);
@@ -560,7 +562,6 @@ static IotThread *thread_new(const char *id, const IotThreadProps *props,
     atomic_init(&t->tid, -1);
     t->internal = internal;
     pthread_mutex_init(&t->lock, NULL);
-    pthread_cond_init(&t->joined_cond, NULL);
     pthread_mutex_init(&t->update_lock, NULL);
     pthread_mutex_init(&t->props_lock, NULL);
     sem_init(&t->init_done, 0, 0);
@@ -643,7 +644,8 @@ typedef struct Wait {
     pthread_cond_t cond; /* [lock] signalled when `done` is set */
     /* [waker] with home: release, the waiter acquires; else under lock */
     atomic_bool done;
-    IotCtx *home; /* [const] the waiting IOThread's, a reference */
+    IotCtx *home;      /* [const] the waiting IOThread's, a reference */
+    struct Wait *next; /* [t->lock] on a stopped IOThread's join_waiters */
 } Wait;
 
 /* The waiting thread, before it lets the waker see @w. */
@@ -731,10 +733,26 @@ static int not_from_self(IotThread *t, const char *what, IotError **errp)
     return 0;
 }
 
+/* The first stopper, its join done: wakes the second ones. */
+static void stop_joined(IotThread *t)
+{
+    Wait *w, *next;
+
+    pthread_mutex_lock(&t->lock);
+    t->joined = true;
+    w = t->join_waiters;
+    t->join_waiters = NULL;
+    pthread_mutex_unlock(&t->lock);
+    for (; w; w = next) {
+        next = w->next; /* @w may be gone once woken */
+        wait_wake(w);
+    }
+}
+
 int iot_thread_stop(IotThread *t, IotError **errp)
 {
     int ret = not_from_self(t, "stop", errp);
-    bool join = false;
+    bool first = false, second = false;
     Wait w;
 
     if (ret < 0) {
@@ -749,31 +767,41 @@ int iot_thread_stop(IotThread *t, IotError **errp)
                                  t->id);
             return ret;
         }
-        t->stopping = join = true;
+        t->stopping = first = true;
+        t->stopper = pthread_self();
         if (tls_self) {
             /* Another IOThread: it runs its loop until the end, and
              * joins a thread that has nothing left to do. */
             wait_init(&w);
             t->exit_wait = &w;
         }
-    } else {
-        /* Another stopper joins: return once it has.  The wait releases
-         * t->lock, which the IOThread may need to get there.  (A plain
-         * wait, on an IOThread too: only the first stopper's is nested.) */
-        while (t->started && t->stopping && !t->joined) {
-            pthread_cond_wait(&t->joined_cond, &t->lock);
+    } else if (t->started && t->stopping && !t->joined) {
+        if (pthread_equal(t->stopper, pthread_self())) {
+            /* Called inside the first stop's nested wait: that stop joins
+             * only once this call has returned. */
+            pthread_mutex_unlock(&t->lock);
+            iot_error_setg(errp,
+                           "cannot stop IOThread '%s' while this thread is "
+                           "stopping it",
+                           t->id);
+            return -EDEADLK;
         }
+        /* Another stopper joins: return once it has.  On an IOThread the
+         * wait runs that thread's loop, as the first stopper's does. */
+        wait_init(&w);
+        w.next = t->join_waiters;
+        t->join_waiters = &w;
+        second = true;
     }
     pthread_mutex_unlock(&t->lock);
-    if (join) {
+    if (second) {
+        wait_for(&w);
+    } else if (first) {
         if (tls_self) {
             wait_for(&w);
         }
         pthread_join(t->thread, NULL);
-        pthread_mutex_lock(&t->lock);
-        t->joined = true;
-        pthread_cond_broadcast(&t->joined_cond);
-        pthread_mutex_unlock(&t->lock);
+        stop_joined(t);
     }
     return 0;
 }
@@ -842,7 +870,15 @@ void iot_thread_unref(IotThread *t)
                 tls_self == t ? "its own thread" : "one of its pool workers");
         abort();
     }
-    iot_thread_stop(t, NULL);
+    if (iot_thread_stop(t, NULL) < 0) {
+        /* Only inside this thread's own stop of it (-EDEADLK): whoever
+         * called that still uses it. */
+        fprintf(stderr,
+                "%s: the last reference to IOThread '%s' dropped while "
+                "this thread stops it, aborting...\n",
+                __func__, t->id);
+        abort();
+    }
     thread_free(t);
 }
 

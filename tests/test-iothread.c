@@ -2838,6 +2838,131 @@ static void test_cross_stop_set(void)
     cross_run(cross_stop_b, cross_set_a);
 }
 
+/* A stop of T made inside the nested wait of this same thread's first
+ * stop of T (another BH of the waiting IOThread) cannot wait for the
+ * join, which comes only after it returns: it fails with -EDEADLK at
+ * once, and the first stop still completes.  It used to wait for ever. */
+typedef struct Nested {
+    IotThread *a, *t;
+    sem_t t_gate;  /* T's BH holds T until the inner stop has run */
+    int inner_ret; /* [a] */
+    char *inner_msg;
+    Waiter done;
+} Nested;
+
+static void nested_hold_t(void *opaque)
+{
+    sem_wait(&((Nested *)opaque)->t_gate);
+}
+
+static void nested_inner_stop(void *opaque)
+{
+    Nested *x = opaque;
+    IotError *err = NULL;
+
+    x->inner_ret = iot_thread_stop(x->t, &err);
+    x->inner_msg = err ? strdup(iot_error_message(err)) : NULL;
+    iot_error_free(err);
+    sem_post(&x->t_gate);
+}
+
+static void nested_outer_stop(void *opaque)
+{
+    Nested *x = opaque;
+
+    T_ASSERT_EQ(
+        iot_bh_schedule_oneshot(iot_thread_ctx(x->a), nested_inner_stop, x), 0);
+    T_ASSERT_EQ(iot_thread_stop(x->t, NULL), 0);
+    waiter_post(&x->done);
+}
+
+static void test_stop_nested_second(void)
+{
+    Nested x = { .inner_ret = 1 };
+
+    x.a = new_thread("io0", NULL);
+    x.t = new_thread("io1", NULL);
+    sem_init(&x.t_gate, 0, 0);
+    waiter_init(&x.done);
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(iot_thread_ctx(x.t), nested_hold_t, &x),
+                0);
+    T_ASSERT_EQ(
+        iot_bh_schedule_oneshot(iot_thread_ctx(x.a), nested_outer_stop, &x), 0);
+    waiter_wait(&x.done, 1); /* hangs (the case times out) without */
+    T_ASSERT_EQ(x.inner_ret, -EDEADLK);
+    T_ASSERT(x.inner_msg && strstr(x.inner_msg, "while this thread is "
+                                                "stopping it"));
+    free(x.inner_msg);
+    sem_destroy(&x.t_gate);
+    waiter_destroy(&x.done);
+    destroy_thread(x.a);
+    destroy_thread(x.t);
+}
+
+/* A second stopper that is an IOThread waits by running its own loop too:
+ * T, stopped by A and then by C, sets a property of C's on its way out,
+ * and all three finish.  C's wait blocked its loop, and T's set waited
+ * for C for ever.  (If C comes first instead, the case still holds.) */
+typedef struct Second {
+    IotThread *a, *t, *c;
+    sem_t a_stopping, t_gate;
+    Waiter done;
+} Second;
+
+static void second_t_sets_c(void *opaque)
+{
+    Second *x = opaque;
+
+    sem_wait(&x->t_gate);
+    set_int_ok(x->c, "poll-max-ns", 777);
+    waiter_post(&x->done);
+}
+
+static void second_a_stops(void *opaque)
+{
+    Second *x = opaque;
+
+    sem_post(&x->a_stopping);
+    T_ASSERT_EQ(iot_thread_stop(x->t, NULL), 0);
+    waiter_post(&x->done);
+}
+
+static void second_c_stops(void *opaque)
+{
+    Second *x = opaque;
+
+    sem_wait(&x->a_stopping);
+    sem_post(&x->t_gate);
+    T_ASSERT_EQ(iot_thread_stop(x->t, NULL), 0);
+    waiter_post(&x->done);
+}
+
+static void test_stop_second_stopper_runs_its_loop(void)
+{
+    Second x;
+
+    x.a = new_thread("io0", NULL);
+    x.t = new_thread("io1", NULL);
+    x.c = new_thread("io2", NULL);
+    sem_init(&x.a_stopping, 0, 0);
+    sem_init(&x.t_gate, 0, 0);
+    waiter_init(&x.done);
+    T_ASSERT_EQ(
+        iot_bh_schedule_oneshot(iot_thread_ctx(x.t), second_t_sets_c, &x), 0);
+    T_ASSERT_EQ(
+        iot_bh_schedule_oneshot(iot_thread_ctx(x.a), second_a_stops, &x), 0);
+    T_ASSERT_EQ(
+        iot_bh_schedule_oneshot(iot_thread_ctx(x.c), second_c_stops, &x), 0);
+    waiter_wait(&x.done, 3); /* hangs (the case times out) without */
+    T_ASSERT_EQ(get_int(x.c, "poll-max-ns"), 777);
+    sem_destroy(&x.a_stopping);
+    sem_destroy(&x.t_gate);
+    waiter_destroy(&x.done);
+    destroy_thread(x.a);
+    destroy_thread(x.t);
+    destroy_thread(x.c);
+}
+
 /* A stopped IOThread is neither busy nor idle: its counters keep the
  * values they had when it stopped, and busy_ns does not go on counting
  * the time since as work. */
@@ -3246,6 +3371,9 @@ int main(int argc, char **argv)
     t_add("/iothread/stats-stopped", test_stats_stopped);
     t_add("/iothread/cross/set", test_cross_set);
     t_add("/iothread/cross/stop-set", test_cross_stop_set);
+    t_add("/iothread/cross/stop-nested-second", test_stop_nested_second);
+    t_add("/iothread/cross/second-stopper-runs-its-loop",
+          test_stop_second_stopper_runs_its_loop);
     t_add("/iothread/in-use", test_in_use);
     return t_run(argc, argv);
 }
