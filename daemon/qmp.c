@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1005,11 +1006,56 @@ QmpServer *qmp_server_new(IotCtx *ctx)
  * (removed).  Refuses anything else: a live server's socket (also one too
  * busy to take our probe: the probe never blocks), or a file that is not
  * a socket, which is not ours to remove. */
+/* One probe of the socket at @addr: 0 if a server there greets within
+ * QMP_PROBE_MS (a live QMP server speaks first), 1 if nobody listens
+ * (ECONNREFUSED, or ENOENT: gone meanwhile), 2 if a connection was taken
+ * but nothing was said, else a positive errno. */
+#define QMP_PROBE_MS 100
+#define QMP_PROBES   10 /* silent connections before the path is called taken */
+
+static int socket_probe(const struct sockaddr_un *addr)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct pollfd pfd;
+    int r;
+
+    if (fd < 0) {
+        return errno;
+    }
+    r = connect(fd, (const struct sockaddr *)addr, sizeof(*addr));
+    r = r == 0 ? 0 : errno;
+    if (r == 0) {
+        char c;
+
+        /* Readable with data: a greeting.  EOF or a reset: the listener
+         * went without accepting, as a dying one does. */
+        pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
+        r = poll(&pfd, 1, QMP_PROBE_MS) > 0 &&
+                    recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1
+                ? 0
+                : 2;
+    } else if (r == ECONNREFUSED || r == ENOENT) {
+        r = 1;
+    }
+    close(fd);
+    return r;
+}
+
+/* Is the socket path free for us?  Nothing there is free; a socket that
+ * nobody listens on is a stale one (a daemon that died: connect says
+ * ECONNREFUSED) and is removed.  Refuses anything else: a live server's
+ * socket (one that greets; also one too busy to take our probe: the probe
+ * never blocks), or a file that is not a socket, which is not ours to
+ * remove.  A connection taken but silent is probed again: a daemon killed
+ * a moment ago may still have its listening socket held by the kernel
+ * (an io_uring ring torn down in the background keeps its files), which
+ * takes the connection and never answers; that goes within milliseconds.
+ * Only a path silent for QMP_PROBES probes is called taken. */
 static int socket_path_free(const char *path, const struct sockaddr_un *addr,
                             char **msg)
 {
     struct stat st;
-    int probe, r;
+    int r = 2;
 
     if (lstat(path, &st) < 0) {
         return 0; /* nothing there (or bind() will say why) */
@@ -1018,30 +1064,21 @@ static int socket_path_free(const char *path, const struct sockaddr_un *addr,
         set_msg(msg, "'%s' exists and is not a socket", path);
         return -EEXIST;
     }
-    probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (probe < 0) {
-        r = -errno;
-        set_msg(msg, "cannot check '%s': %s", path, strerror(-r));
-        return r;
+    for (int i = 0; i < QMP_PROBES && r == 2; i++) {
+        r = socket_probe(addr);
     }
-    r = connect(probe, (const struct sockaddr *)addr, sizeof(*addr));
-    r = r == 0 ? 0 : errno;
-    close(probe);
-    if (r == ENOENT) {
-        return 0; /* gone meanwhile */
+    if (r == 1) {
+        unlink(path); /* stale: nobody listens there */
+        return 0;
     }
-    if (r != ECONNREFUSED) {
-        /* Live (0), busy (EAGAIN), or not ours to judge (EACCES: another
-         * user's socket): never removed. */
+    /* Live (0, or silent throughout), busy (EAGAIN), or not ours to judge
+     * (EACCES: another user's socket): never removed. */
+    if (r == 0 || r == 2 || r == EAGAIN || r == EINPROGRESS) {
         set_msg(msg, "'%s' is in use by another server", path);
-        if (r != 0 && r != EAGAIN && r != EINPROGRESS) {
-            free(*msg);
-            set_msg(msg, "cannot check '%s': %s", path, strerror(r));
-        }
-        return -EADDRINUSE;
+    } else {
+        set_msg(msg, "cannot check '%s': %s", path, strerror(r));
     }
-    unlink(path); /* stale: nobody listens there */
-    return 0;
+    return -EADDRINUSE;
 }
 
 int qmp_server_listen(QmpServer *srv, const char *path, char **msg)
