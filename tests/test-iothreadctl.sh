@@ -363,6 +363,13 @@ t "add: bad integer" 1 "" \
   "=iothreadctl: poll-max-ns: 'abc' is not an integer" add io9 poll-max-ns=abc
 t "add: empty integer" 1 "" \
   "=iothreadctl: poll-grow: '' is not an integer" add io9 poll-grow=
+t "--socket without its value" 1 "" \
+  "=iothreadctl: --socket needs a value (see iothreadctl --help)" --socket
+t "--timeout without its value" 1 "" \
+  "=iothreadctl: --timeout needs a value (see iothreadctl --help)" --timeout
+t "stats --watch without its value" 1 "" \
+  "=iothreadctl: stats: --watch needs a number of seconds from 0.01 to 1e+06" \
+  stats --watch
 t "set: bad integer" 1 "" \
   "=iothreadctl: poll-max-ns: '12x' is not an integer" set io0 poll-max-ns 12x
 t "set: integer out of range" 1 "" \

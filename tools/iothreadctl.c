@@ -79,6 +79,9 @@ static void usage(FILE *f)
             "  get ID PROP                read a property\n"
             "  set ID PROP VALUE          change a property\n"
             "  stats [ID] [--watch SECS]  statistics, refreshed with --watch\n"
+            "Options come before the command.  An integer VALUE is read as "
+            "iothreadd's\n--object reads it (QEMU's rule): 0x10 is 16, "
+            "010 is 8.\n"
             "The socket defaults to $IOTHREADD_SOCKET, else "
             "$XDG_RUNTIME_DIR/iothreadd.sock, else ./iothreadd.sock.\n"
             "--timeout bounds each wait for the daemon (connect, reply, "
@@ -580,6 +583,9 @@ static void parse_stats_args(int argc, char **argv, const char **id,
                 die("stats: --watch needs a number of seconds from %g to %g",
                     WATCH_MIN, WATCH_MAX);
             }
+        } else if (!strcmp(argv[k], "--watch")) {
+            die("stats: --watch needs a number of seconds from %g to %g",
+                WATCH_MIN, WATCH_MAX);
         } else if (!*id && argv[k][0] != '-') {
             *id = argv[k];
         } else {
@@ -609,6 +615,9 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
             return 0;
+        } else if (!strcmp(argv[i], "--socket") ||
+                   !strcmp(argv[i], "--timeout")) {
+            die("%s needs a value (see iothreadctl --help)", argv[i]);
         } else {
             die("unknown option '%s' (see iothreadctl --help)", argv[i]);
         }
