@@ -710,6 +710,7 @@ static void client_input(QmpClient *c, const char *buf, size_t len)
         json_object *obj;
         enum json_tokener_error jerr;
         size_t used;
+        bool too_big;
         ssize_t ctl;
         const char *why = NULL;
 
@@ -766,13 +767,20 @@ static void client_input(QmpClient *c, const char *buf, size_t len)
         }
         buf += used;
         len -= used;
+        /* The limit holds for a value that ends in the read that takes it
+         * past 1 MiB too, not only for one still growing. */
+        too_big = c->value_bytes + used > QMP_MAX_INPUT;
         c->value_bytes = 0;
         c->in_value = false;
         c->esc_state = 0;
         c->in_string = false;
         c->utf8_need = 0;
         json_tokener_reset(c->tok);
-        if (c->value_has_nul) {
+        if (too_big) {
+            c->value_has_nul = false;
+            send_error(c, false, NULL, QMP_GENERIC_ERROR,
+                       "JSON parse error, input exceeds 1 MiB");
+        } else if (c->value_has_nul) {
             c->value_has_nul = false;
             send_error(c, false, NULL, QMP_GENERIC_ERROR,
                        "JSON parse error, \\u0000 is not supported");

@@ -44,6 +44,7 @@
 #include <stdarg.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -1682,6 +1683,29 @@ CASE(long_line)
     qc_send(a, "\n", 1);
     PARSE_ERROR(qc_reply(a));
     OK(a, "{'execute': 'query-version', 'id': 'after2'}");
+    /* past the limit by less than a read, in the read that takes it past:
+     * refused too (the limit was checked only while the value was still
+     * growing, so up to a read's worth more got through).  All but the
+     * last 2000 bytes first, read by the daemon to the last byte
+     * (SIOCOUTQ: nothing left unread), then those in one read. */
+    {
+        size_t total = 1024 * 1024 + 100, first = total - 2000, outq = 1;
+        memcpy(line + total - 2, "\"}\n", 3);
+        for (size_t off = 0; off < first; off += chunk) {
+            qc_send(a, line + off, first - off < chunk ? first - off : chunk);
+        }
+        while (outq) {
+            const struct timespec ms = { 0, 1000000 };
+            int n;
+            T_ASSERT_EQ(ioctl(a->fd, SIOCOUTQ, &n), 0);
+            outq = (size_t)n;
+            nanosleep(&ms, NULL);
+        }
+        qc_send(a, line + first, total + 1 - first);
+        PARSE_ERROR(qc_reply(a));
+        OK(a, "{'execute': 'query-version', 'id': 'after3'}");
+        memset(line + total - 2, 'x', 3);
+    }
     /* just under the limit is fine */
     memcpy(line + strlen(head) + 512 * 1024, "\"}\n", 3);
     qc_send(a, line, strlen(head) + 512 * 1024 + 3);
