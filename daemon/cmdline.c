@@ -285,14 +285,17 @@ fail:
 }
 
 /* A QMP socket path, from --qmp or a monitored --chardev.  Refused here,
- * before anything is made, if it cannot be a socket's (too long; the
- * empty path is refused when the socket is made, qmp.c) or if it is
- * given twice: the second listener would find the first one's socket
- * and call it another server's. */
+ * before anything is made, if it cannot be a socket's (empty, too long)
+ * or if it is given twice: the second listener would find the first
+ * one's socket and call it another server's. */
 static int add_qmp_path(DaemonConfig *cfg, const char *path, char **msg)
 {
     char **paths;
 
+    if (!*path) {
+        /* bind() would make an abstract socket nobody can name. */
+        return fail(msg, "socket path is empty");
+    }
     if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
         return fail(msg, "socket path '%s' is too long", path);
     }

@@ -2994,10 +2994,11 @@ static const BadCmdline bad_cmdlines[] = {
     { "daemonize-failure",
       { "--daemonize", "--pidfile", "@R/nodir/p.pid" },
       { "--pidfile", "nodir" } },
-    { "qmp-empty-path", { "--qmp", "" }, { "empty" } },
-    /* refused while parsing: the same path twice (the second listener
-     * called the first one's socket another server's), and a path too
-     * long for a socket (it was refused after the IOThreads were made) */
+    /* refused while parsing: an empty path, the same path twice (the
+     * second listener called the first one's socket another server's),
+     * and a path too long for a socket (it was refused after the
+     * IOThreads were made) */
+    { "qmp-empty-path", { "--qmp", "" }, { "--qmp : ", "empty" } },
     { "qmp-twice",
       { "--qmp", "@R/s.sock" },
       { "--qmp @R/s.sock: ", "given twice" } },
@@ -3011,7 +3012,7 @@ static const BadCmdline bad_cmdlines[] = {
     { "chardev-empty-path",
       { "--chardev", "socket,id=c,path=,server=on,wait=off", "--monitor",
         "chardev=c" },
-      { "empty" } },
+      { "--monitor chardev=c: ", "empty" } },
     { "flag-with-value",
       { "--daemonize=x" },
       { "'--daemonize'", "doesn't allow an argument" } },
