@@ -29,7 +29,8 @@ clean:
 
 # Benchmarks (bench/, BENCHMARKS.md): installs the peers if missing, builds
 # the library (release, in $(BENCH_BUILD)) and bench/ against it, runs every
-# workload on every implementation.  QUICK=1: smaller counts, < 3 minutes.
+# workload on every implementation.  QUICK=1: smaller counts, < 3 minutes;
+# BENCH_REPS=N: N repetitions (default 3).
 BENCH_BUILD ?= build-bench
 .PHONY: bench
 bench:
@@ -37,4 +38,4 @@ bench:
 	@[ -f $(BENCH_BUILD)/build.ninja ] || meson setup $(BENCH_BUILD) --buildtype=release
 	ninja -C $(BENCH_BUILD) src/libiothread.a
 	$(MAKE) -C bench IOT_BUILD=$(abspath $(BENCH_BUILD))
-	bench/run.sh --bin $(BENCH_BUILD)/bench/iot-bench $(if $(filter 1 yes true,$(QUICK)),--quick)
+	bench/run.sh --bin $(BENCH_BUILD)/bench/iot-bench $(if $(filter 1 yes true,$(QUICK)),--quick) $(if $(BENCH_REPS),--reps $(BENCH_REPS))

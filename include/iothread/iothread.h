@@ -54,10 +54,12 @@ typedef struct IotPropInfo {
 /* Any thread.  The property table, for listings. */
 IOT_API const IotPropInfo *iot_thread_props_info(size_t *count);
 
-/* Any thread.  Property sets for creation.  The setters check the value
- * against its own range (QEMU's error texts) and the name against the
- * table ("Property 'iothread.NAME' not found"); the cross-check of
- * thread-pool-min and -max happens at creation. */
+/* Any thread.  Property sets for creation.  The setters check the name
+ * against the table ("Property 'iothread.NAME' not found"), a negative
+ * value (QEMU's "NAME value must be in range [0, INT64_MAX]") and the
+ * form of a CPU list; the pool sizes' own ranges (thread-pool-max of 0,
+ * either one past INT_MAX) and their cross-check are judged at creation,
+ * or by iot_thread_set_*() against the stored values, as QEMU does. */
 IOT_API IotThreadProps *iot_thread_props_new(void);
 IOT_API void iot_thread_props_free(IotThreadProps *props);
 IOT_API int iot_thread_props_set_int(IotThreadProps *props, const char *name,
