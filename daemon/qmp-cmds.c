@@ -215,25 +215,53 @@ static void object_del(QmpServer *srv, json_object *args, json_object **ret,
     iot_thread_unref(t); /* the reference find gave us */
 }
 
+/* Splits a QOM path into its non-empty parts, as QEMU reads it ("/a//b/"
+ * is a, b): at most @max of them (more count as max + 1). */
+static size_t path_parts(const char *path, const char **part, size_t *len,
+                         size_t max)
+{
+    size_t n = 0;
+
+    for (const char *p = path + strspn(path, "/"); *p; p += strspn(p, "/")) {
+        if (n == max) {
+            return max + 1;
+        }
+        part[n] = p;
+        len[n] = strcspn(p, "/");
+        p += len[n++];
+    }
+    return n;
+}
+
+static bool part_is(const char *part, size_t len, const char *word)
+{
+    return len == strlen(word) && !memcmp(part, word, len);
+}
+
+/* Is @path the container of every IOThread, /objects ("objects" as a
+ * partial path, empty parts ignored)? */
+static bool path_is_objects(const char *path)
+{
+    const char *part[1];
+    size_t len[1];
+
+    return path_parts(path, part, len, 1) == 1 &&
+           part_is(part[0], len[0], "objects");
+}
+
 /* The IOThread at @path: "/objects/ID", or a partial path that only it
  * ends with ("ID", "objects/ID"), empty parts ignored ("/objects/ID/"),
  * as QEMU resolves QOM paths.  Every IOThread is at /objects/ID, and
  * nothing else is in the tree. */
 static IotThread *path_resolve(const char *path, QmpError *err)
 {
-    const char *part[3];
-    size_t len[3], nparts = 0;
+    const char *part[2];
+    size_t len[2], n = path_parts(path, part, len, 2);
     IotThread *t = NULL;
 
-    for (const char *p = path + strspn(path, "/"); *p && nparts < 3;
-         p += strspn(p, "/")) {
-        part[nparts] = p;
-        len[nparts] = strcspn(p, "/");
-        p += len[nparts++];
-    }
-    if ((nparts == 2 && len[0] == 7 && !memcmp(part[0], "objects", 7)) ||
-        (nparts == 1 && path[0] != '/')) {
-        char *id = strndup(part[nparts - 1], len[nparts - 1]);
+    if ((n == 2 && part_is(part[0], len[0], "objects")) ||
+        (n == 1 && path[0] != '/')) {
+        char *id = strndup(part[n - 1], len[n - 1]);
 
         t = id ? iot_thread_find(id) : NULL;
         free(id);
@@ -376,7 +404,7 @@ static void qom_list(QmpServer *srv, json_object *args, json_object **ret,
     IotThread *t;
 
     (void)srv;
-    if (!strcmp(path, "/objects") || !strcmp(path, "/objects/")) {
+    if (path_is_objects(path)) {
         json_object *list = json_object_new_array();
         json_object *info = from_library(iot_thread_query_json(), err);
         for (size_t i = 0; info && i < json_object_array_length(info); i++) {

@@ -456,10 +456,12 @@ out:
 
 /* A new tokener, strict JSON, the stream going on after each value.
  * Valid UTF-8 (what we echo must be valid too) is lex_scan()'s. */
-/* How deep a value may nest: QEMU's JSON parser's limit (its
- * MAX_NESTING), not json-c's default of 32, which refused an id nested
- * 32 deep.  The tokener's stack costs 32 bytes a level. */
-#define QMP_MAX_NESTING 1024
+/* How deep a value may nest: QEMU's JSON parser allows 1024 brackets
+ * and braces (its MAX_NESTING); json-c's default was 32, which refused
+ * an id nested 32 deep.  json-c counts a scalar inside the innermost
+ * container as one more level, hence 1025.  The tokener's stack costs
+ * 32 bytes a level. */
+#define QMP_MAX_NESTING 1025
 
 static struct json_tokener *tokener_new(void)
 {

@@ -1388,6 +1388,14 @@ CASE(deep_id)
             PARSE_ERROR(r);
         }
     }
+    /* QEMU's limit exactly: 1024 brackets and braces, the command's own
+     * included, around a scalar */
+    memset(deep, '[', 1023);
+    deep[1023] = '1';
+    memset(deep + 1024, ']', 1023);
+    deep[2047] = '\0';
+    qc_printf(c, "{\"execute\": \"query-version\", \"id\": %s}\n", deep);
+    T_ASSERT(jhas(qc_reply(c), "return"));
     OK(c, "{'execute': 'query-version'}");
     qc_close(c);
     daemon_quit(&d);
@@ -2233,8 +2241,16 @@ CASE(qom_list)
             }
         }
     }
-    l = OK(c, "{'execute': 'qom-list', 'arguments': {'path': '/objects'}}");
-    T_ASSERT(find_name(l, "io0") != NULL);
+    /* the container, by any path QEMU reads as it */
+    static const char *const objects[] = { "/objects", "/objects/", "objects",
+                                           "//objects" };
+    for (size_t i = 0; i < sizeof(objects) / sizeof(objects[0]); i++) {
+        l = OK(c, fmt("{'execute': 'qom-list', 'arguments': {'path': '%s'}}",
+                      objects[i]));
+        T_ASSERT(find_name(l, "io0") != NULL);
+    }
+    l = OK(c, "{'execute': 'qom-list', 'arguments': {'path': 'objects/io0'}}");
+    T_ASSERT(find_name(l, "poll-max-ns") != NULL);
     ERR_CLS(c, "DeviceNotFound", "Device '/objects/nope' not found",
             "{'execute': 'qom-list', 'arguments': {'path': '/objects/nope'}}");
     ERR(c, "Parameter 'path' is missing", "{'execute': 'qom-list'}");
