@@ -2585,6 +2585,38 @@ CASE(output_cap)
     daemon_quit(&d);
 }
 
+/* Sends @n query-commands, then a query-version whose id is @big_len
+ * bytes (a reply larger than any socket buffer), then @tail; returns
+ * that id. */
+static char *send_many(Qc *a, int n, size_t big_len, const char *tail)
+{
+    char *big = keep_str(malloc(big_len + 1));
+
+    for (int i = 0; i < n; i++) {
+        qc_printf(a, "{\"execute\": \"query-commands\", \"id\": %d}\n", i);
+    }
+    memset(big, 'x', big_len);
+    big[big_len] = '\0';
+    qc_printf(a, "{\"execute\": \"query-version\", \"id\": \"%s\"}\n%s", big,
+              tail);
+    return big;
+}
+
+/* The replies to send_many()'s commands, in order. */
+static void expect_many(Qc *a, int n, const char *big)
+{
+    json_object *r;
+
+    for (int i = 0; i < n; i++) {
+        r = qc_reply(a);
+        T_ASSERT(jhas(r, "return"));
+        T_ASSERT_EQ(JINT(r, "id"), i);
+    }
+    r = qc_reply(a);
+    T_ASSERT(jhas(r, "return"));
+    T_ASSERT_STR(jstr(r, "id"), big);
+}
+
 /* A client that shuts its sending side after its commands (a pipe into
  * socat) still gets every reply, however much is queued, then EOF. */
 CASE(half_close)
@@ -2593,27 +2625,12 @@ CASE(half_close)
     Daemon d;
     Qc *a;
     char *big;
-    json_object *r;
 
     start_io0(&d);
     a = qc_open(d.sock);
-    for (int i = 0; i < N; i++) {
-        qc_printf(a, "{\"execute\": \"query-commands\", \"id\": %d}\n", i);
-    }
-    /* one reply larger than any socket buffer */
-    big = keep_str(malloc(BIG + 1));
-    memset(big, 'x', BIG);
-    big[BIG] = '\0';
-    qc_printf(a, "{\"execute\": \"query-version\", \"id\": \"%s\"}\n", big);
+    big = send_many(a, N, BIG, "");
     T_ASSERT_EQ(shutdown(a->fd, SHUT_WR), 0);
-    for (int i = 0; i < N; i++) {
-        r = qc_reply(a);
-        T_ASSERT(jhas(r, "return"));
-        T_ASSERT_EQ(JINT(r, "id"), i);
-    }
-    r = qc_reply(a);
-    T_ASSERT(jhas(r, "return"));
-    T_ASSERT_STR(jstr(r, "id"), big);
+    expect_many(a, N, big);
     T_ASSERT(qc_line_at(__LINE__, a) == NULL); /* then EOF */
     qc_close(a);
     daemon_quit(&d);
@@ -2629,33 +2646,16 @@ CASE(quit_drains_output)
     Daemon d;
     Qc *a, *b;
     char *big;
-    json_object *r;
 
     start_io0(&d);
     a = qc_open(d.sock);
     b = qc_open(d.sock);
-    for (int i = 0; i < N; i++) {
-        qc_printf(a, "{\"execute\": \"query-commands\", \"id\": %d}\n", i);
-    }
-    big = keep_str(malloc(BIG + 1));
-    memset(big, 'x', BIG);
-    big[BIG] = '\0';
-    qc_printf(a,
-              "{\"execute\": \"query-version\", \"id\": \"%s\"}\n"
-              "{\"execute\": \"quit\", \"id\": \"q\"}\n",
-              big);
+    big = send_many(a, N, BIG, "{\"execute\": \"quit\", \"id\": \"q\"}\n");
     T_ASSERT_EQ(shutdown(a->fd, SHUT_WR), 0);
     T_JSON(jm(qc_event(b, "SHUTDOWN"), "data"),
            "{'guest': false, 'reason': 'host-qmp-quit'}");
     qc_expect_eof(b); /* not held up by a, which has not read yet */
-    for (int i = 0; i < N; i++) {
-        r = qc_reply(a);
-        T_ASSERT(jhas(r, "return"));
-        T_ASSERT_EQ(JINT(r, "id"), i);
-    }
-    r = qc_reply(a);
-    T_ASSERT(jhas(r, "return"));
-    T_ASSERT_STR(jstr(r, "id"), big);
+    expect_many(a, N, big);
     T_JSON(qc_reply(a), "{'return': {}, 'id': 'q'}");
     qc_event(a, "SHUTDOWN");
     qc_expect_eof(a);
