@@ -809,6 +809,7 @@ int iot_thread_stop(IotThread *t, IotError **errp)
 int iot_thread_destroy(IotThread *t, IotError **errp)
 {
     int ret = not_from_self(t, "destroy", errp);
+    bool was_registered;
 
     if (ret < 0) {
         return ret;
@@ -827,6 +828,7 @@ int iot_thread_destroy(IotThread *t, IotError **errp)
         return -EBUSY;
     }
     t->destroyed = true;
+    was_registered = t->registered;
     if (t->registered) {
         IotThread **link = &registry;
         while (*link != t) {
@@ -840,10 +842,17 @@ int iot_thread_destroy(IotThread *t, IotError **errp)
     if (ret == 0) {
         iot_thread_unref(t);
     } else {
-        /* Not destroyed after all (the stop BH could not be queued): a
-         * retry must be able to finish the job. */
+        /* Not destroyed after all (the stop BH could not be queued, or
+         * this thread is inside its own stop of @t): as it was, so that a
+         * retry can finish the job and the id still finds it, unless
+         * another IOThread has taken the id meanwhile. */
         pthread_mutex_lock(&registry_lock);
         t->destroyed = false;
+        if (was_registered && !registry_find_locked(t->id)) {
+            t->reg_next = registry;
+            registry = t;
+            t->registered = true;
+        }
         pthread_mutex_unlock(&registry_lock);
     }
     return ret;

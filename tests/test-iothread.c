@@ -2847,6 +2847,8 @@ typedef struct Nested {
     sem_t t_gate;  /* T's BH holds T until the inner stop has run */
     int inner_ret; /* [a] */
     char *inner_msg;
+    int inner_destroy_ret;
+    IotThread *inner_found;
     Waiter done;
 } Nested;
 
@@ -2863,6 +2865,12 @@ static void nested_inner_stop(void *opaque)
     x->inner_ret = iot_thread_stop(x->t, &err);
     x->inner_msg = err ? strdup(iot_error_message(err)) : NULL;
     iot_error_free(err);
+    /* A destroy there fails the same way, and leaves T as it was: still
+     * found by its id (it was unregistered for good before). */
+    err = NULL;
+    x->inner_destroy_ret = iot_thread_destroy(x->t, &err);
+    iot_error_free(err);
+    x->inner_found = iot_thread_find("io1");
     sem_post(&x->t_gate);
 }
 
@@ -2893,6 +2901,9 @@ static void test_stop_nested_second(void)
     T_ASSERT(x.inner_msg && strstr(x.inner_msg, "while this thread is "
                                                 "stopping it"));
     free(x.inner_msg);
+    T_ASSERT_EQ(x.inner_destroy_ret, -EDEADLK);
+    T_ASSERT(x.inner_found == x.t);
+    iot_thread_unref(x.inner_found);
     sem_destroy(&x.t_gate);
     waiter_destroy(&x.done);
     destroy_thread(x.a);
