@@ -1018,8 +1018,8 @@ QmpServer *qmp_server_new(IotCtx *ctx)
  * a socket, which is not ours to remove. */
 /* One probe of the socket at @addr: 0 if a server there greets within
  * QMP_PROBE_MS (a live QMP server speaks first), 1 if nobody listens
- * (ECONNREFUSED, or ENOENT: gone meanwhile), 2 if a connection was taken
- * but nothing was said, else a positive errno. */
+ * (ECONNREFUSED), 3 if the file is gone (ENOENT), 2 if a connection was
+ * taken but nothing was said, else a positive errno. */
 #define QMP_PROBE_MS 100
 #define QMP_PROBES   10 /* silent connections before the path is called taken */
 
@@ -1044,8 +1044,10 @@ static int socket_probe(const struct sockaddr_un *addr)
                     recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1
                 ? 0
                 : 2;
-    } else if (r == ECONNREFUSED || r == ENOENT) {
+    } else if (r == ECONNREFUSED) {
         r = 1;
+    } else if (r == ENOENT) {
+        r = 3;
     }
     close(fd);
     return r;
@@ -1076,6 +1078,11 @@ static int socket_path_free(const char *path, const struct sockaddr_un *addr,
     }
     for (int i = 0; i < QMP_PROBES && r == 2; i++) {
         r = socket_probe(addr);
+    }
+    if (r == 3) {
+        /* Gone meanwhile: nothing to remove.  Not unlinked, for someone
+         * else may have bound the path since (bind() then says so). */
+        return 0;
     }
     if (r == 1) {
         unlink(path); /* stale: nobody listens there */
