@@ -426,6 +426,13 @@ static bool iou_need_wait(IotCtx *ctx)
            atomic_load_explicit(&s->have_changes, memory_order_relaxed);
 }
 
+static bool iou_has_events(IotCtx *ctx)
+{
+    IouState *s = iou(ctx);
+
+    return io_uring_cq_ready(&s->ring) || taskrun_due(s);
+}
+
 void (*iot__io_uring_prepare_hook)(IotCtx *ctx);
 
 static void iou_prepare(IotCtx *ctx)
@@ -446,6 +453,7 @@ const IotFdmonOps iot__fdmon_io_uring_ops = {
     .update = iou_update,
     .wait = iou_wait,
     .need_wait = iou_need_wait,
+    .has_events = iou_has_events,
     .retire = iou_retire,
     .prepare = iou_prepare,
     .userspace_poll = true,

@@ -43,6 +43,11 @@ struct IotFdmonOps {
     /* Home thread, optional.  Hand queued changes to the kernel before
      * GLib's poll (the GSource's prepare). */
     void (*prepare)(IotCtx *ctx);
+    /* Home thread, optional (with userspace_poll).  After need_wait():
+     * true if it stopped busy polling for events (completions to reap),
+     * false if only for the backend's own work (requests to submit,
+     * changes to queue), which is neither a hit nor a miss. */
+    bool (*has_events)(IotCtx *ctx);
     /* True if completions can be seen from user space, so that handlers
      * without io_poll take part in busy polling (need_wait watches them)
      * and idle polled handlers may leave the poll list. */

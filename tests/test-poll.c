@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include <iothread/all.h>
@@ -549,6 +550,135 @@ static void test_nested_aio_poll(void)
     iot_ctx_unref(ctx);
 }
 
+/* ---- the poll_hits and poll_misses statistics ---- */
+
+static bool use_io_uring(void);
+
+static IotCtxStats stats_of(IotCtx *ctx)
+{
+    IotCtxStats st;
+
+    iot_ctx_get_stats(ctx, &st);
+    return st;
+}
+
+/* A busy-poll stretch that finds its handler ready is a hit; one that
+ * runs out while the fd has the event (io_poll saying no) is a miss. */
+static void stats_hit_and_miss(IotFdmonKind k)
+{
+    IotCtx *ctx;
+    IotCtxStats s0, s1, s2;
+    Probe p = { 0 };
+
+    kind = k;
+    ctx = setup(1000000, 0, 0);
+    probe_add(ctx, &p);
+    fire(ctx, &p, 1000); /* a window of 4000 ns */
+    s0 = stats_of(ctx);
+
+    fake_step = 1000;
+    p.ready_at_poll = p.polls + 2;
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(p.ready_calls, 1);
+    s1 = stats_of(ctx);
+    T_ASSERT_EQ(s1.poll_hits, s0.poll_hits + 1);
+    T_ASSERT_EQ(s1.poll_misses, s0.poll_misses);
+
+    T_ASSERT_EQ(iot_event_set(&p.e), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true)); /* polls 4 rounds, then reads */
+    T_ASSERT_EQ(p.reads, 2);
+    s2 = stats_of(ctx);
+    T_ASSERT_EQ(s2.poll_hits, s1.poll_hits);
+    T_ASSERT_EQ(s2.poll_misses, s1.poll_misses + 1);
+
+    probe_remove(ctx, &p);
+    iot__test_clock = NULL;
+    iot_ctx_unref(ctx);
+    kind = IOT_FDMON_POLL;
+}
+
+static void test_stats_hit_and_miss(void)
+{
+    stats_hit_and_miss(IOT_FDMON_POLL);
+    stats_hit_and_miss(IOT_FDMON_EPOLL);
+}
+
+/* io_uring: a stretch ended by the backend's own work (here a handler
+ * added from inside io_poll, a change to submit) found nothing and ran
+ * out of nothing: neither a hit nor a miss.  It was counted a hit. */
+typedef struct Changer {
+    IotEvent e;
+    IotCtx *ctx;
+    int fd;
+    int polls;
+} Changer;
+
+static void changer_read(IotEvent *e)
+{
+    iot_event_test_and_clear(e);
+}
+
+static void changer_ready(IotEvent *e)
+{
+    (void)e;
+}
+
+static bool changer_poll(IotEvent *e)
+{
+    Changer *c = (Changer *)e;
+
+    if (c->polls++ == 0) {
+        T_ASSERT_EQ(iot_fd_set_handler(c->ctx, c->fd, nopoll_read, NULL, NULL,
+                                       NULL, &c->fd),
+                    0);
+    }
+    return false;
+}
+
+static void test_io_uring_stats_chore(void)
+{
+    IotCtxStats s0, s1;
+    Changer c = { .fd = -1 };
+    int pipefd[2];
+
+    if (!use_io_uring()) {
+        return;
+    }
+    c.ctx = setup(1000000, 0, 0);
+    T_ASSERT_EQ(pipe(pipefd), 0);
+    T_ASSERT_EQ(iot_event_init(&c.e, false), 0);
+    T_ASSERT_EQ(iot_ctx_set_event(c.ctx, &c.e, changer_read, changer_poll,
+                                  changer_ready),
+                0);
+    fake_step = 1000;
+    c.polls = -1; /* the first io_poll, before a window, changes nothing */
+    T_ASSERT_EQ(iot_event_set(&c.e), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(c.ctx, false)); /* a window of 4000 ns */
+    T_ASSERT(iot_fd_poll_window(c.ctx, iot_event_fd(&c.e)) > 0);
+    /* Settle the ring (the re-armed poll's task work), so that nothing
+     * but the change ends the stretch. */
+    for (int i = 0; i < 3; i++) {
+        iot_ctx_poll(c.ctx, false);
+    }
+    c.polls = 0;
+    c.fd = pipefd[0];
+    s0 = stats_of(c.ctx);
+    iot_ctx_poll(c.ctx, true); /* the change ends the stretch */
+    T_ASSERT(c.polls >= 1);
+    s1 = stats_of(c.ctx);
+    T_ASSERT_EQ(s1.poll_hits, s0.poll_hits);
+    T_ASSERT_EQ(s1.poll_misses, s0.poll_misses);
+
+    T_ASSERT_EQ(
+        iot_fd_set_handler(c.ctx, pipefd[0], NULL, NULL, NULL, NULL, NULL), 0);
+    T_ASSERT_EQ(iot_ctx_set_event(c.ctx, &c.e, NULL, NULL, NULL), 0);
+    iot_event_cleanup(&c.e);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    iot__test_clock = NULL;
+    iot_ctx_unref(c.ctx);
+}
+
 /* ---- io_uring: completions are visible from user space ---- */
 
 static bool use_io_uring(void)
@@ -931,5 +1061,7 @@ int main(int argc, char **argv)
     t_add("/poll/block-ns/from-kick", test_block_ns_from_kick);
     t_add("/poll/block-ns/kick-recorded", test_kick_time_recorded);
     t_add("/poll/io_uring/aio-max-batch", test_io_uring_max_batch);
+    t_add("/poll/stats/hit-and-miss", test_stats_hit_and_miss);
+    t_add("/poll/io_uring/stats-chore", test_io_uring_stats_chore);
     return t_run(argc, argv);
 }

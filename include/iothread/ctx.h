@@ -129,7 +129,9 @@ typedef struct IotCtxStats {
     uint64_t busy_ns;       /* since the first poll, minus idle_ns */
     uint64_t idle_ns;       /* blocked in the fd wait, or in GLib's poll */
     uint64_t poll_hits;     /* busy-poll stretches that found work */
-    uint64_t poll_misses;   /* busy-poll stretches that ended empty */
+    uint64_t poll_misses;   /* busy-poll stretches that ended empty (one
+                               that io_uring ends for its own submissions
+                               is neither) */
     uint64_t poll_ns;       /* time spent busy polling */
     int64_t poll_window_ns; /* largest handler window at the last poll */
     uint64_t notify_sent;   /* eventfd writes to wake the loop */
