@@ -839,6 +839,92 @@ static void test_iothread_gmain_context(void)
     T_ASSERT_EQ(iot_thread_destroy(t, NULL), 0);
 }
 
+/* An IOThread that GLib drives, under load: fd events while its
+ * properties change, a regular file (epoll cannot watch it: the context
+ * falls back to poll, and comes back once it is gone), then a burst of
+ * one-shot BHs and the destroy right behind them.  No event is lost, and
+ * every BH scheduled before the destroy runs (review's stress, made a
+ * test: only the case above drove an IOThread through GLib). */
+static int gl_pipe[2];
+static atomic_int gl_reads, gl_bhs;
+
+static void gl_read(void *opaque)
+{
+    char buf[64];
+
+    (void)opaque;
+    if (read(gl_pipe[0], buf, sizeof(buf)) > 0) {
+        atomic_fetch_add(&gl_reads, 1);
+    }
+}
+
+static void gl_nothing(void *opaque)
+{
+    (void)opaque;
+}
+
+static void gl_bh(void *opaque)
+{
+    (void)opaque;
+    atomic_fetch_add(&gl_bhs, 1);
+}
+
+/* One byte through the pipe, and its read on the IOThread.  A lost event
+ * hangs here, and the case times out. */
+static void gl_event(int n)
+{
+    T_ASSERT_EQ(write(gl_pipe[1], "x", 1), 1);
+    while (atomic_load(&gl_reads) < n) {
+        sched_yield();
+    }
+}
+
+static void test_iothread_gmain_context_under_load(void)
+{
+    IotThread *t = iot_thread_new("io-glib", NULL, NULL);
+    IotCtx *c;
+    char path[] = "/tmp/iothread-glib-XXXXXX";
+    int n = 0, file;
+
+    T_ASSERT(t);
+    c = iot_thread_ctx(t);
+    T_ASSERT_EQ(pipe(gl_pipe), 0);
+    T_ASSERT(iot_thread_get_gmain_context(t) != NULL);
+    T_ASSERT_EQ(
+        iot_fd_set_handler(c, gl_pipe[0], gl_read, NULL, NULL, NULL, NULL), 0);
+    for (int i = 0; i < 100; i++) {
+        if (i % 10 == 0) {
+            T_ASSERT_EQ(iot_thread_set_int(t, "poll-max-ns",
+                                           (i % 20) ? 0 : 50000, NULL),
+                        0);
+            T_ASSERT_EQ(iot_thread_set_int(t, "aio-max-batch", i % 3, NULL), 0);
+        }
+        gl_event(++n);
+    }
+    file = mkstemp(path);
+    T_ASSERT(file >= 0);
+    unlink(path);
+    T_ASSERT_EQ(iot_fd_set_handler(c, file, gl_nothing, NULL, NULL, NULL, NULL),
+                0);
+    for (int i = 0; i < 20; i++) {
+        gl_event(++n);
+    }
+    T_ASSERT_EQ(iot_fd_set_handler(c, file, NULL, NULL, NULL, NULL, NULL), 0);
+    close(file);
+    for (int i = 0; i < 20; i++) {
+        gl_event(++n);
+    }
+    for (int i = 0; i < 3000; i++) {
+        T_ASSERT_EQ(iot_bh_schedule_oneshot(c, gl_bh, NULL), 0);
+    }
+    T_ASSERT_EQ(iot_fd_set_handler(c, gl_pipe[0], NULL, NULL, NULL, NULL, NULL),
+                0);
+    T_ASSERT_EQ(iot_thread_destroy(t, NULL), 0);
+    T_ASSERT_EQ(atomic_load(&gl_bhs), 3000);
+    close(gl_pipe[0]);
+    close(gl_pipe[1]);
+}
+
 /* An idle BH still in a queue when GLib checks (a pass takes at most
  * IOT_POSTQ_TAKE slots of a queue, so it can stay behind after the
  * notification was accepted) runs within its period: check counts idle
@@ -1088,5 +1174,7 @@ int main(int argc, char **argv)
     t_add("/aio-gsource/poll-mode/left-under-glib",
           test_poll_mode_left_under_glib);
     t_add("/glib/iothread-gmain-context", test_iothread_gmain_context);
+    t_add("/glib/iothread-gmain-context/under-load",
+          test_iothread_gmain_context_under_load);
     return t_run(argc, argv);
 }
