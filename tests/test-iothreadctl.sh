@@ -240,6 +240,19 @@ if [ -z "$bad_rows" ]; then
 else
   fail "stats: the columns line up with the header" "$out"
 fi
+# An ID longer than the ID column: the columns after it stay in line.
+long_id=io-with-an-id-longer-than-the-column
+t "add a long ID" 0 "" "" add $long_id
+ctl stats
+bad_rows=$(printf '%s\n' "$out" | awk 'NR == 1 { at = index($0, "%") }
+  NR > 1 && index($0, "%") != at { print }')
+check "stats: a long ID keeps the columns in line" [ "$rc" -eq 0 -a -z "$bad_rows" ]
+ctl list
+# Where the TID column ends, in the header and in every row.
+check "list: a long ID keeps the columns in line" [ "$rc" -eq 0 -a \
+  "$(printf '%s\n' "$out" | awk '{ match($0, /^[^ ]+ +[^ ]+/); print RLENGTH }' |
+    sort -u | wc -l)" -eq 1 ]
+t "del the long ID" 0 "" "" del $long_id
 t "stats ID" 0 "^io1 " "" stats io1
 check "stats ID: that row only" [ "$(printf '%s\n' "$out" | wc -l)" -eq 2 ]
 t "--json stats" 0 - "" --json stats

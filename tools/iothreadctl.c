@@ -291,6 +291,22 @@ static const char *member_str(json_object *o, const char *name)
                                                   : "";
 }
 
+/* The width of the ID column: @min, or the longest ID in @list, so that
+ * the columns after it stay in line. */
+static int id_width(json_object *list, int min)
+{
+    int w = min;
+
+    for (size_t i = 0; i < json_object_array_length(list); i++) {
+        size_t n = strlen(member_str(json_object_array_get_idx(list, i), "id"));
+
+        if (n > (size_t)w) {
+            w = n > 1000 ? 1000 : (int)n;
+        }
+    }
+    return w;
+}
+
 static void cmd_list(Conn *c)
 {
     json_object *list = conn_call(c, "query-iothreads", NULL);
@@ -298,13 +314,15 @@ static void cmd_list(Conn *c)
     if (json_out) {
         print_json(list);
     } else {
-        printf("%-16s %8s %12s %9s %11s %13s\n", "ID", "TID", "POLL-MAX-NS",
+        int w = id_width(list, 16);
+
+        printf("%-*s %8s %12s %9s %11s %13s\n", w, "ID", "TID", "POLL-MAX-NS",
                "POLL-GROW", "POLL-SHRINK", "AIO-MAX-BATCH");
         for (size_t i = 0; i < json_object_array_length(list); i++) {
             json_object *t = json_object_array_get_idx(list, i);
-            printf("%-16s %8" PRId64 " %12" PRId64 " %9" PRId64 " %11" PRId64
+            printf("%-*s %8" PRId64 " %12" PRId64 " %9" PRId64 " %11" PRId64
                    " %13" PRId64 "\n",
-                   member_str(t, "id"), member_int(t, "thread-id"),
+                   w, member_str(t, "id"), member_int(t, "thread-id"),
                    member_int(t, "poll-max-ns"), member_int(t, "poll-grow"),
                    member_int(t, "poll-shrink"),
                    member_int(t, "aio-max-batch"));
@@ -429,8 +447,10 @@ static void print_rate(double v, bool have)
  * ID: another thread, counters from 0) has no rates yet: "-". */
 static void stats_table(json_object *list, json_object *prev, double dt)
 {
-    printf("%-12s %7s %-8s %6s %10s %10s %10s %8s %8s %9s %9s %9s %5s\n", "ID",
-           "TID", "FDMON", "BUSY%", prev ? "ITER/s" : "ITER",
+    int w = id_width(list, 12);
+
+    printf("%-*s %7s %-8s %6s %10s %10s %10s %8s %8s %9s %9s %9s %5s\n", w,
+           "ID", "TID", "FDMON", "BUSY%", prev ? "ITER/s" : "ITER",
            prev ? "BH/s" : "BH", prev ? "FD/s" : "FD", "HITS", "MISSES",
            "WINDOW", "NOTIFY", "ELIDED", "POOL");
     for (size_t i = 0; i < json_object_array_length(list); i++) {
@@ -454,7 +474,7 @@ static void stats_table(json_object *list, json_object *prev, double dt)
             fd = (fd - (double)member_int(p, "fd-events")) / dt;
             rates = true;
         }
-        printf("%-12s %7" PRId64 " %-8s %5.1f%%", member_str(t, "id"),
+        printf("%-*s %7" PRId64 " %-8s %5.1f%%", w, member_str(t, "id"),
                member_int(t, "thread-id"), member_str(t, "backend"),
                busy + idle > 0 ? 100.0 * busy / (busy + idle) : 0.0);
         print_rate(iter, rates);
