@@ -296,12 +296,12 @@ const char *iot_ctx_fdmon_name(IotCtx *ctx)
 /*
  * A seqlock (Boehm's C11 form) around each change of the wait state, and
  * around the end (iot__stats_end()): the odd count, a barrier, the
- * fields, the even count with release; iot__stats_idle() pairs with it.  The clock is read inside, after a
- * full barrier (the odd count is visible before the reading), and the
- * reader reads it inside too: a reader that overlaps the update retries,
- * one that does not read the clock wholly before or wholly after it.
- * So idle_ns and busy_ns never go back, and a wait is never counted twice
- * or missed.  Two full barriers per blocking wait, which costs a system
+ * fields, the even count with release; iot__stats_idle() pairs with it.  The
+ * clock is read inside, after a full barrier (the odd count is visible before
+ * the reading), and the reader reads it inside too: a reader that overlaps the
+ * update retries, one that does not read the clock wholly before or wholly
+ * after it. So idle_ns and busy_ns never go back, and a wait is never counted
+ * twice or missed.  Two full barriers per blocking wait, which costs a system
  * call anyway.
  */
 enum { STATS_WAIT_BEGIN, STATS_WAIT_END, STATS_END };
