@@ -152,6 +152,31 @@ char *qmp_json_dump(json_object *obj)
 
 /* ---- output ---- */
 
+/* Appends @n bytes of @s to the buffer (*buf, *len, *cap), whose
+ * capacity starts at @first and doubles, so that growing by small pieces
+ * costs linear time.  False if out of memory (nothing appended). */
+static bool buf_append(char **buf, size_t *len, size_t *cap, size_t first,
+                       const char *s, size_t n)
+{
+    if (*len + n > *cap) {
+        size_t want = *cap ? *cap : first;
+        char *grown;
+
+        while (want < *len + n) {
+            want *= 2;
+        }
+        grown = realloc(*buf, want);
+        if (!grown) {
+            return false;
+        }
+        *buf = grown;
+        *cap = want;
+    }
+    memcpy(*buf + *len, s, n);
+    *len += n;
+    return true;
+}
+
 static void client_write_raw(QmpClient *c, const char *s, size_t len)
 {
     if (c->dead) {
@@ -162,22 +187,9 @@ static void client_write_raw(QmpClient *c, const char *s, size_t len)
         c->dead = true;
         return;
     }
-    if (c->out_len + len > c->out_cap) {
-        size_t cap = c->out_cap ? c->out_cap : 4096;
-        char *out;
-        while (cap < c->out_len + len) {
-            cap *= 2;
-        }
-        out = realloc(c->out, cap);
-        if (!out) {
-            c->dead = true;
-            return;
-        }
-        c->out = out;
-        c->out_cap = cap;
+    if (!buf_append(&c->out, &c->out_len, &c->out_cap, 4096, s, len)) {
+        c->dead = true;
     }
-    memcpy(c->out + c->out_len, s, len);
-    c->out_len += len;
 }
 
 /* Queues @obj as one line and drops it. */
@@ -633,27 +645,10 @@ static size_t number_tail(const char *buf, size_t len)
 
 static void client_input(QmpClient *c, const char *buf, size_t len);
 
-/* Appends @len bytes to the held run (capacity doubles: a run that grows
- * by small reads costs linear time).  False: out of memory. */
+/* Appends @len bytes to the held run.  False: out of memory. */
 static bool num_append(QmpClient *c, const char *buf, size_t len)
 {
-    if (c->num_len + len > c->num_cap) {
-        size_t cap = c->num_cap ? c->num_cap : 64;
-        char *num;
-
-        while (cap < c->num_len + len) {
-            cap *= 2;
-        }
-        num = realloc(c->num, cap);
-        if (!num) {
-            return false;
-        }
-        c->num = num;
-        c->num_cap = cap;
-    }
-    memcpy(c->num + c->num_len, buf, len);
-    c->num_len += len;
-    return true;
+    return buf_append(&c->num, &c->num_len, &c->num_cap, 64, buf, len);
 }
 
 static bool all_num_chars(const char *buf, size_t len)
