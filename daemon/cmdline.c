@@ -481,6 +481,23 @@ int cfg_parse(int argc, char **argv, DaemonConfig *cfg, char **msg)
     return 0;
 }
 
+void cfg_warn(const DaemonConfig *cfg, FILE *f)
+{
+    for (size_t i = 0; i < cfg->nchardevs; i++) {
+        if (!cfg->chardevs[i].monitored) {
+            fprintf(f,
+                    "iothreadd: warning: --chardev id=%s: no --monitor uses "
+                    "it, so no socket is made at %s\n",
+                    cfg->chardevs[i].id, cfg->chardevs[i].path);
+        }
+    }
+    if (cfg->nqmp == 0) {
+        fprintf(f, "iothreadd: warning: no QMP socket (--qmp PATH, or "
+                   "--chardev with --monitor): only SIGINT or SIGTERM stops "
+                   "this daemon\n");
+    }
+}
+
 int cfg_default(DaemonConfig *cfg, char **msg)
 {
     const char *dir = getenv("XDG_RUNTIME_DIR");

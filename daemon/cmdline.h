@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <iothread/iothread.h>
 
@@ -43,6 +44,10 @@ typedef struct DaemonConfig {
  * (free()) that names the option. */
 int cfg_parse(int argc, char **argv, DaemonConfig *cfg, char **msg);
 void cfg_free(DaemonConfig *cfg);
+/* Writes a "iothreadd: warning: " line to @f for each thing in @cfg that
+ * parses but is likely a mistake: a --chardev no --monitor uses, and no
+ * QMP socket at all. */
+void cfg_warn(const DaemonConfig *cfg, FILE *f);
 
 /* The embedded default: IOThreads io0 (defaults) and io1 (poll-max-ns=0),
  * QMP on $XDG_RUNTIME_DIR/iothreadd.sock or ./iothreadd.sock. */

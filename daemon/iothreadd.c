@@ -305,6 +305,7 @@ int main(int argc, char **argv)
         cfg_free(&d.cfg);
         return 0;
     }
+    cfg_warn(&d.cfg, stderr);
     if (d.cfg.daemonize && daemonize_fork(&d) < 0) {
         cfg_free(&d.cfg);
         return 1;
@@ -315,6 +316,10 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < d.cfg.nqmp; i++) {
         printf("iothreadd: QMP on %s\n", d.cfg.qmp_paths[i]);
+    }
+    if (d.cfg.nqmp == 0) {
+        printf("iothreadd: running without QMP; SIGINT or SIGTERM to "
+               "stop\n");
     }
     if (d.cfg.defaults) {
         printf("iothreadd: IOThreads io0 (poll-max-ns=32768) and io1 "

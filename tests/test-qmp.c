@@ -3250,6 +3250,80 @@ CASE(chardev_monitor)
     T_ASSERT(!file_exists(q));
 }
 
+/* Waits for the daemon to exit 0 and returns its stderr. */
+static const char *daemon_exit_ok_at(int line, Daemon *d)
+{
+    int st;
+
+    read_out_all(line, d);
+    close(d->out);
+    d->out = -1;
+    while (waitpid(d->pid, &st, 0) < 0) {
+        T_ASSERT(errno == EINTR);
+    }
+    d->status = st;
+    free(d->outbuf);
+    d->outbuf = NULL;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        t_fail(__FILE__, line, "the daemon ended with status %d; stderr: %s",
+               st, err_text(d));
+    }
+    return err_text(d);
+}
+
+/* A --chardev that no --monitor uses makes no socket, and says so; the
+ * daemon serves on its other socket. */
+CASE(chardev_unused)
+{
+    const char *c = fmt("%s/c.sock", rundir), *q = fmt("%s/q.sock", rundir);
+    const char *args[] = {
+        "--chardev", fmt("socket,id=c1,path=%s,server=on,wait=off", c),
+        "--qmp",     q,
+        "--object",  "iothread,id=io0",
+        NULL,
+    };
+    Daemon d = { 0 };
+    Qc *b;
+    const char *err;
+
+    spawn_at(__LINE__, &d, args, NULL, false);
+    wait_ready_at(__LINE__, &d, q);
+    T_ASSERT(!file_exists(c));
+    T_ASSERT(!strstr(out_text(&d), c));
+    b = qc_open(q);
+    T_ASSERT(find_id(OK(b, "{'execute': 'query-iothreads'}"), "io0"));
+    T_JSON(OK(b, "{'execute': 'quit'}"), "{}");
+    qc_event(b, "SHUTDOWN");
+    qc_expect_eof(b);
+    qc_close(b);
+    err = daemon_exit_ok_at(__LINE__, &d);
+    T_ASSERT_STR(err, fmt("iothreadd: warning: --chardev id=c1: no --monitor "
+                          "uses it, so no socket is made at %s\n",
+                          c));
+    T_ASSERT(!file_exists(q));
+}
+
+/* No QMP at all: a warning on stderr, a line on stdout when running, and
+ * a signal stops it cleanly. */
+CASE(no_qmp)
+{
+    const char *args[] = { "--object", "iothread,id=io0", NULL };
+    Daemon d = { 0 };
+
+    spawn_at(__LINE__, &d, args, NULL, false);
+    while (!strstr(out_text(&d), "iothreadd: running without QMP")) {
+        if (out_fill(__LINE__, &d) == 0) {
+            t_fail(__FILE__, __LINE__, "the daemon ended; stderr: %s",
+                   err_text(&d));
+        }
+    }
+    T_ASSERT(kill(d.pid, SIGTERM) == 0);
+    T_ASSERT_STR(daemon_exit_ok_at(__LINE__, &d),
+                 "iothreadd: warning: no QMP socket (--qmp PATH, or --chardev "
+                 "with --monitor): only SIGINT or SIGTERM stops this "
+                 "daemon\n");
+}
+
 CASE(pidfile)
 {
     const char *pidfile = fmt("%s/d.pid", rundir);
@@ -3592,6 +3666,8 @@ int main(int argc, char **argv)
     t_add("/qmp/cmdline/defaults-xdg", defaults_xdg);
     t_add("/qmp/cmdline/defaults-cwd", defaults_cwd);
     t_add("/qmp/cmdline/chardev-monitor", chardev_monitor);
+    t_add("/qmp/cmdline/chardev-unused", chardev_unused);
+    t_add("/qmp/cmdline/no-qmp", no_qmp);
     t_add("/qmp/cmdline/pidfile", pidfile);
     t_add("/qmp/cmdline/socket-in-use", socket_in_use);
     t_add("/qmp/cmdline/stale-socket", stale_socket);
