@@ -4,7 +4,7 @@
 #   scripts/install-deps.sh [extra packages...]
 set -eu
 pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
-      liburing-dev libjson-c-dev libglib2.0-dev spin socat "$@")
+      liburing-dev libjson-c-dev libglib2.0-dev spin socat strace "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
