@@ -365,7 +365,14 @@ static int64_t now_ns(void)
 static int iou_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout)
 {
     IouState *s = iou(ctx);
-    int64_t deadline = timeout > 0 ? now_ns() + timeout : 0;
+    int64_t deadline;
+
+    /* A timer at INT64_MAX gives INT64_MAX - now: capped as epoll and
+     * ppoll cap it (68 years), so that the deadline cannot overflow. */
+    if (timeout > (int64_t)INT32_MAX * IOT_NS_PER_S) {
+        timeout = (int64_t)INT32_MAX * IOT_NS_PER_S;
+    }
+    deadline = timeout > 0 ? now_ns() + timeout : 0;
 
     for (;;) {
         struct io_uring_cqe *cqe;

@@ -72,6 +72,25 @@ int64_t t_now_ns(void)
     return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+bool t_thread_sleeping(int tid)
+{
+    char path[64], buf[512];
+    FILE *f;
+    size_t n;
+    char *p;
+
+    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+    f = fopen(path, "r");
+    if (!f) {
+        return false;
+    }
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    p = strrchr(buf, ')');
+    return p && p[1] == ' ' && p[2] == 'S';
+}
+
 static int64_t now_ms(void)
 {
     struct timespec ts;

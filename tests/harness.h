@@ -37,6 +37,9 @@ long t_scale(long quick, long slow_divisor);
 /* CLOCK_MONOTONIC in ns. */
 int64_t t_now_ns(void);
 
+/* Is thread @tid of this process asleep ('S') in the kernel? */
+bool t_thread_sleeping(int tid);
+
 void t_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 3, 4)));
 

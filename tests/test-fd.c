@@ -299,6 +299,67 @@ static void test_event_add_remove(void)
 }
 BACKEND_CASE(test_event_add_remove)
 
+typedef struct FarData {
+    int tid; /* the home thread's */
+    int wfd; /* the pipe's write end */
+} FarData;
+
+/* Writes the byte once the home thread sleeps in its fd wait. */
+static void *far_writer(void *opaque)
+{
+    FarData *fd = opaque;
+
+    while (!(atomic_load(&ctx->notify_me) && t_thread_sleeping(fd->tid))) {
+        sched_yield();
+    }
+    T_ASSERT_EQ(write(fd->wfd, "x", 1), 1);
+    return NULL;
+}
+
+static void far_read_cb(void *opaque)
+{
+    int *n = opaque;
+    char c;
+
+    T_ASSERT_EQ(read(n[0], &c, 1), 1);
+    n[1]++;
+}
+
+/* A timer at INT64_MAX (the farthest deadline there is) makes a blocking
+ * wait's timeout INT64_MAX - now: a backend that adds it to the clock
+ * again overflows (UBSan says so).  The fd, written while the loop
+ * sleeps, ends the wait. */
+static void test_fd_far_timer(void)
+{
+    IotTimer *t = iot_timer_new(ctx, IOT_CLOCK_MONOTONIC, nop_cb, NULL);
+    int p[2], r[2];
+    FarData fd = { .tid = (int)syscall(SYS_gettid) };
+    pthread_t th;
+
+    T_ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+    r[0] = p[0];
+    r[1] = 0;
+    fd.wfd = p[1];
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p[0], far_read_cb, NULL, NULL, NULL, r),
+                0);
+    iot_timer_mod(t, INT64_MAX);
+    while (iot_ctx_poll(ctx, false)) {
+    }
+    T_ASSERT_EQ(pthread_create(&th, NULL, far_writer, &fd), 0);
+    while (!r[1]) {
+        iot_ctx_poll(ctx, true);
+    }
+    T_ASSERT_EQ(pthread_join(th, NULL), 0);
+    T_ASSERT(iot_timer_pending(t));
+    iot_timer_free(t);
+    iot_fd_set_handler(ctx, p[0], NULL, NULL, NULL, NULL, NULL);
+    close(p[0]);
+    close(p[1]);
+    while (iot_ctx_poll(ctx, false)) {
+    }
+}
+BACKEND_CASE(test_fd_far_timer)
+
 static void test_event_wait(void)
 {
     EvData d = { .n = 0, .active = 1 };
@@ -2556,6 +2617,7 @@ static void test_fd_poll_array_enomem(void)
 int main(int argc, char **argv)
 {
     ADD_BOTH("/aio/event/add-remove", test_event_add_remove);
+    ADD_BOTH("/aio/fd/far-timer", test_fd_far_timer);
     ADD_BOTH("/aio/event/wait", test_event_wait);
     ADD_BOTH("/aio/event/wait/no-flush-cb", test_event_wait_no_flush_cb);
     ADD_BOTH("/aio/event/flush", test_event_flush);

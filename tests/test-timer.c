@@ -657,34 +657,14 @@ typedef struct CrossData {
     ClockTimer ct;
 } CrossData;
 
-/* Is thread @tid of this process asleep ('S') in the kernel? */
-static bool thread_sleeping(pid_t tid)
-{
-    char path[64], buf[512];
-    FILE *f;
-    size_t n;
-    char *p;
-
-    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
-    f = fopen(path, "r");
-    if (!f) {
-        return false;
-    }
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    p = strrchr(buf, ')');
-    return p && p[1] == ' ' && p[2] == 'S';
-}
-
 static void *cross_thread(void *opaque)
 {
     CrossData *cd = opaque;
 
     /* Wait until the home thread has announced that it may block
      * (notify_me) and is asleep in the kernel: it is in its fd wait. */
-    while (
-        !(atomic_load(&cd->ctx->notify_me) && thread_sleeping(cd->home_tid))) {
+    while (!(atomic_load(&cd->ctx->notify_me) &&
+             t_thread_sleeping(cd->home_tid))) {
         sched_yield();
     }
     cd->ct.deadline = iot_clock_ns(MONO) + 20 * MS;
