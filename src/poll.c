@@ -379,8 +379,13 @@ static bool try_poll_mode(IotCtx *ctx, IotReadyList *ready, int64_t *timeout)
     }
     IOT_STAT_SET(ctx, poll_window_ns, max_ns);
     if (iot__postq_paced(ctx)) {
-        /* A stream: poll at least until the queues' next look. */
-        int64_t wait = ctx->postq_look_ns - iot__now_ns() + max_ns;
+        /* A stream: poll at least until the queues' next look.  The
+         * window may be anything up to INT64_MAX (poll-max-ns): saturate. */
+        int64_t wait, left = ctx->postq_look_ns - iot__now_ns();
+
+        if (__builtin_add_overflow(left, max_ns, &wait)) {
+            wait = INT64_MAX; /* both positive: a negative sum cannot */
+        }
 
         if (wait > max_ns) {
             max_ns = wait;

@@ -366,6 +366,36 @@ static void test_stream_paced(void)
     ctx_teardown(ctx);
 }
 
+/* A window as large as the properties allow (poll-max-ns and poll-grow at
+ * INT64_MAX clamp a grown window to INT64_MAX): the poll until the next
+ * look saturates instead of overflowing (UBSan says so). */
+static void test_stream_paced_huge_window(void)
+{
+    IotCtx *ctx = ctx_setup();
+
+    if (!iot__postq_relaxed_available()) {
+        ctx_teardown(ctx);
+        return;
+    }
+    iot__postq_relaxed_allowed = 1;
+    T_ASSERT_EQ(iot_ctx_set_poll_params(ctx, INT64_MAX, INT64_MAX, 0), 0);
+    notifier_polled(ctx);
+    ctx->notifier_h->poll_ns = INT64_MAX;
+    iot__test_clock = pace_clock;
+    pace_ran = 0;
+
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, pace_cb, NULL), 0);
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, pace_cb, NULL), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_TRUE(atomic_load(&ctx->post_relaxed));
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, pace_cb, NULL), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(pace_ran, 3);
+
+    iot__test_clock = NULL;
+    ctx_teardown(ctx);
+}
+
 /* A stream's second pass on @ctx, where nothing can be paced: the post
  * runs at once (not after a poll window or a pace) and posting stays
  * relaxed (no way round through the barrier of iot__postq_relaxed_end()). */
@@ -875,6 +905,7 @@ int main(int argc, char **argv)
     t_add("/postq/stream/relaxed", test_stream_relaxed);
     t_add("/postq/stream/membarrier-off", test_stream_membarrier_off);
     t_add("/postq/stream/paced", test_stream_paced);
+    t_add("/postq/stream/paced/huge-window", test_stream_paced_huge_window);
     t_add("/postq/stream/paced/poll-disabled", test_stream_paced_poll_disabled);
     t_add("/postq/stream/paced/notifier-not-polled",
           test_stream_paced_notifier_not_polled);
