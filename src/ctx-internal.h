@@ -133,6 +133,9 @@ struct IotCtx {
     IotEvent notifier;         /* [const] */
     IotHandler *notifier_h;    /* [const] its handler, never replaced */
     atomic_ulong notify_kicks; /* [any] eventfd writes done */
+    /* [any] flips of `notified` that found the loop awake (no write);
+     * on this line, which the flipping producer has just taken. */
+    atomic_ulong notify_elided;
     /* [any] when the last eventfd write was decided (iot__now_ns()): the
      * work's arrival, for block_ns (see iot__poll_block_ns()). */
     _Atomic int64_t kick_ns;
@@ -240,7 +243,7 @@ struct IotCtx {
     /* ---- statistics: [home] writes with IOT_STAT_ADD, [any] reads ---- */
     struct {
         _Atomic uint64_t iterations, idle_ns, poll_hits, poll_misses, poll_ns,
-            accepted, bh_runs, fd_events, timer_fires;
+            bh_runs, fd_events, timer_fires;
         _Atomic int64_t poll_window_ns;
         _Atomic int64_t epoch_ns;      /* first poll; 0 before */
         _Atomic int64_t wait_start_ns; /* blocked since; 0 when not */

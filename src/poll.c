@@ -521,7 +521,6 @@ void iot__ctx_notify_accept(IotCtx *ctx)
         /* The work's reads that follow may be plain or relaxed: QEMU's
          * smp_mb() after its accept. */
         iot__smp_mb_after_rmw();
-        IOT_STAT_ADD(ctx, accepted, 1);
     }
 }
 

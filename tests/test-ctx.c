@@ -247,10 +247,86 @@ static void test_notify_elided_when_awake(void)
 {
     IotCtx *ctx = new_current();
     unsigned long kicks = atomic_load(&ctx->notify_kicks);
+    IotCtxStats before, after;
 
+    iot_ctx_get_stats(ctx, &before);
     T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, bh_notify_many, ctx), 0);
     T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
     T_ASSERT_EQ(atomic_load(&ctx->notify_kicks), kicks);
+    /* Two flips of `notified`, both while the loop was awake: the
+     * schedule's, and one in the callback (the other 99 found it set).
+     * Each is counted when it is made, before the loop accepts it. */
+    iot_ctx_get_stats(ctx, &after);
+    T_ASSERT_EQ(after.notify_sent, before.notify_sent);
+    T_ASSERT_EQ(after.notify_elided, before.notify_elided + 2);
+    iot_ctx_unref(ctx);
+}
+
+/* ---- the counters never go back ---- */
+
+static atomic_bool mono_stop;
+
+static void *mono_loop(void *opaque)
+{
+    IotCtx *ctx = opaque;
+
+    T_ASSERT_EQ(iot_ctx_set_current(ctx), 0);
+    while (!atomic_load(&mono_stop)) {
+        iot_ctx_poll(ctx, true);
+    }
+    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+    return NULL;
+}
+
+static void *mono_notifier(void *opaque)
+{
+    while (!atomic_load(&mono_stop)) {
+        iot_ctx_notify(opaque);
+    }
+    return NULL;
+}
+
+/* A loop that sleeps and wakes, a thread that notifies without a break,
+ * and a reader: no counter may ever read lower than before.  (The elided
+ * count, derived as accepts minus writes, went 1 -> 0 within some 30k
+ * reads.) */
+static void test_stats_monotonic(void)
+{
+    IotCtx *ctx = iot_ctx_new(NULL);
+    pthread_t loop, notifier;
+    IotCtxStats prev = { 0 }, s;
+    long reads = t_scale(3000000, 10);
+
+    T_ASSERT(ctx);
+    atomic_store(&mono_stop, false);
+    T_ASSERT_EQ(pthread_create(&loop, NULL, mono_loop, ctx), 0);
+    T_ASSERT_EQ(pthread_create(&notifier, NULL, mono_notifier, ctx), 0);
+    for (long i = 0; i < reads; i++) {
+        iot_ctx_get_stats(ctx, &s);
+#define MONO(f)                                                                \
+    if (s.f < prev.f) {                                                        \
+        t_fail(__FILE__, __LINE__, "%s went back: %llu -> %llu at read %ld",   \
+               #f, (unsigned long long)prev.f, (unsigned long long)s.f, i);    \
+    }
+        MONO(iterations)
+        MONO(busy_ns)
+        MONO(idle_ns)
+        MONO(poll_hits)
+        MONO(poll_misses)
+        MONO(poll_ns)
+        MONO(notify_sent)
+        MONO(notify_elided)
+        MONO(bh_runs)
+        MONO(fd_events)
+        MONO(timer_fires)
+#undef MONO
+        prev = s;
+    }
+    atomic_store(&mono_stop, true);
+    T_ASSERT_EQ(pthread_join(notifier, NULL), 0);
+    iot_ctx_notify(ctx);
+    T_ASSERT_EQ(pthread_join(loop, NULL), 0);
+    T_ASSERT(prev.notify_sent + prev.notify_elided > 0);
     iot_ctx_unref(ctx);
 }
 
@@ -636,6 +712,7 @@ int main(int argc, char **argv)
     t_add("/ctx/notify/not-progress", test_notify_not_progress);
     t_add("/ctx/notify/wakes-blocked-poll", test_notify_wakes);
     t_add("/ctx/notify/elided-while-awake", test_notify_elided_when_awake);
+    t_add("/ctx/stats/monotonic", test_stats_monotonic);
     t_add("/ctx/notify/drain-only-after-kick",
           test_notify_drain_only_after_kick);
     t_add("/ctx/notify/sleeps-in-read", test_notify_sleeps_in_read);

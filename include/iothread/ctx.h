@@ -135,9 +135,7 @@ typedef struct IotCtxStats {
     uint64_t poll_ns;       /* time spent busy polling */
     int64_t poll_window_ns; /* largest handler window at the last poll */
     uint64_t notify_sent;   /* eventfd writes to wake the loop */
-    /* Notifications accepted that came without a write (the loop was
-     * awake); a kick counted after its write may show here for a moment
-     * as one, and then not. */
+    /* Notifications that needed no write (the loop was awake) */
     uint64_t notify_elided;
     uint64_t bh_runs;     /* BH callbacks run */
     uint64_t fd_events;   /* fd and poll-ready callbacks run */
