@@ -274,6 +274,12 @@ struct IotCtx {
  * (end_ns once set). */
 void iot__stats_wait_begin(IotCtx *ctx);
 void iot__stats_wait_end(IotCtx *ctx);
+/* Home thread, outside GLib's poll.  GLib's poll that our prepare began
+ * is over: clears prepare's bit of notify_me (release: producers may skip
+ * the kick from now on) and ends its idle wait.  Called by check, and by
+ * the next iteration, for GLib skips check for a source destroyed while
+ * it polled. */
+void iot__ctx_gsource_poll_end(IotCtx *ctx);
 void iot__stats_end(IotCtx *ctx);
 uint64_t iot__stats_idle(IotCtx *ctx, int64_t *now);
 

@@ -321,6 +321,12 @@ static void stats_wait_set(IotCtx *ctx, int what)
     now = iot__stats_now_ns();
     switch (what) {
     case STATS_WAIT_BEGIN:
+        if (STAT(wait_start_ns)) {
+            /* A GLib prepare whose check never came (its source was
+             * destroyed while GLib polled): that wait counts up to now,
+             * or restarting its clock would take idle_ns back. */
+            IOT_STAT_ADD(ctx, idle_ns, (uint64_t)(now - STAT(wait_start_ns)));
+        }
         IOT_STAT_SET(ctx, wait_start_ns, now);
         break;
     case STATS_WAIT_END:
@@ -342,6 +348,17 @@ void iot__stats_wait_begin(IotCtx *ctx)
 void iot__stats_wait_end(IotCtx *ctx)
 {
     stats_wait_set(ctx, STATS_WAIT_END);
+}
+
+void iot__ctx_gsource_poll_end(IotCtx *ctx)
+{
+    unsigned me = atomic_load_explicit(&ctx->notify_me, memory_order_relaxed);
+
+    /* Release: GLib's poll is over before producers may skip the kick. */
+    atomic_store_explicit(&ctx->notify_me, me & ~1u, memory_order_release);
+    if (STAT(wait_start_ns)) {
+        iot__stats_wait_end(ctx);
+    }
 }
 
 void iot__stats_end(IotCtx *ctx)

@@ -15,8 +15,11 @@
  * mode if a blocking iot_ctx_poll() left it on (GLib never busy polls) and runs
  * what the handlers' last io_poll finds; prepare does not let GLib sleep before
  * that.  The bit is separate from the +2 counter of
- * iot_ctx_poll() because GLib may call prepare without check: the worst
- * case is then a few needless eventfd writes, never a lost one.
+ * iot_ctx_poll() because GLib may call prepare without check (it skips
+ * check for a source destroyed while it polled): the context's next
+ * iteration then clears the bit and ends prepare's idle wait
+ * (iot__ctx_gsource_poll_end()); until then a notify costs a needless
+ * eventfd write, never a lost one.
  */
 #include <iothread/glib.h>
 
@@ -98,13 +101,8 @@ static gboolean ctx_source_check(GSource *source)
 {
     CtxSource *cs = (CtxSource *)source;
     IotCtx *ctx = cs->ctx;
-    unsigned me = atomic_load_explicit(&ctx->notify_me, memory_order_relaxed);
 
-    /* Release: GLib's poll is over before producers may skip the kick. */
-    atomic_store_explicit(&ctx->notify_me, me & ~1u, memory_order_release);
-    if (atomic_load_explicit(&ctx->stats.wait_start_ns, memory_order_relaxed)) {
-        iot__stats_wait_end(ctx);
-    }
+    iot__ctx_gsource_poll_end(ctx);
     /* Readable: the dispatch must look, even if no kick is counted yet (a
      * producer between its eventfd write and its count, need_fd_wait()),
      * or the fd stays readable and GLib spins until the count comes. */

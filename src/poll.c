@@ -599,6 +599,11 @@ static bool ctx_iterate(IotCtx *ctx, bool blocking, bool gsource)
 
     iot__lockcnt_inc(&ctx->list_lock);
     IOT_STAT_ADD(ctx, iterations, 1);
+    if (atomic_load_explicit(&ctx->notify_me, memory_order_relaxed) & 1) {
+        /* A GLib prepare whose check never came: GLib is not polling
+         * while we run, so that poll is over. */
+        iot__ctx_gsource_poll_end(ctx);
+    }
     if (!atomic_load_explicit(&ctx->stats.epoch_ns, memory_order_relaxed)) {
         IOT_STAT_SET(ctx, epoch_ns, iot__stats_now_ns());
     }

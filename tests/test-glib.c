@@ -767,6 +767,79 @@ static void test_stats_idle_under_glib(void)
     teardown();
 }
 
+/* ---- a source destroyed while GLib polls ---- */
+
+typedef struct DestroyWhilePolling {
+    int tid; /* the GLib thread's */
+    GSource *source;
+} DestroyWhilePolling;
+
+/* Destroys the source once GLib sleeps in its poll after our prepare. */
+static void *destroy_while_polling(void *opaque)
+{
+    DestroyWhilePolling *d = opaque;
+
+    while (!((atomic_load(&ctx->notify_me) & 1) && t_thread_sleeping(d->tid))) {
+        sched_yield();
+    }
+    g_source_destroy(d->source); /* wakes the GMainContext */
+    return NULL;
+}
+
+/* GLib skips check for a source destroyed during its poll: prepare's bit
+ * of notify_me and its idle wait stay open.  Returns the stats read then. */
+static IotCtxStats prepare_without_check(void)
+{
+    DestroyWhilePolling d = { .tid = gettid(), .source = src };
+    IotCtxStats s;
+    pthread_t th;
+
+    drain();
+    T_ASSERT_EQ(pthread_create(&th, NULL, destroy_while_polling, &d), 0);
+    iterate(TRUE);
+    T_ASSERT_EQ(pthread_join(th, NULL), 0);
+    T_ASSERT(atomic_load(&ctx->notify_me) & 1);
+    T_ASSERT(atomic_load(&ctx->stats.wait_start_ns) != 0);
+    iot_ctx_get_stats(ctx, &s);
+    return s;
+}
+
+/* The context's next iteration closes them: GLib cannot be polling then. */
+static void test_destroyed_while_polling(void)
+{
+    IotCtxStats s1, s2;
+
+    setup();
+    s1 = prepare_without_check();
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(atomic_load(&ctx->notify_me), 0);
+    T_ASSERT_EQ(atomic_load(&ctx->stats.wait_start_ns), 0);
+    iot_ctx_get_stats(ctx, &s2);
+    T_ASSERT(s2.idle_ns >= s1.idle_ns);
+    teardown();
+}
+
+/* A new source's prepare with the old wait still open counts the old one
+ * (idle_ns never goes back) rather than restarting its clock. */
+static void test_destroyed_while_polling_new_source(void)
+{
+    IotCtxStats s1, s2;
+    GSource *old;
+
+    setup();
+    s1 = prepare_without_check();
+    old = src;
+    src = iot_ctx_new_gsource(ctx);
+    T_ASSERT(src);
+    g_source_attach(src, gctx);
+    drain();
+    iot_ctx_get_stats(ctx, &s2);
+    T_ASSERT(s2.idle_ns >= s1.idle_ns);
+    T_ASSERT_EQ(atomic_load(&ctx->stats.wait_start_ns), 0);
+    g_source_unref(old);
+    teardown();
+}
+
 /* ---- an IOThread's GMainContext ---- */
 
 typedef struct OnThread {
@@ -1165,6 +1238,9 @@ int main(int argc, char **argv)
     t_add("/aio-gsource/epoll/uncounted-kick", test_epoll_uncounted_kick);
     t_add("/aio-gsource/timer/schedule", test_timer);
     t_add("/aio-gsource/stats/idle", test_stats_idle_under_glib);
+    t_add("/aio-gsource/destroyed-while-polling", test_destroyed_while_polling);
+    t_add("/aio-gsource/destroyed-while-polling/new-source",
+          test_destroyed_while_polling_new_source);
     t_add("/aio-gsource/bh/idle-behind-a-full-take",
           test_idle_bh_behind_a_full_take);
     t_add("/aio-gsource/io_uring/change-during-prepare",
