@@ -79,6 +79,12 @@ typedef struct PoolWaiter {
     pthread_cond_t cond;     /* its own: a wake-up picks one worker */
     struct PoolWaiter *next; /* [lock] */
     bool woken;              /* [lock] taken off the stack by a waker */
+    /* [the worker's own] when its idle timeout runs out, if has_deadline:
+     * set at its first timed sleep since it last ran work, and kept
+     * through wake-ups that found nothing to run (a resize, work another
+     * worker took), so that those do not restart its idle clock. */
+    struct timespec deadline;
+    bool has_deadline;
 } PoolWaiter;
 
 struct IotPool {
@@ -367,16 +373,20 @@ static bool worker_leave(IotPool *p)
  * nothing while idle), and a resize wakes it to look again. */
 static bool worker_sleep(IotPool *p, PoolWaiter *self)
 {
-    struct timespec ts;
     int ret = 0;
 
     if ((int64_t)LOAD(p->cur) <= LOAD(p->min)) {
+        /* No clock below min: a min lowered later starts it afresh. */
+        self->has_deadline = false;
         pthread_cond_wait(&self->cond, &p->lock);
         return false;
     }
-    deadline_after(&ts, iot__pool_idle_ns);
+    if (!self->has_deadline) {
+        deadline_after(&self->deadline, iot__pool_idle_ns);
+        self->has_deadline = true;
+    }
     while (!self->woken && ret != ETIMEDOUT) {
-        ret = pthread_cond_timedwait(&self->cond, &p->lock, &ts);
+        ret = pthread_cond_timedwait(&self->cond, &p->lock, &self->deadline);
     }
     return !self->woken;
 }
@@ -464,6 +474,7 @@ static void *worker_main(void *opaque)
         /* Busy: claim and run without the lock until the ring is empty,
          * or the pool shrinks under this worker. */
         while ((w = ring_claim(p))) {
+            self.has_deadline = false; /* busy: idle afresh after this */
             work_run(p, w);
             if (worker_surplus(p)) {
                 break;
@@ -748,7 +759,9 @@ static void pool_resize_locked(IotPool *p, int64_t min, int64_t max)
         spawn_locked(p, (unsigned)(min - (int64_t)LOAD(p->cur)));
     }
     /* Surplus idle workers exit as they wake, busy ones after their
-     * current work; the others wait again, with a new idle timeout. */
+     * current work; the others wait again, on the idle clock they had
+     * (PoolWaiter.deadline), so that sizes set again and again do not
+     * keep idle workers above min alive. */
     wake_all_locked(p);
 }
 

@@ -1245,6 +1245,33 @@ static void test_lower_min_idle_exit(void)
     ctx_teardown(ctx);
 }
 
+/* Sets the sizes to what they already are; returns the workers left. */
+static unsigned resize_same(IotCtx *ctx, int64_t min, int64_t max)
+{
+    T_ASSERT_EQ(iot_ctx_set_pool_size(ctx, min, max), 0);
+    return pool_stats(ctx).threads;
+}
+
+/* Sizes set again and again, more often than the idle timeout (a monitor
+ * that re-applies its configuration): the idle workers above min still
+ * exit, for a resize does not restart their idle clock.  They used to be
+ * woken by every resize and wait a whole timeout again, for good. */
+static void test_resize_keeps_idle_clock(void)
+{
+    IotCtx *ctx = ctx_setup();
+
+    iot__pool_idle_ns = 20 * IOT_NS_PER_MS;
+    T_ASSERT_EQ(iot_ctx_set_pool_size(ctx, 4, 4), 0);
+    warm_up(ctx, 4);
+    T_ASSERT_EQ(iot_ctx_set_pool_size(ctx, 1, 4), 0);
+    /* Every TICK_NS, a tenth of the timeout. */
+    POLL_UNTIL_TICK(ctx, resize_same(ctx, 1, 4) == 1, TICK_NS);
+    /* The last resize woke the one left: it goes back to sleep. */
+    POLL_UNTIL_TICK(ctx, pool_stats(ctx).idle == 1, TICK_NS);
+    T_ASSERT_EQ(pool_stats(ctx).threads, 1);
+    ctx_teardown(ctx);
+}
+
 /* The one thread of this process named "worker" (each case runs in its
  * own process). */
 static pid_t sole_worker_tid(void)
@@ -1815,6 +1842,7 @@ int main(int argc, char **argv)
     t_add("/thread-pool/spawn-failure-stops", test_spawn_failure_stops);
     t_add("/thread-pool/spawn-failure-retried", test_spawn_failure_retried);
     t_add("/thread-pool/lower-min-idle-exit", test_lower_min_idle_exit);
+    t_add("/thread-pool/resize-keeps-idle-clock", test_resize_keeps_idle_clock);
     t_add("/thread-pool/min-worker-sleeps", test_min_worker_sleeps);
     t_add("/thread-pool/bad-sizes", test_bad_sizes);
     t_add("/thread-pool/nested-poll-in-completion",
