@@ -56,10 +56,26 @@ struct IotBhBuf {
     size_t cap;
 };
 
-void iot__bh_ctx_init(IotCtx *ctx)
+/* The outermost pass's slot array is made here, where a failure can be
+ * reported: a pass that cannot grow it still takes what fits, so work
+ * keeps running while memory is short (iot__postq_take()). */
+#define BH_BUF_MIN 64
+
+int iot__bh_ctx_init(IotCtx *ctx)
 {
     pthread_mutex_init(&ctx->bh_all_lock, NULL);
     iot__postq_ctx_init(ctx);
+    ctx->bh_bufs = calloc(1, sizeof(*ctx->bh_bufs));
+    if (!ctx->bh_bufs) {
+        return -ENOMEM;
+    }
+    ctx->bh_bufs_n = 1;
+    ctx->bh_bufs[0].v = malloc(BH_BUF_MIN * sizeof(IotPostSlot));
+    if (!ctx->bh_bufs[0].v) {
+        return -ENOMEM;
+    }
+    ctx->bh_bufs[0].cap = BH_BUF_MIN;
+    return 0;
 }
 
 /* Any thread. */

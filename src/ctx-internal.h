@@ -284,7 +284,7 @@ void iot__stats_end(IotCtx *ctx);
 uint64_t iot__stats_idle(IotCtx *ctx, int64_t *now);
 
 /* bh.c */
-void iot__bh_ctx_init(IotCtx *ctx);
+int iot__bh_ctx_init(IotCtx *ctx);    /* 0 or -ENOMEM */
 bool iot__bh_poll(IotCtx *ctx);       /* home thread */
 int64_t iot__bh_timeout(IotCtx *ctx); /* home thread; 0, idle, -1 */
 void iot__bh_ctx_finalize(IotCtx *ctx);

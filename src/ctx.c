@@ -62,9 +62,12 @@ IotCtx *iot_ctx_new_full(const IotCtxOptions *opts, IotError **errp)
     ctx->pool_max = IOT_POOL_MAX_DEFAULT;
     iot__lockcnt_init(&ctx->list_lock);
     pthread_mutex_init(&ctx->param_lock, NULL);
-    iot__bh_ctx_init(ctx);
+    ret = iot__bh_ctx_init(ctx);
     iot__timers_init(ctx);
-
+    if (ret < 0) {
+        iot_error_setg_errno(errp, ENOMEM, "Failed to allocate a context");
+        goto fail;
+    }
     if (iot__fdmon_setup(ctx, opts ? opts->fdmon : IOT_FDMON_AUTO, errp) < 0) {
         goto fail;
     }

@@ -372,8 +372,14 @@ size_t iot__postq_take(IotCtx *ctx, IotPostSlot **buf, size_t *cap)
             avail = IOT_POSTQ_TAKE;
         }
         if (!buf_reserve(buf, cap, n + avail)) {
-            /* What was taken runs; this queue and the rest wait. */
-            return n;
+            /* Out of memory: take what fits (the array of the outermost
+             * pass always has room, see iot__bh_ctx_init()), so that the
+             * loop goes on; the rest waits for the next pass. */
+            if (n >= *cap) {
+                return n;
+            }
+            avail = *cap - n;
+            next = NULL;
         }
         for (uint64_t i = 0; i < avail; i++) {
             if (q->c_idx == IOT_POSTQ_SLOTS) {

@@ -179,8 +179,7 @@ static inline int iot__postq_push(IotCtx *ctx, IotBhFunc *cb, void *opaque)
 /* Home thread.  Moves up to IOT_POSTQ_TAKE published slots of each queue
  * into @buf (grown as needed), FIFO per queue; unlinks the queues of
  * exited threads once they are empty.  Returns the number taken.  If @buf
- * cannot grow, the queues not taken from yet keep their slots for a later
- * pass. */
+ * cannot grow, it takes what fits and the rest waits for a later pass. */
 size_t iot__postq_take(IotCtx *ctx, IotPostSlot **buf, size_t *cap);
 extern int iot__postq_fail_grow_at; /* tests: the Nth growth fails */
 
