@@ -41,6 +41,7 @@ struct IotBh {
     const char *name;           /* [const] */
     atomic_uint flags;          /* [any] BH_* */
     IotBh *all_prev, *all_next; /* [bh_all_lock] leak tracking */
+    IotBh *spill_next;          /* [bh_spill_lock] see bh_spill() */
 };
 
 /* One pass's batch, on the stack of the iot__bh_poll() that took it. */
@@ -64,6 +65,7 @@ struct IotBhBuf {
 int iot__bh_ctx_init(IotCtx *ctx)
 {
     pthread_mutex_init(&ctx->bh_all_lock, NULL);
+    pthread_mutex_init(&ctx->bh_spill_lock, NULL);
     iot__postq_ctx_init(ctx);
     ctx->bh_bufs = calloc(1, sizeof(*ctx->bh_bufs));
     if (!ctx->bh_bufs) {
@@ -134,8 +136,65 @@ static unsigned bh_flags_after(unsigned old, unsigned add)
     return new_;
 }
 
+/* Any thread.  The post of @bh found no memory: it waits on the context's
+ * spill list instead, which the loop takes after the queues.  A BH needs
+ * no slot of its own to wait in, so a schedule never fails; a one-shot
+ * has no object to link and reports -ENOMEM instead.  @bh may be run
+ * and freed by the loop as soon as the lock is dropped. */
+static void bh_spill(IotCtx *ctx, IotBh *bh)
+{
+    pthread_mutex_lock(&ctx->bh_spill_lock);
+    bh->spill_next = NULL;
+    if (ctx->bh_spill_tail) {
+        ctx->bh_spill_tail->spill_next = bh;
+    } else {
+        ctx->bh_spill_head = bh;
+    }
+    ctx->bh_spill_tail = bh;
+    /* seq_cst: before the notify's load of `notified` (see
+     * ctx->bh_spill_pending). */
+    atomic_store_explicit(&ctx->bh_spill_pending, true, memory_order_seq_cst);
+    pthread_mutex_unlock(&ctx->bh_spill_lock);
+    iot__ctx_notify_published(ctx);
+}
+
+/* Home thread.  Appends spilled BHs to the slice array @buf after its @n
+ * slots, as many as it can hold (growing it if memory allows); the rest
+ * stays for the next pass.  Returns the new count. */
+static size_t bh_take_spilled(IotCtx *ctx, struct IotBhBuf *buf, size_t n)
+{
+    IotBh *bh;
+
+    /* seq_cst: after the accept of `notified` (see bh_spill()). */
+    if (!atomic_load_explicit(&ctx->bh_spill_pending, memory_order_seq_cst)) {
+        return n;
+    }
+    pthread_mutex_lock(&ctx->bh_spill_lock);
+    while ((bh = ctx->bh_spill_head)) {
+        if (n == buf->cap) {
+            size_t cap = buf->cap ? buf->cap * 2 : BH_BUF_MIN;
+            IotPostSlot *v = realloc(buf->v, cap * sizeof(*v));
+            if (!v) {
+                break;
+            }
+            buf->v = v;
+            buf->cap = cap;
+        }
+        ctx->bh_spill_head = bh->spill_next;
+        buf->v[n++] = (IotPostSlot){ NULL, bh };
+    }
+    if (!ctx->bh_spill_head) {
+        ctx->bh_spill_tail = NULL;
+        atomic_store_explicit(&ctx->bh_spill_pending, false,
+                              memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&ctx->bh_spill_lock);
+    return n;
+}
+
 /* Any thread.  Lock-free: a CAS on the flags (it retries only when another
- * thread changed them meanwhile), and a post the first time. */
+ * thread changed them meanwhile), and a post the first time (or, out of
+ * memory, a spill under a lock). */
 static void bh_enqueue(IotBh *bh, unsigned add)
 {
     /* Read ctx before the BH becomes visible: once pushed, the loop may run
@@ -154,8 +213,7 @@ static void bh_enqueue(IotBh *bh, unsigned add)
     if (!(old & BH_PENDING)) {
         /* Ours to post: nobody else will until the loop clears PENDING. */
         if (iot__postq_push(ctx, NULL, bh) < 0) {
-            fprintf(stderr, "iot_bh_schedule: out of memory\n");
-            abort();
+            bh_spill(ctx, bh); /* and notifies */
         }
         return; /* the push notified */
     }
@@ -275,6 +333,7 @@ bool iot__bh_poll(IotCtx *ctx)
         /* Out of memory growing the array: what was taken runs, the rest
          * waits in the queues for the next pass. */
         slice.n = iot__postq_take(ctx, &buf->v, &buf->cap);
+        slice.n = bh_take_spilled(ctx, buf, slice.n);
         slice.v = buf->v;
         /* The first ones too (the loop below asks BH_PREFETCH ahead). */
         for (size_t i = 0; i < slice.n && i < BH_PREFETCH; i++) {
@@ -345,6 +404,9 @@ int64_t iot__bh_timeout(IotCtx *ctx)
             }
         }
     }
+    if (atomic_load_explicit(&ctx->bh_spill_pending, memory_order_seq_cst)) {
+        return 0; /* a spilled BH: due (its flags are not looked at) */
+    }
     /* While posting is relaxed and the loop polls, busy polling looks at
      * the queues (at its own pace, see notifier_poll()), and the loop
      * cannot block before it looks again (iot__postq_relaxed_end()). */
@@ -375,6 +437,11 @@ void iot__bh_ctx_finalize(IotCtx *ctx)
 {
     assert(!ctx->slice_head);
     iot__postq_ctx_finalize(ctx, bh_drop_slot);
+    for (IotBh *bh = ctx->bh_spill_head, *next; bh; bh = next) {
+        IotPostSlot slot = { NULL, bh };
+        next = bh->spill_next;
+        bh_drop_slot(&slot);
+    }
     if (ctx->bh_all) {
         fprintf(stderr, "%s: BH '%s' leaked, aborting...\n", __func__,
                 ctx->bh_all->name);
@@ -384,5 +451,6 @@ void iot__bh_ctx_finalize(IotCtx *ctx)
         free(ctx->bh_bufs[i].v);
     }
     free(ctx->bh_bufs);
+    pthread_mutex_destroy(&ctx->bh_spill_lock);
     pthread_mutex_destroy(&ctx->bh_all_lock);
 }

@@ -170,6 +170,14 @@ struct IotCtx {
     int64_t poll_now_ns;   /* [home] busy polling's clock, once a round */
     pthread_mutex_t bh_all_lock;
     IotBh *bh_all; /* [bh_all_lock] every BH, for the leak check */
+    /* BHs whose post found no memory for the queue (a thread's first
+     * post, a new chunk): they wait here instead, oldest first, so that a
+     * schedule never fails (bh.c).  [bh_spill_lock]; bh_spill_pending is
+     * stored seq_cst under it, before the notify, and read by the home
+     * thread after the accept (the Dekker pair of the notify). */
+    pthread_mutex_t bh_spill_lock;
+    IotBh *bh_spill_head, *bh_spill_tail;
+    atomic_bool bh_spill_pending;
 
     /* ---- fd handlers ---- */
     IotLockCnt list_lock;

@@ -190,9 +190,18 @@ static int postq_grow(IotPostQ *q)
     return 0;
 }
 
+_Atomic int iot__postq_fail_push_at;
+
 int iot__postq_push_slow(IotCtx *ctx, IotBhFunc *cb, void *opaque)
 {
     IotPostQ *q = iot__postq_last;
+
+    if (atomic_load_explicit(&iot__postq_fail_push_at, memory_order_relaxed) >
+            0 &&
+        atomic_fetch_sub_explicit(&iot__postq_fail_push_at, 1,
+                                  memory_order_relaxed) == 1) {
+        return -ENOMEM;
+    }
 
     if (!q || q->ctx_id != ctx->id) {
         q = iot__postq_lookup(ctx); /* and caches it in iot__postq_last */
@@ -445,6 +454,10 @@ void iot__postq_mark(IotCtx *ctx)
 
 bool iot__postq_marked_pending(IotCtx *ctx)
 {
+    /* A spilled BH (bh.c) may have come before the mark: wait for it. */
+    if (atomic_load_explicit(&ctx->bh_spill_pending, memory_order_seq_cst)) {
+        return true;
+    }
     for (IotPostQ *q = atomic_load_explicit(&ctx->postqs, memory_order_acquire);
          q; q = atomic_load_explicit(&q->next, memory_order_acquire)) {
         if (q->head < q->mark) {
@@ -463,6 +476,9 @@ bool iot__postq_hot_pending(IotCtx *ctx)
 
 bool iot__postq_pending(IotCtx *ctx)
 {
+    if (atomic_load_explicit(&ctx->bh_spill_pending, memory_order_relaxed)) {
+        return true; /* a spilled BH (bh.c) */
+    }
     for (IotPostQ *q = atomic_load_explicit(&ctx->postqs, memory_order_acquire);
          q; q = atomic_load_explicit(&q->next, memory_order_acquire)) {
         if (postq_tail(q) != q->head) {

@@ -109,6 +109,9 @@ IotPostQ *iot__postq_lookup(IotCtx *ctx); /* any thread; NULL: ENOMEM */
 /* The out-of-line halves of iot__postq_push(), any thread: the first post
  * into @ctx or into a full chunk, and the fenced publication. */
 int iot__postq_push_slow(IotCtx *ctx, IotBhFunc *cb, void *opaque);
+/* Tests: the Nth slow push from now (1: the next) fails as out of memory,
+ * as a thread's first post or a new chunk does when malloc fails. */
+extern _Atomic int iot__postq_fail_push_at;
 int iot__postq_push_fenced(IotCtx *ctx, IotPostQ *q, uint64_t n);
 
 /* Owner, with room in the current chunk.  Writes the slot and publishes

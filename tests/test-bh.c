@@ -1159,6 +1159,119 @@ static void test_name(void)
     ctx_teardown(ctx);
 }
 
+/* ---- out of memory: BHs wait on the spill list ---- */
+
+extern _Atomic int iot__postq_fail_push_at;
+
+typedef struct SpillData {
+    IotCtx *ctx;
+    IotBh *bh;
+    int runs; /* [home] */
+    int what; /* 0: schedule twice, 1: delete, 2: schedule and one-shot */
+} SpillData;
+
+static void spill_cb(void *opaque)
+{
+    ((SpillData *)opaque)->runs++;
+}
+
+/* A thread whose first post into the context finds no memory. */
+static void *spill_thread(void *opaque)
+{
+    SpillData *d = opaque;
+
+    atomic_store(&iot__postq_fail_push_at, 1);
+    switch (d->what) {
+    case 0:
+        iot_bh_schedule(d->bh);
+        iot_bh_schedule(d->bh); /* pending: not posted again */
+        break;
+    case 1:
+        iot_bh_delete(d->bh);
+        break;
+    default:
+        iot_bh_schedule(d->bh);
+        /* The one-shot's post finds memory again, and makes the queue. */
+        T_ASSERT_EQ(iot_bh_schedule_oneshot(d->ctx, spill_cb, d), 0);
+        break;
+    }
+    T_ASSERT_EQ(atomic_load(&iot__postq_fail_push_at), 0);
+    return NULL;
+}
+
+static void spill_run(IotCtx *ctx, SpillData *d)
+{
+    pthread_t th;
+
+    T_ASSERT_EQ(pthread_create(&th, NULL, spill_thread, d), 0);
+    T_ASSERT_EQ(pthread_join(th, NULL), 0);
+    T_ASSERT(atomic_load(&ctx->bh_spill_pending));
+}
+
+/* A BH scheduled (twice) by a thread whose post cannot get memory: no
+ * abort, it waits on the spill list, is due, wakes the loop, runs once. */
+static void test_spill_schedule(void)
+{
+    IotCtx *ctx = ctx_setup();
+    SpillData d = { .ctx = ctx, .what = 0 };
+
+    d.bh = iot_bh_new(ctx, spill_cb, &d);
+    spill_run(ctx, &d);
+    T_ASSERT_EQ(iot__bh_timeout(ctx), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(d.runs, 1);
+    T_ASSERT_FALSE(atomic_load(&ctx->bh_spill_pending));
+    T_ASSERT_EQ(iot__bh_timeout(ctx), -1);
+    /* It can be scheduled again, now through a queue. */
+    iot_bh_schedule(d.bh);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(d.runs, 2);
+    iot_bh_delete(d.bh);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    ctx_teardown(ctx);
+}
+
+/* A delete that spills: the loop frees the BH (no leak report at
+ * finalize, no leak for LeakSanitizer), and it is not progress. */
+static void test_spill_delete(void)
+{
+    IotCtx *ctx = ctx_setup();
+    SpillData d = { .ctx = ctx, .what = 1 };
+
+    d.bh = iot_bh_new(ctx, spill_cb, &d);
+    spill_run(ctx, &d);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_FALSE(atomic_load(&ctx->bh_spill_pending));
+    T_ASSERT_EQ(d.runs, 0);
+    ctx_teardown(ctx);
+}
+
+/* A spilled BH beside a queue: both run. */
+static void test_spill_beside_queue(void)
+{
+    IotCtx *ctx = ctx_setup();
+    SpillData d = { .ctx = ctx, .what = 2 };
+
+    d.bh = iot_bh_new(ctx, spill_cb, &d);
+    spill_run(ctx, &d);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(d.runs, 2);
+    iot_bh_delete(d.bh);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    ctx_teardown(ctx);
+}
+
+/* A spilled delete still waiting when the context goes: freed then. */
+static void test_spill_finalize(void)
+{
+    IotCtx *ctx = ctx_setup();
+    SpillData d = { .ctx = ctx, .what = 1 };
+
+    d.bh = iot_bh_new(ctx, spill_cb, &d);
+    spill_run(ctx, &d);
+    ctx_teardown(ctx);
+}
+
 int main(int argc, char **argv)
 {
     t_add("/aio/bh/schedule", test_schedule);
@@ -1196,5 +1309,9 @@ int main(int argc, char **argv)
     t_add("/aio/bh/unref-frees/deleted", test_unref_frees_deleted);
     t_add("/aio/bh/unref-frees/oneshot", test_unref_frees_oneshot);
     t_add("/aio/bh/name", test_name);
+    t_add("/aio/bh/spill/schedule", test_spill_schedule);
+    t_add("/aio/bh/spill/delete", test_spill_delete);
+    t_add("/aio/bh/spill/beside-queue", test_spill_beside_queue);
+    t_add("/aio/bh/spill/finalize", test_spill_finalize);
     return t_run(argc, argv);
 }

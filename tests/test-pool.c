@@ -1245,6 +1245,50 @@ static void test_lower_min_idle_exit(void)
     ctx_teardown(ctx);
 }
 
+/* ---- out of memory for a post ---- */
+
+extern _Atomic int iot__postq_fail_push_at;
+
+static void pool_noop(void *opaque)
+{
+    (void)opaque;
+}
+
+/* The pool's own BHs are scheduled where a post can find no memory: the
+ * home thread's first post (the spawn BH, in the submit) and a worker's
+ * first (the completion BH).  Neither may abort or lose the work. */
+static void test_post_oom(void)
+{
+    IotCtx *ctx = ctx_setup();
+    Job j1, j2;
+    Run r;
+
+    iot__pool_idle_ns = 20 * IOT_NS_PER_MS; /* before any worker exists */
+    T_ASSERT_EQ(iot_ctx_set_pool_size(ctx, 0, 1), 0);
+    run_init(&r, ctx);
+    /* The submit's spawn BH is this thread's first post here. */
+    atomic_store(&iot__postq_fail_push_at, 1);
+    job_init(&j1, &r, 1);
+    job_submit(&j1);
+    T_ASSERT_EQ(atomic_load(&iot__postq_fail_push_at), 0);
+    POLL_UNTIL(ctx, atomic_load(&j1.done) == 1);
+    T_ASSERT_EQ(j1.ret, 1);
+
+    /* A new worker's first post is its completion (the first worker has
+     * timed out; this thread's queue exists, so the spawn posts). */
+    POLL_UNTIL_TICK(ctx, pool_stats(ctx).threads == 0, TICK_NS);
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, pool_noop, NULL), 0);
+    while (iot_ctx_poll(ctx, false)) {
+    }
+    atomic_store(&iot__postq_fail_push_at, 1);
+    job_init(&j2, &r, 2);
+    job_submit(&j2);
+    POLL_UNTIL(ctx, atomic_load(&j2.done) == 1);
+    T_ASSERT_EQ(j2.ret, 2);
+    T_ASSERT_EQ(atomic_load(&iot__postq_fail_push_at), 0);
+    ctx_teardown(ctx);
+}
+
 /* Sets the sizes to what they already are; returns the workers left. */
 static unsigned resize_same(IotCtx *ctx, int64_t min, int64_t max)
 {
@@ -1843,6 +1887,7 @@ int main(int argc, char **argv)
     t_add("/thread-pool/spawn-failure-retried", test_spawn_failure_retried);
     t_add("/thread-pool/lower-min-idle-exit", test_lower_min_idle_exit);
     t_add("/thread-pool/resize-keeps-idle-clock", test_resize_keeps_idle_clock);
+    t_add("/thread-pool/post-oom", test_post_oom);
     t_add("/thread-pool/min-worker-sleeps", test_min_worker_sleeps);
     t_add("/thread-pool/bad-sizes", test_bad_sizes);
     t_add("/thread-pool/nested-poll-in-completion",

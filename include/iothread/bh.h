@@ -7,9 +7,11 @@
  * thread and is lock-free: each thread posts into its own queue into the
  * context.  BHs run in the order their thread first scheduled them (FIFO
  * per scheduling thread within a batch; QEMU is LIFO by accident); BHs
- * scheduled by different threads run in no promised order.  The first
- * schedule from a thread into a context allocates that thread's queue, so
- * iot_bh_schedule() aborts with a message if memory is exhausted then.
+ * scheduled by different threads run in no promised order.  Scheduling,
+ * cancelling and deleting a BH never fail: where the queue cannot grow
+ * (memory exhausted), the BH waits on a list of the context's under a
+ * lock instead, and still runs (a one-shot, which has no object to wait
+ * in, returns -ENOMEM).
  *
  * Rules (section 2.2 of the specification):
  *  - a BH scheduled while BHs run waits for the next iteration, except that
