@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,13 @@ struct IotError {
     int err;
     char *msg;
 };
+
+/* Out of memory while reporting an error: this one stands in for it.  It
+ * is never freed, and its message says what happened. */
+static IotError error_oom = { ENOMEM, (char *)"out of memory" };
+
+/* Tests: the next error fails to allocate, as when memory is exhausted. */
+_Atomic int iot__error_fail_alloc;
 
 __attribute__((format(printf, 3, 0))) static void
 error_setv(IotError **errp, int err, const char *fmt, va_list ap)
@@ -30,15 +39,19 @@ error_setv(IotError **errp, int err, const char *fmt, va_list ap)
             msg = full;
         }
     }
-    e = malloc(sizeof(*e));
-    if (!e) {
-        /* Out of memory while reporting an error: there is nothing better
-         * to do than to say so and stop. */
-        fprintf(stderr, "libiothread: out of memory reporting an error\n");
-        abort();
+    e = atomic_load_explicit(&iot__error_fail_alloc, memory_order_relaxed) &&
+                atomic_exchange_explicit(&iot__error_fail_alloc, 0,
+                                         memory_order_relaxed)
+            ? NULL
+            : malloc(sizeof(*e));
+    if (!e || !msg) {
+        free(msg);
+        free(e);
+        *errp = &error_oom;
+        return;
     }
     e->err = err;
-    e->msg = msg ? msg : strdup("out of memory");
+    e->msg = msg;
     *errp = e;
 }
 
@@ -72,7 +85,7 @@ int iot_error_errno(const IotError *err)
 
 void iot_error_free(IotError *err)
 {
-    if (err) {
+    if (err && err != &error_oom) {
         free(err->msg);
         free(err);
     }

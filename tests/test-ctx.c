@@ -634,6 +634,8 @@ static void test_fdmon_choice(void)
     iot_error_free(err);
 }
 
+extern _Atomic int iot__error_fail_alloc;
+
 static void test_errors(void)
 {
     IotError *err = NULL;
@@ -649,6 +651,20 @@ static void test_errors(void)
     T_ASSERT_EQ(iot_error_errno(err), ENOENT);
     iot_error_propagate(NULL, err); /* frees */
     iot_error_setg(NULL, "ignored");
+
+    /* No memory for the error itself: a static one says so, and freeing
+     * it is harmless (it used to abort the program). */
+    err = NULL;
+    atomic_store(&iot__error_fail_alloc, 1);
+    iot_error_setg_errno(&err, EINVAL, "bad %s", "thing");
+    T_ASSERT(err != NULL);
+    T_ASSERT_STR(iot_error_message(err), "out of memory");
+    T_ASSERT_EQ(iot_error_errno(err), ENOMEM);
+    iot_error_free(err);
+    err = NULL;
+    iot_error_setg(&err, "after");
+    T_ASSERT_STR(iot_error_message(err), "after");
+    iot_error_free(err);
     T_ASSERT_EQ(iot_version(), IOT_VERSION_HEX);
     T_ASSERT_STR(iot_version_string(), "0.1.0");
 }
