@@ -299,9 +299,12 @@ static int props_merge(IotThreadProps *dst, const IotThreadProps *src)
 
 struct IotThread {
     atomic_int refcnt;
-    char *id;                    /* [const] */
-    bool internal;               /* [const] */
-    IotCtx *ctx;                 /* [const] */
+    char *id;      /* [const] */
+    bool internal; /* [const] */
+    IotCtx *ctx;   /* [const] */
+    /* [const] thread_stop_bh(), made with the thread: a stop needs no
+     * memory, so it cannot fail (nor can the last unref's stop) */
+    IotBh *stop_bh;
     pthread_t thread;            /* [const once started] */
     atomic_int tid;              /* [thread publishes] -1 until started */
     pthread_mutex_t lock;        /* see the top of this file */
@@ -441,7 +444,7 @@ out:
     return NULL;
 }
 
-/* IOThread: the one-shot BH of iot_thread_stop(). */
+/* IOThread: the BH of iot_thread_stop(), scheduled once. */
 static void thread_stop_bh(void *opaque)
 {
     IotThread *t = opaque;
@@ -501,6 +504,9 @@ static void thread_free(IotThread *t)
         g_main_context_unref(t->gctx);
     }
 #endif
+    if (t->stop_bh) {
+        iot_bh_delete(t->stop_bh); /* freed by the context's finalize */
+    }
     if (t->ctx) {
         iot_ctx_unref(t->ctx);
     }
@@ -578,6 +584,11 @@ static IotThread *thread_new(const char *id, const IotThreadProps *props,
     }
     t->ctx = iot_ctx_new(errp);
     if (!t->ctx || ctx_apply_props(t->ctx, &t->props, ~0u, errp) < 0) {
+        goto fail;
+    }
+    t->stop_bh = iot_bh_new(t->ctx, thread_stop_bh, t);
+    if (!t->stop_bh) {
+        iot_error_setg_errno(errp, ENOMEM, "IOThread '%s'", id);
         goto fail;
     }
     ret = pthread_create(&t->thread, NULL, thread_main, t);
@@ -760,13 +771,7 @@ int iot_thread_stop(IotThread *t, IotError **errp)
     }
     pthread_mutex_lock(&t->lock);
     if (t->started && !t->stopping) {
-        ret = iot_bh_schedule_oneshot(t->ctx, thread_stop_bh, t);
-        if (ret < 0) {
-            pthread_mutex_unlock(&t->lock);
-            iot_error_setg_errno(errp, -ret, "cannot stop IOThread '%s'",
-                                 t->id);
-            return ret;
-        }
+        iot_bh_schedule(t->stop_bh); /* cannot fail: see bh.h */
         t->stopping = first = true;
         t->stopper = pthread_self();
         if (tls_self) {

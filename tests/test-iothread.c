@@ -547,6 +547,35 @@ static void *stop_thread_fn(void *opaque)
     return NULL;
 }
 
+extern _Atomic int iot__postq_fail_push_at;
+
+/* A stop needs no memory: the stopper's first post into the IOThread's
+ * context failing (out of memory) neither fails the stop nor, through
+ * the last unref, aborts.  The stop used to be a one-shot (-ENOMEM). */
+static void test_lifecycle_stop_without_memory(void)
+{
+    IotError *err = NULL;
+    IotThread *t = new_thread("io0", NULL);
+    pid_t tid = iot_thread_tid(t);
+
+    atomic_store(&iot__postq_fail_push_at, 1);
+    T_ASSERT_EQ(iot_thread_stop(t, &err), 0);
+    T_NO_ERR(err);
+    T_ASSERT_EQ(atomic_load(&iot__postq_fail_push_at), 0);
+    T_TASK_GONE(tid);
+    destroy_thread(t);
+
+    /* The last unref of a running IOThread stops it the same way. */
+    t = iot_thread_new_internal("io1", NULL, &err);
+    T_NO_ERR(err);
+    T_ASSERT(t != NULL);
+    tid = iot_thread_tid(t);
+    atomic_store(&iot__postq_fail_push_at, 1);
+    iot_thread_unref(t);
+    T_ASSERT_EQ(atomic_load(&iot__postq_fail_push_at), 0);
+    T_TASK_GONE(tid);
+}
+
 static void test_lifecycle_stop_idempotent(void)
 {
     int tasks0 = task_count(), fds0 = fd_count();
@@ -3325,6 +3354,8 @@ int main(int argc, char **argv)
     t_add("/iothread/lifecycle/stop-idempotent",
           test_lifecycle_stop_idempotent);
     t_add("/iothread/lifecycle/stop-from-self", test_lifecycle_stop_from_self);
+    t_add("/iothread/lifecycle/stop-without-memory",
+          test_lifecycle_stop_without_memory);
     t_add("/iothread/lifecycle/stop-from-pool-worker",
           test_lifecycle_stop_from_worker);
     t_add("/iothread/lifecycle/destroy-with-refs",
