@@ -166,6 +166,7 @@ static void signal_read(void *opaque)
 static int signals_setup(Daemon *d)
 {
     sigset_t set;
+    int ret;
 
     signal(SIGPIPE, SIG_IGN);
     sigemptyset(&set);
@@ -178,8 +179,13 @@ static int signals_setup(Daemon *d)
         fprintf(stderr, "iothreadd: signalfd: %s\n", strerror(errno));
         return -1;
     }
-    return iot_fd_set_handler(d->ctx, d->sigfd, signal_read, NULL, NULL, NULL,
-                              d);
+    ret =
+        iot_fd_set_handler(d->ctx, d->sigfd, signal_read, NULL, NULL, NULL, d);
+    if (ret < 0) {
+        fprintf(stderr, "iothreadd: cannot watch signals: %s\n",
+                strerror(-ret));
+    }
+    return ret;
 }
 
 /* ---- daemonize ---- */
@@ -267,7 +273,11 @@ static int start(Daemon *d)
         return -1;
     }
     d->qmp = qmp_server_new(d->ctx);
-    if (!d->qmp || signals_setup(d) < 0 || create_iothreads(d) < 0) {
+    if (!d->qmp) {
+        die_line("out of memory");
+        return -1;
+    }
+    if (signals_setup(d) < 0 || create_iothreads(d) < 0) {
         return -1;
     }
     for (size_t i = 0; i < d->cfg.nqmp; i++) {

@@ -54,32 +54,31 @@ static void qmp_capabilities(QmpServer *srv, json_object *args,
 static void query_version(QmpServer *srv, json_object *args, json_object **ret,
                           QmpError *err)
 {
-    json_object *v = json_object_new_object(), *q = json_object_new_object();
+    json_object *v = qj_obj(), *q = qj_obj();
 
     (void)srv;
     (void)args;
     (void)err;
-    json_object_object_add(q, "micro", json_object_new_int(IOTHREADD_MICRO));
-    json_object_object_add(q, "minor", json_object_new_int(IOTHREADD_MINOR));
-    json_object_object_add(q, "major", json_object_new_int(IOTHREADD_MAJOR));
-    json_object_object_add(v, "qemu", q);
-    json_object_object_add(v, "package",
-                           json_object_new_string(IOTHREADD_PACKAGE));
+    qj_add(q, "micro", qj_int(IOTHREADD_MICRO));
+    qj_add(q, "minor", qj_int(IOTHREADD_MINOR));
+    qj_add(q, "major", qj_int(IOTHREADD_MAJOR));
+    qj_add(v, "qemu", q);
+    qj_add(v, "package", qj_str(IOTHREADD_PACKAGE));
     *ret = v;
 }
 
 static void query_commands(QmpServer *srv, json_object *args, json_object **ret,
                            QmpError *err)
 {
-    json_object *list = json_object_new_array();
+    json_object *list = qj_arr();
 
     (void)srv;
     (void)args;
     (void)err;
     for (const QmpCommand *c = qmp_commands; c->name; c++) {
-        json_object *o = json_object_new_object();
-        json_object_object_add(o, "name", json_object_new_string(c->name));
-        json_object_array_add(list, o);
+        json_object *o = qj_obj();
+        qj_add(o, "name", qj_str(c->name));
+        qj_push(list, o);
     }
     *ret = list;
 }
@@ -163,6 +162,10 @@ static void object_add(QmpServer *srv, json_object *args, json_object **ret,
         return;
     }
     props = iot_thread_props_new();
+    if (!props) {
+        qmp_error_set(err, QMP_GENERIC_ERROR, "out of memory");
+        return;
+    }
     json_object_object_foreach(args, key, val)
     {
         int r = 0;
@@ -293,14 +296,14 @@ static void qom_get(QmpServer *srv, json_object *args, json_object **ret,
         return;
     }
     if (!strcmp(prop, "type")) {
-        *ret = json_object_new_string("iothread");
+        *ret = qj_str("iothread");
     } else if (iot_thread_get_int(t, prop, &v, NULL) == 0) {
-        *ret = json_object_new_int64(v);
+        *ret = qj_int64(v);
     } else {
         /* A string property, or none (then the error names it). */
         char *s = iot_thread_get_str(t, prop, &ierr);
         if (s) {
-            *ret = json_object_new_string(s);
+            *ret = qj_str(s);
             free(s);
         } else {
             qmp_error_set(err, QMP_GENERIC_ERROR, "%s",
@@ -371,28 +374,28 @@ out:
 static json_object *prop_entry(const char *name, const char *type,
                                const char *desc)
 {
-    json_object *o = json_object_new_object();
+    json_object *o = qj_obj();
 
-    json_object_object_add(o, "name", json_object_new_string(name));
-    json_object_object_add(o, "type", json_object_new_string(type));
+    qj_add(o, "name", qj_str(name));
+    qj_add(o, "type", qj_str(type));
     if (desc) {
-        json_object_object_add(o, "description", json_object_new_string(desc));
+        qj_add(o, "description", qj_str(desc));
     }
     return o;
 }
 
 static json_object *iothread_props(bool with_desc)
 {
-    json_object *list = json_object_new_array();
+    json_object *list = qj_arr();
     size_t n;
     const IotPropInfo *info = iot_thread_props_info(&n);
 
-    json_object_array_add(list, prop_entry("type", "string", NULL));
+    qj_push(list, prop_entry("type", "string", NULL));
     for (size_t i = 0; i < n; i++) {
-        json_object_array_add(
-            list, prop_entry(info[i].name,
-                             info[i].type == IOT_PROP_INT ? "int" : "string",
-                             with_desc ? info[i].description : NULL));
+        qj_push(list,
+                prop_entry(info[i].name,
+                           info[i].type == IOT_PROP_INT ? "int" : "string",
+                           with_desc ? info[i].description : NULL));
     }
     return list;
 }
@@ -405,14 +408,14 @@ static void qom_list(QmpServer *srv, json_object *args, json_object **ret,
 
     (void)srv;
     if (path_is_objects(path)) {
-        json_object *list = json_object_new_array();
+        json_object *list = qj_arr();
         json_object *info = from_library(iot_thread_query_json(), err);
         for (size_t i = 0; info && i < json_object_array_length(info); i++) {
             json_object *id;
             json_object_object_get_ex(json_object_array_get_idx(info, i), "id",
                                       &id);
-            json_object_array_add(list, prop_entry(json_object_get_string(id),
-                                                   "child<iothread>", NULL));
+            qj_push(list, prop_entry(json_object_get_string(id),
+                                     "child<iothread>", NULL));
         }
         json_object_put(info);
         *ret = list;

@@ -98,41 +98,57 @@ void qmp_error_set(QmpError *err, QmpErrorClass cls, const char *fmt, ...)
 
 /* ---- JSON output in QEMU's style ---- */
 
-static void dump(json_object *o, struct printbuf *pb)
+bool qj_oom;
+
+/* Appends json-c's text for @o; out of memory, records it in qj_oom. */
+static void dump_scalar(json_object *o, struct printbuf *pb)
 {
     const int flags = JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE;
+    const char *s = json_object_to_json_string_ext(o, flags);
+
+    if (!s || printbuf_memappend(pb, s, (int)strlen(s)) < 0) {
+        qj_oom = true;
+    }
+}
+
+/* Appends @str; out of memory, records it in qj_oom. */
+static void pb_put(struct printbuf *pb, const char *str)
+{
+    if (printbuf_memappend(pb, str, (int)strlen(str)) < 0) {
+        qj_oom = true;
+    }
+}
+
+static void dump(json_object *o, struct printbuf *pb)
+{
     const char *sep = "";
 
     switch (json_object_get_type(o)) {
     case json_type_object:
-        printbuf_strappend(pb, "{");
+        pb_put(pb, "{");
         json_object_object_foreach(o, key, val)
         {
-            json_object *k = json_object_new_string(key);
-            printbuf_memappend(pb, sep, (int)strlen(sep));
-            printbuf_memappend(
-                pb, json_object_to_json_string_ext(k, flags),
-                (int)strlen(json_object_to_json_string_ext(k, flags)));
-            printbuf_strappend(pb, ": ");
+            json_object *k = qj_str(key);
+            pb_put(pb, sep);
+            dump_scalar(k, pb);
+            pb_put(pb, ": ");
             dump(val, pb);
             json_object_put(k);
             sep = ", ";
         }
-        printbuf_strappend(pb, "}");
+        pb_put(pb, "}");
         break;
     case json_type_array:
-        printbuf_strappend(pb, "[");
+        pb_put(pb, "[");
         for (size_t i = 0; i < json_object_array_length(o); i++) {
-            printbuf_memappend(pb, sep, (int)strlen(sep));
+            pb_put(pb, sep);
             dump(json_object_array_get_idx(o, i), pb);
             sep = ", ";
         }
-        printbuf_strappend(pb, "]");
+        pb_put(pb, "]");
         break;
-    default: {
-        const char *s = json_object_to_json_string_ext(o, flags);
-        printbuf_memappend(pb, s, (int)strlen(s));
-    }
+    default:
+        dump_scalar(o, pb);
     }
 }
 
@@ -145,7 +161,8 @@ char *qmp_json_dump(json_object *obj)
         return NULL;
     }
     dump(obj, pb);
-    s = strndup(pb->buf, (size_t)pb->bpos);
+    /* A piece that could not be made or appended: no partial line. */
+    s = qj_oom ? NULL : strndup(pb->buf, (size_t)pb->bpos);
     printbuf_free(pb);
     return s;
 }
@@ -192,13 +209,21 @@ static void client_write_raw(QmpClient *c, const char *s, size_t len)
     }
 }
 
-/* Queues @obj as one line and drops it. */
+/* Queues @obj as one line and drops it.  A reply that could not be built
+ * whole (qj_oom) or written out drops the client instead: it would
+ * otherwise wait for a reply that never comes, or match the next one to
+ * this request.  The other clients go on. */
 static void client_send(QmpClient *c, json_object *obj)
 {
-    char *s = qmp_json_dump(obj);
+    char *s = qj_oom ? NULL : qmp_json_dump(obj);
 
     json_object_put(obj);
+    qj_oom = false;
     if (!s) {
+        if (!c->dead) {
+            fprintf(stderr, "iothreadd: out of memory for a reply: "
+                            "client dropped\n");
+        }
         c->dead = true;
         return;
     }
@@ -224,34 +249,36 @@ static const char *class_name(QmpErrorClass cls)
 static void send_error(QmpClient *c, bool has_id, json_object *id,
                        QmpErrorClass cls, const char *desc)
 {
-    json_object *r = json_object_new_object();
-    json_object *e = json_object_new_object();
+    json_object *r = qj_obj();
+    json_object *e = qj_obj();
 
-    json_object_object_add(e, "class", json_object_new_string(class_name(cls)));
-    json_object_object_add(e, "desc", json_object_new_string(desc));
-    json_object_object_add(r, "error", e);
+    qj_add(e, "class", qj_str(class_name(cls)));
+    qj_add(e, "desc", qj_str(desc));
+    qj_add(r, "error", e);
     if (has_id) {
-        json_object_object_add(r, "id", json_object_get(id));
+        qj_add(r, "id", json_object_get(id));
     }
     client_send(c, r);
 }
 
 static void send_greeting(QmpClient *c)
 {
-    json_object *ver = json_object_new_object();
-    json_object *q = json_object_new_object();
-    json_object *v = json_object_new_object();
-    json_object *g = json_object_new_object();
+    json_object *ver, *q, *v, *g;
 
-    json_object_object_add(q, "micro", json_object_new_int(IOTHREADD_MICRO));
-    json_object_object_add(q, "minor", json_object_new_int(IOTHREADD_MINOR));
-    json_object_object_add(q, "major", json_object_new_int(IOTHREADD_MAJOR));
-    json_object_object_add(v, "qemu", q);
-    json_object_object_add(v, "package",
-                           json_object_new_string(IOTHREADD_PACKAGE));
-    json_object_object_add(ver, "version", v);
-    json_object_object_add(ver, "capabilities", json_object_new_array());
-    json_object_object_add(g, "QMP", ver);
+    qj_oom = false;
+    ver = qj_obj();
+    q = qj_obj();
+    v = qj_obj();
+    g = qj_obj();
+
+    qj_add(q, "micro", qj_int(IOTHREADD_MICRO));
+    qj_add(q, "minor", qj_int(IOTHREADD_MINOR));
+    qj_add(q, "major", qj_int(IOTHREADD_MAJOR));
+    qj_add(v, "qemu", q);
+    qj_add(v, "package", qj_str(IOTHREADD_PACKAGE));
+    qj_add(ver, "version", v);
+    qj_add(ver, "capabilities", qj_arr());
+    qj_add(g, "QMP", ver);
     client_send(c, g);
 }
 
@@ -408,6 +435,7 @@ static void dispatch(QmpClient *c, json_object *req)
     QmpError err = { 0 };
     const QmpCommand *cmd;
 
+    qj_oom = false; /* a reply starts here */
     if (!json_object_is_type(req, json_type_object)) {
         send_error(c, false, NULL, QMP_GENERIC_ERROR,
                    "QMP input must be a JSON object");
@@ -437,7 +465,10 @@ static void dispatch(QmpClient *c, json_object *req)
         goto out;
     }
     if (!args) {
-        args = empty = json_object_new_object();
+        args = empty = qj_obj();
+        if (!args) {
+            goto out; /* qj_oom: the client is dropped */
+        }
     }
     if (!cmd->any_args && !qmp_args_check(cmd->args, args, &err)) {
         goto out;
@@ -452,11 +483,10 @@ out:
         send_error(c, has_id, id, err.cls, err.desc);
         json_object_put(ret);
     } else {
-        json_object *r = json_object_new_object();
-        json_object_object_add(r, "return",
-                               ret ? ret : json_object_new_object());
+        json_object *r = qj_obj();
+        qj_add(r, "return", ret ? ret : qj_obj());
         if (has_id) {
-            json_object_object_add(r, "id", json_object_get(id));
+            qj_add(r, "id", json_object_get(id));
         }
         client_send(c, r);
     }
@@ -802,7 +832,7 @@ char *qmp_client_take_output(QmpClient *c, size_t *len)
 
 static void client_flush(QmpClient *c);
 
-static void client_set_handlers(QmpClient *c);
+static bool client_set_handlers(QmpClient *c);
 
 static void accept_resume(QmpServer *srv);
 
@@ -872,13 +902,25 @@ static void client_flush(QmpClient *c)
         client_close(c);
         return;
     }
-    client_set_handlers(c);
+    if (!client_set_handlers(c)) {
+        client_close(c);
+    }
 }
 
-static void client_set_handlers(QmpClient *c)
+/* False if the loop cannot watch the client (out of memory): it cannot be
+ * served, and says so on stderr; the caller closes it. */
+static bool client_set_handlers(QmpClient *c)
 {
-    iot_fd_set_handler(c->srv->ctx, c->fd, c->eof ? NULL : client_readable,
-                       c->out_len ? client_writable : NULL, NULL, NULL, c);
+    int ret =
+        iot_fd_set_handler(c->srv->ctx, c->fd, c->eof ? NULL : client_readable,
+                           c->out_len ? client_writable : NULL, NULL, NULL, c);
+
+    if (ret < 0) {
+        fprintf(stderr, "iothreadd: cannot watch a client: %s; dropped\n",
+                strerror(-ret));
+        return false;
+    }
+    return true;
 }
 
 QmpClient *qmp_client_new(QmpServer *srv, int fd)
@@ -1133,9 +1175,20 @@ int qmp_server_listen(QmpServer *srv, const char *path, char **msg)
     }
     l->srv = srv;
     l->fd = fd;
+    ret =
+        iot_fd_set_handler(srv->ctx, fd, listener_accept, NULL, NULL, NULL, l);
+    if (ret < 0) {
+        /* Start-up is all or nothing: a socket nobody answers on is not
+         * one to announce. */
+        set_msg(msg, "cannot watch '%s': %s", path, strerror(-ret));
+        free(l->path);
+        free(l);
+        close(fd);
+        unlink(path);
+        return ret;
+    }
     l->next = srv->listeners;
     srv->listeners = l;
-    iot_fd_set_handler(srv->ctx, fd, listener_accept, NULL, NULL, NULL, l);
     return 0;
 }
 
@@ -1155,6 +1208,7 @@ void qmp_server_request_quit(QmpServer *srv, const char *reason)
 void qmp_server_event(QmpServer *srv, const char *name, json_object *data)
 {
     struct timeval tv;
+    bool data_oom = qj_oom; /* @data was built whole? */
 
     gettimeofday(&tv, NULL);
     for (QmpClient *c = srv->clients; c; c = c->next) {
@@ -1162,17 +1216,17 @@ void qmp_server_event(QmpServer *srv, const char *name, json_object *data)
         if (!c->negotiated) {
             continue;
         }
-        ev = json_object_new_object();
-        ts = json_object_new_object();
-        json_object_object_add(ts, "seconds", json_object_new_int64(tv.tv_sec));
-        json_object_object_add(ts, "microseconds",
-                               json_object_new_int64(tv.tv_usec));
-        json_object_object_add(ev, "timestamp", ts);
-        json_object_object_add(ev, "event", json_object_new_string(name));
-        json_object_object_add(ev, "data", json_object_get(data));
+        qj_oom = data_oom;
+        ev = qj_obj();
+        ts = qj_obj();
+        qj_add(ts, "seconds", qj_int64(tv.tv_sec));
+        qj_add(ts, "microseconds", qj_int64(tv.tv_usec));
+        qj_add(ev, "timestamp", ts);
+        qj_add(ev, "event", qj_str(name));
+        qj_add(ev, "data", json_object_get(data));
         client_send(c, ev);
-        if (c->fd >= 0 && !c->dead) {
-            client_set_handlers(c); /* sent when the socket takes it */
+        if (c->fd >= 0 && !c->dead && !client_set_handlers(c)) {
+            c->dead = true; /* the shutdown closes it */
         }
     }
     json_object_put(data);
@@ -1221,13 +1275,11 @@ static void server_drain(QmpServer *srv)
 
 void qmp_server_shutdown(QmpServer *srv)
 {
-    json_object *data = json_object_new_object();
+    json_object *data = qj_obj();
 
-    json_object_object_add(data, "guest", json_object_new_boolean(0));
-    json_object_object_add(data, "reason",
-                           json_object_new_string(srv->quit_reason
-                                                      ? srv->quit_reason
-                                                      : "host-signal"));
+    qj_add(data, "guest", qj_bool(0));
+    qj_add(data, "reason",
+           qj_str(srv->quit_reason ? srv->quit_reason : "host-signal"));
     qmp_server_event(srv, "SHUTDOWN", data);
     srv->quit = true; /* no command runs any more, whoever asked */
     /* No new clients, and no fd for one: the listeners go first. */

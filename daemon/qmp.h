@@ -17,6 +17,44 @@
 typedef struct QmpServer QmpServer;
 typedef struct QmpClient QmpClient;
 
+/*
+ * Building replies out of memory.  json-c's constructors return NULL
+ * then, and adding to a NULL container fails an assertion; replies are
+ * therefore built with these, which tolerate NULL and record the
+ * failure in qj_oom.  A reply built while it is set is not sent: its
+ * client is dropped (with a line on stderr), and every other client goes
+ * on.  The daemon runs QMP on one thread, so one flag serves.
+ */
+extern bool qj_oom;
+static inline json_object *qj_check(json_object *o)
+{
+    if (!o) {
+        qj_oom = true;
+    }
+    return o;
+}
+#define qj_obj()    qj_check(json_object_new_object())
+#define qj_arr()    qj_check(json_object_new_array())
+#define qj_str(s)   qj_check(json_object_new_string(s))
+#define qj_int(i)   qj_check(json_object_new_int(i))
+#define qj_int64(i) qj_check(json_object_new_int64(i))
+#define qj_bool(b)  qj_check(json_object_new_boolean(b))
+/* @v is consumed, also when it cannot be added.  A NULL @v is JSON null. */
+static inline void qj_add(json_object *o, const char *key, json_object *v)
+{
+    if (!o || json_object_object_add(o, key, v) < 0) {
+        qj_oom = true;
+        json_object_put(v);
+    }
+}
+static inline void qj_push(json_object *a, json_object *v)
+{
+    if (!a || json_object_array_add(a, v) < 0) {
+        qj_oom = true;
+        json_object_put(v);
+    }
+}
+
 /* QMP error classes. */
 typedef enum QmpErrorClass {
     QMP_GENERIC_ERROR,
