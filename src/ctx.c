@@ -76,8 +76,10 @@ IotCtx *iot_ctx_new_full(const IotCtxOptions *opts, IotError **errp)
         iot_error_setg_errno(errp, -ret, "Failed to initialize event notifier");
         goto fail;
     }
-    /* Registering the notifier notified; nobody is waiting yet. */
+    /* Registering the notifier notified; nobody is waiting yet, and no
+     * loop saw it: not counted either. */
     atomic_store_explicit(&ctx->notified, false, memory_order_relaxed);
+    atomic_store_explicit(&ctx->notify_elided, 0, memory_order_relaxed);
     return ctx;
 
 fail:

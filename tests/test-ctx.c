@@ -290,6 +290,21 @@ static void *mono_notifier(void *opaque)
  * and a reader: no counter may ever read lower than before.  (The elided
  * count, derived as accepts minus writes, went 1 -> 0 within some 30k
  * reads.) */
+/* A fresh context has counted no notification: registering its own
+ * notifier flipped `notified`, but no loop ever saw that. */
+static void test_stats_fresh(void)
+{
+    IotCtx *ctx = iot_ctx_new(NULL);
+    IotCtxStats s;
+
+    T_ASSERT(ctx);
+    iot_ctx_get_stats(ctx, &s);
+    T_ASSERT_EQ(s.notify_sent, 0);
+    T_ASSERT_EQ(s.notify_elided, 0);
+    T_ASSERT_EQ(s.iterations, 0);
+    iot_ctx_unref(ctx);
+}
+
 static void test_stats_monotonic(void)
 {
     IotCtx *ctx = iot_ctx_new(NULL);
@@ -729,6 +744,7 @@ int main(int argc, char **argv)
     t_add("/ctx/notify/wakes-blocked-poll", test_notify_wakes);
     t_add("/ctx/notify/elided-while-awake", test_notify_elided_when_awake);
     t_add("/ctx/stats/monotonic", test_stats_monotonic);
+    t_add("/ctx/stats/fresh", test_stats_fresh);
     t_add("/ctx/notify/drain-only-after-kick",
           test_notify_drain_only_after_kick);
     t_add("/ctx/notify/sleeps-in-read", test_notify_sleeps_in_read);
