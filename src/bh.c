@@ -151,6 +151,7 @@ static void bh_spill(IotCtx *ctx, IotBh *bh)
         ctx->bh_spill_head = bh;
     }
     ctx->bh_spill_tail = bh;
+    ctx->bh_spill_made++;
     /* seq_cst: before the notify's load of `notified` (see
      * ctx->bh_spill_pending). */
     atomic_store_explicit(&ctx->bh_spill_pending, true, memory_order_seq_cst);
@@ -181,6 +182,7 @@ static size_t bh_take_spilled(IotCtx *ctx, struct IotBhBuf *buf, size_t n)
             buf->cap = cap;
         }
         ctx->bh_spill_head = bh->spill_next;
+        ctx->bh_spill_taken++;
         buf->v[n++] = (IotPostSlot){ NULL, bh };
     }
     if (!ctx->bh_spill_head) {

@@ -446,6 +446,9 @@ bool iot__postq_scan(IotCtx *ctx, bool (*visit)(const IotPostSlot *, void *),
 
 void iot__postq_mark(IotCtx *ctx)
 {
+    pthread_mutex_lock(&ctx->bh_spill_lock);
+    ctx->bh_spill_mark = ctx->bh_spill_made;
+    pthread_mutex_unlock(&ctx->bh_spill_lock);
     for (IotPostQ *q = atomic_load_explicit(&ctx->postqs, memory_order_acquire);
          q; q = atomic_load_explicit(&q->next, memory_order_acquire)) {
         q->mark = postq_tail(q);
@@ -454,8 +457,13 @@ void iot__postq_mark(IotCtx *ctx)
 
 bool iot__postq_marked_pending(IotCtx *ctx)
 {
-    /* A spilled BH (bh.c) may have come before the mark: wait for it. */
-    if (atomic_load_explicit(&ctx->bh_spill_pending, memory_order_seq_cst)) {
+    bool spilled;
+
+    /* BHs spilled (bh.c) before the mark, not taken yet. */
+    pthread_mutex_lock(&ctx->bh_spill_lock);
+    spilled = ctx->bh_spill_taken < ctx->bh_spill_mark;
+    pthread_mutex_unlock(&ctx->bh_spill_lock);
+    if (spilled) {
         return true;
     }
     for (IotPostQ *q = atomic_load_explicit(&ctx->postqs, memory_order_acquire);

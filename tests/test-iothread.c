@@ -576,6 +576,44 @@ static void test_lifecycle_stop_without_memory(void)
     T_TASK_GONE(tid);
 }
 
+typedef struct SpillAgain {
+    IotBh *bh;
+    atomic_long runs;
+} SpillAgain;
+
+/* Reschedules itself, and the next post that needs memory finds none. */
+static void spill_again_cb(void *opaque)
+{
+    SpillAgain *s = opaque;
+
+    atomic_fetch_add(&s->runs, 1);
+    atomic_store(&iot__postq_fail_push_at, 1);
+    iot_bh_schedule(s->bh);
+}
+
+/* A stop waits for the BHs spilled before it, not for those that keep
+ * spilling after it: a BH that reschedules itself while its posts find
+ * no memory used to hold the stop for ever. */
+static void test_lifecycle_stop_while_spilling(void)
+{
+    IotThread *t = new_thread("io0", NULL);
+    SpillAgain s = { .runs = 0 };
+
+    s.bh = iot_bh_new(iot_thread_ctx(t), spill_again_cb, &s);
+    T_ASSERT(s.bh != NULL);
+    iot_bh_schedule(s.bh);
+    while (atomic_load(&s.runs) < 1000) {
+        sched_yield();
+    }
+    /* It did spill (the count is under the lock). */
+    pthread_mutex_lock(&iot_thread_ctx(t)->bh_spill_lock);
+    T_ASSERT(iot_thread_ctx(t)->bh_spill_made > 0);
+    pthread_mutex_unlock(&iot_thread_ctx(t)->bh_spill_lock);
+    T_ASSERT_EQ(iot_thread_stop(t, NULL), 0); /* the harness bounds it */
+    iot_bh_delete(s.bh);
+    destroy_thread(t);
+}
+
 static void test_lifecycle_stop_idempotent(void)
 {
     int tasks0 = task_count(), fds0 = fd_count();
@@ -3356,6 +3394,8 @@ int main(int argc, char **argv)
     t_add("/iothread/lifecycle/stop-from-self", test_lifecycle_stop_from_self);
     t_add("/iothread/lifecycle/stop-without-memory",
           test_lifecycle_stop_without_memory);
+    t_add("/iothread/lifecycle/stop-while-spilling",
+          test_lifecycle_stop_while_spilling);
     t_add("/iothread/lifecycle/stop-from-pool-worker",
           test_lifecycle_stop_from_worker);
     t_add("/iothread/lifecycle/destroy-with-refs",
