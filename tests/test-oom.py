@@ -17,7 +17,7 @@ and checks each run:
     dropped exits 0 on SIGTERM (or stalls, with every allocation
     failing).
 
-  IOTHREADD=... OOM_SHIM=... tests/test-oom.py [STEP]
+  IOTHREADD=... OOM_SHIM=... tests/test-oom.py [SCALE]   (1: 220 cases)
 
 Without the variables the files are looked for next to this script in a
 build directory (../daemon/iothreadd, ./oom-shim.so).  Prints TAP and
@@ -174,7 +174,7 @@ def run(n, fail_all, tmp, count=None, jsonc=False):
 
 
 def main():
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 120  # per mode
+    scale = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
     print("TAP version 13")
     ldd = subprocess.run(["ldd", DAEMON], capture_output=True, text=True).stdout
     if "libasan" in ldd or "libtsan" in ldd:
@@ -186,20 +186,23 @@ def main():
     n_case = 0
     # Our code's allocations, then json-c's too (once each: json-c failing
     # for good ends in its tokener, not ours to judge).
-    for jsonc, modes in ((False, (False, True)), (True, (False,))):
+    # (json-c's too?, modes, runs per mode): a fixed number of cases.
+    for jsonc, modes, runs in ((False, (False, True), 50), (True, (False,), 120)):
+        runs = max(1, int(runs * scale))
         with tempfile.TemporaryDirectory() as tmp:
             count = os.path.join(tmp, "count")
             how = run(0, False, tmp, count, jsonc)
             assert how == "complete", how
             with open(count) as f:
                 total = int(f.read())
-        step = max(1, total // runs)
         who = "ours and json-c's" if jsonc else "ours"
-        print("# %d allocations (%s) in a session: every %dth fails" % (total, who, step))
+        # @runs points spread over the session (all of them if fewer).
+        points = sorted(set(1 + i * total // runs for i in range(runs)))
+        print("# %d allocations (%s) in a session: %d of them fail in turn" % (total, who, len(points)))
         with tempfile.TemporaryDirectory() as tmp:
             for fail_all in modes:
                 ends = {}
-                for n in range(1, total + 1, step):
+                for n in points:
                     n_case += 1
                     name = "alloc %d (%s) fails%s" % (n, who, " and all after" if fail_all else "")
                     try:
