@@ -181,7 +181,7 @@ struct IotCtx {
     /* [bh_spill_lock] spills made and taken so far; [home] the made
      * count at iot__postq_mark(): a stop waits only for the spills made
      * before it, as for the queues' slots. */
-    unsigned long bh_spill_made, bh_spill_taken, bh_spill_mark;
+    uint64_t bh_spill_made, bh_spill_taken, bh_spill_mark;
 
     /* ---- fd handlers ---- */
     IotLockCnt list_lock;

@@ -878,6 +878,88 @@ static void test_lifecycle_stop_runs_earlier_posts(void)
     destroy_thread(t);
 }
 
+/* A gate that says when the loop has entered it. */
+typedef struct Gate2 {
+    sem_t entered, release;
+} Gate2;
+
+static void gate2_bh(void *opaque)
+{
+    Gate2 *g = opaque;
+
+    T_ASSERT_EQ(sem_post(&g->entered), 0);
+    T_ASSERT_EQ(sem_wait(&g->release), 0);
+}
+
+typedef struct SpillStop {
+    IotThread *t;
+    Gate2 *in_pass; /* runs in the stop BH's pass, before it */
+    IotBh *bh;      /* spilled while that gate holds the pass */
+    atomic_int ran;
+} SpillStop;
+
+static void *spill_stopper(void *opaque)
+{
+    SpillStop *s = opaque;
+
+    T_ASSERT_EQ(
+        iot_bh_schedule_oneshot(iot_thread_ctx(s->t), gate2_bh, s->in_pass), 0);
+    T_ASSERT_EQ(iot_thread_stop(s->t, NULL), 0);
+    return NULL;
+}
+
+static void *spill_one(void *opaque)
+{
+    atomic_store(&iot__postq_fail_push_at, 1);
+    iot_bh_schedule(opaque);
+    return NULL;
+}
+
+static void spill_stop_cb(void *opaque)
+{
+    atomic_fetch_add(&((SpillStop *)opaque)->ran, 1);
+}
+
+/* A BH spilled after the stop's pass took its slots but before the stop
+ * BH ran (its mark) is run before the thread ends. */
+static void test_lifecycle_stop_runs_earlier_spill(void)
+{
+    IotThread *t = new_thread("io0", NULL);
+    IotCtx *ctx = iot_thread_ctx(t);
+    Gate2 first, in_pass;
+    SpillStop s = { .t = t, .in_pass = &in_pass, .ran = 0 };
+    pthread_t stopper, spiller;
+    uint64_t base;
+    int queues;
+
+    s.bh = iot_bh_new(ctx, spill_stop_cb, &s);
+    for (Gate2 *g = &first; g; g = g == &first ? &in_pass : NULL) {
+        T_ASSERT_EQ(sem_init(&g->entered, 0, 0), 0);
+        T_ASSERT_EQ(sem_init(&g->release, 0, 0), 0);
+    }
+    /* Hold the loop in a BH while the stopper posts its gate and stop. */
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, gate2_bh, &first), 0);
+    T_ASSERT_EQ(sem_wait(&first.entered), 0);
+    base = posts_published(ctx, &queues);
+    T_ASSERT_EQ(pthread_create(&stopper, NULL, spill_stopper, &s), 0);
+    while (posts_published(ctx, &queues) < base + 2) {
+        sched_yield();
+    }
+    /* The next pass takes the gate and the stop BH together. */
+    T_ASSERT_EQ(sem_post(&first.release), 0);
+    T_ASSERT_EQ(sem_wait(&in_pass.entered), 0);
+    T_ASSERT_EQ(pthread_create(&spiller, NULL, spill_one, s.bh), 0);
+    T_ASSERT_EQ(pthread_join(spiller, NULL), 0);
+    pthread_mutex_lock(&ctx->bh_spill_lock);
+    T_ASSERT_EQ(ctx->bh_spill_made, 1);
+    pthread_mutex_unlock(&ctx->bh_spill_lock);
+    T_ASSERT_EQ(sem_post(&in_pass.release), 0);
+    T_ASSERT_EQ(pthread_join(stopper, NULL), 0);
+    T_ASSERT_EQ(atomic_load(&s.ran), 1);
+    iot_bh_delete(s.bh);
+    destroy_thread(t);
+}
+
 /* A second stopper waits for the first one's join without holding the
  * lock that a property set needs: the IOThread may be waiting for such a
  * set (here a pool worker's, which a nested poll in a BH waits for) to get
@@ -3396,6 +3478,8 @@ int main(int argc, char **argv)
           test_lifecycle_stop_without_memory);
     t_add("/iothread/lifecycle/stop-while-spilling",
           test_lifecycle_stop_while_spilling);
+    t_add("/iothread/lifecycle/stop-runs-earlier-spill",
+          test_lifecycle_stop_runs_earlier_spill);
     t_add("/iothread/lifecycle/stop-from-pool-worker",
           test_lifecycle_stop_from_worker);
     t_add("/iothread/lifecycle/destroy-with-refs",
