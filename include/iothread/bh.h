@@ -10,9 +10,9 @@
  * scheduled by different threads run in no promised order.  Scheduling,
  * cancelling and deleting a BH never fail: where the queue cannot grow
  * (memory exhausted), the BH waits on a list of the context's under a
- * lock instead, and still runs, but after what the queues held (so not in
- * its thread's order); a one-shot, which has no object to wait in,
- * returns -ENOMEM.
+ * lock instead, and still runs, but after what its pass took from the
+ * queues (so not in its thread's order); a one-shot, which has no object
+ * to wait in, returns -ENOMEM.
  *
  * Rules (section 2.2 of the specification):
  *  - a BH scheduled while BHs run waits for the next iteration, except that
