@@ -167,7 +167,10 @@ struct IotCtx {
     size_t bh_taken;                     /* [home] slots the latest pass took */
     int64_t postq_look_ns; /* [home] paced stream: next look at the queues */
     IotPostQ *postq_hot;   /* [home] the queue the latest pass took from */
-    int64_t poll_now_ns;   /* [home] busy polling's clock, once a round */
+    /* [home] where the next pass starts, after one cut short by a lack
+     * of memory (NULL: at the head); see iot__postq_take() */
+    IotPostQ *postq_resume;
+    int64_t poll_now_ns; /* [home] busy polling's clock, once a round */
     pthread_mutex_t bh_all_lock;
     IotBh *bh_all; /* [bh_all_lock] every BH, for the leak check */
     /* BHs whose post found no memory for the queue (a thread's first

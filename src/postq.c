@@ -284,6 +284,9 @@ static bool postq_reap(IotCtx *ctx, IotPostQ *q)
     if (ctx->postq_hot == q) {
         ctx->postq_hot = NULL;
     }
+    if (ctx->postq_resume == q) {
+        ctx->postq_resume = NULL;
+    }
     pthread_mutex_lock(&ctx->postq_lock);
     postq_unlink(ctx, q);
     pthread_mutex_unlock(&ctx->postq_lock);
@@ -299,7 +302,8 @@ static bool buf_reserve(IotPostSlot **buf, size_t *cap, size_t need)
     size_t n = *cap ? *cap : 64;
     IotPostSlot *v;
 
-    if (iot__postq_fail_grow_at > 0 && --iot__postq_fail_grow_at == 0) {
+    if (iot__postq_fail_grow_at < 0 ||
+        (iot__postq_fail_grow_at > 0 && --iot__postq_fail_grow_at == 0)) {
         return false;
     }
     if (need <= *cap) {
@@ -360,53 +364,83 @@ static unsigned postq_leave_partial_line(IotCtx *ctx, IotPostQ *q,
     return k;
 }
 
+/* Home thread.  Moves what @q has published (up to IOT_POSTQ_TAKE) into
+ * *buf after its *n slots.  False if the array could not hold all of it
+ * (out of memory): what fitted is taken, and the pass must stop. */
+static bool postq_take_one(IotCtx *ctx, IotPostQ *q, IotPostSlot **buf,
+                           size_t *cap, size_t *n)
+{
+    uint64_t tail = postq_tail(q), avail = tail - q->head;
+    bool all = true;
+
+    if (avail == 0) {
+        postq_reap(ctx, q);
+        return true;
+    }
+    if (avail > IOT_POSTQ_TAKE) {
+        avail = IOT_POSTQ_TAKE;
+    }
+    if (!buf_reserve(buf, cap, *n + avail)) {
+        /* Out of memory: take what fits (the array of the outermost pass
+         * always has room, see iot__bh_ctx_init()), so that the loop goes
+         * on; the rest waits for the next pass. */
+        if (*n >= *cap) {
+            return false;
+        }
+        if (avail > *cap - *n) {
+            avail = *cap - *n;
+            all = false;
+        }
+    }
+    for (uint64_t i = 0; i < avail; i++) {
+        if (q->c_idx == IOT_POSTQ_SLOTS) {
+            IotPostChunk *done = q->c_chunk;
+            q->c_chunk = done->next;
+            q->c_idx = 0;
+            chunk_recycle(q, done);
+        }
+        /* Four lines ahead: the lines come from the producer's cache, one
+         * transfer each, and this overlaps them. */
+        if (q->c_idx + 16 < IOT_POSTQ_SLOTS) {
+            __builtin_prefetch(&q->c_chunk->slot[q->c_idx + 16]);
+        }
+        (*buf)[(*n)++] = q->c_chunk->slot[q->c_idx++];
+    }
+    q->head += avail;
+    *n -= postq_leave_partial_line(ctx, q, tail, avail);
+    ctx->postq_hot = q;
+    return all;
+}
+
+/* Walks the queues from ctx->postq_resume (normally NULL: from the head)
+ * round to where it began.  A pass cut short (out of memory) leaves
+ * postq_resume at the queue after the one it stopped in, so that the next
+ * pass serves the others first: a busy queue that fills the array every
+ * time cannot starve the queues behind it. */
 size_t iot__postq_take(IotCtx *ctx, IotPostSlot **buf, size_t *cap)
 {
-    IotPostQ *q, *next;
+    /* Acquire pairs with the release in iot__postq_lookup(). */
+    IotPostQ *head = atomic_load_explicit(&ctx->postqs, memory_order_acquire);
+    IotPostQ *start = ctx->postq_resume ? ctx->postq_resume : head;
     size_t n = 0;
 
     postq_prefetch(ctx);
+    ctx->postq_resume = NULL;
+    for (int round = 0; round < 2; round++) {
+        /* The second round, from the head up to @start (which a reap may
+         * have unlinked: then up to the end), only if @start was not. */
+        IotPostQ *q = round ? head : start, *until = round ? start : NULL;
 
-    /* Acquire pairs with the release in iot__postq_lookup(). */
-    for (q = atomic_load_explicit(&ctx->postqs, memory_order_acquire); q;
-         q = next) {
-        uint64_t tail = postq_tail(q), avail = tail - q->head;
-
-        next = atomic_load_explicit(&q->next, memory_order_acquire);
-        if (avail == 0) {
-            postq_reap(ctx, q);
-            continue;
+        if (round && start == head) {
+            break;
         }
-        if (avail > IOT_POSTQ_TAKE) {
-            avail = IOT_POSTQ_TAKE;
-        }
-        if (!buf_reserve(buf, cap, n + avail)) {
-            /* Out of memory: take what fits (the array of the outermost
-             * pass always has room, see iot__bh_ctx_init()), so that the
-             * loop goes on; the rest waits for the next pass. */
-            if (n >= *cap) {
+        for (IotPostQ *next; q && q != until; q = next) {
+            next = atomic_load_explicit(&q->next, memory_order_acquire);
+            if (!postq_take_one(ctx, q, buf, cap, &n)) {
+                ctx->postq_resume = next;
                 return n;
             }
-            avail = *cap - n;
-            next = NULL;
         }
-        for (uint64_t i = 0; i < avail; i++) {
-            if (q->c_idx == IOT_POSTQ_SLOTS) {
-                IotPostChunk *done = q->c_chunk;
-                q->c_chunk = done->next;
-                q->c_idx = 0;
-                chunk_recycle(q, done);
-            }
-            /* Four lines ahead: the lines come from the producer's
-             * cache, one transfer each, and this overlaps them. */
-            if (q->c_idx + 16 < IOT_POSTQ_SLOTS) {
-                __builtin_prefetch(&q->c_chunk->slot[q->c_idx + 16]);
-            }
-            (*buf)[n++] = q->c_chunk->slot[q->c_idx++];
-        }
-        q->head += avail;
-        n -= postq_leave_partial_line(ctx, q, tail, avail);
-        ctx->postq_hot = q;
     }
     return n;
 }
@@ -572,6 +606,7 @@ void iot__postq_ctx_finalize(IotCtx *ctx, void (*drop)(IotPostSlot *))
     IotPostQ *q, *next;
 
     ctx->postq_hot = NULL;
+    ctx->postq_resume = NULL;
     iot__postq_scan(ctx, drop_visit, &drop);
     for (q = atomic_load_explicit(&ctx->postqs, memory_order_acquire); q;
          q = next) {

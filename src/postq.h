@@ -184,7 +184,8 @@ static inline int iot__postq_push(IotCtx *ctx, IotBhFunc *cb, void *opaque)
  * exited threads once they are empty.  Returns the number taken.  If @buf
  * cannot grow, it takes what fits and the rest waits for a later pass. */
 size_t iot__postq_take(IotCtx *ctx, IotPostSlot **buf, size_t *cap);
-extern int iot__postq_fail_grow_at; /* tests: the Nth growth fails */
+/* Tests: the Nth growth fails (1: the next); negative: every one. */
+extern int iot__postq_fail_grow_at;
 
 /* Home thread.  Calls @visit on every published slot not yet taken, in
  * queue order, until it returns true; returns true if one did. */

@@ -896,6 +896,64 @@ static void test_take_enomem(void)
     ctx_teardown(ctx);
 }
 
+/* ---- out of memory for good: no queue starves ---- */
+
+static int starve_home_runs, starve_other_runs;
+static IotCtx *starve_ctx;
+
+/* The home thread's queue: each run posts one more, so that it always
+ * holds more than the pass's array can take. */
+static void starve_home_cb(void *opaque)
+{
+    (void)opaque;
+    starve_home_runs++;
+    if (starve_home_runs < 2000) {
+        T_ASSERT_EQ(iot_bh_schedule_oneshot(starve_ctx, starve_home_cb, NULL),
+                    0);
+    }
+}
+
+static void starve_other_cb(void *opaque)
+{
+    (void)opaque;
+    starve_other_runs++;
+}
+
+static void *starve_other(void *opaque)
+{
+    for (int i = 0; i < 5; i++) {
+        T_ASSERT_EQ(iot_bh_schedule_oneshot(opaque, starve_other_cb, NULL), 0);
+    }
+    return NULL;
+}
+
+/* The pass's array cannot grow at all, and the newest queue (the head of
+ * the list) always has more than it holds: a pass cut short hands the
+ * next one to the queues behind, which used to wait for as long as the
+ * shortage lasted. */
+static void test_take_enomem_no_starving(void)
+{
+    IotCtx *ctx = ctx_setup();
+
+    starve_ctx = ctx;
+    starve_home_runs = starve_other_runs = 0;
+    pthread_join(start_thread(starve_other, ctx), NULL); /* the older queue */
+    for (int i = 0; i < 100; i++) {                      /* the newer one */
+        T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, starve_home_cb, NULL), 0);
+    }
+    iot__postq_fail_grow_at = -1;
+    for (int pass = 0; pass < 3; pass++) {
+        T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    }
+    T_ASSERT_EQ(starve_other_runs, 5);
+    T_ASSERT(starve_home_runs >= 64);
+    iot__postq_fail_grow_at = 0;
+    while (iot_ctx_poll(ctx, false)) {
+    }
+    T_ASSERT(starve_home_runs >= 2000); /* and the chains in flight */
+    ctx_teardown(ctx);
+}
+
 int main(int argc, char **argv)
 {
     t_add("/postq/fifo-across-chunks", test_fifo_across_chunks);
@@ -915,6 +973,7 @@ int main(int argc, char **argv)
     t_add("/postq/exited-thread", test_exited_thread);
     t_add("/postq/post-from-tsd-destructor", test_post_from_tsd_destructor);
     t_add("/postq/take-enomem", test_take_enomem);
+    t_add("/postq/take-enomem/no-starving", test_take_enomem_no_starving);
     t_add("/postq/burst-memory-returned", test_burst_memory_returned);
     t_add("/postq/context-gone", test_context_gone);
     t_add("/postq/thread-outlives-context", test_thread_outlives_context);
