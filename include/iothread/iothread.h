@@ -86,9 +86,9 @@ IOT_API IotThread *iot_thread_new_internal(const char *id,
 
 /* Any thread but the IOThread itself or one of its pool workers (that
  * returns -EDEADLK with an error).  Stops the loop through a BH made with
- * the IOThread (so a stop needs no memory) and joins it; every BH scheduled before that one,
- * from any thread, runs before the thread ends (but for one whose first
- * schedule was still being published: the same window as QEMU's).
+ * the IOThread (so a stop needs no memory) and joins it; every BH scheduled
+ * before that one, from any thread, runs before the thread ends (but for one
+ * whose first schedule was still being published: the same window as QEMU's).
  * Idempotent: stopping a stopped IOThread returns 0; a concurrent second
  * stopper returns once the first one's join has.  Called on another
  * IOThread, a stopper's wait runs that thread's own loop (nested, as
