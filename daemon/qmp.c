@@ -73,13 +73,30 @@ struct QmpClient {
     unsigned utf8_need; /* lex_scan(): continuation bytes still due */
     unsigned char utf8_lo, utf8_hi; /* lex_scan(): bounds of the next one */
     bool value_has_nul; /* the value being parsed contains \\u0000 */
-    bool discard_line;  /* dropping input up to the next newline */
+    /* lex_scan()'s view of the top-level object, to keep the text of a
+     * number given as its "id": json-c saturates an integer past 64
+     * bits, and QMP echoes the id verbatim (lex_outside()). */
+    unsigned lex_depth;   /* containers open, outside strings */
+    bool lex_expect_key;  /* a string now is a key of the top object */
+    bool lex_in_key;      /* inside such a string */
+    unsigned lex_key_len; /* its bytes that spelt "id" so far; 3: not */
+    bool lex_key_is_id;   /* the last such key was "id", value not seen */
+    bool lex_id_value;    /* after its ':', before its value */
+    bool lex_in_id_num;   /* inside that value, a number */
+    bool id_text_bad;     /* out of memory keeping it */
+    char *id_text;        /* its bytes; the last "id" wins, as in json-c */
+    size_t id_len, id_cap;
+    bool discard_line; /* dropping input up to the next newline */
     char *out;
     size_t out_len, out_cap;
     bool dead; /* to be closed */
     bool eof;  /* the client shut its side: send what is queued, then close */
     QmpClient *next;
 };
+
+static void lex_reset(QmpClient *c);
+static void id_text_forget(QmpClient *c);
+static bool num_char(char ch);
 
 void qmp_error_set(QmpError *err, QmpErrorClass cls, const char *fmt, ...)
 {
@@ -242,6 +259,29 @@ static const char *class_name(QmpErrorClass cls)
     default:
         return "GenericError";
     }
+}
+
+/* A number @id as the client wrote it, which lex_outside() kept: json-c
+ * saturates an integer past 64 bits (2^64 came back as
+ * 18446744073709551615) and QMP echoes the id verbatim.  NULL for any
+ * other id, or if memory is short (the parsed one is echoed then). */
+static json_object *id_as_written(QmpClient *c, json_object *id)
+{
+    json_object *v;
+    char *text;
+
+    if (!c->id_len || c->id_text_bad ||
+        !(json_object_is_type(id, json_type_int) ||
+          json_object_is_type(id, json_type_double))) {
+        return NULL;
+    }
+    text = strndup(c->id_text, c->id_len);
+    if (!text) {
+        return NULL;
+    }
+    v = json_object_new_double_s(json_object_get_double(id), text);
+    free(text);
+    return v;
 }
 
 /* Sends an error reply echoing @id (borrowed; NULL is JSON null) if
@@ -431,6 +471,7 @@ static void dispatch(QmpClient *c, json_object *req)
 {
     const char *exec = NULL;
     json_object *args = NULL, *id = NULL, *ret = NULL, *empty = NULL;
+    json_object *id_num = NULL;
     bool has_id;
     QmpError err = { 0 };
     const QmpCommand *cmd;
@@ -443,6 +484,9 @@ static void dispatch(QmpClient *c, json_object *req)
     }
     /* Found with a NULL value is JSON null: echoed too. */
     has_id = json_object_object_get_ex(req, "id", &id);
+    if (has_id && (id_num = id_as_written(c, id))) {
+        id = id_num;
+    }
     if (!envelope_check(req, &exec, &args, &err)) {
         goto out;
     }
@@ -492,6 +536,7 @@ out:
     }
     free(err.desc);
     json_object_put(empty);
+    json_object_put(id_num);
 }
 
 /* ---- input ---- */
@@ -537,11 +582,116 @@ static void parse_error(QmpClient *c, const char *what)
     }
     c->value_bytes = 0;
     c->in_value = false;
+    lex_reset(c);
+    id_text_forget(c);
+    c->value_has_nul = false;
+    c->discard_line = true;
+}
+
+/* Forgets the lexer's state: a value ended, or was refused. */
+static void lex_reset(QmpClient *c)
+{
     c->esc_state = 0;
     c->in_string = false;
     c->utf8_need = 0;
-    c->value_has_nul = false;
-    c->discard_line = true;
+    c->lex_depth = 0;
+    c->lex_expect_key = false;
+    c->lex_in_key = false;
+    c->lex_key_is_id = false;
+    c->lex_id_value = false;
+    c->lex_in_id_num = false;
+}
+
+/* The value is done with: its id's text goes (its memory too, if a long
+ * number made it large). */
+static void id_text_forget(QmpClient *c)
+{
+    c->id_len = 0;
+    if (c->id_cap > 4096) {
+        free(c->id_text);
+        c->id_text = NULL;
+        c->id_cap = 0;
+    }
+}
+
+static void id_text_add(QmpClient *c, unsigned char ch)
+{
+    char b = (char)ch;
+
+    if (!buf_append(&c->id_text, &c->id_len, &c->id_cap, 32, &b, 1)) {
+        c->id_text_bad = true;
+    }
+}
+
+/* A byte of a top-level key, or its closing quote (in_string clear):
+ * does the key spell "id", byte for byte?  (An escaped spelling of it is
+ * json-c's "id" all the same; its number is then echoed as json-c read
+ * it.) */
+static void lex_key_byte(QmpClient *c, unsigned char ch)
+{
+    if (!c->in_string) {
+        c->lex_in_key = false;
+        c->lex_key_is_id = c->lex_key_len == 2;
+    } else if (c->lex_key_len < 2 && ch == "id"[c->lex_key_len]) {
+        c->lex_key_len++;
+    } else {
+        c->lex_key_len = 3;
+    }
+}
+
+/* A byte outside strings: follows the top-level object's keys and keeps
+ * the text of a number that is the value of its "id" in c->id_text.
+ * Only bytes json-c accepted reach here (numbers whole, see
+ * number_tail()), so the structure need not be checked. */
+static void lex_outside(QmpClient *c, unsigned char ch)
+{
+    if (c->lex_in_id_num) {
+        if (num_char((char)ch)) {
+            id_text_add(c, ch);
+            return;
+        }
+        c->lex_in_id_num = false;
+    }
+    switch (ch) {
+    case ' ':
+    case '\t':
+    case '\n':
+    case '\r':
+        return;
+    case ':':
+        c->lex_id_value = c->lex_depth == 1 && c->lex_key_is_id;
+        c->lex_key_is_id = false;
+        return;
+    case ',':
+        c->lex_expect_key = c->lex_depth == 1;
+        break;
+    case '{':
+    case '[':
+        c->lex_depth++;
+        c->lex_expect_key = ch == '{' && c->lex_depth == 1;
+        break;
+    case '}':
+    case ']':
+        c->lex_depth -= c->lex_depth > 0;
+        break;
+    case '"':
+        c->lex_in_key = c->lex_expect_key;
+        c->lex_key_len = 0;
+        c->lex_expect_key = false;
+        break;
+    default:
+        if (c->lex_id_value) {
+            c->id_len = 0;
+            c->id_text_bad = false;
+            c->lex_in_id_num = num_char((char)ch);
+            if (c->lex_in_id_num) {
+                id_text_add(c, ch);
+            }
+        }
+        break;
+    }
+    c->lex_id_value = false;
+    c->lex_key_is_id = false;
 }
 
 /* A small lexer over the bytes the tokener consumed, for what json-c lets
@@ -563,9 +713,14 @@ static ssize_t lex_scan(QmpClient *c, const char *buf, size_t len,
 {
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)buf[i];
+        bool key = c->lex_in_key;
+
         if (!c->in_string) {
+            lex_outside(c, ch);
             c->in_string = ch == '"';
-        } else if (c->utf8_need) {
+            continue;
+        }
+        if (c->utf8_need) {
             if (ch < c->utf8_lo || ch > c->utf8_hi) {
                 *why = "invalid UTF-8 in string";
                 return (ssize_t)i;
@@ -608,6 +763,9 @@ static ssize_t lex_scan(QmpClient *c, const char *buf, size_t len,
                 *why = "invalid UTF-8 in string";
                 return (ssize_t)i;
             }
+        }
+        if (key) {
+            lex_key_byte(c, ch);
         }
     }
     return -1;
@@ -799,9 +957,7 @@ static void client_input(QmpClient *c, const char *buf, size_t len)
         too_big = c->value_bytes + used > QMP_MAX_INPUT;
         c->value_bytes = 0;
         c->in_value = false;
-        c->esc_state = 0;
-        c->in_string = false;
-        c->utf8_need = 0;
+        lex_reset(c);
         json_tokener_reset(c->tok);
         if (too_big) {
             c->value_has_nul = false;
@@ -814,6 +970,7 @@ static void client_input(QmpClient *c, const char *buf, size_t len)
         } else {
             dispatch(c, obj);
         }
+        id_text_forget(c);
         json_object_put(obj);
     }
 }
@@ -952,6 +1109,7 @@ void qmp_client_free(QmpClient *c)
     }
     free(c->out);
     free(c->num);
+    free(c->id_text);
     free(c);
 }
 

@@ -1401,6 +1401,75 @@ CASE(deep_id)
     daemon_quit(&d);
 }
 
+/* The reply's "id" as it came on the wire: the end of its line. */
+static const char *raw_id_at(int line, Qc *c)
+{
+    char *l = qc_line_at(line, c);
+    char *p = l ? strstr(l, "\"id\": ") : NULL;
+
+    if (!p || l[strlen(l) - 1] != '}') {
+        t_fail(__FILE__, line, "no id last in: %s", l ? l : "(EOF)");
+    }
+    p += strlen("\"id\": ");
+    p[strlen(p) - 1] = '\0';
+    return p;
+}
+#define raw_id(c) raw_id_at(__LINE__, (c))
+
+/* "id" is echoed as written, whatever its JSON type (qmp-surface.md):
+ * an integer past 64 bits too, which json-c alone saturates (2^64 came
+ * back as 2^64 - 1, -2^63 - 1 as -2^63). */
+CASE(id_verbatim)
+{
+    static const char *const ids[] = {
+        "18446744073709551616",
+        "123456789012345678901234567890",
+        "-9223372036854775809",
+        "18446744073709551615",
+        "-9223372036854775808",
+        "-0",
+        "1e400",
+        "1.50",
+        "7",
+    };
+    Daemon d;
+    Qc *c;
+
+    start_io0(&d);
+    /* before negotiation: an error reply echoes it too */
+    c = qc_connect(d.sock);
+    qc_printf(c, "{\"execute\": \"query-version\", \"id\": %s}\n", ids[0]);
+    T_ASSERT_STR(raw_id(c), ids[0]);
+    qc_close(c);
+
+    c = qc_open(d.sock);
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        qc_printf(c, "{\"execute\": \"query-version\", \"id\" : %s }\n",
+                  ids[i]);
+        T_ASSERT_STR(raw_id(c), ids[i]);
+        qc_printf(c, "{\"id\":%s,\"execute\":\"no-such\"}\n", ids[i]);
+        T_ASSERT_STR(raw_id(c), ids[i]);
+    }
+    /* the last "id" wins, as json-c keeps it; a nested one is not it */
+    qc_printf(c, "{\"id\": 99999999999999999999, \"execute\": "
+                 "\"query-version\", \"id\": 5}\n");
+    T_ASSERT_STR(raw_id(c), "5");
+    qc_printf(c, "{\"id\": \"s\", \"execute\": \"query-version\", "
+                 "\"id\": -99999999999999999999}\n");
+    T_ASSERT_STR(raw_id(c), "-99999999999999999999");
+    qc_printf(c,
+              "{\"execute\": \"query-version\", \"arguments\": {\"id\": "
+              "99999999999999999999, \"x\": [1, {\"id\": 3}]}, \"id\": 8}\n");
+    T_ASSERT_STR(raw_id(c), "8");
+    qc_printf(c, "{\"execute\": \"query-version\", \"xid\": 1, \"id\": "
+                 "99999999999999999999, \"i\": 2}\n");
+    T_ASSERT_STR(raw_id(c), "99999999999999999999");
+    /* the next value does not inherit the last one's number */
+    OK(c, "{'execute': 'query-version', 'id': 'after'}");
+    qc_close(c);
+    daemon_quit(&d);
+}
+
 CASE(extra_brace)
 {
     Daemon d;
@@ -3614,6 +3683,7 @@ int main(int argc, char **argv)
     t_add("/qmp/framing/number-cut-by-read", number_cut_by_read);
     t_add("/qmp/framing/extra-brace", extra_brace);
     t_add("/qmp/framing/deep-id", deep_id);
+    t_add("/qmp/framing/id-verbatim", id_verbatim);
     t_add("/qmp/framing/two-per-line-and-empty-lines",
           two_per_line_and_empty_lines);
     t_add("/qmp/framing/garbage-then-valid", garbage_then_valid);
