@@ -79,7 +79,8 @@ struct QmpClient {
     unsigned lex_depth;   /* containers open, outside strings */
     bool lex_expect_key;  /* a string now is a key of the top object */
     bool lex_in_key;      /* inside such a string */
-    unsigned lex_key_len; /* its bytes that spelt "id" so far; 3: not */
+    char lex_key[12];     /* its first bytes, as written */
+    unsigned lex_key_len; /* how many; past sizeof(lex_key): longer */
     bool lex_key_is_id;   /* the last such key was "id", value not seen */
     bool lex_id_value;    /* after its ':', before its value */
     bool lex_in_id_num;   /* inside that value, a number */
@@ -261,6 +262,20 @@ static const char *class_name(QmpErrorClass cls)
     }
 }
 
+/* Is @s (@len bytes) a whole JSON number?  lex_outside() keeps the
+ * number characters from the first one on, which json-c's own extensions
+ * (-Infinity) begin with too. */
+static bool json_number_text(const char *s, size_t len)
+{
+    size_t i = 0;
+
+    if (i < len && s[i] == '-') {
+        i++;
+    }
+    return i < len && s[i] >= '0' && s[i] <= '9' && s[len - 1] >= '0' &&
+           s[len - 1] <= '9';
+}
+
 /* A number @id as the client wrote it, which lex_outside() kept: json-c
  * saturates an integer past 64 bits (2^64 came back as
  * 18446744073709551615) and QMP echoes the id verbatim.  NULL for any
@@ -271,6 +286,7 @@ static json_object *id_as_written(QmpClient *c, json_object *id)
     char *text;
 
     if (!c->id_len || c->id_text_bad ||
+        !json_number_text(c->id_text, c->id_len) ||
         !(json_object_is_type(id, json_type_int) ||
           json_object_is_type(id, json_type_double))) {
         return NULL;
@@ -623,32 +639,59 @@ static void id_text_add(QmpClient *c, unsigned char ch)
     }
 }
 
-/* A byte of a top-level key, or its closing quote (in_string clear):
- * does the key spell "id", byte for byte?  (An escaped spelling of it is
- * json-c's "id" all the same; its number is then echoed as json-c read
- * it.) */
+/* Does the JSON string body @s (@len bytes, as written) say "id"?  Each
+ * letter may be written plainly or as its only escape (\u0069, \u0064:
+ * no hex letters, so no case to fold). */
+static bool key_says_id(const char *s, size_t len)
+{
+    static const char *const forms[2][2] = { { "i", "\\u0069" },
+                                             { "d", "\\u0064" } };
+    size_t at = 0;
+
+    for (int k = 0; k < 2; k++) {
+        size_t n1 = strlen(forms[k][0]), n6 = strlen(forms[k][1]);
+
+        if (len - at >= n1 && !memcmp(s + at, forms[k][0], n1)) {
+            at += n1;
+        } else if (len - at >= n6 && !memcmp(s + at, forms[k][1], n6)) {
+            at += n6;
+        } else {
+            return false;
+        }
+    }
+    return at == len;
+}
+
+/* A byte of a top-level key, or its closing quote (in_string clear). */
 static void lex_key_byte(QmpClient *c, unsigned char ch)
 {
     if (!c->in_string) {
         c->lex_in_key = false;
-        c->lex_key_is_id = c->lex_key_len == 2;
-    } else if (c->lex_key_len < 2 && ch == "id"[c->lex_key_len]) {
-        c->lex_key_len++;
+        c->lex_key_is_id = c->lex_key_len <= sizeof(c->lex_key) &&
+                           key_says_id(c->lex_key, c->lex_key_len);
+    } else if (c->lex_key_len < sizeof(c->lex_key)) {
+        c->lex_key[c->lex_key_len++] = (char)ch;
     } else {
-        c->lex_key_len = 3;
+        c->lex_key_len = sizeof(c->lex_key) + 1;
     }
 }
 
 /* A byte outside strings: follows the top-level object's keys and keeps
  * the text of a number that is the value of its "id" in c->id_text.
  * Only bytes json-c accepted reach here (numbers whole, see
- * number_tail()), so the structure need not be checked. */
-static void lex_outside(QmpClient *c, unsigned char ch)
+ * number_tail()), so the structure need not be checked; but json-c also
+ * takes NaN, Infinity and -Infinity, which are no JSON (a reply echoing
+ * one would not be either): false for a byte that no JSON has outside
+ * strings. */
+static bool lex_outside(QmpClient *c, unsigned char ch)
 {
+    if (!strchr("{}[],: \t\n\r0123456789+-.eEtruefalsn\"", ch) || !ch) {
+        return false;
+    }
     if (c->lex_in_id_num) {
         if (num_char((char)ch)) {
             id_text_add(c, ch);
-            return;
+            return true;
         }
         c->lex_in_id_num = false;
     }
@@ -657,11 +700,11 @@ static void lex_outside(QmpClient *c, unsigned char ch)
     case '\t':
     case '\n':
     case '\r':
-        return;
+        return true;
     case ':':
         c->lex_id_value = c->lex_depth == 1 && c->lex_key_is_id;
         c->lex_key_is_id = false;
-        return;
+        return true;
     case ',':
         c->lex_expect_key = c->lex_depth == 1;
         break;
@@ -692,6 +735,7 @@ static void lex_outside(QmpClient *c, unsigned char ch)
     }
     c->lex_id_value = false;
     c->lex_key_is_id = false;
+    return true;
 }
 
 /* A small lexer over the bytes the tokener consumed, for what json-c lets
@@ -703,8 +747,9 @@ static void lex_outside(QmpClient *c, unsigned char ch)
  *  - invalid UTF-8 inside strings, which replies would echo.  json-c's
  *    own check (JSON_TOKENER_VALIDATE_UTF8) keeps its state per call, so
  *    it refuses a valid character split across two reads: this one is
- *    used instead.
- * Returns the offset of the first byte of the second or third kind, with
+ *    used instead;
+ *  - NaN, Infinity and -Infinity, which json-c takes (lex_outside()).
+ * Returns the offset of the first byte of the last three kinds, with
  * *why set, or -1.  esc_state: 0 plain, 1 after a backslash, 2..5 inside
  * \uXXXX (counting the zeros of a possible \u0000); utf8_need: bytes
  * still due in a multi-byte sequence, the next one in [utf8_lo, 0xBF]. */
@@ -716,7 +761,10 @@ static ssize_t lex_scan(QmpClient *c, const char *buf, size_t len,
         bool key = c->lex_in_key;
 
         if (!c->in_string) {
-            lex_outside(c, ch);
+            if (!lex_outside(c, ch)) {
+                *why = "unexpected character";
+                return (ssize_t)i;
+            }
             c->in_string = ch == '"';
             continue;
         }

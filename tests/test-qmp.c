@@ -1464,6 +1464,19 @@ CASE(id_verbatim)
     qc_printf(c, "{\"execute\": \"query-version\", \"xid\": 1, \"id\": "
                  "99999999999999999999, \"i\": 2}\n");
     T_ASSERT_STR(raw_id(c), "99999999999999999999");
+    /* a key spelt with escapes is "id" all the same (the last wins) */
+    qc_printf(c, "{\"execute\": \"query-version\", \"id\": 5, "
+                 "\"i\\u0064\": 7}\n");
+    T_ASSERT_STR(raw_id(c), "7");
+    qc_printf(c, "{\"execute\": \"query-version\", "
+                 "\"\\u0069\\u0064\": 18446744073709551616}\n");
+    T_ASSERT_STR(raw_id(c), "18446744073709551616");
+    /* json-c takes these; they are no JSON, and no reply may echo them */
+    for (int i = 0; i < 3; i++) {
+        static const char *const bad[] = { "NaN", "Infinity", "-Infinity" };
+        qc_printf(c, "{\"execute\": \"query-version\", \"id\": %s}\n", bad[i]);
+        PARSE_ERROR(qc_reply(c));
+    }
     /* the next value does not inherit the last one's number */
     OK(c, "{'execute': 'query-version', 'id': 'after'}");
     qc_close(c);
