@@ -10,6 +10,8 @@
  * except stop and destroy of its own IOThread (refused with an error).
  *  - registry_lock: the list of user-created IOThreads, the "users"
  *    marks and `destroyed`.  Taken before the others.
+ *  - stop_waits_lock: which IOThreads wait for the end of which (the
+ *    t->stop_waits edges, see iot_thread_stop()).  Taken before t->lock.
  *  - t->lock: the start/stop state.  Held only to read or change it and
  *    to queue a BH; a second stopper waits for the first one's join on a
  *    Wait of its own (t->join_waiters).  A set queued while the thread
@@ -320,6 +322,9 @@ struct IotThread {
     pthread_t stopper;
     /* [lock] second stoppers, woken when `joined` is set (Wait.next) */
     struct Wait *join_waiters;
+    /* [stop_waits_lock] the IOThreads whose end this one waits for, in
+     * stops made on its thread, innermost first (StopEdge) */
+    struct StopEdge *stop_waits;
     bool destroyed;      /* [registry_lock] destroy succeeded */
     bool registered;     /* [registry_lock] */
     unsigned users;      /* [registry_lock] */
@@ -646,9 +651,9 @@ IotThread *iot_thread_new_internal(const char *id, const IotThreadProps *props,
  * AIO_WAIT_WHILE() does), so that what the other one may be waiting for
  * from us meanwhile still runs: two IOThreads that set each other's
  * properties, or one that sets another's while that one stops it, both
- * finish.  Two that stop each other still wait for ever, as two threads
- * that join each other would.  On any other thread it is a plain wait on
- * a condition variable.
+ * finish.  Two that stop each other would wait for ever, as two threads
+ * that join each other do: the second stop is refused (StopEdge).  On
+ * any other thread it is a plain wait on a condition variable.
  */
 typedef struct Wait {
     pthread_mutex_t lock;
@@ -727,6 +732,45 @@ static void wait_for(Wait *w)
 
 /* ---- stop and destroy ---- */
 
+/*
+ * A stop made on an IOThread waits for the other one's end by running its
+ * own loop, nested; its thread cannot end before that wait does.  So if
+ * A waits in a stop of B while B (or C, which B waits for) stops A, no
+ * thread of the cycle can ever end: iot_thread_stop() refuses the wait
+ * that would close it.  Each wait is an edge from the stopping IOThread to
+ * the stopped one, on the stopper's stack for the length of its wait;
+ * the graph never has a cycle, so a walk of it ends.
+ */
+typedef struct StopEdge {
+    IotThread *target;     /* [const] */
+    struct StopEdge *next; /* [stop_waits_lock] the waiter's outer waits */
+} StopEdge;
+
+static pthread_mutex_t stop_waits_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* [stop_waits_lock] Is @from @to, or does it wait, directly or through
+ * the IOThreads it waits for, for the end of @to? */
+static bool stop_waits_reach(IotThread *from, IotThread *to)
+{
+    if (from == to) {
+        return true;
+    }
+    for (StopEdge *e = from->stop_waits; e; e = e->next) {
+        if (stop_waits_reach(e->target, to)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The stopping IOThread, once its wait for @e's target is over. */
+static void stop_waits_pop(IotThread *self, StopEdge *e)
+{
+    pthread_mutex_lock(&stop_waits_lock);
+    self->stop_waits = e->next; /* waits nest: @e is the innermost */
+    pthread_mutex_unlock(&stop_waits_lock);
+}
+
 static int not_from_self(IotThread *t, const char *what, IotError **errp)
 {
     if (tls_self == t) {
@@ -764,49 +808,74 @@ int iot_thread_stop(IotThread *t, IotError **errp)
 {
     int ret = not_from_self(t, "stop", errp);
     bool first = false, second = false;
+    IotThread *self = tls_self;
+    StopEdge edge = { t, NULL };
     Wait w;
 
     if (ret < 0) {
         return ret;
     }
+    pthread_mutex_lock(&stop_waits_lock);
     pthread_mutex_lock(&t->lock);
     if (t->started && !t->stopping) {
-        iot_bh_schedule(t->stop_bh); /* cannot fail: see bh.h */
-        t->stopping = first = true;
-        t->stopper = pthread_self();
-        if (tls_self) {
-            /* Another IOThread: it runs its loop until the end, and
-             * joins a thread that has nothing left to do. */
-            wait_init(&w);
-            t->exit_wait = &w;
-        }
+        first = true;
     } else if (t->started && t->stopping && !t->joined) {
         if (pthread_equal(t->stopper, pthread_self())) {
             /* Called inside the first stop's nested wait: that stop joins
              * only once this call has returned. */
             pthread_mutex_unlock(&t->lock);
+            pthread_mutex_unlock(&stop_waits_lock);
             iot_error_setg(errp,
                            "cannot stop IOThread '%s' while this thread is "
                            "stopping it",
                            t->id);
             return -EDEADLK;
         }
+        second = true;
+    }
+    if ((first || second) && self) {
+        if (stop_waits_reach(t, self)) {
+            pthread_mutex_unlock(&t->lock);
+            pthread_mutex_unlock(&stop_waits_lock);
+            iot_error_setg(errp,
+                           "cannot stop IOThread '%s' from IOThread '%s', "
+                           "which it waits for: neither could end",
+                           t->id, self->id);
+            return -EDEADLK;
+        }
+        edge.next = self->stop_waits;
+        self->stop_waits = &edge;
+    }
+    if (first) {
+        iot_bh_schedule(t->stop_bh); /* cannot fail: see bh.h */
+        t->stopping = true;
+        t->stopper = pthread_self();
+        if (self) {
+            /* Another IOThread: it runs its loop until the end, and
+             * joins a thread that has nothing left to do. */
+            wait_init(&w);
+            t->exit_wait = &w;
+        }
+    } else if (second) {
         /* Another stopper joins: return once it has.  On an IOThread the
          * wait runs that thread's loop, as the first stopper's does. */
         wait_init(&w);
         w.next = t->join_waiters;
         t->join_waiters = &w;
-        second = true;
     }
     pthread_mutex_unlock(&t->lock);
+    pthread_mutex_unlock(&stop_waits_lock);
     if (second) {
         wait_for(&w);
     } else if (first) {
-        if (tls_self) {
+        if (self) {
             wait_for(&w);
         }
         pthread_join(t->thread, NULL);
         stop_joined(t);
+    }
+    if ((first || second) && self) {
+        stop_waits_pop(self, &edge);
     }
     return 0;
 }
@@ -870,6 +939,8 @@ void iot_thread_ref(IotThread *t)
 
 void iot_thread_unref(IotThread *t)
 {
+    IotError *err = NULL;
+
     if (!t ||
         atomic_fetch_sub_explicit(&t->refcnt, 1, memory_order_acq_rel) != 1) {
         return;
@@ -884,13 +955,14 @@ void iot_thread_unref(IotThread *t)
                 tls_self == t ? "its own thread" : "one of its pool workers");
         abort();
     }
-    if (iot_thread_stop(t, NULL) < 0) {
-        /* Only inside this thread's own stop of it (-EDEADLK): whoever
-         * called that still uses it. */
+    if (iot_thread_stop(t, &err) < 0) {
+        /* This thread is inside its own stop of @t, or @t waits for its
+         * end (-EDEADLK): whoever called that still uses @t, or @t can
+         * never end. */
         fprintf(stderr,
-                "%s: the last reference to IOThread '%s' dropped while "
-                "this thread stops it, aborting...\n",
-                __func__, t->id);
+                "%s: the last reference to IOThread '%s' dropped where it "
+                "cannot be stopped (%s), aborting...\n",
+                __func__, t->id, iot_error_message(err));
         abort();
     }
     thread_free(t);

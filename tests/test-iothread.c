@@ -3059,6 +3059,108 @@ static void test_stop_nested_second(void)
     destroy_thread(x.t);
 }
 
+/* IOThreads that stop one another in a cycle: each waits for the next
+ * one's end by running its own loop, nested, so none of them could end.
+ * The stop (or destroy) that would close the cycle returns -EDEADLK, and
+ * the others then complete.  It used to wait for ever (the case timed
+ * out). */
+typedef struct Cycle {
+    int n;
+    IotThread *t[3];
+    struct CycleArg {
+        struct Cycle *x;
+        int i;
+    } arg[3];
+    sem_t gate;      /* holds the last one until the others wait */
+    sem_t entering;  /* one more is about to stop the next */
+    int ret[3];      /* [t[i]] its stop of t[i + 1] */
+    char *msg;       /* [t[n - 1]] the refused stop's error */
+    int destroy_ret; /* [t[n - 1]] a destroy of t[0] */
+    IotThread *found;
+    Waiter done;
+} Cycle;
+
+static void cycle_stop_next(void *opaque)
+{
+    struct CycleArg *a = opaque;
+    Cycle *x = a->x;
+    IotError *err = NULL;
+
+    if (a->i == x->n - 1) {
+        sem_wait(&x->gate);
+        x->destroy_ret = iot_thread_destroy(x->t[0], &err);
+        iot_error_free(err);
+        err = NULL;
+        x->found = iot_thread_find("io0"); /* left as it was */
+    } else {
+        sem_post(&x->entering);
+    }
+    x->ret[a->i] = iot_thread_stop(x->t[(a->i + 1) % x->n], &err);
+    if (err) {
+        x->msg = strdup(iot_error_message(err));
+        iot_error_free(err);
+    }
+    waiter_post(&x->done);
+}
+
+static void cycle_run(int n)
+{
+    static const char *const ids[] = { "io0", "io1", "io2" };
+    Cycle x = { .n = n };
+
+    sem_init(&x.gate, 0, 0);
+    sem_init(&x.entering, 0, 0);
+    waiter_init(&x.done);
+    for (int i = 0; i < n; i++) {
+        x.t[i] = new_thread(ids[i], NULL);
+        x.arg[i] = (struct CycleArg){ &x, i };
+        x.ret[i] = 1;
+    }
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(iot_thread_ctx(x.t[n - 1]),
+                                        cycle_stop_next, &x.arg[n - 1]),
+                0);
+    /* From the end back: each one's target already waits (or is held),
+     * so it cannot end before the cycle closes.  One at a time, so that
+     * a stopper found asleep sleeps in its wait, not on a lock. */
+    for (int i = n - 2; i >= 0; i--) {
+        T_ASSERT_EQ(iot_bh_schedule_oneshot(iot_thread_ctx(x.t[i]),
+                                            cycle_stop_next, &x.arg[i]),
+                    0);
+        sem_wait(&x.entering);
+        while (!t_thread_sleeping(iot_thread_tid(x.t[i]))) {
+            sched_yield();
+        }
+    }
+    sem_post(&x.gate);
+    waiter_wait(&x.done, n); /* hangs (the case times out) without */
+    for (int i = 0; i < n - 1; i++) {
+        T_ASSERT_EQ(x.ret[i], 0);
+    }
+    T_ASSERT_EQ(x.ret[n - 1], -EDEADLK);
+    T_ASSERT(x.msg && strstr(x.msg, "cannot stop IOThread 'io0' from "
+                                    "IOThread"));
+    free(x.msg);
+    T_ASSERT_EQ(x.destroy_ret, -EDEADLK);
+    T_ASSERT(x.found == x.t[0]);
+    iot_thread_unref(x.found);
+    sem_destroy(&x.gate);
+    sem_destroy(&x.entering);
+    waiter_destroy(&x.done);
+    for (int i = 0; i < n; i++) {
+        destroy_thread(x.t[i]);
+    }
+}
+
+static void test_stop_each_other(void)
+{
+    cycle_run(2);
+}
+
+static void test_stop_cycle_of_three(void)
+{
+    cycle_run(3);
+}
+
 /* A second stopper that is an IOThread waits by running its own loop too:
  * T, stopped by A and then by C, sets a property of C's on its way out,
  * and all three finish.  C's wait blocked its loop, and T's set waited
@@ -3538,6 +3640,8 @@ int main(int argc, char **argv)
     t_add("/iothread/cross/set", test_cross_set);
     t_add("/iothread/cross/stop-set", test_cross_stop_set);
     t_add("/iothread/cross/stop-nested-second", test_stop_nested_second);
+    t_add("/iothread/cross/stop-each-other", test_stop_each_other);
+    t_add("/iothread/cross/stop-cycle-of-three", test_stop_cycle_of_three);
     t_add("/iothread/cross/second-stopper-runs-its-loop",
           test_stop_second_stopper_runs_its_loop);
     t_add("/iothread/in-use", test_in_use);

@@ -92,10 +92,12 @@ IOT_API IotThread *iot_thread_new_internal(const char *id,
  * Idempotent: stopping a stopped IOThread returns 0; a concurrent second
  * stopper returns once the first one's join has.  Called on another
  * IOThread, a stopper's wait runs that thread's own loop (nested, as
- * QEMU's AIO_WAIT_WHILE), so that the two cannot wait for each other;
- * but two IOThreads that stop each other wait for ever, and a stop made
- * inside that wait by the thread already stopping @t returns -EDEADLK
- * (its join comes only after that call returns). */
+ * QEMU's AIO_WAIT_WHILE), so that the two cannot wait for each other.
+ * Two stops that would wait for each other's end return -EDEADLK with an
+ * error instead: a stop of @t made on an IOThread that @t is stopping
+ * (directly, or through IOThreads that stop one another), and a stop made
+ * inside that wait by the thread already stopping @t (its join comes only
+ * after that call returns). */
 IOT_API int iot_thread_stop(IotThread *t, IotError **errp);
 
 /* Any thread but the IOThread itself.  Unregisters, stops and drops the
