@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""iothreadd out of memory: never a crash, never a hang.
+"""iothreadd and iothreadctl out of memory: never a crash, never a hang.
 
 Runs the daemon under oom-shim.so with the Nth allocation failing (once,
 then from N on), for N across a QMP session (start-up, commands, quit),
@@ -17,10 +17,15 @@ and checks each run:
     dropped exits 0 on SIGTERM (or stalls, with every allocation
     failing).
 
-  IOTHREADD=... OOM_SHIM=... tests/test-oom.py [SCALE]   (1: 220 cases)
+Then iothreadctl: each of its commands against a daemon that has memory,
+with the Nth allocation (its own or json-c's) failing: it exits 0, or 1
+with one "iothreadctl: " line, and is never killed by a signal.
+
+  IOTHREADD=... IOTHREADCTL=... OOM_SHIM=... tests/test-oom.py [SCALE]
+  (1: 260 cases)
 
 Without the variables the files are looked for next to this script in a
-build directory (../daemon/iothreadd, ./oom-shim.so).  Prints TAP and
+build directory (../daemon/iothreadd, ../tools/iothreadctl, ./oom-shim.so).  Prints TAP and
 ends with "# N passed, N failed".  Skipped in sanitizer builds, whose
 runtimes replace malloc before any shim.
 """
@@ -37,6 +42,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 DAEMON = os.environ.get("IOTHREADD", os.path.join(HERE, "..", "daemon", "iothreadd"))
 SHIM = os.environ.get("OOM_SHIM", os.path.join(HERE, "oom-shim.so"))
+CTL = os.environ.get("IOTHREADCTL", os.path.join(HERE, "..", "tools", "iothreadctl"))
 STEP_LIMIT = 5.0  # seconds for any one step
 
 SESSION = [
@@ -173,6 +179,66 @@ def run(n, fail_all, tmp, count=None, jsonc=False):
         proc.stderr.close()
 
 
+CTL_COMMANDS = [
+    ["add", "c{n}", "poll-max-ns=1000", "poll-grow=2"],
+    ["set", "io0", "poll-shrink", "3"],
+    ["--json", "get", "io0", "poll-max-ns"],
+    ["--json", "list"],
+    ["--json", "stats"],
+]
+
+
+def run_ctl(args, env_extra):
+    env = dict(os.environ, LD_PRELOAD=SHIM, OOM_JSONC="1", **env_extra)
+    try:
+        proc = subprocess.run([CTL] + args, capture_output=True, env=env, timeout=STEP_LIMIT)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("iothreadctl %s hung" % " ".join(args))
+    err = proc.stderr.decode(errors="replace")
+    if proc.returncode < 0:
+        raise AssertionError("killed by signal %d; stderr: %s" % (-proc.returncode, err))
+    if proc.returncode == 1 and not err.startswith("iothreadctl: "):
+        raise AssertionError("exit 1 without a message: %r" % err)
+    if proc.returncode not in (0, 1):
+        raise AssertionError("exit %d; stderr: %s" % (proc.returncode, err))
+    return "ok" if proc.returncode == 0 else "refused"
+
+
+def ctl_cases(n_case, runs):
+    """Each iothreadctl command, its allocations failing in turn."""
+    passed = failed = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "ctl.sock")
+        daemon = subprocess.Popen([DAEMON, "--qmp", path, "--object", "iothread,id=io0"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            connect(path, daemon).close()
+            for k, cmd in enumerate(CTL_COMMANDS):
+                args = ["--socket", path] + [a.format(n="%d-count" % k) for a in cmd]
+                count = os.path.join(tmp, "count")
+                assert run_ctl(args, {"OOM_FAIL_AT": "0", "OOM_COUNT": count}) == "ok"
+                with open(count) as f:
+                    total = int(f.read())
+                print("# iothreadctl %s: %d allocations (ours and json-c's)" % (cmd[1] if cmd[0] == "--json" else cmd[0], total))
+                for i in range(runs):
+                    n = 1 + i * total // runs
+                    n_case += 1
+                    args = ["--socket", path] + [a.format(n="%d-%d" % (k, i)) for a in cmd]
+                    name = "iothreadctl %s, alloc %d fails" % (" ".join(cmd), n)
+                    try:
+                        how = run_ctl(args, {"OOM_FAIL_AT": str(n), "OOM_FAIL_ALL": "0"})
+                        passed += 1
+                        print("ok %d %s: %s" % (n_case, name, how))
+                    except Exception as e:  # any fault is this case's failure
+                        failed += 1
+                        print("not ok %d %s" % (n_case, name))
+                        print("#   %s" % str(e).replace("\n", "\n#   "))
+        finally:
+            daemon.terminate()
+            daemon.wait()
+    return n_case, passed, failed
+
+
 def main():
     scale = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
     print("TAP version 13")
@@ -217,6 +283,9 @@ def main():
                     print("ok %d %s: %s" % (n_case, name, how))
                 print("# %s: %s" % ("from N on" if fail_all else "once",
                                     ", ".join("%s %d" % kv for kv in sorted(ends.items()))))
+    n_case, p, f = ctl_cases(n_case, max(1, int(8 * scale)))
+    passed += p
+    failed += f
     print("1..%d" % n_case)
     print("# %d passed, %d failed" % (passed, failed))
     return 1 if failed else 0

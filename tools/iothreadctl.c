@@ -92,6 +92,34 @@ static void usage(FILE *f)
 /* ---- the connection ---- */
 
 /* A socket timeout (SO_RCVTIMEO, SO_SNDTIMEO) ran out. */
+/* json-c returns NULL when it cannot allocate: a command cut short
+ * would say something else than what was asked, so say why and stop. */
+static json_object *jnn(json_object *o)
+{
+    if (!o) {
+        die("out of memory");
+    }
+    return o;
+}
+
+static void jadd(json_object *o, const char *key, json_object *v)
+{
+    if (json_object_object_add(o, key, jnn(v)) < 0) {
+        json_object_put(v);
+        die("out of memory");
+    }
+}
+
+static const char *jtext(json_object *o, int flags)
+{
+    const char *s = json_object_to_json_string_ext(o, flags);
+
+    if (!s) {
+        die("out of memory");
+    }
+    return s;
+}
+
 __attribute__((noreturn)) static void conn_timed_out(Conn *c)
 {
     die("no reply from %s within %g s (is iothreadd stopped?)", c->path,
@@ -166,7 +194,7 @@ static void conn_write(Conn *c, const char *p, size_t len)
 
 static void conn_send(Conn *c, json_object *req)
 {
-    const char *s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
+    const char *s = jtext(req, JSON_C_TO_STRING_PLAIN);
     size_t len = strlen(s);
 
     conn_write(c, s, len);
@@ -177,11 +205,11 @@ static void conn_send(Conn *c, json_object *req)
  * error reply is printed and exits 1. */
 static json_object *conn_call(Conn *c, const char *cmd, json_object *args)
 {
-    json_object *req = json_object_new_object(), *reply, *v;
+    json_object *req = jnn(json_object_new_object()), *reply, *v;
 
-    json_object_object_add(req, "execute", json_object_new_string(cmd));
+    jadd(req, "execute", json_object_new_string(cmd));
     if (args) {
-        json_object_object_add(req, "arguments", args);
+        jadd(req, "arguments", args);
     }
     conn_send(c, req);
     json_object_put(req);
@@ -259,6 +287,9 @@ static void conn_open(Conn *c, const char *path)
             strerror(errno));
     }
     c->tok = json_tokener_new();
+    if (!c->tok) {
+        die("out of memory");
+    }
     greeting = conn_read(c);
     if (!json_object_object_get_ex(greeting, "QMP", NULL)) {
         die("%s does not speak QMP", path);
@@ -271,8 +302,7 @@ static void conn_open(Conn *c, const char *path)
 
 static void print_json(json_object *o)
 {
-    puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-                                               JSON_C_TO_STRING_NOSLASHESCAPE));
+    puts(jtext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
 static int64_t member_int(json_object *o, const char *name)
@@ -346,34 +376,33 @@ static json_object *prop_value(const char *name, const char *value)
             if (!*value || *end || errno) {
                 die("%s: '%s' is not an integer", name, value);
             }
-            return json_object_new_int64(v);
+            return jnn(json_object_new_int64(v));
         }
     }
-    return json_object_new_string(value);
+    return jnn(json_object_new_string(value));
 }
 
 static json_object *path_args(const char *id, const char *prop)
 {
-    json_object *args = json_object_new_object();
+    json_object *args = jnn(json_object_new_object());
     char *path;
 
     /* Any length: a path cut short would name another IOThread. */
     if (asprintf(&path, "/objects/%s", id) < 0) {
         die("out of memory");
     }
-    json_object_object_add(args, "path", json_object_new_string(path));
+    jadd(args, "path", json_object_new_string(path));
     free(path);
-    json_object_object_add(args, "property", json_object_new_string(prop));
+    jadd(args, "property", json_object_new_string(prop));
     return args;
 }
 
 static void cmd_add(Conn *c, int argc, char **argv)
 {
-    json_object *args = json_object_new_object();
+    json_object *args = jnn(json_object_new_object());
 
-    json_object_object_add(args, "qom-type",
-                           json_object_new_string("iothread"));
-    json_object_object_add(args, "id", json_object_new_string(argv[0]));
+    jadd(args, "qom-type", json_object_new_string("iothread"));
+    jadd(args, "id", json_object_new_string(argv[0]));
     for (int i = 1; i < argc; i++) {
         char *eq = strchr(argv[i], '=');
         if (!eq || eq == argv[i]) {
@@ -384,16 +413,16 @@ static void cmd_add(Conn *c, int argc, char **argv)
             die("add: '%s' is not a property to set (the ID comes first)",
                 argv[i]);
         }
-        json_object_object_add(args, argv[i], prop_value(argv[i], eq + 1));
+        jadd(args, argv[i], prop_value(argv[i], eq + 1));
     }
     json_object_put(conn_call(c, "object-add", args));
 }
 
 static void cmd_del(Conn *c, const char *id)
 {
-    json_object *args = json_object_new_object();
+    json_object *args = jnn(json_object_new_object());
 
-    json_object_object_add(args, "id", json_object_new_string(id));
+    jadd(args, "id", json_object_new_string(id));
     json_object_put(conn_call(c, "object-del", args));
 }
 
@@ -414,7 +443,7 @@ static void cmd_set(Conn *c, const char *id, const char *prop,
 {
     json_object *args = path_args(id, prop);
 
-    json_object_object_add(args, "value", prop_value(prop, value));
+    jadd(args, "value", prop_value(prop, value));
     json_object_put(conn_call(c, "qom-set", args));
 }
 
@@ -491,10 +520,10 @@ static void stats_table(json_object *list, json_object *prev, double dt)
 
 static json_object *stats_args(const char *id)
 {
-    json_object *args = json_object_new_object();
+    json_object *args = jnn(json_object_new_object());
 
     if (id) {
-        json_object_object_add(args, "id", json_object_new_string(id));
+        jadd(args, "id", json_object_new_string(id));
     }
     return args;
 }
