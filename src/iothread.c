@@ -320,6 +320,8 @@ struct IotThread {
     struct Wait *exit_wait;
     /* [lock] the first stopper's thread, from its stop until its join */
     pthread_t stopper;
+    /* [lock] that stopper's IOThread, NULL if it is none (StopEdge.via) */
+    IotThread *stopper_self;
     /* [lock] second stoppers, woken when `joined` is set (Wait.next) */
     struct Wait *join_waiters;
     /* [stop_waits_lock] the IOThreads whose end this one waits for, in
@@ -742,7 +744,11 @@ static void wait_for(Wait *w)
  * the graph never has a cycle, so a walk of it ends.
  */
 typedef struct StopEdge {
-    IotThread *target;     /* [const] */
+    IotThread *target; /* [const] */
+    /* [const] a second stopper's: the first stopper, if an IOThread (a
+     * reference), whose join, which ends this wait, comes only once its
+     * own nested waits have ended */
+    IotThread *via;
     struct StopEdge *next; /* [stop_waits_lock] the waiter's outer waits */
 } StopEdge;
 
@@ -756,7 +762,8 @@ static bool stop_waits_reach(IotThread *from, IotThread *to)
         return true;
     }
     for (StopEdge *e = from->stop_waits; e; e = e->next) {
-        if (stop_waits_reach(e->target, to)) {
+        if (stop_waits_reach(e->target, to) ||
+            (e->via && stop_waits_reach(e->via, to))) {
             return true;
         }
     }
@@ -769,6 +776,7 @@ static void stop_waits_pop(IotThread *self, StopEdge *e)
     pthread_mutex_lock(&stop_waits_lock);
     self->stop_waits = e->next; /* waits nest: @e is the innermost */
     pthread_mutex_unlock(&stop_waits_lock);
+    iot_thread_unref(e->via);
 }
 
 static int not_from_self(IotThread *t, const char *what, IotError **errp)
@@ -809,7 +817,7 @@ int iot_thread_stop(IotThread *t, IotError **errp)
     int ret = not_from_self(t, "stop", errp);
     bool first = false, second = false;
     IotThread *self = tls_self;
-    StopEdge edge = { t, NULL };
+    StopEdge edge = { t, NULL, NULL };
     Wait w;
 
     if (ret < 0) {
@@ -834,7 +842,10 @@ int iot_thread_stop(IotThread *t, IotError **errp)
         second = true;
     }
     if ((first || second) && self) {
-        if (stop_waits_reach(t, self)) {
+        /* A second stopper waits for the first one's join too. */
+        IotThread *via = second ? t->stopper_self : NULL;
+
+        if (stop_waits_reach(t, self) || (via && stop_waits_reach(via, self))) {
             pthread_mutex_unlock(&t->lock);
             pthread_mutex_unlock(&stop_waits_lock);
             iot_error_setg(errp,
@@ -843,6 +854,10 @@ int iot_thread_stop(IotThread *t, IotError **errp)
                            t->id, self->id);
             return -EDEADLK;
         }
+        if (via) {
+            iot_thread_ref(via); /* it may end before we pop @edge */
+            edge.via = via;
+        }
         edge.next = self->stop_waits;
         self->stop_waits = &edge;
     }
@@ -850,6 +865,7 @@ int iot_thread_stop(IotThread *t, IotError **errp)
         iot_bh_schedule(t->stop_bh); /* cannot fail: see bh.h */
         t->stopping = true;
         t->stopper = pthread_self();
+        t->stopper_self = self;
         if (self) {
             /* Another IOThread: it runs its loop until the end, and
              * joins a thread that has nothing left to do. */

@@ -3161,6 +3161,94 @@ static void test_stop_cycle_of_three(void)
     cycle_run(3);
 }
 
+/* A second stopper waits for the first stopper's join, which comes only
+ * once that stopper's nested waits have ended: A stops B, C stops B too
+ * (waiting for A's join of B), then A, inside its wait, stops C.  C could
+ * not end before A joins B, nor A join B before C ends: A's stop of C is
+ * refused.  (Found by review: the check followed only C's wait for B.) */
+typedef struct Via {
+    IotThread *a, *b, *c;
+    sem_t b_gate, step;
+    int ab, cb, ac; /* the three stops' results */
+    Waiter done;
+} Via;
+
+static void via_hold_b(void *opaque)
+{
+    sem_wait(&((Via *)opaque)->b_gate);
+}
+
+static void via_a_stops_b(void *opaque)
+{
+    Via *x = opaque;
+
+    sem_post(&x->step);
+    x->ab = iot_thread_stop(x->b, NULL);
+    waiter_post(&x->done);
+}
+
+static void via_c_stops_b(void *opaque)
+{
+    Via *x = opaque;
+
+    sem_post(&x->step);
+    x->cb = iot_thread_stop(x->b, NULL);
+    waiter_post(&x->done);
+}
+
+static void via_a_stops_c(void *opaque)
+{
+    Via *x = opaque;
+
+    x->ac = iot_thread_stop(x->c, NULL);
+    sem_post(&x->step);
+    waiter_post(&x->done);
+}
+
+/* @t is asleep: in its wait, once it has posted x->step before a stop */
+static void await_sleeping(IotThread *t)
+{
+    while (!t_thread_sleeping(iot_thread_tid(t))) {
+        sched_yield();
+    }
+}
+
+static void test_stop_cycle_through_second_stopper(void)
+{
+    Via x = { .ab = 1, .cb = 1, .ac = 1 };
+
+    x.a = new_thread("io0", NULL);
+    x.b = new_thread("io1", NULL);
+    x.c = new_thread("io2", NULL);
+    sem_init(&x.b_gate, 0, 0);
+    sem_init(&x.step, 0, 0);
+    waiter_init(&x.done);
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(iot_thread_ctx(x.b), via_hold_b, &x),
+                0);
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(iot_thread_ctx(x.a), via_a_stops_b, &x),
+                0);
+    sem_wait(&x.step);
+    await_sleeping(x.a);
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(iot_thread_ctx(x.c), via_c_stops_b, &x),
+                0);
+    sem_wait(&x.step);
+    await_sleeping(x.c);
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(iot_thread_ctx(x.a), via_a_stops_c, &x),
+                0);
+    sem_wait(&x.step); /* without the check, it never comes */
+    sem_post(&x.b_gate);
+    waiter_wait(&x.done, 3);
+    T_ASSERT_EQ(x.ac, -EDEADLK);
+    T_ASSERT_EQ(x.ab, 0);
+    T_ASSERT_EQ(x.cb, 0);
+    sem_destroy(&x.b_gate);
+    sem_destroy(&x.step);
+    waiter_destroy(&x.done);
+    destroy_thread(x.a);
+    destroy_thread(x.b);
+    destroy_thread(x.c);
+}
+
 /* A second stopper that is an IOThread waits by running its own loop too:
  * T, stopped by A and then by C, sets a property of C's on its way out,
  * and all three finish.  C's wait blocked its loop, and T's set waited
@@ -3642,6 +3730,8 @@ int main(int argc, char **argv)
     t_add("/iothread/cross/stop-nested-second", test_stop_nested_second);
     t_add("/iothread/cross/stop-each-other", test_stop_each_other);
     t_add("/iothread/cross/stop-cycle-of-three", test_stop_cycle_of_three);
+    t_add("/iothread/cross/stop-cycle-through-second-stopper",
+          test_stop_cycle_through_second_stopper);
     t_add("/iothread/cross/second-stopper-runs-its-loop",
           test_stop_second_stopper_runs_its_loop);
     t_add("/iothread/in-use", test_in_use);
