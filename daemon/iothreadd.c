@@ -62,28 +62,25 @@ static void die_line(const char *msg)
 
 /* ---- IOThreads ---- */
 
+/* Shutting down: one at a time, as the registry lists them, so that
+ * nothing needs memory here. */
 static void destroy_all_iothreads(void)
 {
-    char *text = iot_thread_query_json();
-    json_object *list = text ? json_tokener_parse(text) : NULL;
+    IotThread *t;
 
-    free(text);
-    for (size_t i = 0; list && i < json_object_array_length(list); i++) {
-        json_object *id;
-        IotThread *t;
-        json_object_object_get_ex(json_object_array_get_idx(list, i), "id",
-                                  &id);
-        t = iot_thread_find(json_object_get_string(id));
-        if (t) {
-            /* Shutting down: users no longer matter. */
-            while (iot_thread_users(t)) {
-                iot_thread_unuse(t);
-            }
-            iot_thread_destroy(t, NULL);
-            iot_thread_unref(t);
+    while (iot_thread_list(&t, 1) > 0) {
+        int ret;
+
+        /* Users no longer matter. */
+        while (iot_thread_users(t)) {
+            iot_thread_unuse(t);
+        }
+        ret = iot_thread_destroy(t, NULL);
+        iot_thread_unref(t);
+        if (ret < 0) {
+            break; /* cannot happen on this thread: never loop for ever */
         }
     }
-    json_object_put(list);
 }
 
 static int create_iothreads(Daemon *d)

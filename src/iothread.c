@@ -1104,6 +1104,21 @@ static char *registry_json(const char *id, void (*write)(FILE *, IotThread *))
     return buf;
 }
 
+size_t iot_thread_list(IotThread **out, size_t max)
+{
+    size_t n = 0;
+
+    pthread_mutex_lock(&registry_lock);
+    for (IotThread *t = registry; t; t = t->reg_next, n++) {
+        if (n < max) {
+            iot_thread_ref(t);
+            out[n] = t;
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return n;
+}
+
 char *iot_thread_query_json(void)
 {
     return registry_json(NULL, info_write);

@@ -1467,6 +1467,56 @@ static void test_registry_find_and_query(void)
     free(json);
 }
 
+/* iot_thread_list(): the user-created IOThreads in query order, each with
+ * a reference; the count even when the array is too short; an internal
+ * one and a destroyed one are not in it. */
+static void test_registry_list(void)
+{
+    IotThread *t[3], *got[4], *internal;
+    char *json;
+    IotError *err = NULL;
+
+    T_ASSERT_EQ(iot_thread_list(got, 4), 0);
+    t[0] = new_thread("io0", NULL);
+    t[1] = new_thread("io1", NULL);
+    t[2] = new_thread("io2", NULL);
+    internal = iot_thread_new_internal("hidden", NULL, &err);
+    T_ASSERT(internal != NULL);
+    T_ASSERT_EQ(iot_thread_list(NULL, 0), 3);
+    T_ASSERT_EQ(iot_thread_list(got, 4), 3);
+    /* the order of iot_thread_query_json() */
+    json = iot_thread_query_json();
+    T_ASSERT(json != NULL);
+    for (int i = 0; i < 2; i++) {
+        char ka[32], kb[32];
+        const char *a, *b;
+
+        snprintf(ka, sizeof(ka), "\"id\": \"%s\"", iot_thread_id(got[i]));
+        snprintf(kb, sizeof(kb), "\"id\": \"%s\"", iot_thread_id(got[i + 1]));
+        a = strstr(json, ka);
+        b = strstr(json, kb);
+        T_ASSERT(a && b && a < b);
+    }
+    free(json);
+    for (int i = 0; i < 3; i++) {
+        T_ASSERT(got[i] == t[0] || got[i] == t[1] || got[i] == t[2]);
+        iot_thread_unref(got[i]); /* the references are the caller's */
+    }
+    got[1] = NULL;
+    T_ASSERT_EQ(iot_thread_list(got, 1), 3); /* only the first stored */
+    T_ASSERT(got[1] == NULL);
+    iot_thread_unref(got[0]);
+    destroy_thread(t[1]);
+    T_ASSERT_EQ(iot_thread_list(got, 4), 2);
+    T_ASSERT(got[0] != t[1] && got[1] != t[1]);
+    iot_thread_unref(got[0]);
+    iot_thread_unref(got[1]);
+    destroy_thread(t[0]);
+    destroy_thread(t[2]);
+    T_ASSERT_EQ(iot_thread_list(got, 4), 0);
+    T_ASSERT_EQ(iot_thread_destroy(internal, NULL), 0);
+}
+
 static void test_registry_internal_hidden(void)
 {
     IotThread *user = new_thread("io0", NULL), *in1, *in2, *f;
@@ -3686,6 +3736,7 @@ int main(int argc, char **argv)
           test_create_failure_leaves_nothing);
     t_add("/iothread/create-destroy-1000", test_create_destroy_1000);
     t_add("/iothread/registry/find-and-query", test_registry_find_and_query);
+    t_add("/iothread/registry/list", test_registry_list);
     t_add("/iothread/registry/internal-hidden", test_registry_internal_hidden);
     t_add("/iothread/registry/in-iothread", test_registry_in_iothread);
     t_add("/iothread/registry/duplicate-race", test_registry_duplicate_race);

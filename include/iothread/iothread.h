@@ -119,6 +119,12 @@ IOT_API unsigned iot_thread_users(IotThread *t);
  * reference (iot_thread_unref it), or NULL. */
 IOT_API IotThread *iot_thread_find(const char *id);
 
+/* Any thread.  The user-created IOThreads, in the order of
+ * iot_thread_query_json(): stores the first @max of them in @out, each
+ * with a new reference (iot_thread_unref it), and returns how many there
+ * are (more than @max if @out was too short).  Allocates nothing. */
+IOT_API size_t iot_thread_list(IotThread **out, size_t max);
+
 /* Any thread.  The user-created IOThreads as a JSON array of QMP's
  * IOThreadInfo objects ("id", "thread-id", "poll-max-ns", "poll-grow",
  * "poll-shrink", "aio-max-batch"), configured values.  Free with free(). */
