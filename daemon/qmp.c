@@ -73,9 +73,9 @@ struct QmpClient {
     unsigned utf8_need; /* lex_scan(): continuation bytes still due */
     unsigned char utf8_lo, utf8_hi; /* lex_scan(): bounds of the next one */
     bool value_has_nul; /* the value being parsed contains \\u0000 */
-    /* lex_scan()'s view of the top-level object, to keep the text of a
-     * number given as its "id": json-c saturates an integer past 64
-     * bits, and QMP echoes the id verbatim (lex_outside()). */
+    /* lex_scan()'s view of the top-level object, to keep the text of its
+     * "id": json-c saturates an integer past 64 bits, and QMP echoes the
+     * id verbatim (lex_outside()). */
     unsigned lex_depth;   /* containers open, outside strings */
     bool lex_expect_key;  /* a string now is a key of the top object */
     bool lex_in_key;      /* inside such a string */
@@ -83,7 +83,7 @@ struct QmpClient {
     unsigned lex_key_len; /* how many; past sizeof(lex_key): longer */
     bool lex_key_is_id;   /* the last such key was "id", value not seen */
     bool lex_id_value;    /* after its ':', before its value */
-    bool lex_in_id_num;   /* inside that value, a number */
+    bool lex_in_id;       /* inside that value (kept in id_text) */
     bool id_text_bad;     /* out of memory keeping it */
     char *id_text;        /* its bytes; the last "id" wins, as in json-c */
     size_t id_len, id_cap;
@@ -262,40 +262,58 @@ static const char *class_name(QmpErrorClass cls)
     }
 }
 
-/* Is @s (@len bytes) a whole JSON number?  lex_outside() keeps the
- * number characters from the first one on, which json-c's own extensions
- * (-Infinity) begin with too. */
-static bool json_number_text(const char *s, size_t len)
+/* Does @v hold a number, at any depth? */
+static bool json_has_number(json_object *v)
 {
-    size_t i = 0;
-
-    if (i < len && s[i] == '-') {
-        i++;
+    switch (json_object_get_type(v)) {
+    case json_type_int:
+    case json_type_double:
+        return true;
+    case json_type_array:
+        for (size_t i = 0; i < json_object_array_length(v); i++) {
+            if (json_has_number(json_object_array_get_idx(v, i))) {
+                return true;
+            }
+        }
+        return false;
+    case json_type_object: {
+        json_object_object_foreach(v, key, val)
+        {
+            (void)key;
+            if (json_has_number(val)) {
+                return true;
+            }
+        }
+        return false;
     }
-    return i < len && s[i] >= '0' && s[i] <= '9' && s[len - 1] >= '0' &&
-           s[len - 1] <= '9';
+    default:
+        return false;
+    }
 }
 
-/* A number @id as the client wrote it, which lex_outside() kept: json-c
- * saturates an integer past 64 bits (2^64 came back as
- * 18446744073709551615) and QMP echoes the id verbatim.  NULL for any
- * other id, or if memory is short (the parsed one is echoed then). */
+/* @id as the client wrote it, which lex_outside() kept (with the
+ * whitespace between its tokens in QEMU's style: the reply stays one
+ * line and looks like any other), if
+ * it holds a number: json-c saturates an integer past 64 bits (2^64 came
+ * back as 18446744073709551615), and QMP echoes the id verbatim.  NULL
+ * for any other id (json-c's is the same), or if memory is short (the
+ * parsed one is echoed then).  The text is JSON that json-c accepted,
+ * and lex_outside() refused its NaN and Infinity. */
 static json_object *id_as_written(QmpClient *c, json_object *id)
 {
     json_object *v;
     char *text;
 
-    if (!c->id_len || c->id_text_bad ||
-        !json_number_text(c->id_text, c->id_len) ||
-        !(json_object_is_type(id, json_type_int) ||
-          json_object_is_type(id, json_type_double))) {
+    if (!c->id_len || c->id_text_bad || !json_has_number(id)) {
         return NULL;
     }
     text = strndup(c->id_text, c->id_len);
     if (!text) {
         return NULL;
     }
-    v = json_object_new_double_s(json_object_get_double(id), text);
+    /* A json-c value that serialises as the given text, whatever it is
+     * (its type, double, is never looked at: the id is only echoed). */
+    v = json_object_new_double_s(0, text);
     free(text);
     return v;
 }
@@ -615,7 +633,7 @@ static void lex_reset(QmpClient *c)
     c->lex_in_key = false;
     c->lex_key_is_id = false;
     c->lex_id_value = false;
-    c->lex_in_id_num = false;
+    c->lex_in_id = false;
 }
 
 /* The value is done with: its id's text goes (its memory too, if a long
@@ -677,7 +695,7 @@ static void lex_key_byte(QmpClient *c, unsigned char ch)
 }
 
 /* A byte outside strings: follows the top-level object's keys and keeps
- * the text of a number that is the value of its "id" in c->id_text.
+ * the text of the value of its "id" in c->id_text.
  * Only bytes json-c accepted reach here (numbers whole, see
  * number_tail()), so the structure need not be checked; but json-c also
  * takes NaN, Infinity and -Infinity, which are no JSON (a reply echoing
@@ -688,12 +706,22 @@ static bool lex_outside(QmpClient *c, unsigned char ch)
     if (!strchr("{}[],: \t\n\r0123456789+-.eEtruefalsn\"", ch) || !ch) {
         return false;
     }
-    if (c->lex_in_id_num) {
-        if (num_char((char)ch)) {
+    if (c->lex_in_id) {
+        if (c->lex_depth == 1 && (ch == ',' || ch == '}')) {
+            c->lex_in_id = false; /* the id's value has ended */
+        } else if (!strchr(" \t\n\r", ch)) {
             id_text_add(c, ch);
-            return true;
+            if (ch == ',' || ch == ':') {
+                id_text_add(c, ' '); /* QEMU's ", " and ": " */
+            }
         }
-        c->lex_in_id_num = false;
+    }
+    if (c->lex_id_value && !strchr(" \t\n\r", ch)) {
+        /* The value's first byte. */
+        c->id_len = 0;
+        c->id_text_bad = false;
+        c->lex_in_id = true;
+        id_text_add(c, ch);
     }
     switch (ch) {
     case ' ':
@@ -723,14 +751,6 @@ static bool lex_outside(QmpClient *c, unsigned char ch)
         c->lex_expect_key = false;
         break;
     default:
-        if (c->lex_id_value) {
-            c->id_len = 0;
-            c->id_text_bad = false;
-            c->lex_in_id_num = num_char((char)ch);
-            if (c->lex_in_id_num) {
-                id_text_add(c, ch);
-            }
-        }
         break;
     }
     c->lex_id_value = false;
@@ -814,6 +834,9 @@ static ssize_t lex_scan(QmpClient *c, const char *buf, size_t len,
         }
         if (key) {
             lex_key_byte(c, ch);
+        }
+        if (c->lex_in_id) {
+            id_text_add(c, ch);
         }
     }
     return -1;

@@ -1464,6 +1464,19 @@ CASE(id_verbatim)
     qc_printf(c, "{\"execute\": \"query-version\", \"xid\": 1, \"id\": "
                  "99999999999999999999, \"i\": 2}\n");
     T_ASSERT_STR(raw_id(c), "99999999999999999999");
+    /* numbers inside an array or object id too, in QEMU's style (", ",
+     * ": "); the whitespace between tokens, a newline included, goes */
+    qc_printf(c,
+              "{\"execute\": \"query-version\", \"id\": "
+              "[1,\n 99999999999999999999 ,{\"a\" :[-0, \"\\u00e9,:\"]}]}\n");
+    T_ASSERT_STR(raw_id(c),
+                 "[1, 99999999999999999999, {\"a\": [-0, \"\\u00e9,:\"]}]");
+    qc_printf(c, "{\"id\": {\"n\": 18446744073709551616}, \"execute\": "
+                 "\"no-such\"}\n");
+    T_ASSERT_STR(raw_id(c), "{\"n\": 18446744073709551616}");
+    /* without a number, json-c's echo, as before */
+    qc_printf(c, "{\"execute\": \"query-version\", \"id\": [\"x\", {}]}\n");
+    T_ASSERT_STR(raw_id(c), "[\"x\", {}]");
     /* a key spelt with escapes is "id" all the same (the last wins) */
     qc_printf(c, "{\"execute\": \"query-version\", \"id\": 5, "
                  "\"i\\u0064\": 7}\n");
