@@ -97,7 +97,6 @@ struct QmpClient {
 
 static void lex_reset(QmpClient *c);
 static void id_text_forget(QmpClient *c);
-static bool num_char(char ch);
 
 void qmp_error_set(QmpError *err, QmpErrorClass cls, const char *fmt, ...)
 {
