@@ -182,6 +182,7 @@ static void epoll_close(IotCtx *ctx)
 
 int iot__fdmon_epoll_enable(IotCtx *ctx)
 {
+    bool refused = false;
     int ret = 0;
 
     if (iot__fdmon(ctx) == &iot__fdmon_epoll_ops) {
@@ -209,7 +210,22 @@ int iot__fdmon_epoll_enable(IotCtx *ctx)
             !atomic_load_explicit(&h->deleted, memory_order_relaxed)) {
             ret = epoll_register(ctx, EPOLL_CTL_ADD, h);
             h->epoll_added = ret == 0;
+            if (ret < 0 && ctx->gsource_pinned) {
+                /* A GLib source asks for the fd to watch, and a handler
+                 * epoll refuses (a regular file) was there first: as if
+                 * it had come after the source (epoll_update()). */
+                h->epoll_refused = true;
+                ctx->epoll_refused_n++;
+                refused = true;
+                ret = 0;
+            }
         }
+    }
+    if (refused) {
+        /* GLib gets the instance and the context stays on poll, until
+         * the refused handlers are gone (epoll_try_back()). */
+        iot__fdmon_epoll_disable(ctx);
+        return 0;
     }
     if (ret < 0) {
         epoll_close(ctx); /* nobody watches it yet: still on poll */

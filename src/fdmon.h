@@ -63,7 +63,10 @@ int iot__fdmon_setup(IotCtx *ctx, IotFdmonKind kind, IotError **errp);
 void iot__fdmon_teardown(IotCtx *ctx);
 
 /* List mutex held.  Registers every live handler with a new epoll fd and
- * switches to it.  Returns 0 or a negative errno (and stays on poll). */
+ * switches to it.  Returns 0 or a negative errno (and stays on poll).
+ * Under a GLib source (gsource_pinned), a handler epoll refuses does not
+ * fail it: the fd is made for GLib, and the context stays on poll until
+ * the refused handlers are gone (iot__fdmon_epoll_refused_gone()). */
 int iot__fdmon_epoll_enable(IotCtx *ctx);
 /* List mutex held, any thread.  Back to poll.  The epoll fd stays open if
  * a GLib source watches it; else the home thread closes it at its next

@@ -549,23 +549,20 @@ static int file_handler_add(IotCtx *c)
     return file;
 }
 
-/* An fd that epoll refuses (a regular file: EPERM) on a context that GLib
- * watches through its epoll fd.  The context falls back to poll; the
- * epoll fd stays open (closed, its number could go to another file under
- * GLib's feet) and GLib no longer sleeps on it, since it would not see the
- * file: the file's handler runs.  Once the file is gone the context is
- * back on epoll behind the same number, GLib sleeps again, and a BH from
- * another thread wakes it. */
-static void test_epoll_unwatchable_fd(void)
+/* A context GLib watches through its epoll fd @epfd, on poll because of
+ * the handler on the regular @file: the epoll fd stays open (closed, its
+ * number could go to another file under GLib's feet) and GLib does not
+ * sleep on it, since it would not see the file: the file's handler runs.
+ * Once the file is gone the context is back on epoll behind the same
+ * number, GLib sleeps again, and a BH from another thread wakes it. */
+static void unwatchable_file_then_gone(IotCtx *c, GMainContext *g, int epfd,
+                                       int file)
 {
     char link[64], target[64];
-    GMainContext *g;
     pthread_t tid;
-    GSource *s;
-    IotCtx *c = epoll_gsource_new(&g, &s);
-    int epfd = c->epollfd, file = file_handler_add(c);
     ssize_t n;
 
+    T_ASSERT_STR(iot_ctx_fdmon_name(c), "poll");
     snprintf(link, sizeof(link), "/proc/self/fd/%d", epfd);
     n = readlink(link, target, sizeof(target) - 1);
     T_ASSERT(n > 0);
@@ -578,8 +575,6 @@ static void test_epoll_unwatchable_fd(void)
     }
     T_ASSERT_TRUE(g_main_context_iteration(g, FALSE)); /* never sleeps */
 
-    /* The file gone, epoll is back behind the same fd number, and GLib
-     * sleeps again: an iteration with nothing to do reports nothing. */
     T_ASSERT_EQ(iot_fd_set_handler(c, file, NULL, NULL, NULL, NULL, NULL), 0);
     close(file);
     T_ASSERT_STR(iot_ctx_fdmon_name(c), "epoll");
@@ -597,6 +592,42 @@ static void test_epoll_unwatchable_fd(void)
         g_main_context_iteration(g, TRUE);
     }
     pthread_join(tid, NULL);
+}
+
+/* An fd that epoll refuses (a regular file: EPERM) added to a context
+ * that GLib watches through its epoll fd: the context falls back to poll
+ * while the file is there. */
+static void test_epoll_unwatchable_fd(void)
+{
+    GMainContext *g;
+    GSource *s;
+    IotCtx *c = epoll_gsource_new(&g, &s);
+    int epfd = c->epollfd, file = file_handler_add(c);
+
+    unwatchable_file_then_gone(c, g, epfd, file);
+    epoll_gsource_free(c, g, s);
+}
+
+/* The same file watched first, on poll, and then a GLib source made: the
+ * source gets an epoll fd all the same (it used to fail, and so did
+ * iot_thread_get_gmain_context(), which QEMU never does), and the context
+ * stays on poll while the file is there. */
+static void test_epoll_unwatchable_fd_before_source(void)
+{
+    IotCtxOptions opts = { .fdmon = IOT_FDMON_POLL };
+    IotCtx *c = iot_ctx_new_full(&opts, NULL);
+    GMainContext *g = g_main_context_new();
+    int file;
+    GSource *s;
+
+    T_ASSERT(c != NULL);
+    T_ASSERT_EQ(iot_ctx_set_current(c), 0);
+    file = file_handler_add(c);
+    s = iot_ctx_new_gsource(c);
+    T_ASSERT(s != NULL);
+    g_source_attach(s, g);
+    T_ASSERT(c->epollfd >= 0);
+    unwatchable_file_then_gone(c, g, c->epollfd, file);
     epoll_gsource_free(c, g, s);
 }
 
@@ -1234,6 +1265,8 @@ int main(int argc, char **argv)
           test_io_uring_refused_poll_rearmed);
     t_add("/aio-gsource/event/wait/no-flush-cb", test_event_wait_no_flush_cb);
     t_add("/aio-gsource/epoll/unwatchable-fd", test_epoll_unwatchable_fd);
+    t_add("/aio-gsource/epoll/unwatchable-fd-before-source",
+          test_epoll_unwatchable_fd_before_source);
     t_add("/aio-gsource/epoll/rebuild-retried", test_epoll_rebuild_retried);
     t_add("/aio-gsource/epoll/uncounted-kick", test_epoll_uncounted_kick);
     t_add("/aio-gsource/timer/schedule", test_timer);
