@@ -340,6 +340,7 @@ extern int (*iot__pool_thread_create)(pthread_t *, const pthread_attr_t *,
  * queued count read without it. */
 void iot__pool_lock_for_test(IotCtx *ctx, bool lock);
 unsigned iot__pool_queued(IotCtx *ctx);
+size_t iot__pool_done_waiting(IotCtx *ctx); /* home thread; tests */
 
 /* iothread.c.  Tests: called in each property update, between the copy
  * of the stored values and the store of the new ones. */

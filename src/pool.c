@@ -94,6 +94,7 @@ struct IotPool {
     IotBh *done_bh;        /* [const] runs completions */
     uint64_t head_seen;    /* [home] head at its last look */
     IotWork *fifo_head, *fifo_tail; /* [home] completions to run */
+    size_t fifo_n;                  /* [home] how many */
     long outstanding;               /* [home] submitted, not completed */
 
     /* [home stores; workers load].  The tail's store is seq_cst: release
@@ -603,6 +604,7 @@ static void pool_take_done(IotPool *p)
         w->dnext = fifo;
         fifo = w;
         w = next;
+        p->fifo_n++;
     }
     if (!fifo) {
         return;
@@ -617,19 +619,24 @@ static void pool_take_done(IotPool *p)
     }
 }
 
-/* Home thread.  Runs completions, oldest first. */
+/* Home thread.  Runs completions, oldest first: those finished when it
+ * starts.  Work that finishes meanwhile waits for the next pass, after
+ * the loop's timers, fd handlers and other BHs, where QEMU's BH scans
+ * again until nothing is left: a pipeline whose completions submit the
+ * next request, with workers that keep up, would hold the loop (and a
+ * stop) for as long as it lasts. */
 static void pool_done_bh(void *opaque)
 {
     IotPool *p = opaque;
+    size_t budget;
     IotWork *w;
 
-    for (;;) {
-        pool_take_done(p);
-        w = p->fifo_head;
-        if (!w) {
-            break;
-        }
+    pool_take_done(p);
+    /* A nested pass (a completion that polls) runs some of these itself:
+     * the budget only bounds this call. */
+    for (budget = p->fifo_n; budget && (w = p->fifo_head); budget--) {
         p->fifo_head = w->dnext;
+        p->fifo_n--;
         if (!p->fifo_head) {
             p->fifo_tail = NULL;
         } else {
@@ -646,13 +653,35 @@ static void pool_done_bh(void *opaque)
         } else {
             free(w);
         }
-        /* Whatever the reschedule was for is handled by this loop; leave
-         * no BH behind that would run for nothing (and count as progress).
-         * The cancel synchronises with a worker's schedule (acq_rel in
-         * iot_bh_cancel), so work pushed before that schedule is seen by
-         * pool_take_done() at the top of the loop. */
+        /* Whatever the reschedule was for is handled by this loop or the
+         * look below; leave no BH behind that would run for nothing (and
+         * count as progress). */
         iot_bh_cancel(p->done_bh);
     }
+    /* The cancel synchronises with a worker's schedule (acq_rel in
+     * iot_bh_cancel): work pushed before a schedule it undid is seen
+     * here, and gets the BH again; a later schedule stands. */
+    pool_take_done(p);
+    if (p->fifo_head) {
+        iot_bh_schedule(p->done_bh);
+    }
+}
+
+/* Tests, home thread.  Finished work not taken by the BH yet: only the
+ * home thread unlinks from the done list, so its links are stable. */
+size_t iot__pool_done_waiting(IotCtx *ctx)
+{
+    IotPool *p = ctx_pool(ctx);
+    size_t n = 0;
+
+    if (!p) {
+        return 0;
+    }
+    for (IotWork *w = atomic_load_explicit(&p->done_list, memory_order_acquire);
+         w; w = w->dnext) {
+        n++;
+    }
+    return n;
 }
 
 /* ---- the pool ---- */

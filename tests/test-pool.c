@@ -1685,6 +1685,77 @@ static void test_nested_poll_in_completion_later(void)
     ctx_teardown(ctx);
 }
 
+/* ---- /thread-pool/completions-bounded ---- */
+
+#define CB_FIRST 8
+#define CB_TOTAL (4 * CB_FIRST)
+
+static int cb_ran, cb_submitted;
+static IotCtx *cb_ctx;
+
+static int cb_work(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+/* Home thread, without polling (which would run the completion BH): until
+ * @n finished works wait on the done list. */
+static void cb_wait_done(size_t n)
+{
+    int64_t end = t_now_ns() + WAIT_LIMIT_NS;
+
+    while (iot__pool_done_waiting(cb_ctx) < n) {
+        T_ASSERT(t_now_ns() < end);
+        sched_yield();
+    }
+}
+
+/* Each completion submits the next work, and returns only once that one
+ * has finished too: the workers always keep up with the completions. */
+static void cb_done(void *opaque, int ret)
+{
+    (void)opaque;
+    T_ASSERT_EQ(ret, 0);
+    cb_ran++;
+    if (cb_submitted < CB_TOTAL) {
+        cb_submitted++;
+        T_ASSERT(iot_pool_submit(cb_ctx, cb_work, NULL, cb_done, NULL));
+        cb_wait_done(1);
+    }
+}
+
+/* A pipeline of completions that submit the next work, with workers that
+ * keep up: a pass runs the completions that had finished when it began,
+ * and the rest wait for the next pass, so that the loop's timers, fds and
+ * other BHs (and a stop) get their turn.  QEMU's completion BH scans
+ * again until nothing is left, and would run all CB_TOTAL here. */
+static void test_completions_bounded(void)
+{
+    IotCtx *ctx = cb_ctx = ctx_setup();
+
+    cb_ran = 0;
+    cb_submitted = CB_FIRST;
+    /* Workers started and idle (min 2: for good), since the test then
+     * does not poll, which starts them, until the works have finished. */
+    T_ASSERT_EQ(iot_ctx_set_pool_size(ctx, 2, 2), 0);
+    warm_up(ctx, 2);
+    for (int i = 0; i < CB_FIRST; i++) {
+        T_ASSERT(iot_pool_submit(ctx, cb_work, NULL, cb_done, NULL));
+    }
+    cb_wait_done(CB_FIRST);
+    /* The BH's schedule follows the last push: one pass runs it. */
+    while (cb_ran == 0) {
+        iot_ctx_poll(ctx, true); /* a hang fails the case */
+    }
+    T_ASSERT_EQ(cb_ran, CB_FIRST);
+    /* The rest, one pass after another; none lost. */
+    POLL_UNTIL(ctx, cb_ran == CB_TOTAL);
+    T_ASSERT_EQ(cb_submitted, CB_TOTAL);
+    T_ASSERT_EQ(pool_stats(ctx).queued, 0);
+    ctx_teardown(ctx);
+}
+
 /* ---- /thread-pool/outstanding-aborts ---- */
 
 /* The work has finished; its completion has not run. */
@@ -1902,6 +1973,7 @@ int main(int argc, char **argv)
                 test_outstanding_aborts_queued, "outstanding");
     t_add("/thread-pool/unref-with-backlog", test_unref_with_backlog);
     t_add("/thread-pool/cancelled-never-claimed", test_cancelled_never_claimed);
+    t_add("/thread-pool/completions-bounded", test_completions_bounded);
     t_add("/thread-pool/per-context", test_per_context);
     t_add("/thread-pool/stress", test_stress);
     return t_run(argc, argv);

@@ -7,7 +7,10 @@
  * thread; its completion callback runs back on the home thread.  The pool
  * is created on first use, keeps thread-pool-min workers alive, never runs
  * more than thread-pool-max, and lets idle workers above the minimum exit
- * after 10 s.  Completions run in the order the work finished.
+ * after 10 s.  Completions run in the order the work finished.  A pass of
+ * the loop runs those that had finished when it began; work that finishes
+ * meanwhile waits for the next pass (QEMU's completion BH goes on until
+ * none is left, so completions that submit more work can hold its loop).
  */
 #ifndef IOTHREAD_POOL_H
 #define IOTHREAD_POOL_H
