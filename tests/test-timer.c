@@ -843,6 +843,81 @@ static void test_rearm_past_no_starve(void)
     ctx_teardown(ctx);
 }
 
+/* ---- /aio/timer/deferred-cancel ---- */
+
+/* Timers armed due during a pass are set aside; a later callback of the
+ * same pass cancels, frees and re-arms some of them, from the middle and
+ * both ends of that list: the others run in the next iteration, once. */
+
+#define DC_N 5
+
+static struct {
+    IotTimer *d[DC_N];
+    int runs[DC_N];
+} dc;
+
+static void dc_arm_cb(void *opaque)
+{
+    (void)opaque;
+    for (int i = 0; i < DC_N; i++) {
+        iot_timer_mod(dc.d[i], 0); /* due, armed during the pass */
+    }
+}
+
+static void dc_change_cb(void *opaque)
+{
+    (void)opaque;
+    /* All five are set aside now, d[4] at the head of the list. */
+    iot_timer_del(dc.d[2]);
+    iot_timer_free(dc.d[0]); /* the tail */
+    dc.d[0] = NULL;
+    iot_timer_del(dc.d[4]);    /* the head */
+    iot_timer_mod(dc.d[3], 0); /* set aside again, at the head */
+}
+
+static void dc_run_cb(void *opaque)
+{
+    dc.runs[(intptr_t)opaque]++;
+}
+
+static void test_deferred_cancel(void)
+{
+    IotCtx *ctx = ctx_setup();
+    IotTimer *arm = timer_new(ctx, MONO, dc_arm_cb, NULL);
+    IotTimer *change = timer_new(ctx, MONO, dc_change_cb, NULL);
+
+    for (intptr_t i = 0; i < DC_N; i++) {
+        dc.d[i] = timer_new(ctx, MONO, dc_run_cb, (void *)i);
+        dc.runs[i] = 0;
+    }
+    iot_timer_mod(arm, 1); /* both due, the arming first; the five (due
+                            * at 0) are taken before the change (at 2) */
+    iot_timer_mod(change, 2);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    for (int i = 0; i < DC_N; i++) {
+        T_ASSERT_EQ(dc.runs[i], 0);
+    }
+    T_ASSERT_TRUE(iot_timer_pending(dc.d[1]));
+    T_ASSERT_FALSE(iot_timer_pending(dc.d[2]));
+    T_ASSERT_TRUE(iot_timer_pending(dc.d[3]));
+    T_ASSERT_FALSE(iot_timer_pending(dc.d[4]));
+    T_ASSERT_EQ(iot_ctx_timer_deadline_ns(ctx), 0);
+
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(dc.runs[1], 1);
+    T_ASSERT_EQ(dc.runs[2], 0);
+    T_ASSERT_EQ(dc.runs[3], 1);
+    T_ASSERT_EQ(dc.runs[4], 0);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(iot_ctx_timer_deadline_ns(ctx), -1);
+    for (int i = 1; i < DC_N; i++) {
+        iot_timer_free(dc.d[i]);
+    }
+    iot_timer_free(arm);
+    iot_timer_free(change);
+    ctx_teardown(ctx);
+}
+
 /* ---- /aio/timer/nested-poll-runs-deferred ---- */
 
 /* A timer armed due during a pass is set aside for the next iteration;
@@ -1146,6 +1221,7 @@ int main(int argc, char **argv)
     t_add("/aio/timer/cross-thread-arm", test_cross_thread_arm);
     t_add("/aio/timer/rearm-now-no-livelock", test_rearm_now_no_livelock);
     t_add("/aio/timer/rearm-past-no-starve", test_rearm_past_no_starve);
+    t_add("/aio/timer/deferred-cancel", test_deferred_cancel);
     t_add("/aio/timer/nested-poll-runs-deferred",
           test_nested_poll_runs_deferred);
     t_add("/aio/timer/callback-dels-other", test_callback_dels_other);
