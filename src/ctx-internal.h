@@ -96,6 +96,10 @@ struct IotHandler {
     IotHandler *poll_prev, *poll_next;
     int64_t poll_ns;            /* adaptive window */
     int64_t poll_idle_deadline; /* [home] io_uring: leave polling after */
+    /* [list] replaced by iot_ctx_set_event_poll(): once unlinked, its place
+     * on the poll list and its window go to its fd's live handler, as
+     * QEMU changes those callbacks in place (fd.c handler_unlink()). */
+    bool poll_carry;
 
     /* [list] backend state. */
     bool epoll_added;

@@ -183,6 +183,21 @@ static void handler_link(IotCtx *ctx, IotHandler *h)
     ctx->fd_live[h->fd] = h;
 }
 
+/* Mutex held, no walker inside (FREEING).  @h, replaced by
+ * iot_ctx_set_event_poll(), has left the poll list: its fd's live handler
+ * takes its place and window, so that it is still polled and its
+ * io_poll_end runs when poll mode ends (the device's notifications, off
+ * since io_poll_begin, would otherwise stay off for good). */
+static void poll_carry_over(IotCtx *ctx, IotHandler *h)
+{
+    IotHandler *live = handler_find(ctx, h->fd);
+
+    if (live && live->pollable && !live->in_poll_list) {
+        live->poll_ns = h->poll_ns;
+        iot__poll_list_add(ctx, live);
+    }
+}
+
 /* Mutex held, no walker inside (FREEING).  Unlinks @h everywhere. */
 static void handler_unlink(IotCtx *ctx, IotHandler *h)
 {
@@ -195,6 +210,9 @@ static void handler_unlink(IotCtx *ctx, IotHandler *h)
     }
     if (h->in_poll_list) {
         iot__poll_list_remove(ctx, h);
+        if (h->poll_carry) {
+            poll_carry_over(ctx, h);
+        }
     }
     if (h->ready_owner) {
         ready_unlink(h);
@@ -320,6 +338,7 @@ static int handler_set(IotCtx *ctx, int fd, const IotFdOps *ops, void *opaque,
     }
     iot__fdmon(ctx)->update(ctx, old, new_);
     if (old) {
+        old->poll_carry = new_ && expect_ev;
         handler_retire(ctx, old, false);
     }
     iot__fdmon_epoll_retry(ctx);

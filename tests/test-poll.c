@@ -382,6 +382,76 @@ static void test_transitions(void)
     iot_ctx_unref(ctx);
 }
 
+static IotHandler *handler_of(IotCtx *ctx, int fd)
+{
+    for (IotHandler *h = atomic_load(&ctx->handlers); h;
+         h = atomic_load(&h->next)) {
+        if (h->fd == fd && !atomic_load(&h->deleted)) {
+            return h;
+        }
+    }
+    return NULL;
+}
+
+/* iot_ctx_set_event_poll() while poll mode is on (left on by a hit):
+ * QEMU changes the callbacks in place, so the handler stays polled, keeps
+ * its window, and the loop calls its (new) io_poll_end before blocking.
+ * Here the change makes a new handler; it used to lose the old one's
+ * place on the poll list, so no io_poll_end came at all: a device whose
+ * notifications io_poll_begin had turned off never woke the loop again. */
+static int other_ends;
+
+static void flag_cb(void *opaque)
+{
+    *(bool *)opaque = true;
+}
+
+static void probe_other_end(IotEvent *e)
+{
+    other_ends++;
+    probe_of(e)->ended = true;
+}
+
+static void test_set_event_poll_in_poll_mode(void)
+{
+    IotCtx *ctx = setup(1000000, 0, 0);
+    Probe p = { 0 };
+    IotTimer *t;
+    bool fired = false;
+
+    probe_add(ctx, &p);
+    fire(ctx, &p, 1000); /* joins polling at 4000 */
+    fake_step = 1000;
+    p.ready_at_poll = 2;
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true)); /* a hit: poll mode stays on */
+    T_ASSERT_EQ(p.begins, 1);
+    T_ASSERT_EQ(p.ends, 0);
+
+    other_ends = 0;
+    T_ASSERT_EQ(iot_ctx_set_event_poll(ctx, &p.e, probe_begin, probe_other_end),
+                0);
+    T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 4000);
+
+    /* Blocking with nothing found: the new io_poll_end, then the last
+     * io_poll finds the event that raced with it.  A real timer bounds
+     * the wait if neither comes. */
+    t = iot_timer_new(ctx, IOT_CLOCK_MONOTONIC, flag_cb, &fired);
+    iot_timer_mod(t, iot_clock_ns(IOT_CLOCK_MONOTONIC) + 10 * IOT_NS_PER_MS);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false)); /* takes the timer's notify */
+    T_ASSERT_EQ(other_ends, 0);
+    p.ready_on_end = true;
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
+    T_ASSERT_EQ(other_ends, 1);
+    T_ASSERT_EQ(p.ends, 0);
+    T_ASSERT_EQ(p.ready_calls, 2);
+    T_ASSERT_FALSE(fired);
+
+    iot_timer_free(t);
+    probe_remove(ctx, &p);
+    iot__test_clock = NULL;
+    iot_ctx_unref(ctx);
+}
+
 /* A handler that joins polling while poll mode is on (left on by another
  * handler's busy-poll hit) gets its io_poll_begin at once, so that the
  * io_poll_end every handler on the list gets when the loop blocks is
@@ -731,11 +801,6 @@ static void test_io_uring_polls_with_nonpollable(void)
     iot_ctx_unref(ctx);
 }
 
-static void flag_cb(void *opaque)
-{
-    *(bool *)opaque = true;
-}
-
 /* Section 3.6: a polled handler not ready for 7 s leaves the poll list,
  * with io_poll_end and one last io_poll. */
 static void test_io_uring_idle_removal(void)
@@ -785,17 +850,6 @@ static void test_io_uring_idle_removal(void)
     probe_remove(ctx, &p);
     iot__test_clock = NULL;
     iot_ctx_unref(ctx);
-}
-
-static IotHandler *handler_of(IotCtx *ctx, int fd)
-{
-    for (IotHandler *h = atomic_load(&ctx->handlers); h;
-         h = atomic_load(&h->next)) {
-        if (h->fd == fd && !atomic_load(&h->deleted)) {
-            return h;
-        }
-    }
-    return NULL;
 }
 
 /* One iteration in which the pipe handler fires, with block_ns = @block. */
@@ -1050,6 +1104,8 @@ int main(int argc, char **argv)
     t_add("/section9/item5/budget-largest-window", test_budget_largest_window);
     t_add("/section9/item6/poll-mode-transitions", test_transitions);
     t_add("/section9/item6/join-while-polling", test_join_while_polling);
+    t_add("/section9/item6/set-event-poll-in-poll-mode",
+          test_set_event_poll_in_poll_mode);
     t_add("/poll/hit-reads-no-clock", test_hit_reads_no_clock);
     t_add("/section9/item7/no-busy-poll-without-io_poll", test_skip_polling);
     t_add("/nested-aio-poll", test_nested_aio_poll);
