@@ -344,8 +344,13 @@ static int handler_set(IotCtx *ctx, int fd, const IotFdOps *ops, void *opaque,
     iot__fdmon_epoll_retry(ctx);
     iot__lockcnt_unlock(&ctx->list_lock);
 
-    /* The loop rebuilds its fd set and re-evaluates polling. */
-    iot_ctx_notify(ctx);
+    /* The loop rebuilds its fd set and re-evaluates polling.  Not needed
+     * from the home thread, which does so before it next waits; there it
+     * would only end a busy-poll stretch (a handler changed from inside
+     * io_poll) through the notifier's poll, as if work had come. */
+    if (iot_ctx_current() != ctx) {
+        iot_ctx_notify(ctx);
+    }
     return 0;
 }
 
@@ -651,6 +656,13 @@ int iot__fd_notifier_init(IotCtx *ctx)
     }
     /* No other thread can see the context yet. */
     ctx->notifier_h = handler_find(ctx, ctx->notifier.rfd);
+    /* Polled from the start and for good (poll.c keeps it there): busy
+     * polling sees a notify only through it, and a notify that comes
+     * while the loop polls writes no eventfd.  Joining on its first fd
+     * event, as other handlers do, a context whose notifies had all come
+     * while it was awake, or that io_uring's idle rule had left, polled
+     * a whole window blind to a property change or a stop. */
+    iot__poll_list_add(ctx, ctx->notifier_h);
     return 0;
 }
 

@@ -339,6 +339,9 @@ static bool remove_idle_poll_handlers(IotCtx *ctx, IotReadyList *ready)
     }
     for (h = ctx->poll_head; h; h = next) {
         next = h->poll_next;
+        if (h->is_notifier) {
+            continue; /* always polled (fd.c iot__fd_notifier_init()) */
+        }
         if (h->poll_idle_deadline == 0) {
             h->poll_idle_deadline = now + IOT_POLL_IDLE_NS;
             continue;

@@ -802,7 +802,8 @@ static void test_io_uring_polls_with_nonpollable(void)
 }
 
 /* Section 3.6: a polled handler not ready for 7 s leaves the poll list,
- * with io_poll_end and one last io_poll. */
+ * with io_poll_end and one last io_poll.  The context's notifier, polled
+ * from the start, never does. */
 static void test_io_uring_idle_removal(void)
 {
     IotCtx *ctx;
@@ -818,7 +819,7 @@ static void test_io_uring_idle_removal(void)
     t = iot_timer_new(ctx, IOT_CLOCK_MONOTONIC, flag_cb, &fired);
     probe_add(ctx, &p);
     fire(ctx, &p, 1000);
-    T_ASSERT_EQ(ctx->poll_len, 1);
+    T_ASSERT_EQ(ctx->poll_len, 2); /* with the notifier, always polled */
 
     /* A stretch that finds nothing starts the idle clock; a real timer
      * 1 ms away ends the blocking poll. */
@@ -827,7 +828,7 @@ static void test_io_uring_idle_removal(void)
     T_ASSERT_FALSE(iot_ctx_poll(ctx, false)); /* takes the timer's notify */
     T_ASSERT_TRUE(iot_ctx_poll(ctx, true));
     T_ASSERT_EQ(p.begins, 1);
-    T_ASSERT_EQ(ctx->poll_len, 1);
+    T_ASSERT_EQ(ctx->poll_len, 2);
     T_ASSERT_EQ(p.ends, 1);
 
     /* 8 s later (fake), still idle: it leaves the poll list. */
@@ -839,12 +840,14 @@ static void test_io_uring_idle_removal(void)
     while (!fired) {
         iot_ctx_poll(ctx, true);
     }
-    T_ASSERT_EQ(ctx->poll_len, 0);
+    /* The notifier stays: busy polling sees a notify only through it. */
+    T_ASSERT_EQ(ctx->poll_len, 1);
+    T_ASSERT_TRUE(ctx->notifier_h->in_poll_list);
     T_ASSERT_EQ(p.ends, 2);
 
     /* Its fd still works through the ring, and brings it back. */
     fire(ctx, &p, 1000);
-    T_ASSERT_EQ(ctx->poll_len, 1);
+    T_ASSERT_EQ(ctx->poll_len, 2);
 
     iot_timer_free(t);
     probe_remove(ctx, &p);
@@ -1092,6 +1095,86 @@ static void test_io_uring_max_batch(void)
     iot_ctx_unref(ctx);
 }
 
+/* A notify while the loop busy polls another handler's long window,
+ * in a context whose notifier never fired through its fd (every notify
+ * so far came while it was awake): a post ends the stretch at once.  The
+ * notifier used to join the poll list only on its first fd event, and
+ * until then polling looked at nothing that a notify changes: here the
+ * stretch, and the test, would last 1000 s. */
+static atomic_bool stretch_polling, far_ran;
+
+static void stretch_read(IotEvent *e)
+{
+    iot_event_test_and_clear(e);
+}
+
+static bool stretch_poll(IotEvent *e)
+{
+    (void)e;
+    atomic_store(&stretch_polling, true);
+    return false;
+}
+
+static void stretch_ready(IotEvent *e)
+{
+    (void)e;
+}
+
+static void far_bh(void *opaque)
+{
+    (void)opaque;
+    atomic_store(&far_ran, true);
+}
+
+static void *far_post(void *opaque)
+{
+    while (!atomic_load(&stretch_polling)) {
+        sched_yield();
+    }
+    T_ASSERT_EQ(iot_bh_schedule_oneshot((IotCtx *)opaque, far_bh, NULL), 0);
+    return NULL;
+}
+
+static void notify_ends_stretch(IotFdmonKind k)
+{
+    IotCtx *ctx;
+    IotEvent e;
+    pthread_t tid;
+
+    kind = k;
+    ctx = setup(INT64_MAX, 0, 0);
+    iot__test_clock = NULL;
+    T_ASSERT_TRUE(ctx->notifier_h->in_poll_list);
+    T_ASSERT_EQ(iot_event_init(&e, false), 0);
+    T_ASSERT_EQ(
+        iot_ctx_set_event(ctx, &e, stretch_read, stretch_poll, stretch_ready),
+        0);
+    T_ASSERT_EQ(iot_event_set(&e), 0);
+    while (!handler_of(ctx, e.rfd)->in_poll_list) {
+        iot_ctx_poll(ctx, true); /* joins polling through its fd */
+    }
+    handler_of(ctx, e.rfd)->poll_ns = 1000 * IOT_NS_PER_S;
+    atomic_store(&stretch_polling, false);
+    atomic_store(&far_ran, false);
+    T_ASSERT_EQ(pthread_create(&tid, NULL, far_post, ctx), 0);
+    while (!atomic_load(&far_ran)) {
+        iot_ctx_poll(ctx, true);
+    }
+    pthread_join(tid, NULL);
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &e, NULL, NULL, NULL), 0);
+    iot_event_cleanup(&e);
+    iot_ctx_unref(ctx);
+}
+
+static void test_notify_ends_stretch(void)
+{
+    notify_ends_stretch(IOT_FDMON_POLL);
+    notify_ends_stretch(IOT_FDMON_EPOLL);
+    if (use_io_uring()) {
+        notify_ends_stretch(IOT_FDMON_IO_URING);
+    }
+}
+
 int main(int argc, char **argv)
 {
     t_add("/poll/adjust/start-4000", test_adjust_start);
@@ -1119,5 +1202,6 @@ int main(int argc, char **argv)
     t_add("/poll/io_uring/aio-max-batch", test_io_uring_max_batch);
     t_add("/poll/stats/hit-and-miss", test_stats_hit_and_miss);
     t_add("/poll/io_uring/stats-chore", test_io_uring_stats_chore);
+    t_add("/poll/notify-ends-stretch", test_notify_ends_stretch);
     return t_run(argc, argv);
 }
