@@ -76,16 +76,17 @@ struct QmpClient {
     /* lex_scan()'s view of the top-level object, to keep the text of its
      * "id": json-c saturates an integer past 64 bits, and QMP echoes the
      * id verbatim (lex_outside()). */
-    unsigned lex_depth;   /* containers open, outside strings */
-    bool lex_expect_key;  /* a string now is a key of the top object */
-    bool lex_in_key;      /* inside such a string */
-    char lex_key[12];     /* its first bytes, as written */
-    unsigned lex_key_len; /* how many; past sizeof(lex_key): longer */
-    bool lex_key_is_id;   /* the last such key was "id", value not seen */
-    bool lex_id_value;    /* after its ':', before its value */
-    bool lex_in_id;       /* inside that value (kept in id_text) */
-    bool id_text_bad;     /* out of memory keeping it */
-    char *id_text;        /* its bytes; the last "id" wins, as in json-c */
+    unsigned lex_depth;    /* containers open, outside strings */
+    bool lex_expect_key;   /* a string now is a key of the top object */
+    bool lex_in_key;       /* inside such a string */
+    char lex_key[12];      /* its first bytes, as written */
+    unsigned lex_key_len;  /* how many; past sizeof(lex_key): longer */
+    bool lex_key_is_id;    /* the last such key was "id", value not seen */
+    bool lex_id_value;     /* after its ':', before its value */
+    bool lex_in_id;        /* inside that value (kept in id_text) */
+    unsigned char lex_num; /* lex_number(): where in a number, or NUM_NONE */
+    bool id_text_bad;      /* out of memory keeping it */
+    char *id_text;         /* its bytes; the last "id" wins, as in json-c */
     size_t id_len, id_cap;
     bool discard_line; /* dropping input up to the next newline */
     char *out;
@@ -93,6 +94,22 @@ struct QmpClient {
     bool dead; /* to be closed */
     bool eof;  /* the client shut its side: send what is queued, then close */
     QmpClient *next;
+};
+
+/* Where lex_number() is in a number: JSON's grammar,
+ * -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, of which json-c also
+ * takes "2.", "1.e5", "00" and "-01" (a reply echoing such an id would be
+ * no JSON, and QEMU refuses them). */
+enum {
+    NUM_NONE,  /* not in a number */
+    NUM_MINUS, /* after '-' */
+    NUM_ZERO,  /* an integer part of 0 */
+    NUM_INT,   /* in an integer part that started 1-9 */
+    NUM_DOT,   /* after '.' */
+    NUM_FRAC,  /* in the fraction's digits */
+    NUM_E,     /* after 'e' or 'E' */
+    NUM_ESIGN, /* after the exponent's sign */
+    NUM_EXP,   /* in the exponent's digits */
 };
 
 static void lex_reset(QmpClient *c);
@@ -633,6 +650,7 @@ static void lex_reset(QmpClient *c)
     c->lex_key_is_id = false;
     c->lex_id_value = false;
     c->lex_in_id = false;
+    c->lex_num = NUM_NONE;
 }
 
 /* The value is done with: its id's text goes (its memory too, if a long
@@ -693,6 +711,53 @@ static void lex_key_byte(QmpClient *c, unsigned char ch)
     }
 }
 
+/* A byte outside strings, through the number grammar (NUM_NONE...).
+ * False if it cannot come there: a digit after a leading 0, a number that
+ * ends after '-', '.', 'e' or the exponent's sign, or one followed by
+ * what would only continue it. */
+static bool lex_number(QmpClient *c, unsigned char ch)
+{
+    bool digit = ch >= '0' && ch <= '9';
+    unsigned char at = c->lex_num;
+
+    switch (at) {
+    case NUM_NONE:
+        c->lex_num = ch == '-'   ? NUM_MINUS
+                     : ch == '0' ? NUM_ZERO
+                     : digit     ? NUM_INT
+                                 : NUM_NONE;
+        return true;
+    case NUM_MINUS:
+        c->lex_num = ch == '0' ? NUM_ZERO : NUM_INT;
+        return digit;
+    case NUM_DOT:
+        c->lex_num = NUM_FRAC;
+        return digit;
+    case NUM_E:
+        c->lex_num = ch == '+' || ch == '-' ? NUM_ESIGN : NUM_EXP;
+        return digit || c->lex_num == NUM_ESIGN;
+    case NUM_ESIGN:
+        c->lex_num = NUM_EXP;
+        return digit;
+    default:
+        break;
+    }
+    /* NUM_ZERO, NUM_INT, NUM_FRAC or NUM_EXP: the number may end here. */
+    if (digit) {
+        return at != NUM_ZERO;
+    }
+    if (ch == '.' && (at == NUM_ZERO || at == NUM_INT)) {
+        c->lex_num = NUM_DOT;
+        return true;
+    }
+    if ((ch == 'e' || ch == 'E') && at != NUM_EXP) {
+        c->lex_num = NUM_E;
+        return true;
+    }
+    c->lex_num = NUM_NONE;
+    return !strchr(".eE+-", ch);
+}
+
 /* A byte outside strings: follows the top-level object's keys and keeps
  * the text of the value of its "id" in c->id_text.
  * Only bytes json-c accepted reach here (numbers whole, see
@@ -702,7 +767,8 @@ static void lex_key_byte(QmpClient *c, unsigned char ch)
  * strings. */
 static bool lex_outside(QmpClient *c, unsigned char ch)
 {
-    if (!strchr("{}[],: \t\n\r0123456789+-.eEtruefalsn\"", ch) || !ch) {
+    if (!strchr("{}[],: \t\n\r0123456789+-.eEtruefalsn\"", ch) || !ch ||
+        !lex_number(c, ch)) {
         return false;
     }
     if (c->lex_in_id) {

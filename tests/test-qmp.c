@@ -1496,6 +1496,43 @@ CASE(id_verbatim)
     daemon_quit(&d);
 }
 
+/* Numbers as JSON writes them, and nothing else: json-c also takes "2.",
+ * "1.e5", "00" and "-01", which QEMU refuses, and a reply echoing one as
+ * an id would be no JSON either.  The line gets a parse error, nothing
+ * runs, and the next line is served. */
+CASE(strict_numbers)
+{
+    static const char *const good[] = {
+        "0", "-0", "10", "0.5", "-1.5e-3", "1e5", "1E+5", "1.0E-0", "-0.0e00",
+    };
+    static const char *const bad[] = {
+        "2.", "1.e5", "00", "-00",   "-01",  "[-01]", "{\"b\": [3.]}",
+        "1e", "1e+",  "-",  "1.5.2", "0.e1", "01.5",  "2.e",
+    };
+    Daemon d;
+    Qc *c;
+
+    start_io0(&d);
+    c = qc_open(d.sock);
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        qc_printf(c, "{\"execute\": \"query-version\", \"id\": %s}\n", good[i]);
+        T_ASSERT_STR(raw_id(c), good[i]);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        qc_printf(c, "{\"execute\": \"query-version\", \"id\": %s}\n", bad[i]);
+        PARSE_ERROR(qc_reply(c));
+        OK(c, "{'execute': 'query-version', 'id': 'after'}");
+    }
+    /* in arguments too: the object is not made */
+    qc_printf(c, "{\"execute\": \"object-add\", \"arguments\": "
+                 "{\"qom-type\": \"iothread\", \"id\": \"n0\", "
+                 "\"poll-max-ns\": 00}}\n");
+    PARSE_ERROR(qc_reply(c));
+    T_ASSERT(find_id(OK(c, "{'execute': 'query-iothreads'}"), "n0") == NULL);
+    qc_close(c);
+    daemon_quit(&d);
+}
+
 CASE(extra_brace)
 {
     Daemon d;
@@ -3710,6 +3747,7 @@ int main(int argc, char **argv)
     t_add("/qmp/framing/extra-brace", extra_brace);
     t_add("/qmp/framing/deep-id", deep_id);
     t_add("/qmp/framing/id-verbatim", id_verbatim);
+    t_add("/qmp/framing/strict-numbers", strict_numbers);
     t_add("/qmp/framing/two-per-line-and-empty-lines",
           two_per_line_and_empty_lines);
     t_add("/qmp/framing/garbage-then-valid", garbage_then_valid);
