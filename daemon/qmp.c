@@ -8,7 +8,9 @@
  * is dropped, so the stream recovers at the next line.  A value that grows
  * past QMP_MAX_INPUT is refused the same way.  No client can block
  * another: sockets are non-blocking, output is queued per client, and a
- * client that lets more than QMP_MAX_OUTPUT pile up is dropped.
+ * client that lets more than QMP_MAX_OUTPUT pile up is dropped.  At most
+ * QMP_MAX_CLIENTS are served at once (the rest wait in the listen
+ * backlog), which bounds what the clients can make the daemon hold.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,7 +31,10 @@
 #include "qmp.h"
 
 #define QMP_MAX_OUTPUT (16 * 1024 * 1024)
-#define QMP_READ_CHUNK 65536
+/* Clients served at once: with QMP_MAX_OUTPUT and QMP_MAX_INPUT each, at
+ * most some 1.1 GB queued by clients that send and do not read. */
+#define QMP_MAX_CLIENTS 64
+#define QMP_READ_CHUNK  65536
 
 typedef struct Listener {
     QmpServer *srv;
@@ -42,6 +47,7 @@ struct QmpServer {
     IotCtx *ctx;
     Listener *listeners;
     QmpClient *clients;
+    unsigned nclients; /* on `clients` */
     bool quit;
     char *quit_reason;
     /* Out of fds: the listeners are not watched (a pending connection
@@ -1139,6 +1145,7 @@ static void client_close(QmpClient *c)
     }
     if (*link) {
         *link = c->next;
+        srv->nclients--;
     }
     qmp_client_free(c);
     /* Its fd is free: a connection waiting for one can have it. */
@@ -1303,6 +1310,13 @@ static void listener_accept(void *opaque)
     QmpClient *c;
     int fd;
 
+    if (srv->nclients >= QMP_MAX_CLIENTS) {
+        /* Full: the connection waits in the backlog, unwatched (it would
+         * keep the listener readable), until a client goes. */
+        srv->accept_paused = true;
+        listeners_watch(srv, false);
+        return;
+    }
     fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
@@ -1318,6 +1332,7 @@ static void listener_accept(void *opaque)
     }
     c->next = srv->clients;
     srv->clients = c;
+    srv->nclients++;
     client_flush(c);
 }
 
@@ -1594,6 +1609,7 @@ void qmp_server_shutdown(QmpServer *srv)
         QmpClient *c = srv->clients;
 
         srv->clients = c->next;
+        srv->nclients--;
         qmp_client_free(c);
     }
 }

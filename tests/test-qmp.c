@@ -1533,6 +1533,40 @@ CASE(strict_numbers)
     daemon_quit(&d);
 }
 
+/* At most 64 clients are served at once: the next one waits, without a
+ * greeting, until one of them goes (a flood of connections that send and
+ * never read could otherwise make the daemon hold 17 MiB each). */
+#define MAX_CLIENTS 64
+
+CASE(max_clients)
+{
+    Qc *cs[MAX_CLIENTS], *late;
+    struct pollfd p;
+    Daemon d;
+
+    start_io0(&d);
+    for (int i = 0; i < MAX_CLIENTS; i++) {
+        cs[i] = qc_connect(d.sock);
+    }
+    late = qc_raw(d.sock);
+    p = (struct pollfd){ .fd = late->fd, .events = POLLIN };
+    /* nothing may come: a bounded look, not a wait for something */
+    T_ASSERT_EQ(poll(&p, 1, 200), 0);
+    /* the others are served meanwhile */
+    T_JSON(OK(cs[0], "{'execute': 'qmp_capabilities'}"), "{}");
+    OK(cs[0], "{'execute': 'query-iothreads'}");
+    qc_close(cs[MAX_CLIENTS - 1]);
+    late->greeting = qc_msg(late);
+    check_greeting(__LINE__, late->greeting);
+    T_JSON(OK(late, "{'execute': 'qmp_capabilities'}"), "{}");
+    OK(late, "{'execute': 'query-iothreads'}");
+    qc_close(late);
+    for (int i = 0; i < MAX_CLIENTS - 1; i++) {
+        qc_close(cs[i]);
+    }
+    daemon_quit(&d);
+}
+
 CASE(extra_brace)
 {
     Daemon d;
@@ -3748,6 +3782,7 @@ int main(int argc, char **argv)
     t_add("/qmp/framing/deep-id", deep_id);
     t_add("/qmp/framing/id-verbatim", id_verbatim);
     t_add("/qmp/framing/strict-numbers", strict_numbers);
+    t_add("/qmp/max-clients", max_clients);
     t_add("/qmp/framing/two-per-line-and-empty-lines",
           two_per_line_and_empty_lines);
     t_add("/qmp/framing/garbage-then-valid", garbage_then_valid);
