@@ -24,31 +24,66 @@ static json_object *from_library(char *text, QmpError *err)
     return o;
 }
 
+/* qmp_capabilities, with its arguments checked (qmp_args_check()), for a
+ * client that has negotiated already or not.  As QEMU: every element of
+ * "enable" must name a capability QMP knows (its visitor's text names the
+ * parameter 'null', qmp-surface.md), then a second negotiation is refused,
+ * then every capability asked for that is not offered is listed.  We
+ * offer none (no out-of-band execution). */
+void qmp_capabilities_negotiate(json_object *args, bool negotiated,
+                                QmpError *err)
+{
+    json_object *enable = NULL;
+    size_t n;
+    char *list = NULL;
+
+    if (args) {
+        json_object_object_get_ex(args, "enable", &enable);
+    }
+    n = enable ? json_object_array_length(enable) : 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *cap =
+            json_object_get_string(json_object_array_get_idx(enable, i));
+
+        if (strcmp(cap, "oob")) {
+            qmp_error_set(err, QMP_GENERIC_ERROR,
+                          "Parameter 'null' does not accept value '%s'", cap);
+            return;
+        }
+    }
+    if (negotiated) {
+        qmp_error_set(err, QMP_COMMAND_NOT_FOUND,
+                      "Capabilities negotiation is already complete, command "
+                      "ignored");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char *more = NULL;
+
+        if (asprintf(&more, "%s%s%s", list ? list : "", list ? ", " : "",
+                     "oob") < 0) {
+            more = NULL;
+        }
+        free(list);
+        list = more;
+        if (!list) {
+            qmp_error_set(err, QMP_GENERIC_ERROR, "out of memory");
+            return;
+        }
+    }
+    if (list) {
+        qmp_error_set(err, QMP_GENERIC_ERROR, "Capability %s not available",
+                      list);
+        free(list);
+    }
+}
+
 static void qmp_capabilities(QmpServer *srv, json_object *args,
                              json_object **ret, QmpError *err)
 {
-    json_object *enable;
-
     (void)srv;
     (void)ret;
-    /* We offer no capability (no out-of-band execution).  A name QMP
-     * knows, but not offered, gets QEMU's "not available" (its
-     * qmp_caps_accept()); any other name its visitor's text, which
-     * names the parameter 'null' (qmp-surface.md): kept so that scripts
-     * match them. */
-    if (json_object_object_get_ex(args, "enable", &enable) &&
-        json_object_array_length(enable) > 0) {
-        const char *cap =
-            json_object_get_string(json_object_array_get_idx(enable, 0));
-
-        if (!strcmp(cap, "oob")) {
-            qmp_error_set(err, QMP_GENERIC_ERROR,
-                          "Capability oob not available");
-        } else {
-            qmp_error_set(err, QMP_GENERIC_ERROR,
-                          "Parameter 'null' does not accept value '%s'", cap);
-        }
-    }
+    qmp_capabilities_negotiate(args, false, err);
 }
 
 static void query_version(QmpServer *srv, json_object *args, json_object **ret,

@@ -552,12 +552,6 @@ static void dispatch(QmpClient *c, json_object *req)
                       "'qmp_capabilities'");
         goto out;
     }
-    if (c->negotiated && !strcmp(exec, "qmp_capabilities")) {
-        qmp_error_set(&err, QMP_COMMAND_NOT_FOUND,
-                      "Capabilities negotiation is already complete, command "
-                      "ignored");
-        goto out;
-    }
     cmd = command_find(exec);
     if (!cmd) {
         qmp_error_set(&err, QMP_COMMAND_NOT_FOUND,
@@ -573,9 +567,12 @@ static void dispatch(QmpClient *c, json_object *req)
     if (!cmd->any_args && !qmp_args_check(cmd->args, args, &err)) {
         goto out;
     }
-    cmd->handler(c->srv, args, &ret, &err);
-    if (!err.desc && !strcmp(exec, "qmp_capabilities")) {
-        c->negotiated = true;
+    if (!strcmp(exec, "qmp_capabilities")) {
+        /* Its arguments first, then whether it came before: as QEMU. */
+        qmp_capabilities_negotiate(args, c->negotiated, &err);
+        c->negotiated |= !err.desc;
+    } else {
+        cmd->handler(c->srv, args, &ret, &err);
     }
 
 out:

@@ -130,6 +130,10 @@ char *qmp_client_take_output(QmpClient *c, size_t *len);
 /* Checks @args against @schema as QEMU's visitor does: each member in
  * schema order (missing, wrong type), then members nobody expects. */
 bool qmp_args_check(const QmpArg *schema, json_object *args, QmpError *err);
+/* qmp_capabilities for a client that has @negotiated or not; @args
+ * checked against its schema. */
+void qmp_capabilities_negotiate(json_object *args, bool negotiated,
+                                QmpError *err);
 
 /* True if @v is a JSON integer that fits int64 (json-c saturates). */
 bool qmp_json_is_int64(json_object *v);

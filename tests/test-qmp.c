@@ -1113,6 +1113,13 @@ CASE(negotiation_required)
      * empty): QEMU's text for one not offered */
     ERR(c, "Capability oob not available",
         "{'execute': 'qmp_capabilities', 'arguments': {'enable': ['oob']}}");
+    /* every element is looked at: names first, then what is offered */
+    ERR(c, "Parameter 'null' does not accept value 'bogus'",
+        "{'execute': 'qmp_capabilities', 'arguments': {'enable': "
+        "['oob', 'bogus']}}");
+    ERR(c, "Capability oob, oob not available",
+        "{'execute': 'qmp_capabilities', 'arguments': {'enable': "
+        "['oob', 'oob']}}");
     ERR(c, "Invalid parameter type for 'enable', expected: array",
         "{'execute': 'qmp_capabilities', 'arguments': {'enable': 'x'}}");
     /* an element of the list: QEMU's visitor names it */
@@ -1130,7 +1137,14 @@ CASE(negotiation_required)
             "{'execute': 'qmp_capabilities', 'id': 5}");
     ERR_CLS(c, "CommandNotFound", DONE_MSG,
             "{'execute': 'qmp_capabilities', 'arguments': {'enable': "
-            "['bogus']}}");
+            "['oob']}}");
+    /* QEMU's marshaller checks the arguments before the command sees that
+     * negotiation is done */
+    ERR(c, "Parameter 'null' does not accept value 'bogus'",
+        "{'execute': 'qmp_capabilities', 'arguments': {'enable': "
+        "['bogus']}}");
+    ERR(c, "Parameter 'foo' is unexpected",
+        "{'execute': 'qmp_capabilities', 'arguments': {'foo': 1}}");
     OK(c, "{'execute': 'query-version', 'id': 6}");
     qc_close(c);
     daemon_quit(&d);
