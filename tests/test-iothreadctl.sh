@@ -648,8 +648,22 @@ if mode == "no-qmp":
     f.write(b"{\"hello\": 1}\n")
 else:
     f.write(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n")
+first = True
 for line in f:
-    if mode == "bad-json":
+    if mode.startswith("cmd-") and first:
+        f.write(b"{\"return\": {}}\n") # qmp_capabilities
+        first = False
+    elif mode == "cmd-null":
+        f.write(b"{\"return\": null}\n")
+    elif mode == "cmd-object":
+        f.write(b"{\"return\": {}}\n")
+    elif mode == "cmd-string":
+        f.write(b"{\"return\": \"str\"}\n")
+    elif mode == "cmd-error-no-desc":
+        f.write(b"{\"error\": {}}\n")
+    elif mode == "cmd-silent":
+        open(path + ".asked", "w").close() # and no reply
+    elif mode == "bad-json":
         f.write(b"{\"return\": nope}\n")
     elif mode == "eof":
         break
@@ -691,6 +705,35 @@ check "a peer that closes before replying: a clear error, exit 1" \
   [ "$rc" -eq 1 -a "$err" = "iothreadctl: the daemon closed the connection" ]
 fake_ctl event-first list
 check "an event before a reply is skipped" [ "$rc" -eq 0 -a -z "$err" ]
+# replies of the wrong type: a clear error and exit 1, not a crash
+for cmd in list stats; do
+  for mode in cmd-null cmd-object cmd-string; do
+    fake_ctl "$mode" "$cmd"
+    check "$cmd, a reply that is no list ($mode): a clear error, exit 1" \
+      [ "$rc" -eq 1 -a "$(grep -c "^iothreadctl: unexpected reply to query-iothread" <<<"$err")" -eq 1 ]
+  done
+done
+fake_ctl cmd-null get io0 poll-max-ns
+check "get: a null value prints null" [ "$rc" -eq 0 -a "$out" = null -a -z "$err" ]
+fake_ctl cmd-error-no-desc list
+check "an error without a text: shown as it came, exit 1" \
+  [ "$rc" -eq 1 -a "$err" = "iothreadctl: an error without a text: { }" ]
+# Ctrl-C while a one-shot command waits: not a success
+fake cmd-silent
+timeout -k 5 "$LIMIT" "$IOTHREADCTL" --socket "$dir/fake.sock" stats \
+  >"$dir/out" 2>"$dir/err" &
+cpid=$!
+i=0
+while [ ! -e "$dir/fake.sock.asked" ] && [ $i -lt $((LIMIT * 20)) ]; do
+  sleep 0.05
+  i=$((i + 1))
+done
+kill -INT "$cpid"
+wait "$cpid"
+rc=$?
+kill "$fpid" 2>/dev/null
+wait "$fpid" 2>/dev/null
+check "Ctrl-C during a one-shot stats: not exit 0" [ "$rc" -ne 0 ]
 
 # ---- the daemon and another user's socket ----
 

@@ -221,9 +221,17 @@ static json_object *conn_call(Conn *c, const char *cmd, json_object *args)
             return v;
         }
         if (json_object_object_get_ex(reply, "error", &v)) {
-            json_object *desc;
-            json_object_object_get_ex(v, "desc", &desc);
-            fprintf(stderr, "iothreadctl: %s\n", json_object_get_string(desc));
+            json_object *desc = NULL;
+
+            if (json_object_is_type(v, json_type_object) &&
+                json_object_object_get_ex(v, "desc", &desc) &&
+                json_object_is_type(desc, json_type_string)) {
+                fprintf(stderr, "iothreadctl: %s\n",
+                        json_object_get_string(desc));
+            } else {
+                fprintf(stderr, "iothreadctl: an error without a text: %s\n",
+                        json_object_to_json_string(v));
+            }
             json_object_put(reply);
             exit(1);
         }
@@ -337,9 +345,20 @@ static int id_width(json_object *list, int min)
     return w;
 }
 
+/* @v, the reply to @cmd, is the array it must be, or we stop here: a
+ * peer that answers otherwise is not an iothreadd we understand. */
+static json_object *expect_array(json_object *v, const char *cmd)
+{
+    if (!json_object_is_type(v, json_type_array)) {
+        die("unexpected reply to %s: %s", cmd, json_object_to_json_string(v));
+    }
+    return v;
+}
+
 static void cmd_list(Conn *c)
 {
-    json_object *list = conn_call(c, "query-iothreads", NULL);
+    json_object *list =
+        expect_array(conn_call(c, "query-iothreads", NULL), "query-iothreads");
 
     if (json_out) {
         print_json(list);
@@ -433,7 +452,7 @@ static void cmd_get(Conn *c, const char *id, const char *prop)
     if (json_out) {
         print_json(v);
     } else {
-        puts(json_object_get_string(v));
+        puts(v ? json_object_get_string(v) : "null"); /* JSON null */
     }
     json_object_put(v);
 }
@@ -535,13 +554,18 @@ static void cmd_stats(Conn *c, const char *id, double watch)
 
     struct sigaction sa = { .sa_handler = on_sigint };
 
-    /* No SA_RESTART: a read waiting for the daemon returns at once. */
+    /* --watch ends on Ctrl-C, with status 0; without it, Ctrl-C stops a
+     * command that has not finished, which the default action reports.
+     * No SA_RESTART: a read waiting for the daemon returns at once. */
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
+    if (watch > 0) {
+        sigaction(SIGINT, &sa, NULL);
+    }
     clock_gettime(CLOCK_MONOTONIC, &t0);
     do {
         json_object *list =
-            conn_call(c, "query-iothread-stats", stats_args(id));
+            expect_array(conn_call(c, "query-iothread-stats", stats_args(id)),
+                         "query-iothread-stats");
         double dt;
 
         clock_gettime(CLOCK_MONOTONIC, &t1);
