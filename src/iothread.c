@@ -896,6 +896,21 @@ int iot_thread_stop(IotThread *t, IotError **errp)
     return 0;
 }
 
+/* registry_lock held.  @t leaves the registry, if it is there. */
+static void registry_unlink_locked(IotThread *t)
+{
+    IotThread **link = &registry;
+
+    if (!t->registered) {
+        return;
+    }
+    while (*link != t) {
+        link = &(*link)->reg_next;
+    }
+    *link = t->reg_next;
+    t->registered = false;
+}
+
 int iot_thread_destroy(IotThread *t, IotError **errp)
 {
     int ret = not_from_self(t, "destroy", errp);
@@ -919,14 +934,7 @@ int iot_thread_destroy(IotThread *t, IotError **errp)
     }
     t->destroyed = true;
     was_registered = t->registered;
-    if (t->registered) {
-        IotThread **link = &registry;
-        while (*link != t) {
-            link = &(*link)->reg_next;
-        }
-        *link = t->reg_next;
-        t->registered = false;
-    }
+    registry_unlink_locked(t);
     pthread_mutex_unlock(&registry_lock);
     ret = iot_thread_stop(t, errp);
     if (ret == 0) {
@@ -956,11 +964,32 @@ void iot_thread_ref(IotThread *t)
 void iot_thread_unref(IotThread *t)
 {
     IotError *err = NULL;
+    int n;
 
-    if (!t ||
-        atomic_fetch_sub_explicit(&t->refcnt, 1, memory_order_acq_rel) != 1) {
+    if (!t) {
         return;
     }
+    /* Not the last reference: no lock.  acq_rel, as the last one's. */
+    n = atomic_load_explicit(&t->refcnt, memory_order_relaxed);
+    while (n > 1) {
+        if (atomic_compare_exchange_weak_explicit(&t->refcnt, &n, n - 1,
+                                                  memory_order_acq_rel,
+                                                  memory_order_relaxed)) {
+            return;
+        }
+    }
+    /* Perhaps the last: under registry_lock, under which iot_thread_find()
+     * adds one, so that nobody finds it once it has none.  A registered
+     * IOThread whose creator drops it without iot_thread_destroy() leaves
+     * the registry here, as a destroy would take it out: the registry
+     * holds no reference, and its walks must not meet freed memory. */
+    pthread_mutex_lock(&registry_lock);
+    if (atomic_fetch_sub_explicit(&t->refcnt, 1, memory_order_acq_rel) != 1) {
+        pthread_mutex_unlock(&registry_lock);
+        return;
+    }
+    registry_unlink_locked(t);
+    pthread_mutex_unlock(&registry_lock);
     /* Neither can stop it (the join would never end), and the object
      * cannot go while its thread runs. */
     if (tls_self == t || iot__pool_is_worker_of(t->ctx)) {

@@ -1470,6 +1470,31 @@ static void test_registry_find_and_query(void)
 /* iot_thread_list(): the user-created IOThreads in query order, each with
  * a reference; the count even when the array is too short; an internal
  * one and a destroyed one are not in it. */
+/* A registered IOThread whose creator drops its reference without a
+ * destroy: it is stopped and freed, and leaves the registry with it, so
+ * that finds, lists, queries and the next IOThread of that id do not walk
+ * freed memory (the registry holds no reference). */
+static void test_registry_unref_without_destroy(void)
+{
+    IotThread *t = new_thread("io-u", NULL), *other = new_thread("io-v", NULL);
+    IotThread *got[2];
+    char *json;
+
+    iot_thread_unref(t);
+    T_ASSERT(iot_thread_find("io-u") == NULL);
+    T_ASSERT_EQ(iot_thread_list(got, 2), 1);
+    T_ASSERT(got[0] == other);
+    iot_thread_unref(got[0]);
+    json = iot_thread_query_json();
+    T_ASSERT(json != NULL);
+    T_ASSERT(strstr(json, "\"io-u\"") == NULL);
+    T_ASSERT(strstr(json, "\"io-v\"") != NULL);
+    free(json);
+    t = new_thread("io-u", NULL); /* the id is free again */
+    destroy_thread(t);
+    destroy_thread(other);
+}
+
 static void test_registry_list(void)
 {
     IotThread *t[3], *got[4], *internal;
@@ -3737,6 +3762,8 @@ int main(int argc, char **argv)
     t_add("/iothread/create-destroy-1000", test_create_destroy_1000);
     t_add("/iothread/registry/find-and-query", test_registry_find_and_query);
     t_add("/iothread/registry/list", test_registry_list);
+    t_add("/iothread/registry/unref-without-destroy",
+          test_registry_unref_without_destroy);
     t_add("/iothread/registry/internal-hidden", test_registry_internal_hidden);
     t_add("/iothread/registry/in-iothread", test_registry_in_iothread);
     t_add("/iothread/registry/duplicate-race", test_registry_duplicate_race);

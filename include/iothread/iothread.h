@@ -105,7 +105,9 @@ IOT_API int iot_thread_stop(IotThread *t, IotError **errp);
  * iot_thread_use() holds it, and (-ENOENT) once it has succeeded. */
 IOT_API int iot_thread_destroy(IotThread *t, IotError **errp);
 
-/* Any thread.  References keep the object (not the thread) alive. */
+/* Any thread.  References keep the object (not the thread) alive.  The
+ * last unref stops the thread and frees the object; a registered one
+ * leaves the registry then, as if destroyed. */
 IOT_API void iot_thread_ref(IotThread *t);
 IOT_API void iot_thread_unref(IotThread *t);
 
