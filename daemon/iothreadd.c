@@ -14,13 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <iothread/all.h>
 
 #include "cmdline.h"
+#include "pidfile.h"
 #include "qmp.h"
 
 typedef struct Daemon {
@@ -104,46 +104,23 @@ static int create_iothreads(Daemon *d)
 
 /* ---- pidfile ---- */
 
-static int pidfile_create(Daemon *d)
+static int daemon_pidfile_create(Daemon *d)
 {
-    char buf[32];
-    int len;
+    char *msg;
 
-    d->pidfd = open(d->cfg.pidfile, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    d->pidfd = pidfile_create(d->cfg.pidfile, &msg);
     if (d->pidfd < 0) {
-        fprintf(stderr, "iothreadd: --pidfile %s: %s\n", d->cfg.pidfile,
-                strerror(errno));
-        return -1;
-    }
-    if (flock(d->pidfd, LOCK_EX | LOCK_NB) < 0) {
-        fprintf(stderr,
-                "iothreadd: --pidfile %s: locked by another "
-                "process\n",
-                d->cfg.pidfile);
-        close(d->pidfd);
-        d->pidfd = -1;
-        return -1;
-    }
-    len = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
-    if (ftruncate(d->pidfd, 0) < 0 ||
-        write(d->pidfd, buf, (size_t)len) != len) {
-        fprintf(stderr, "iothreadd: --pidfile %s: %s\n", d->cfg.pidfile,
-                strerror(errno));
-        unlink(d->cfg.pidfile);
-        close(d->pidfd);
-        d->pidfd = -1;
+        fprintf(stderr, "iothreadd: %s\n", msg ? msg : "out of memory");
+        free(msg);
         return -1;
     }
     return 0;
 }
 
-static void pidfile_remove(Daemon *d)
+static void daemon_pidfile_remove(Daemon *d)
 {
-    if (d->pidfd >= 0) {
-        unlink(d->cfg.pidfile);
-        close(d->pidfd);
-        d->pidfd = -1;
-    }
+    pidfile_remove(d->cfg.pidfile, d->pidfd);
+    d->pidfd = -1;
 }
 
 /* ---- signals ---- */
@@ -245,7 +222,7 @@ static void teardown(Daemon *d)
         qmp_server_shutdown(d->qmp);
     }
     destroy_all_iothreads();
-    pidfile_remove(d);
+    daemon_pidfile_remove(d);
     if (d->sigfd >= 0) {
         iot_fd_set_handler(d->ctx, d->sigfd, NULL, NULL, NULL, NULL, NULL);
         close(d->sigfd);
@@ -285,7 +262,7 @@ static int start(Daemon *d)
             return -1;
         }
     }
-    if (d->cfg.pidfile && pidfile_create(d) < 0) {
+    if (d->cfg.pidfile && daemon_pidfile_create(d) < 0) {
         return -1;
     }
     return 0;
