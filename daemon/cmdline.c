@@ -10,9 +10,9 @@
 #include <sys/un.h>
 
 #include "cmdline.h"
+#include "msg.h"
 
-__attribute__((format(printf, 2, 3))) static int fail(char **msg,
-                                                      const char *fmt, ...)
+int msg_fail(char **msg, const char *fmt, ...)
 {
     va_list ap;
 
@@ -34,7 +34,7 @@ int cfg_keyval(const char *spec, const char *implied_key, CfgPairFunc *cb,
     int ret = 0;
 
     if (!buf) {
-        return fail(msg, "out of memory");
+        return msg_fail(msg, "out of memory");
     }
     while (ret == 0 && *p) {
         /* One element, with ",," unescaped, up to a lone ','. */
@@ -50,7 +50,7 @@ int cfg_keyval(const char *spec, const char *implied_key, CfgPairFunc *cb,
         if (*p == ',') {
             p++;
             if (!*p) {
-                ret = fail(msg, "Expected parameter name after ','");
+                ret = msg_fail(msg, "Expected parameter name after ','");
                 break;
             }
         }
@@ -58,7 +58,7 @@ int cfg_keyval(const char *spec, const char *implied_key, CfgPairFunc *cb,
         if (!eq && first && implied_key) {
             ret = cb(opaque, implied_key, buf, msg);
         } else if (!eq || eq == buf) {
-            ret = fail(msg, "Expected '=' after parameter '%s'", buf);
+            ret = msg_fail(msg, "Expected '=' after parameter '%s'", buf);
         } else {
             *eq = '\0';
             ret = cb(opaque, buf, eq + 1, msg);
@@ -66,7 +66,7 @@ int cfg_keyval(const char *spec, const char *implied_key, CfgPairFunc *cb,
         first = false;
     }
     if (ret == 0 && first) {
-        ret = fail(msg, "Parameters expected");
+        ret = msg_fail(msg, "Parameters expected");
     }
     free(buf);
     return ret;
@@ -81,8 +81,8 @@ static int parse_int(const char *key, const char *value, int64_t *out,
     errno = 0;
     v = strtoll(value, &end, 0);
     if (!*value || *end || errno == ERANGE) {
-        return fail(msg, "Invalid parameter type for '%s', expected: integer",
-                    key);
+        return msg_fail(
+            msg, "Invalid parameter type for '%s', expected: integer", key);
     }
     *out = v;
     return 0;
@@ -96,7 +96,7 @@ static int parse_onoff(const char *key, const char *value, bool *out,
     } else if (!strcmp(value, "off") || !strcmp(value, "false")) {
         *out = false;
     } else {
-        return fail(msg, "Parameter '%s' expects 'on' or 'off'", key);
+        return msg_fail(msg, "Parameter '%s' expects 'on' or 'off'", key);
     }
     return 0;
 }
@@ -114,8 +114,8 @@ static int object_pair(void *opaque, const char *key, const char *value,
 
     if (!strcmp(key, "qom-type")) {
         if (strcmp(value, "iothread")) {
-            return fail(msg, "Parameter 'qom-type' does not accept value '%s'",
-                        value);
+            return msg_fail(
+                msg, "Parameter 'qom-type' does not accept value '%s'", value);
         }
         o->has_type = true;
         return 0;
@@ -123,7 +123,7 @@ static int object_pair(void *opaque, const char *key, const char *value,
     if (!strcmp(key, "id")) {
         free(o->id);
         o->id = strdup(value);
-        return o->id ? 0 : fail(msg, "out of memory");
+        return o->id ? 0 : msg_fail(msg, "out of memory");
     }
     for (size_t i = 0; i < n; i++) {
         if (strcmp(info[i].name, key)) {
@@ -144,11 +144,11 @@ static int object_pair(void *opaque, const char *key, const char *value,
         return 0;
     }
     if (err) {
-        fail(msg, "%s", iot_error_message(err));
+        msg_fail(msg, "%s", iot_error_message(err));
         iot_error_free(err);
         return -1;
     }
-    return fail(msg, "Parameter '%s' is unexpected", key);
+    return msg_fail(msg, "Parameter '%s' is unexpected", key);
 }
 
 static int parse_object(DaemonConfig *cfg, const char *spec, char **msg)
@@ -157,25 +157,25 @@ static int parse_object(DaemonConfig *cfg, const char *spec, char **msg)
     CfgObject *objs;
 
     if (!o.props) {
-        return fail(msg, "out of memory");
+        return msg_fail(msg, "out of memory");
     }
     if (cfg_keyval(spec, "qom-type", object_pair, &o, msg) < 0) {
         goto fail;
     }
     if (!o.has_type) {
-        fail(msg, "Parameter 'qom-type' is missing");
+        msg_fail(msg, "Parameter 'qom-type' is missing");
         goto fail;
     }
     if (!o.id) {
-        fail(msg, "Parameter 'id' is missing");
+        msg_fail(msg, "Parameter 'id' is missing");
         goto fail;
     }
     for (size_t i = 0; i < cfg->nobjects; i++) {
         if (!strcmp(cfg->objects[i].id, o.id)) {
-            fail(msg,
-                 "attempt to add duplicate property '%s' to object (type "
-                 "'container')",
-                 o.id);
+            msg_fail(msg,
+                     "attempt to add duplicate property '%s' to object (type "
+                     "'container')",
+                     o.id);
             goto fail;
         }
     }
@@ -184,7 +184,7 @@ static int parse_object(DaemonConfig *cfg, const char *spec, char **msg)
         cfg->objects = objs;
     }
     if (!objs || !(o.spec = strdup(spec))) {
-        fail(msg, "out of memory");
+        msg_fail(msg, "out of memory");
         goto fail;
     }
     cfg->objects[cfg->nobjects++] = o;
@@ -210,10 +210,10 @@ static int chardev_pair(void *opaque, const char *key, const char *value,
 
     if (!strcmp(key, "backend")) {
         if (strcmp(value, "socket")) {
-            return fail(msg,
-                        "chardev backend '%s' is not supported (only "
-                        "'socket')",
-                        value);
+            return msg_fail(msg,
+                            "chardev backend '%s' is not supported (only "
+                            "'socket')",
+                            value);
         }
         return 0;
     }
@@ -229,11 +229,11 @@ static int chardev_pair(void *opaque, const char *key, const char *value,
     } else if (!strcmp(key, "path")) {
         field = &s->c.path;
     } else {
-        return fail(msg, "Parameter '%s' is unexpected", key);
+        return msg_fail(msg, "Parameter '%s' is unexpected", key);
     }
     free(*field);
     *field = strdup(value);
-    return *field ? 0 : fail(msg, "out of memory");
+    return *field ? 0 : msg_fail(msg, "out of memory");
 }
 
 static int parse_chardev(DaemonConfig *cfg, const char *spec, char **msg)
@@ -245,34 +245,34 @@ static int parse_chardev(DaemonConfig *cfg, const char *spec, char **msg)
         goto fail;
     }
     if (!s.c.id) {
-        fail(msg, "Parameter 'id' is missing");
+        msg_fail(msg, "Parameter 'id' is missing");
         goto fail;
     }
     if (!s.c.path) {
-        fail(msg, "Parameter 'path' is missing (only UNIX sockets are "
-                  "supported)");
+        msg_fail(msg, "Parameter 'path' is missing (only UNIX sockets are "
+                      "supported)");
         goto fail;
     }
     if (!s.have_server || !s.server) {
-        fail(msg, "only server=on sockets are supported");
+        msg_fail(msg, "only server=on sockets are supported");
         goto fail;
     }
     if (s.wait) {
-        fail(msg, "wait=on is not supported: add wait=off");
+        msg_fail(msg, "wait=on is not supported: add wait=off");
         goto fail;
     }
     for (size_t i = 0; i < cfg->nchardevs; i++) {
         if (!strcmp(cfg->chardevs[i].id, s.c.id)) {
-            fail(msg,
-                 "attempt to add duplicate property '%s' to object (type "
-                 "'container')",
-                 s.c.id);
+            msg_fail(msg,
+                     "attempt to add duplicate property '%s' to object (type "
+                     "'container')",
+                     s.c.id);
             goto fail;
         }
     }
     devs = realloc(cfg->chardevs, (cfg->nchardevs + 1) * sizeof(*devs));
     if (!devs) {
-        fail(msg, "out of memory");
+        msg_fail(msg, "out of memory");
         goto fail;
     }
     cfg->chardevs = devs;
@@ -294,14 +294,14 @@ static int add_qmp_path(DaemonConfig *cfg, const char *path, char **msg)
 
     if (!*path) {
         /* bind() would make an abstract socket nobody can name. */
-        return fail(msg, "socket path is empty");
+        return msg_fail(msg, "socket path is empty");
     }
     if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-        return fail(msg, "socket path '%s' is too long", path);
+        return msg_fail(msg, "socket path '%s' is too long", path);
     }
     for (size_t i = 0; i < cfg->nqmp; i++) {
         if (!strcmp(cfg->qmp_paths[i], path)) {
-            return fail(msg, "socket path '%s' is given twice", path);
+            return msg_fail(msg, "socket path '%s' is given twice", path);
         }
     }
     paths = realloc(cfg->qmp_paths, (cfg->nqmp + 1) * sizeof(*paths));
@@ -309,7 +309,7 @@ static int add_qmp_path(DaemonConfig *cfg, const char *path, char **msg)
         if (paths) {
             cfg->qmp_paths = paths;
         }
-        return fail(msg, "out of memory");
+        return msg_fail(msg, "out of memory");
     }
     cfg->qmp_paths = paths;
     cfg->nqmp++;
@@ -328,17 +328,17 @@ static int monitor_pair(void *opaque, const char *key, const char *value,
     if (!strcmp(key, "chardev")) {
         free(m->chardev);
         m->chardev = strdup(value);
-        return m->chardev ? 0 : fail(msg, "out of memory");
+        return m->chardev ? 0 : msg_fail(msg, "out of memory");
     }
     if (!strcmp(key, "mode")) {
         return strcmp(value, "control")
-                   ? fail(msg, "only mode=control monitors are supported")
+                   ? msg_fail(msg, "only mode=control monitors are supported")
                    : 0;
     }
     if (!strcmp(key, "pretty")) {
-        return fail(msg, "pretty=on is not supported");
+        return msg_fail(msg, "pretty=on is not supported");
     }
-    return fail(msg, "Parameter '%s' is unexpected", key);
+    return msg_fail(msg, "Parameter '%s' is unexpected", key);
 }
 
 static int parse_monitor(DaemonConfig *cfg, const char *spec, char **msg)
@@ -348,7 +348,7 @@ static int parse_monitor(DaemonConfig *cfg, const char *spec, char **msg)
     size_t i;
 
     if (ret == 0 && !m.chardev) {
-        ret = fail(msg, "Parameter 'chardev' is missing");
+        ret = msg_fail(msg, "Parameter 'chardev' is missing");
     }
     for (i = 0; ret == 0 && i < cfg->nchardevs; i++) {
         if (!strcmp(cfg->chardevs[i].id, m.chardev)) {
@@ -356,9 +356,9 @@ static int parse_monitor(DaemonConfig *cfg, const char *spec, char **msg)
         }
     }
     if (ret == 0 && i == cfg->nchardevs) {
-        ret = fail(msg, "chardev '%s' not found", m.chardev);
+        ret = msg_fail(msg, "chardev '%s' not found", m.chardev);
     } else if (ret == 0 && cfg->chardevs[i].monitored) {
-        ret = fail(msg, "chardev '%s' already has a monitor", m.chardev);
+        ret = msg_fail(msg, "chardev '%s' already has a monitor", m.chardev);
     } else if (ret == 0) {
         cfg->chardevs[i].monitored = true;
         ret = add_qmp_path(cfg, cfg->chardevs[i].path, msg);
@@ -392,7 +392,7 @@ static const struct option long_opts[] = {
 
 static int option_fail(char **msg, const char *opt, const char *arg, char *why)
 {
-    fail(msg, "--%s %s: %s", opt, arg, why ? why : "out of memory");
+    msg_fail(msg, "--%s %s: %s", opt, arg, why ? why : "out of memory");
     free(why);
     return -1;
 }
@@ -406,15 +406,15 @@ static int bad_option(const char *arg, int opt, char **msg)
         const char *eq = strchr(arg, '=');
 
         if (opt && eq) {
-            return fail(msg, "option '%.*s' doesn't allow an argument",
-                        (int)(eq - arg), arg);
+            return msg_fail(msg, "option '%.*s' doesn't allow an argument",
+                            (int)(eq - arg), arg);
         }
-        return fail(msg, "unrecognized option '%s'", arg);
+        return msg_fail(msg, "unrecognized option '%s'", arg);
     }
     if (opt > 0 && opt < 128 && isprint(opt)) {
-        return fail(msg, "invalid option '-%c'", opt);
+        return msg_fail(msg, "invalid option '-%c'", opt);
     }
-    return fail(msg, "unrecognized option '%s'", arg);
+    return msg_fail(msg, "unrecognized option '%s'", arg);
 }
 
 int cfg_parse(int argc, char **argv, DaemonConfig *cfg, char **msg)
@@ -470,13 +470,13 @@ int cfg_parse(int argc, char **argv, DaemonConfig *cfg, char **msg)
             cfg->version = true;
             break;
         case ':':
-            return fail(msg, "option '%s' requires an argument", word);
+            return msg_fail(msg, "option '%s' requires an argument", word);
         default:
             return bad_option(word, optopt, msg);
         }
     }
     if (optind < argc) {
-        return fail(msg, "unexpected argument '%s'", argv[optind]);
+        return msg_fail(msg, "unexpected argument '%s'", argv[optind]);
     }
     return 0;
 }
@@ -510,7 +510,7 @@ int cfg_default(DaemonConfig *cfg, char **msg)
         return -1;
     }
     if (asprintf(&path, "%s/iothreadd.sock", dir && *dir ? dir : ".") < 0) {
-        return fail(msg, "out of memory");
+        return msg_fail(msg, "out of memory");
     }
     ret = add_qmp_path(cfg, path, msg);
     free(path);

@@ -2,7 +2,6 @@
 /* iothreadd's --pidfile (pidfile.h). */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,22 +10,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "msg.h"
 #include "pidfile.h"
 
 void (*pidfile_test_after_open)(const char *path);
-
-__attribute__((format(printf, 2, 3))) static int fail(char **msg,
-                                                      const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    if (vasprintf(msg, fmt, ap) < 0) {
-        *msg = NULL;
-    }
-    va_end(ap);
-    return -1;
-}
 
 /* Is the file open on @fd still the one at @path? */
 static bool still_at_path(int fd, const char *path)
@@ -46,14 +33,15 @@ int pidfile_create(const char *path, char **msg)
     for (;;) {
         fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
         if (fd < 0) {
-            return fail(msg, "--pidfile %s: %s", path, strerror(errno));
+            return msg_fail(msg, "--pidfile %s: %s", path, strerror(errno));
         }
         if (pidfile_test_after_open) {
             pidfile_test_after_open(path);
         }
         if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
             close(fd);
-            return fail(msg, "--pidfile %s: locked by another process", path);
+            return msg_fail(msg, "--pidfile %s: locked by another process",
+                            path);
         }
         if (still_at_path(fd, path)) {
             break;
@@ -66,7 +54,7 @@ int pidfile_create(const char *path, char **msg)
 
         unlink(path);
         close(fd);
-        return fail(msg, "--pidfile %s: %s", path, strerror(e));
+        return msg_fail(msg, "--pidfile %s: %s", path, strerror(e));
     }
     return fd;
 }
