@@ -49,7 +49,10 @@ int cfg_keyval(const char *spec, const char *implied_key, CfgPairFunc *cb,
         buf[n] = '\0';
         if (*p == ',') {
             p++;
-            if (!*p) {
+            /* One ',' may end the list, as in QEMU's keyval grammar
+             * (key-vals = [ key-val { ',' key-val } [ ',' ] ]), but not
+             * follow nothing. */
+            if (!*p && !n) {
                 ret = msg_fail(msg, "Expected parameter name after ','");
                 break;
             }

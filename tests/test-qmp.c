@@ -3124,8 +3124,9 @@ static const BadCmdline bad_cmdlines[] = {
     { "object-bad-cpu-list",
       { "--object", "iothread,id=a,cpu-affinity=x" },
       { "--object", "cpu-affinity" } },
-    { "object-trailing-comma",
-      { "--object", "iothread,id=a," },
+    { "object-lone-comma", { "--object", "," }, { "--object" } },
+    { "object-escaped-comma-at-end",
+      { "--object", "iothread,id=a,," },
       { "--object" } },
     { "chardev-server-off",
       { "--chardev", "socket,id=c,path=@R/c.sock,server=off,wait=off" },
@@ -3310,12 +3311,13 @@ BAD(40)
 BAD(41)
 BAD(42)
 BAD(43)
+BAD(44)
 static TestFunc *const bad_fns[] = {
     bad_0,  bad_1,  bad_2,  bad_3,  bad_4,  bad_5,  bad_6,  bad_7,  bad_8,
     bad_9,  bad_10, bad_11, bad_12, bad_13, bad_14, bad_15, bad_16, bad_17,
     bad_18, bad_19, bad_20, bad_21, bad_22, bad_23, bad_24, bad_25, bad_26,
     bad_27, bad_28, bad_29, bad_30, bad_31, bad_32, bad_33, bad_34, bad_35,
-    bad_36, bad_37, bad_38, bad_39, bad_40, bad_41, bad_42, bad_43,
+    bad_36, bad_37, bad_38, bad_39, bad_40, bad_41, bad_42, bad_43, bad_44,
 };
 _Static_assert(sizeof(bad_fns) / sizeof(bad_fns[0]) ==
                    sizeof(bad_cmdlines) / sizeof(bad_cmdlines[0]),
@@ -3542,6 +3544,25 @@ CASE(chardev_comma_path)
     qc_close(c);
     daemon_quit(&d);
     T_ASSERT(!file_exists(fmt("%s/a,b.sock", rundir)));
+}
+
+/* One trailing comma ends a list, as QEMU's keyval grammar allows; ",,"
+ * before it is an escaped comma of the value. */
+CASE(trailing_comma)
+{
+    Daemon d;
+    Qc *c;
+
+    daemon_start(&d, "--object", "iothread,id=a,", "--object",
+                 "iothread,id=b,poll-max-ns=0,", "--qmp",
+                 fmt("%s/t.sock", rundir), NULL);
+    c = qc_open(fmt("%s/t.sock", rundir));
+    T_ASSERT(find_id(OK(c, "{'execute': 'query-iothreads'}"), "a") != NULL);
+    T_ASSERT_EQ(JINT(find_id(OK(c, "{'execute': 'query-iothreads'}"), "b"),
+                     "poll-max-ns"),
+                0);
+    qc_close(c);
+    daemon_quit(&d);
 }
 
 /* A socket file left by a daemon that died (nobody listens: connect says
@@ -3856,6 +3877,7 @@ int main(int argc, char **argv)
     t_add("/qmp/cmdline/stale-socket", stale_socket);
     t_add("/qmp/cmdline/stale-socket-after-kill", stale_socket_after_kill);
     t_add("/qmp/cmdline/chardev-comma-path", chardev_comma_path);
+    t_add("/qmp/cmdline/trailing-comma", trailing_comma);
     t_add("/qmp/cmdline/socket-path-taken", socket_path_taken);
     t_add("/qmp/cmdline/daemonize", daemonize);
     return t_run(argc, argv);
