@@ -293,11 +293,12 @@ struct IotCtx {
  * (end_ns once set). */
 void iot__stats_wait_begin(IotCtx *ctx);
 void iot__stats_wait_end(IotCtx *ctx);
-/* Home thread, outside GLib's poll.  GLib's poll that our prepare began
- * is over: clears prepare's bit of notify_me (release: producers may skip
- * the kick from now on) and ends its idle wait.  Called by check, and by
- * the next iteration, for GLib skips check for a source destroyed while
- * it polled. */
+/* Home thread.  Ends an idle wait that is open, if one is: an iteration
+ * that runs between GLib's prepare and its poll is busy time. */
+void iot__stats_wait_close(IotCtx *ctx);
+/* Home thread, GLib's check.  GLib's poll that our prepare began is over:
+ * clears prepare's bit of notify_me (release: producers may skip the kick
+ * from now on) and ends its idle wait. */
 void iot__ctx_gsource_poll_end(IotCtx *ctx);
 void iot__stats_end(IotCtx *ctx);
 uint64_t iot__stats_idle(IotCtx *ctx, int64_t *now);

@@ -355,15 +355,20 @@ void iot__stats_wait_end(IotCtx *ctx)
     stats_wait_set(ctx, STATS_WAIT_END);
 }
 
+void iot__stats_wait_close(IotCtx *ctx)
+{
+    if (STAT(wait_start_ns)) {
+        iot__stats_wait_end(ctx);
+    }
+}
+
 void iot__ctx_gsource_poll_end(IotCtx *ctx)
 {
     unsigned me = atomic_load_explicit(&ctx->notify_me, memory_order_relaxed);
 
     /* Release: GLib's poll is over before producers may skip the kick. */
     atomic_store_explicit(&ctx->notify_me, me & ~1u, memory_order_release);
-    if (STAT(wait_start_ns)) {
-        iot__stats_wait_end(ctx);
-    }
+    iot__stats_wait_close(ctx);
 }
 
 void iot__stats_end(IotCtx *ctx)

@@ -15,10 +15,13 @@
  * mode if a blocking iot_ctx_poll() left it on (GLib never busy polls) and runs
  * what the handlers' last io_poll finds; prepare does not let GLib sleep before
  * that.  The bit is separate from the +2 counter of
- * iot_ctx_poll() because GLib may call prepare without check (it skips
- * check for a source destroyed while it polled): the context's next
- * iteration then clears the bit and ends prepare's idle wait
- * (iot__ctx_gsource_poll_end()); until then a notify costs a needless
+ * iot_ctx_poll(), and only check clears it: an iteration may run between
+ * prepare and GLib's poll (from another source's prepare, or an
+ * application's code between g_main_context_prepare() and its poll), and
+ * must leave the bit for that poll (docs/spin/notify.promela,
+ * -DGLIB_NESTED_POLL); it ends prepare's idle wait only.  GLib skips check
+ * for a source destroyed while it polled: the bit then stays until a
+ * later prepare and check, and a notify meanwhile costs a needless
  * eventfd write, never a lost one.
  */
 #include <iothread/glib.h>

@@ -603,9 +603,15 @@ static bool ctx_iterate(IotCtx *ctx, bool blocking, bool gsource)
     iot__lockcnt_inc(&ctx->list_lock);
     IOT_STAT_ADD(ctx, iterations, 1);
     if (atomic_load_explicit(&ctx->notify_me, memory_order_relaxed) & 1) {
-        /* A GLib prepare whose check never came: GLib is not polling
-         * while we run, so that poll is over. */
-        iot__ctx_gsource_poll_end(ctx);
+        /* Bit 0 is GLib's prepare's (glib.c): this iteration may run
+         * between that prepare and GLib's poll (called from another
+         * source's prepare, or by an application between
+         * g_main_context_prepare() and its poll), and GLib then sleeps
+         * on prepare's timeout: only its check may clear the bit, or a
+         * notify meanwhile would skip the kick that poll waits for
+         * (docs/spin/notify.promela, -DGLIB_NESTED_POLL).  The idle wait
+         * prepare began is over, though: we are busy. */
+        iot__stats_wait_close(ctx);
     }
     if (!atomic_load_explicit(&ctx->stats.epoch_ns, memory_order_relaxed)) {
         IOT_STAT_SET(ctx, epoch_ns, iot__stats_now_ns());

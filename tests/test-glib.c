@@ -835,7 +835,9 @@ static IotCtxStats prepare_without_check(void)
     return s;
 }
 
-/* The context's next iteration closes them: GLib cannot be polling then. */
+/* The context's next iteration closes the wait (it is busy), but leaves
+ * the bit, which only a check may clear (see the nested-poll test): a
+ * notify then writes the eventfd it need not, and is not lost. */
 static void test_destroyed_while_polling(void)
 {
     IotCtxStats s1, s2;
@@ -843,10 +845,14 @@ static void test_destroyed_while_polling(void)
     setup();
     s1 = prepare_without_check();
     T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
-    T_ASSERT_EQ(atomic_load(&ctx->notify_me), 0);
+    T_ASSERT_EQ(atomic_load(&ctx->notify_me), 1);
     T_ASSERT_EQ(atomic_load(&ctx->stats.wait_start_ns), 0);
     iot_ctx_get_stats(ctx, &s2);
     T_ASSERT(s2.idle_ns >= s1.idle_ns);
+    iot_ctx_notify(ctx);
+    iot_ctx_get_stats(ctx, &s1);
+    T_ASSERT_EQ(s1.notify_sent, s2.notify_sent + 1);
+    iot_ctx_poll(ctx, true); /* returns: the kick is there */
     teardown();
 }
 
@@ -867,7 +873,90 @@ static void test_destroyed_while_polling_new_source(void)
     iot_ctx_get_stats(ctx, &s2);
     T_ASSERT(s2.idle_ns >= s1.idle_ns);
     T_ASSERT_EQ(atomic_load(&ctx->stats.wait_start_ns), 0);
+    /* The new source's check cleared the old prepare's bit. */
+    T_ASSERT_EQ(atomic_load(&ctx->notify_me), 0);
     g_source_unref(old);
+    teardown();
+}
+
+/* ---- an iteration between GLib's prepare and its poll ---- */
+
+static atomic_int nested_polls;
+
+/* Prepared after the context's source (same priority, attached later):
+ * runs an iteration of the context between its prepare and GLib's poll,
+ * as an application may between g_main_context_prepare() and its poll. */
+static gboolean nested_prepare(GSource *s, gint *timeout)
+{
+    (void)s;
+    *timeout = -1;
+    iot_ctx_poll(ctx, false);
+    atomic_fetch_add(&nested_polls, 1);
+    return FALSE;
+}
+
+static gboolean nested_check(GSource *s)
+{
+    (void)s;
+    return FALSE;
+}
+
+static gboolean nested_dispatch(GSource *s, GSourceFunc cb, gpointer data)
+{
+    (void)s;
+    (void)cb;
+    (void)data;
+    return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs nested_funcs = { .prepare = nested_prepare,
+                                     .check = nested_check,
+                                     .dispatch = nested_dispatch };
+
+typedef struct NestedPost {
+    int tid; /* the GLib thread's */
+    atomic_bool ran;
+} NestedPost;
+
+static void nested_post_bh(void *opaque)
+{
+    atomic_store(&((NestedPost *)opaque)->ran, true);
+}
+
+/* Schedules a one-shot once GLib sleeps after the nested iteration. */
+static void *nested_poster(void *opaque)
+{
+    NestedPost *p = opaque;
+
+    while (!(atomic_load(&nested_polls) > 0 && t_thread_sleeping(p->tid))) {
+        sched_yield();
+    }
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, nested_post_bh, p), 0);
+    return NULL;
+}
+
+/* The iteration must leave prepare's bit of notify_me to GLib's poll: a
+ * notify while GLib sleeps then kicks the eventfd.  Cleared, the notify
+ * found notify_me 0, wrote nothing, and GLib slept on prepare's infinite
+ * timeout for good (the harness's time limit fails the test). */
+static void test_nested_poll_keeps_bit(void)
+{
+    NestedPost p = { .tid = gettid() };
+    GSource *other;
+    pthread_t th;
+
+    setup();
+    other = g_source_new(&nested_funcs, sizeof(GSource));
+    g_source_attach(other, gctx);
+    drain();
+    atomic_store(&nested_polls, 0);
+    T_ASSERT_EQ(pthread_create(&th, NULL, nested_poster, &p), 0);
+    while (!atomic_load(&p.ran)) {
+        iterate(TRUE);
+    }
+    T_ASSERT_EQ(pthread_join(th, NULL), 0);
+    g_source_destroy(other);
+    g_source_unref(other);
     teardown();
 }
 
@@ -1272,6 +1361,7 @@ int main(int argc, char **argv)
     t_add("/aio-gsource/timer/schedule", test_timer);
     t_add("/aio-gsource/stats/idle", test_stats_idle_under_glib);
     t_add("/aio-gsource/destroyed-while-polling", test_destroyed_while_polling);
+    t_add("/aio-gsource/nested-poll-keeps-bit", test_nested_poll_keeps_bit);
     t_add("/aio-gsource/destroyed-while-polling/new-source",
           test_destroyed_while_polling_new_source);
     t_add("/aio-gsource/bh/idle-behind-a-full-take",

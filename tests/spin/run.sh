@@ -22,7 +22,10 @@
 #   - GLib's prepare, which takes a kick-less notification and then looks
 #     at the work: clean in safety and liveness, and a lost wake-up if it
 #     takes the notification before raising its bit (BUG_GLIB_ACCEPT_FIRST)
-#     or looks at part of the work before taking it (BUG_GLIB_LOOK_FIRST).
+#     or looks at part of the work before taking it (BUG_GLIB_LOOK_FIRST);
+#     with an iteration of the context between prepare and GLib's poll
+#     (GLIB_NESTED_POLL): clean, and a lost wake-up if that iteration
+#     clears prepare's bit (BUG_GLIB_NESTED_CLEARS_BIT).
 # Checks of the pool's wake-up: the protocol is clean; without the idle
 # worker's second look at the ring (POOL_BUG_NO_RECHECK), with the
 # submitter loading the idle count before it publishes
@@ -162,6 +165,9 @@ expect_clean       glib-prepare-safety  safety   -DGLIB_PREPARE
 expect_clean       glib-prepare-liveness liveness -DGLIB_PREPARE -DCHECK_LIVENESS
 expect_lost_wakeup BUG_GLIB_ACCEPT_FIRST -DGLIB_PREPARE -DBUG_GLIB_ACCEPT_FIRST
 expect_lost_wakeup BUG_GLIB_LOOK_FIRST  -DGLIB_PREPARE -DBUG_GLIB_LOOK_FIRST
+expect_clean       glib-nested-safety   safety   -DGLIB_PREPARE -DGLIB_NESTED_POLL
+expect_clean       glib-nested-liveness liveness -DGLIB_PREPARE -DGLIB_NESTED_POLL -DCHECK_LIVENESS
+expect_lost_wakeup BUG_GLIB_NESTED_CLEARS_BIT -DGLIB_PREPARE -DGLIB_NESTED_POLL -DBUG_GLIB_NESTED_CLEARS_BIT
 
 model=$pool_model
 proc=worker
