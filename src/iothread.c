@@ -467,13 +467,19 @@ static void thread_stop_bh(void *opaque)
 
 /* ---- creation ---- */
 
-static bool id_valid(const char *id)
+static bool id_letter(char c)
 {
-    if (!id || !isalpha((unsigned char)id[0])) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* ASCII only, whatever the locale, as QEMU's id_wellformed(). */
+bool iot_thread_id_valid(const char *id)
+{
+    if (!id || !id_letter(id[0])) {
         return false;
     }
     for (const char *c = id; *c; c++) {
-        if (!isalnum((unsigned char)*c) && !strchr("-._", *c)) {
+        if (!id_letter(*c) && !(*c >= '0' && *c <= '9') && !strchr("-._", *c)) {
             return false;
         }
     }
@@ -553,7 +559,7 @@ static IotThread *thread_new(const char *id, const IotThreadProps *props,
     IotThread *t;
     int ret;
 
-    if (!id_valid(id)) {
+    if (!iot_thread_id_valid(id)) {
         iot_error_setg(errp, "Parameter 'id' expects an identifier");
         return NULL;
     }

@@ -1304,6 +1304,23 @@ static int absent_cpu(void)
     return n < 1000 ? 1000 : CPU_SETSIZE - 1;
 }
 
+/* QEMU's id_wellformed(): ASCII only, whatever the locale. */
+static void test_id_valid(void)
+{
+    static const char *const good[] = { "a", "Z", "a-1._b", "io0" };
+    static const char *const bad[] = { "",         "1abc",     "a b", "a/b",
+                                       "-ab",      "_a",       ".a",  "a,b",
+                                       "\xc3\xa9", "a\xc3\xa9" };
+
+    T_ASSERT_FALSE(iot_thread_id_valid(NULL));
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        T_ASSERT(iot_thread_id_valid(good[i]));
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        T_ASSERT_FALSE(iot_thread_id_valid(bad[i]));
+    }
+}
+
 static void test_create_failure_leaves_nothing(void)
 {
     IotThread *io0 = new_thread("io0", NULL);
@@ -3757,6 +3774,7 @@ int main(int argc, char **argv)
     t_add_abort("/iothread/lifecycle/last-unref-from-pool-worker",
                 test_lifecycle_last_unref_from_worker,
                 "dropped on one of its pool workers");
+    t_add("/iothread/id-valid", test_id_valid);
     t_add("/iothread/create-failure-leaves-nothing",
           test_create_failure_leaves_nothing);
     t_add("/iothread/create-destroy-1000", test_create_destroy_1000);

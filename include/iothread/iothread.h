@@ -132,6 +132,12 @@ IOT_API size_t iot_thread_list(IotThread **out, size_t max);
  * "poll-shrink", "aio-max-batch"), configured values.  Free with free(). */
 IOT_API char *iot_thread_query_json(void);
 
+/* Any thread.  True if @id is an identifier iot_thread_new() takes: an
+ * ASCII letter, then ASCII letters, digits, '-', '.' and '_' (QEMU's
+ * id_wellformed()).  For callers that check an id before anything else,
+ * as QEMU's object-add does. */
+IOT_API bool iot_thread_id_valid(const char *id);
+
 /* Any thread. */
 IOT_API const char *iot_thread_id(const IotThread *t);
 IOT_API pid_t iot_thread_tid(const IotThread *t);
