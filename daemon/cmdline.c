@@ -106,96 +106,154 @@ static int parse_onoff(const char *key, const char *value, bool *out,
 
 /* ---- --object ---- */
 
+/* One --object as parsed: its qom-type and id, and the other pairs kept
+ * for later, so that they are judged in QEMU's order (see object_apply). */
+typedef struct ObjectSpec {
+    CfgObject o;
+    char **kv; /* key, value, key, value, ...: the properties as given */
+    size_t nkv;
+} ObjectSpec;
+
 static int object_pair(void *opaque, const char *key, const char *value,
                        char **msg)
 {
-    CfgObject *o = opaque;
-    IotError *err = NULL;
-    size_t n;
-    const IotPropInfo *info = iot_thread_props_info(&n);
-    int64_t v = 0;
+    ObjectSpec *s = opaque;
+    char **kv;
 
     if (!strcmp(key, "qom-type")) {
         if (strcmp(value, "iothread")) {
             return msg_fail(
                 msg, "Parameter 'qom-type' does not accept value '%s'", value);
         }
-        o->has_type = true;
+        s->o.has_type = true;
         return 0;
     }
     if (!strcmp(key, "id")) {
-        free(o->id);
-        o->id = strdup(value);
-        return o->id ? 0 : msg_fail(msg, "out of memory");
+        free(s->o.id);
+        s->o.id = strdup(value);
+        return s->o.id ? 0 : msg_fail(msg, "out of memory");
     }
+    kv = realloc(s->kv, (s->nkv + 2) * sizeof(*kv));
+    if (!kv) {
+        return msg_fail(msg, "out of memory");
+    }
+    s->kv = kv;
+    kv[s->nkv] = strdup(key);
+    kv[s->nkv + 1] = strdup(value);
+    s->nkv += 2;
+    return kv[s->nkv - 2] && kv[s->nkv - 1] ? 0
+                                            : msg_fail(msg, "out of memory");
+}
+
+static const IotPropInfo *object_prop(const char *key)
+{
+    size_t n;
+    const IotPropInfo *info = iot_thread_props_info(&n);
+
     for (size_t i = 0; i < n; i++) {
-        if (strcmp(info[i].name, key)) {
-            continue;
+        if (!strcmp(info[i].name, key)) {
+            return &info[i];
         }
-        if (info[i].type == IOT_PROP_STR) {
-            if (iot_thread_props_set_str(o->props, key, value, &err) < 0) {
-                break;
-            }
-            return 0;
-        }
-        if (parse_int(key, value, &v, msg) < 0) {
+    }
+    return NULL;
+}
+
+/*
+ * The properties of @s, in QEMU's order for -object: the members' types
+ * (its QAPI visit), then the keys it does not know (the visit's end),
+ * then the id's form (user_creatable_add_type()), and only then each
+ * setter with its range check.
+ */
+static int object_apply(ObjectSpec *s, char **msg)
+{
+    IotError *err = NULL;
+    int64_t v;
+
+    for (size_t i = 0; i < s->nkv; i += 2) {
+        const IotPropInfo *info = object_prop(s->kv[i]);
+        if (info && info->type == IOT_PROP_INT &&
+            parse_int(s->kv[i], s->kv[i + 1], &v, msg) < 0) {
             return -1;
         }
-        if (iot_thread_props_set_int(o->props, key, v, &err) < 0) {
-            break;
+    }
+    for (size_t i = 0; i < s->nkv; i += 2) {
+        if (!object_prop(s->kv[i])) {
+            return msg_fail(msg, "Parameter '%s' is unexpected", s->kv[i]);
         }
-        return 0;
     }
-    if (err) {
-        msg_fail(msg, "%s", iot_error_message(err));
-        iot_error_free(err);
-        return -1;
+    if (!iot_thread_id_valid(s->o.id)) {
+        return msg_fail(msg, "Parameter 'id' expects an identifier");
     }
-    return msg_fail(msg, "Parameter '%s' is unexpected", key);
+    for (size_t i = 0; i < s->nkv; i += 2) {
+        const char *key = s->kv[i], *value = s->kv[i + 1];
+        int r;
+
+        if (object_prop(key)->type == IOT_PROP_STR) {
+            r = iot_thread_props_set_str(s->o.props, key, value, &err);
+        } else {
+            parse_int(key, value, &v, msg); /* checked above */
+            r = iot_thread_props_set_int(s->o.props, key, v, &err);
+        }
+        if (r < 0) {
+            msg_fail(msg, "%s", iot_error_message(err));
+            iot_error_free(err);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static int parse_object(DaemonConfig *cfg, const char *spec, char **msg)
 {
-    CfgObject o = { .props = iot_thread_props_new() };
+    ObjectSpec s = { .o = { .props = iot_thread_props_new() } };
     CfgObject *objs;
+    int ret = -1;
 
-    if (!o.props) {
+    if (!s.o.props) {
         return msg_fail(msg, "out of memory");
     }
-    if (cfg_keyval(spec, "qom-type", object_pair, &o, msg) < 0) {
-        goto fail;
+    if (cfg_keyval(spec, "qom-type", object_pair, &s, msg) < 0) {
+        goto out;
     }
-    if (!o.has_type) {
+    if (!s.o.has_type) {
         msg_fail(msg, "Parameter 'qom-type' is missing");
-        goto fail;
+        goto out;
     }
-    if (!o.id) {
+    if (!s.o.id) {
         msg_fail(msg, "Parameter 'id' is missing");
-        goto fail;
+        goto out;
+    }
+    if (object_apply(&s, msg) < 0) {
+        goto out;
     }
     for (size_t i = 0; i < cfg->nobjects; i++) {
-        if (!strcmp(cfg->objects[i].id, o.id)) {
+        if (!strcmp(cfg->objects[i].id, s.o.id)) {
             msg_fail(msg,
                      "attempt to add duplicate property '%s' to object (type "
                      "'container')",
-                     o.id);
-            goto fail;
+                     s.o.id);
+            goto out;
         }
     }
     objs = realloc(cfg->objects, (cfg->nobjects + 1) * sizeof(*objs));
     if (objs) {
         cfg->objects = objs;
     }
-    if (!objs || !(o.spec = strdup(spec))) {
+    if (!objs || !(s.o.spec = strdup(spec))) {
         msg_fail(msg, "out of memory");
-        goto fail;
+        goto out;
     }
-    cfg->objects[cfg->nobjects++] = o;
-    return 0;
-fail:
-    free(o.id);
-    iot_thread_props_free(o.props);
-    return -1;
+    cfg->objects[cfg->nobjects++] = s.o;
+    s.o = (CfgObject){ 0 };
+    ret = 0;
+out:
+    free(s.o.id);
+    iot_thread_props_free(s.o.props);
+    for (size_t i = 0; i < s.nkv; i++) {
+        free(s.kv[i]);
+    }
+    free(s.kv);
+    return ret;
 }
 
 /* ---- --chardev and --monitor ---- */

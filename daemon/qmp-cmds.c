@@ -189,11 +189,20 @@ static void object_add(QmpServer *srv, json_object *args, json_object **ret,
     IotThreadProps *props;
     IotError *ierr = NULL;
     IotThread *t;
+    json_object *idv;
     const char *id;
 
     (void)srv;
     (void)ret;
     if (!check_args(args, err)) {
+        return;
+    }
+    /* As QEMU's user_creatable_add_type(): the id before any setter. */
+    json_object_object_get_ex(args, "id", &idv);
+    id = json_object_get_string(idv);
+    if (!iot_thread_id_valid(id)) {
+        qmp_error_set(err, QMP_GENERIC_ERROR,
+                      "Parameter 'id' expects an identifier");
         return;
     }
     props = iot_thread_props_new();
@@ -218,8 +227,6 @@ static void object_add(QmpServer *srv, json_object *args, json_object **ret,
             break;
         }
     }
-    json_object_object_get_ex(args, "id", &args);
-    id = json_object_get_string(args);
     t = ierr ? NULL : iot_thread_new(id, props, &ierr);
     iot_thread_props_free(props);
     if (!t) {

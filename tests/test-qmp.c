@@ -2093,6 +2093,10 @@ CASE(object_add_errors)
                 "'iothread', 'id': %s}}",
                 bad_ids[i]));
     }
+    /* The id before any setter, as QEMU's user_creatable_add_type(). */
+    ERR(c, ID_MSG,
+        "{'execute': 'object-add', 'arguments': {'qom-type': 'iothread', "
+        "'poll-max-ns': -1, 'id': '1bad'}}");
     for (size_t i = 0; i < N_INT_PROPS; i++) {
         ERR(c,
             fmt("%s value must be in range [0, 9223372036854775807]",
@@ -3124,6 +3128,20 @@ static const BadCmdline bad_cmdlines[] = {
     { "object-bad-cpu-list",
       { "--object", "iothread,id=a,cpu-affinity=x" },
       { "--object", "cpu-affinity" } },
+    /* QEMU's order: qom-type and id, the values' types, unknown keys,
+     * the id's form, and only then each value's range */
+    { "object-missing-id-first",
+      { "--object", "iothread,poll-max-ns=-1,foo=1" },
+      { "Parameter 'id' is missing" } },
+    { "object-type-before-unknown",
+      { "--object", "iothread,id=a,foo=1,poll-max-ns=x" },
+      { "Invalid parameter type for 'poll-max-ns', expected: integer" } },
+    { "object-unknown-before-bad-id",
+      { "--object", "iothread,id=1a,foo=1" },
+      { "Parameter 'foo' is unexpected" } },
+    { "object-bad-id-before-range",
+      { "--object", "iothread,id=1a,poll-max-ns=-1" },
+      { "Parameter 'id' expects an identifier" } },
     { "object-lone-comma", { "--object", "," }, { "--object" } },
     { "object-escaped-comma-at-end",
       { "--object", "iothread,id=a,," },
@@ -3312,12 +3330,17 @@ BAD(41)
 BAD(42)
 BAD(43)
 BAD(44)
+BAD(45)
+BAD(46)
+BAD(47)
+BAD(48)
 static TestFunc *const bad_fns[] = {
     bad_0,  bad_1,  bad_2,  bad_3,  bad_4,  bad_5,  bad_6,  bad_7,  bad_8,
     bad_9,  bad_10, bad_11, bad_12, bad_13, bad_14, bad_15, bad_16, bad_17,
     bad_18, bad_19, bad_20, bad_21, bad_22, bad_23, bad_24, bad_25, bad_26,
     bad_27, bad_28, bad_29, bad_30, bad_31, bad_32, bad_33, bad_34, bad_35,
     bad_36, bad_37, bad_38, bad_39, bad_40, bad_41, bad_42, bad_43, bad_44,
+    bad_45, bad_46, bad_47, bad_48,
 };
 _Static_assert(sizeof(bad_fns) / sizeof(bad_fns[0]) ==
                    sizeof(bad_cmdlines) / sizeof(bad_cmdlines[0]),
