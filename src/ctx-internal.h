@@ -154,6 +154,11 @@ struct IotCtx {
     /* [home] GLib saw the fd it watches readable (glib.c check): the
      * next fd wait is not skipped, whatever the kick counts say */
     bool gsource_saw_fd;
+    /* [home] a handler changed on the home thread, which does not notify
+     * itself (fd.c handler_set()): the next fd wait must look at the new
+     * set, so busy polling ends after one round, as a notify's would.
+     * Cleared as the fd wait begins (poll.c). */
+    bool fds_changed;
     /* [home writes, tests read] sleeps in that read, counted before */
     atomic_ulong notifier_sleeps;
 

@@ -344,12 +344,14 @@ static int handler_set(IotCtx *ctx, int fd, const IotFdOps *ops, void *opaque,
     iot__fdmon_epoll_retry(ctx);
     iot__lockcnt_unlock(&ctx->list_lock);
 
-    /* The loop rebuilds its fd set and re-evaluates polling.  Not needed
-     * from the home thread, which does so before it next waits; there it
-     * would only end a busy-poll stretch (a handler changed from inside
-     * io_poll) through the notifier's poll, as if work had come. */
+    /* The loop rebuilds its fd set and re-evaluates polling.  The home
+     * thread does not notify itself: that would end a busy-poll stretch
+     * through the notifier's poll as if work had come (a hit); it marks
+     * the change, which ends the stretch as a chore (poll.c). */
     if (iot_ctx_current() != ctx) {
         iot_ctx_notify(ctx);
+    } else {
+        ctx->fds_changed = true;
     }
     return 0;
 }

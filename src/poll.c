@@ -285,6 +285,12 @@ static bool run_poll_handlers(IotCtx *ctx, IotReadyList *ready, int64_t max_ns,
             chore = completion && ops->has_events && !ops->has_events(ctx);
             break;
         }
+        if (ctx->fds_changed) {
+            /* A handler changed (by io_poll): the fd wait looks at the
+             * new set at once, and the stretch is neither. */
+            completion = chore = true;
+            break;
+        }
         if (ctx->poll_now_ns - start >= max_ns) {
             break;
         }
@@ -550,7 +556,7 @@ int64_t iot__ctx_timeout(IotCtx *ctx)
  * every pollable handler takes part in polling. */
 static bool need_fd_wait(IotCtx *ctx, int64_t timeout, bool poll_hit)
 {
-    if (timeout != 0 || ctx->gsource_saw_fd ||
+    if (timeout != 0 || ctx->gsource_saw_fd || ctx->fds_changed ||
         iot__fdmon(ctx)->need_wait(ctx)) {
         return true;
     }
@@ -579,6 +585,7 @@ static void fd_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout)
 {
     ctx->notifier_drained = false; /* only this wait may set it */
     ctx->gsource_saw_fd = false;
+    ctx->fds_changed = false; /* the wait looks at the set as it is now */
     if (timeout == 0) {
         iot__fdmon(ctx)->wait(ctx, ready, 0);
         return;

@@ -1175,6 +1175,70 @@ static void test_notify_ends_stretch(void)
     }
 }
 
+/* A handler that the home thread adds (from a BH) while another has a
+ * long window: the home thread does not notify itself, and the stretch
+ * that follows would run the whole window (1000 s: the test's time limit)
+ * before the fd wait saw the new handler's readable fd.  The change ends
+ * it instead, as a chore: neither a hit nor a miss. */
+static IotEvent added_e;
+static atomic_bool added_read;
+
+static void added_read_cb(IotEvent *e)
+{
+    iot_event_test_and_clear(e);
+    atomic_store(&added_read, true);
+}
+
+static void add_handler_bh(void *opaque)
+{
+    T_ASSERT_EQ(iot_ctx_set_event((IotCtx *)opaque, &added_e, added_read_cb,
+                                  stretch_poll, stretch_ready),
+                0);
+}
+
+static void home_add_ends_stretch(IotFdmonKind k)
+{
+    IotCtx *ctx;
+    IotEvent e;
+    IotCtxStats s0, s1;
+
+    kind = k;
+    ctx = setup(INT64_MAX, 0, 0);
+    iot__test_clock = NULL;
+    T_ASSERT_EQ(iot_event_init(&e, false), 0);
+    T_ASSERT_EQ(
+        iot_ctx_set_event(ctx, &e, stretch_read, stretch_poll, stretch_ready),
+        0);
+    T_ASSERT_EQ(iot_event_set(&e), 0);
+    while (!handler_of(ctx, e.rfd)->in_poll_list) {
+        iot_ctx_poll(ctx, true); /* joins polling through its fd */
+    }
+    handler_of(ctx, e.rfd)->poll_ns = 1000 * IOT_NS_PER_S;
+    T_ASSERT_EQ(iot_event_init(&added_e, true), 0); /* readable already */
+    atomic_store(&added_read, false);
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, add_handler_bh, ctx), 0);
+    iot_ctx_get_stats(ctx, &s0);
+    while (!atomic_load(&added_read)) {
+        iot_ctx_poll(ctx, true);
+    }
+    iot_ctx_get_stats(ctx, &s1);
+    T_ASSERT_EQ(s1.poll_misses, s0.poll_misses);
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &added_e, NULL, NULL, NULL), 0);
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &e, NULL, NULL, NULL), 0);
+    iot_event_cleanup(&added_e);
+    iot_event_cleanup(&e);
+    iot_ctx_unref(ctx);
+}
+
+static void test_home_add_ends_stretch(void)
+{
+    home_add_ends_stretch(IOT_FDMON_POLL);
+    home_add_ends_stretch(IOT_FDMON_EPOLL);
+    if (use_io_uring()) {
+        home_add_ends_stretch(IOT_FDMON_IO_URING);
+    }
+}
+
 int main(int argc, char **argv)
 {
     t_add("/poll/adjust/start-4000", test_adjust_start);
@@ -1203,5 +1267,6 @@ int main(int argc, char **argv)
     t_add("/poll/stats/hit-and-miss", test_stats_hit_and_miss);
     t_add("/poll/io_uring/stats-chore", test_io_uring_stats_chore);
     t_add("/poll/notify-ends-stretch", test_notify_ends_stretch);
+    t_add("/poll/home-add-ends-stretch", test_home_add_ends_stretch);
     return t_run(argc, argv);
 }
