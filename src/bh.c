@@ -85,8 +85,14 @@ int iot__bh_ctx_init(IotCtx *ctx)
 IotBh *iot_bh_new_full(IotCtx *ctx, IotBhFunc *cb, void *opaque,
                        const char *name)
 {
-    IotBh *bh = malloc(sizeof(*bh));
+    IotBh *bh;
 
+    /* Refused here, not when the loop would call it. */
+    if (!cb) {
+        errno = EINVAL;
+        return NULL;
+    }
+    bh = malloc(sizeof(*bh));
     if (!bh) {
         return NULL;
     }

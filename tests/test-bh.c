@@ -699,6 +699,10 @@ static void test_oneshot(void)
             T_ASSERT_EQ(not_a_bh[i], 0x5a);
         }
     }
+    /* Nor a BH without one, which the loop would call. */
+    errno = 0;
+    T_ASSERT(iot_bh_new_full(ctx, NULL, NULL, "x") == NULL);
+    T_ASSERT_EQ(errno, EINVAL);
 
     ctx_teardown(ctx);
 }

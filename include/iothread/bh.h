@@ -38,7 +38,8 @@ typedef struct IotBh IotBh;
 typedef void IotBhFunc(void *opaque);
 
 /* Any thread.  @name is kept by pointer (use a string literal) and names
- * the BH in leak reports.  NULL only if memory is exhausted. */
+ * the BH in leak reports.  NULL with errno set if memory is exhausted
+ * (ENOMEM) or @cb is NULL (EINVAL). */
 IOT_API IotBh *iot_bh_new_full(IotCtx *ctx, IotBhFunc *cb, void *opaque,
                                const char *name);
 #define iot_bh_new(ctx, cb, opaque) iot_bh_new_full((ctx), (cb), (opaque), #cb)
@@ -53,7 +54,13 @@ IOT_API void iot_bh_schedule_idle(IotBh *bh);
 /* Any thread.  Undo a schedule that has not run yet.  It races with a
  * running loop unless the caller orders itself with the home thread. */
 IOT_API void iot_bh_cancel(IotBh *bh);
-/* Any thread.  The callback will not run again; the loop frees the BH. */
+/* Any thread.  No run starts after it; the loop frees the BH.  On the
+ * home thread (the callback included) nothing of it runs any more.  From
+ * another thread, a run the loop has already begun (it took the BH, and
+ * may not have called the callback yet) still completes after the delete
+ * returns, as in QEMU: before freeing what the callback uses, order
+ * yourself with the home thread, e.g. by waiting for a one-shot
+ * scheduled after the delete. */
 IOT_API void iot_bh_delete(IotBh *bh);
 
 /* Any thread.  Run @cb(@opaque) once in the next iteration; the BH frees

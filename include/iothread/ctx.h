@@ -57,7 +57,8 @@ IOT_API IotCtx *iot_ctx_new_full(const IotCtxOptions *opts, IotError **errp);
 IOT_API void iot_ctx_ref(IotCtx *ctx);
 /* Any thread.  The last unref finalizes the context: the thread pool is
  * freed, deleted BHs are freed, and a BH that was never deleted aborts the
- * program with its name.  It must not be polled concurrently, and its home
+ * program with its name.  One-shots still queued are dropped without
+ * running (their opaque is not freed: QEMU aborts instead).  It must not be polled concurrently, and its home
  * thread must have detached first (iot_ctx_set_current(NULL)): only the
  * finalizing thread's own current pointer is cleared. */
 IOT_API void iot_ctx_unref(IotCtx *ctx);
