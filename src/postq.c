@@ -144,6 +144,7 @@ IotPostQ *iot__postq_lookup(IotCtx *ctx)
         return NULL;
     }
     q->ctx_id = ctx->id;
+    q->owner = &tls_queues;
     atomic_init(&q->refs, 2);
     q->tls_next = tls_queues;
     tls_queues = q;
@@ -343,8 +344,10 @@ static void postq_prefetch(IotCtx *ctx)
  * take it from the producer in the middle of filling it, and it would have
  * to fetch it back (W2 ran at half speed when the loop kept up this way).
  * They run in the next pass, which takes everything if the producer has
- * stopped, so nothing waits for more than one pass.  Returns how many.
- * (k <= c_idx: they are in the current chunk.)
+ * stopped, so nothing waits for more than one pass.  Not from the home
+ * thread's own queue, whose producer is the loop itself: a pass runs all
+ * that it scheduled, as QEMU's.  Returns how many.  (k <= c_idx: they
+ * are in the current chunk.)
  */
 static unsigned postq_leave_partial_line(IotCtx *ctx, IotPostQ *q,
                                          uint64_t tail, uint64_t avail)
@@ -356,7 +359,8 @@ static unsigned postq_leave_partial_line(IotCtx *ctx, IotPostQ *q,
     /* Not when the take stopped short of @tail (IOT_POSTQ_TAKE): the line
      * at c_idx is then not the producer's. */
     if (!k || !moving || q->head != tail || avail < 2 * IOT_POSTQ_LINE ||
-        !atomic_load_explicit(&ctx->post_relaxed, memory_order_relaxed)) {
+        !atomic_load_explicit(&ctx->post_relaxed, memory_order_relaxed) ||
+        q->owner == (const void *)&tls_queues) {
         return 0;
     }
     q->c_idx -= k;

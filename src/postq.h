@@ -65,6 +65,9 @@ struct IotPostQ {
     IotPostQ *tls_next;   /* [owner] the thread's queues */
     atomic_bool orphan;   /* [owner sets at exit, home reads] */
     atomic_bool ctx_gone; /* [finalize sets, owner reads] */
+    /* [const] its thread, while it lives (the address of a thread-local):
+     * the loop's own queue has no other writer (postq.c) */
+    const void *owner;
 
     /* The producer's side: [owner]. */
     _Alignas(64) IotPostChunk *p_chunk;

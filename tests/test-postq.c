@@ -7,6 +7,7 @@
  */
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -136,21 +137,60 @@ static void partial_cb(void *opaque)
     partial_runs++;
 }
 
+/* Posts @n one-shots from a thread of its own, which stays alive (its
+ * queue is a live producer's) until released. */
+typedef struct LinePoster {
+    IotCtx *ctx;
+    int n;
+    sem_t posted, release;
+    pthread_t thread;
+} LinePoster;
+
+static void *line_poster_main(void *opaque)
+{
+    LinePoster *p = opaque;
+
+    for (int i = 0; i < p->n; i++) {
+        T_ASSERT_EQ(iot_bh_schedule_oneshot(p->ctx, partial_cb, NULL), 0);
+    }
+    sem_post(&p->posted);
+    while (sem_wait(&p->release) < 0) {
+    }
+    return NULL;
+}
+
+static void line_poster_start(LinePoster *p, IotCtx *ctx, int n)
+{
+    *p = (LinePoster){ .ctx = ctx, .n = n };
+    sem_init(&p->posted, 0, 0);
+    sem_init(&p->release, 0, 0);
+    T_ASSERT_EQ(pthread_create(&p->thread, NULL, line_poster_main, p), 0);
+    while (sem_wait(&p->posted) < 0) {
+    }
+}
+
+static void line_poster_end(LinePoster *p)
+{
+    sem_post(&p->release);
+    T_ASSERT_EQ(pthread_join(p->thread, NULL), 0);
+    sem_destroy(&p->posted);
+    sem_destroy(&p->release);
+}
+
 /* While a stream runs, a pass leaves the slots that share a cache line
- * with the producer's next write; the next pass takes them if the
+ * with another thread's next write; the next pass takes them if that
  * producer has stopped.  Outside a stream, everything is taken at once. */
 static void test_partial_line(void)
 {
     IotCtx *ctx = ctx_setup();
+    LinePoster p;
 
     for (int relaxed = 0; relaxed <= 1; relaxed++) {
         partial_runs = 0;
         atomic_store(&ctx->post_relaxed, (bool)relaxed);
-        for (int i = 0; i < 10; i++) {
-            T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, partial_cb, NULL), 0);
-        }
+        line_poster_start(&p, ctx, 10);
         T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
-        /* 10 slots after 8, 16, ...: two share a line with slot 10. */
+        /* 10 slots after 8: two share a line with slot 10. */
         T_ASSERT_EQ(partial_runs, relaxed ? 8 : 10);
         if (relaxed) {
             atomic_store(&ctx->post_relaxed, true);
@@ -158,14 +198,29 @@ static void test_partial_line(void)
             T_ASSERT_EQ(partial_runs, 10);
         }
         T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
-        /* Line-align the queue again for the next round. */
-        for (int i = 0; i < 2; i++) {
-            T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, partial_cb, NULL), 0);
-        }
+        line_poster_end(&p);
         atomic_store(&ctx->post_relaxed, false);
         while (iot_ctx_poll(ctx, false)) {
         }
     }
+    ctx_teardown(ctx);
+}
+
+/* The home thread's own queue has no other writer: a pass takes all of
+ * it, stream or not, as QEMU's pass runs its whole list. */
+static void test_partial_line_home(void)
+{
+    IotCtx *ctx = ctx_setup();
+
+    partial_runs = 0;
+    atomic_store(&ctx->post_relaxed, true);
+    for (int i = 0; i < 10; i++) {
+        T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, partial_cb, NULL), 0);
+    }
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(partial_runs, 10);
+    atomic_store(&ctx->post_relaxed, false);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
     ctx_teardown(ctx);
 }
 
@@ -896,6 +951,7 @@ int main(int argc, char **argv)
     t_add("/postq/lone-post-seen-by-tail", test_lone_post_seen_by_tail);
     t_add("/postq/busy-poll-reads-one-queue", test_busy_poll_one_queue);
     t_add("/postq/partial-line", test_partial_line);
+    t_add("/postq/partial-line/home-thread", test_partial_line_home);
     t_add("/postq/stream/fenced", test_stream_fenced);
     t_add("/postq/stream/relaxed", test_stream_relaxed);
     t_add("/postq/stream/membarrier-off", test_stream_membarrier_off);
