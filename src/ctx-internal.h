@@ -335,7 +335,10 @@ void iot__io_uring_cache_flush(void);
 int iot__io_uring_nop(IotCtx *ctx, uint64_t user_data);
 
 /* pool.c */
-void iot__pool_free(IotCtx *ctx);         /* finalize: waits for the workers */
+void iot__pool_free(IotCtx *ctx); /* finalize: waits for the workers */
+/* The home thread, its last act as an IOThread: the spawn BH will not run
+ * again, so sizes set from now on start no worker (nor count one). */
+void iot__pool_loop_ended(IotCtx *ctx);
 bool iot__pool_is_worker_of(IotCtx *ctx); /* any thread: is it ours? */
 extern int64_t iot__pool_idle_ns;  /* idle worker timeout; tests shorten it */
 extern int64_t iot__pool_retry_ns; /* no worker could start: again after */

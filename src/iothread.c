@@ -441,6 +441,9 @@ static void *thread_main(void *opaque)
     /* The ring's requests were made by this thread: it cancels them best
      * (fdmon-io_uring.c), so that the ring can be reused. */
     iot__fdmon_io_uring_quiesce(t->ctx);
+    /* A pool size set from now on is stored only (nobody runs the spawn
+     * BH), and workers asked for but never started stop counting. */
+    iot__pool_loop_ended(t->ctx);
     /* A stopped IOThread is neither busy nor idle: its counters stay as
      * they were, for whoever reads them before the destroy. */
     iot__stats_end(t->ctx);

@@ -122,6 +122,9 @@ struct IotPool {
     bool start_failed; /* [lock] no worker could start since the last did */
     _Atomic int64_t min, max;
     atomic_bool stopping;
+    /* [lock] the home thread will never run the spawn BH again (its
+     * IOThread has ended): sizes are stored, no worker is asked for */
+    bool loop_ended;
     atomic_uint active; /* [the worker running it, atomic] */
 };
 
@@ -496,7 +499,7 @@ static void *worker_main(void *opaque)
 /* Lock held.  Asks for @n more workers, started by the spawn BH. */
 static void spawn_locked(IotPool *p, unsigned n)
 {
-    if (!n) {
+    if (!n || p->loop_ended) {
         return;
     }
     STORE(p->cur, LOAD(p->cur) + n);
@@ -824,6 +827,21 @@ void iot_ctx_get_pool_size(IotCtx *ctx, int64_t *min, int64_t *max)
         *max = ctx->pool_max;
     }
     pthread_mutex_unlock(&ctx->param_lock);
+}
+
+void iot__pool_loop_ended(IotCtx *ctx)
+{
+    IotPool *p = ctx_pool(ctx);
+
+    if (!p) {
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    p->loop_ended = true;
+    /* Asked for, never to be started: not counted as workers. */
+    STORE(p->cur, LOAD(p->cur) - LOAD(p->backlog));
+    STORE(p->backlog, 0);
+    pthread_mutex_unlock(&p->lock);
 }
 
 void iot_ctx_pool_stats(IotCtx *ctx, IotPoolStats *s)

@@ -2951,6 +2951,18 @@ static void test_stats_move(void)
         T_ASSERT_EQ(s2.poll_hits, 0);
     }
 
+    /* Stopped, nobody will start workers: a size set is stored, and the
+     * count stays the workers there are (it counted 3 that never came). */
+    T_ASSERT_EQ(iot_thread_stop(t, NULL), 0);
+    set_int_ok(t, "thread-pool-min", 8);
+    iot_thread_get_stats(t, &s);
+    T_ASSERT_EQ(s.pool_threads, 5);
+    {
+        int64_t v = 0;
+        T_ASSERT_EQ(iot_thread_get_int(t, "thread-pool-min", &v, NULL), 0);
+        T_ASSERT_EQ(v, 8);
+    }
+
     destroy_thread(t);
 }
 
