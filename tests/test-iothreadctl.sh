@@ -24,6 +24,7 @@ LIMIT=${IOTHREADCTL_TEST_LIMIT:-30} # seconds for any one command
 dir=$(mktemp -d /tmp/iothreadctl-test-XXXXXX)
 sock=$dir/iothreadd.sock
 dpid=
+fpid=      # the fake peer, once started
 holder=    # a process holding connections that fill the daemon's backlog
 n=0
 passed=0
@@ -597,6 +598,12 @@ timeout -k 5 "$LIMIT" "$IOTHREADCTL" --socket "$sock" stats --watch 0.1 \
 wpid=$!
 await_lines "$dir/watch" "iothreadd statistics" 1 "$wpid"
 kill -TERM "$dpid"
+# Within the limit: a daemon that ignores SIGTERM fails here, not the run.
+for _ in $(seq $((LIMIT * 10))); do
+  kill -0 "$dpid" 2>/dev/null || break
+  sleep 0.1
+done
+kill -KILL "$dpid" 2>/dev/null # still there: the check below fails
 wait "$dpid"
 drc=$?
 wait "$wpid"
