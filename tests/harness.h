@@ -31,7 +31,7 @@ int t_run(int argc, char **argv);
 
 /* True when IOT_TEST_LONG is set: stress cases run their long mode. */
 bool t_long(void);
-/* A divisor for stress sizes in slow (sanitizer) builds: IOT_TEST_SCALE. */
+/* A divisor for stress sizes in slow (sanitizer) builds: IOT_TEST_SLOW. */
 long t_scale(long quick, long slow_divisor);
 
 /* CLOCK_MONOTONIC in ns. */

@@ -42,6 +42,7 @@ pool_model=${2:-$here/../../docs/spin/pool.promela}
 CC=${CC:-gcc}
 DEPTH=100000            # the correct model needs < 200 steps
 HASH=20                 # 2^20 hash slots: plenty for < 100k states
+PAN_LIMIT=${PAN_LIMIT:-300} # seconds for one verifier run (each takes < 2)
 
 for m in "$model" "$pool_model"; do
     if [ ! -r "$m" ]; then
@@ -80,11 +81,11 @@ run_pan() {
         if [ "$mode" = safety ]; then
             "$CC" -O2 -w -DSAFETY -o pan pan.c >cc.log 2>&1 \
                 || { cat cc.log; exit 1; }
-            ./pan -m$DEPTH -w$HASH
+            timeout -k 5 "$PAN_LIMIT" ./pan -m$DEPTH -w$HASH
         else
             "$CC" -O2 -w -o pan pan.c >cc.log 2>&1 \
                 || { cat cc.log; exit 1; }
-            ./pan -a -m$DEPTH -w$HASH
+            timeout -k 5 "$PAN_LIMIT" ./pan -a -m$DEPTH -w$HASH
         fi
     ) >"$work/$name.out" 2>&1
 }
