@@ -13,6 +13,7 @@
 #include <json-c/json.h>
 
 #include <iothread/ctx.h>
+#include <iothread/version.h>
 
 typedef struct QmpServer QmpServer;
 typedef struct QmpClient QmpClient;
@@ -141,11 +142,16 @@ bool qmp_json_is_int64(json_object *v);
 /* JSON text in QEMU's wire style: ": " and ", " separators, one line. */
 char *qmp_json_dump(json_object *obj);
 
-/* Greeting version. */
-#define IOTHREADD_MAJOR   0
-#define IOTHREADD_MINOR   1
-#define IOTHREADD_MICRO   0
-#define IOTHREADD_PACKAGE "iothreadd 0.1.0"
+/* Greeting version: the project's, one number for the library and the
+ * daemon (iothread/version.h). */
+#define IOTHREADD_MAJOR   IOT_VERSION_MAJOR
+#define IOTHREADD_MINOR   IOT_VERSION_MINOR
+#define IOTHREADD_MICRO   IOT_VERSION_PATCH
+#define IOTHREADD_STR_(x) #x
+#define IOTHREADD_STR(x)  IOTHREADD_STR_(x)
+#define IOTHREADD_PACKAGE                                                      \
+    "iothreadd " IOTHREADD_STR(IOT_VERSION_MAJOR) "." IOTHREADD_STR(           \
+        IOT_VERSION_MINOR) "." IOTHREADD_STR(IOT_VERSION_PATCH)
 
 /* The most bytes one JSON value may take before it is refused. */
 #define QMP_MAX_INPUT (1024 * 1024)

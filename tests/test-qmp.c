@@ -53,6 +53,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <iothread/version.h>
 #include <json-c/json.h>
 
 #include "harness.h"
@@ -3378,8 +3379,12 @@ CASE(help)
 
 CASE(version)
 {
-    help_or_version("-V", "iothreadd 0.1.0", true);
-    help_or_version("--version", "iothreadd 0.1.0", true);
+    char want[64];
+
+    snprintf(want, sizeof(want), "iothreadd %d.%d.%d", IOT_VERSION_MAJOR,
+             IOT_VERSION_MINOR, IOT_VERSION_PATCH);
+    help_or_version("-V", want, true);
+    help_or_version("--version", want, true);
 }
 
 static void check_defaults(Daemon *d)
