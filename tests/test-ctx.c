@@ -667,6 +667,47 @@ static void test_errors(void)
     iot_error_propagate(NULL, err); /* frees */
     iot_error_setg(NULL, "ignored");
 
+    /* propagate moves into an empty *dst, and frees into a set one (the
+     * first error wins; ASan sees a leak if it did not free) */
+    {
+        IotError *dst = NULL, *local = NULL;
+
+        iot_error_setg(&local, "one");
+        iot_error_propagate(&dst, local);
+        T_ASSERT(dst == local);
+        local = NULL;
+        iot_error_setg(&local, "two");
+        iot_error_propagate(&dst, local);
+        T_ASSERT_STR(iot_error_message(dst), "one");
+        iot_error_free(dst);
+    }
+
+    /* report_free prints "prefix: message" (or the message alone) */
+    {
+        char buf[128] = "";
+        int saved = dup(STDERR_FILENO), p[2];
+        ssize_t n, got = 0;
+
+        T_ASSERT(saved >= 0);
+        T_ASSERT_EQ(pipe(p), 0);
+        T_ASSERT(dup2(p[1], STDERR_FILENO) >= 0);
+        close(p[1]);
+        err = NULL;
+        iot_error_setg(&err, "it broke");
+        iot_error_report_free("iothreadd", err);
+        err = NULL;
+        iot_error_setg(&err, "bare");
+        iot_error_report_free(NULL, err);
+        fflush(stderr);
+        T_ASSERT(dup2(saved, STDERR_FILENO) >= 0);
+        close(saved);
+        while ((n = read(p[0], buf + got, sizeof(buf) - 1 - (size_t)got)) > 0) {
+            got += n;
+        }
+        close(p[0]);
+        T_ASSERT_STR(buf, "iothreadd: it broke\nbare\n");
+    }
+
     /* No memory for the error itself: a static one says so, and freeing
      * it is harmless (it used to abort the program). */
     err = NULL;

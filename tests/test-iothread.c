@@ -1512,6 +1512,30 @@ static void test_registry_unref_without_destroy(void)
     destroy_thread(other);
 }
 
+/* A reference taken with iot_thread_ref() keeps the object (not the
+ * thread, nor its registry entry) past a destroy, until its unref: its
+ * id and its stats stay readable, and a second destroy is refused. */
+static void test_registry_ref_outlives_destroy(void)
+{
+    IotThread *t = new_thread("io-r", NULL);
+    IotError *err = NULL;
+    IotCtxStats s;
+
+    iot_thread_ref(t);
+    T_ASSERT_EQ(iot_thread_destroy(t, NULL), 0);
+    T_ASSERT(iot_thread_find("io-r") == NULL);
+    T_ASSERT_STR(iot_thread_id(t), "io-r");
+    iot_thread_get_stats(t, &s);
+    T_ASSERT(s.iterations > 0);
+    T_ASSERT_EQ(iot_thread_destroy(t, &err), -ENOENT);
+    T_ASSERT_STR(iot_error_message(err),
+                 "IOThread 'io-r' is already destroyed");
+    iot_error_free(err);
+    iot_thread_unref(t); /* the last: frees (ASan: no leak, no reuse) */
+    t = new_thread("io-r", NULL); /* the id is free */
+    destroy_thread(t);
+}
+
 static void test_registry_list(void)
 {
     IotThread *t[3], *got[4], *internal;
@@ -3794,6 +3818,8 @@ int main(int argc, char **argv)
     t_add("/iothread/registry/list", test_registry_list);
     t_add("/iothread/registry/unref-without-destroy",
           test_registry_unref_without_destroy);
+    t_add("/iothread/registry/ref-outlives-destroy",
+          test_registry_ref_outlives_destroy);
     t_add("/iothread/registry/internal-hidden", test_registry_internal_hidden);
     t_add("/iothread/registry/in-iothread", test_registry_in_iothread);
     t_add("/iothread/registry/duplicate-race", test_registry_duplicate_race);

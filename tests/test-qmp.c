@@ -3038,6 +3038,11 @@ CASE(sigint)
     signal_case(SIGINT);
 }
 
+CASE(sighup)
+{
+    signal_case(SIGHUP);
+}
+
 /* ==== the command line ==== */
 
 /* Runs the daemon to its end with @args: "@R" in an argument stands for
@@ -3886,6 +3891,7 @@ int main(int argc, char **argv)
           quit_with_a_client_that_never_reads);
     t_add("/qmp/shutdown/sigterm", sigterm);
     t_add("/qmp/shutdown/sigint", sigint);
+    t_add("/qmp/shutdown/sighup", sighup);
 
     for (size_t i = 0; i < sizeof(bad_fns) / sizeof(bad_fns[0]); i++) {
         static char paths[sizeof(bad_fns) / sizeof(bad_fns[0])][64];
