@@ -65,6 +65,41 @@ void t_fail(const char *file, int line, const char *fmt, ...)
     _exit(1);
 }
 
+#define T_SKIP_EXIT 77 /* automake's "skipped" */
+#define T_SKIP_TAG  "T_SKIP: "
+
+void t_skip(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs(T_SKIP_TAG, stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    /* exit(), as a passing case: the sanitizers still check what ran. */
+    exit(T_SKIP_EXIT);
+}
+
+/* The reason a skipped case gave (its last T_SKIP_TAG line), into @why. */
+static void skip_reason(const char *err, char *why, size_t wlen)
+{
+    const char *tag = NULL, *end;
+
+    for (const char *p = err; p && (p = strstr(p, T_SKIP_TAG)); p++) {
+        tag = p;
+    }
+    if (!tag) {
+        snprintf(why, wlen, "SKIP");
+        return;
+    }
+    tag += strlen(T_SKIP_TAG);
+    end = strchr(tag, '\n');
+    snprintf(why, wlen, "SKIP %.*s", (int)(end ? end - tag : (long)strlen(tag)),
+             tag);
+}
+
 int64_t t_now_ns(void)
 {
     struct timespec ts;
@@ -119,8 +154,11 @@ static void capture(int fd, Captured *c)
     c->buf[c->len] = '\0';
 }
 
-/* Runs one case in a child; returns true if it passed. */
-static bool run_case(const TestCase *tc, int timeout_s, char *why, size_t wlen)
+typedef enum { CASE_FAILED, CASE_PASSED, CASE_SKIPPED } CaseResult;
+
+/* Runs one case in a child. */
+static CaseResult run_case(const TestCase *tc, int timeout_s, char *why,
+                           size_t wlen)
 {
     int pipefd[2], status = 0;
     Captured cap_err = { NULL, 0 };
@@ -132,7 +170,7 @@ static bool run_case(const TestCase *tc, int timeout_s, char *why, size_t wlen)
     fflush(stderr);
     if (pipe(pipefd) < 0) {
         snprintf(why, wlen, "pipe: %s", strerror(errno));
-        return false;
+        return CASE_FAILED;
     }
     pid = fork();
     if (pid == 0) {
@@ -153,7 +191,7 @@ static bool run_case(const TestCase *tc, int timeout_s, char *why, size_t wlen)
             snprintf(why, wlen, "timed out after %d s", timeout_s);
             close(pipefd[0]);
             free(cap_err.buf);
-            return false;
+            return CASE_FAILED;
         }
         if (open_) {
             struct pollfd p = { .fd = pipefd[0], .events = POLLIN };
@@ -191,6 +229,10 @@ static bool run_case(const TestCase *tc, int timeout_s, char *why, size_t wlen)
             snprintf(why, wlen, "expected an abort saying \"%s\"",
                      tc->abort_needle);
         }
+    } else if (WIFEXITED(status) && WEXITSTATUS(status) == T_SKIP_EXIT) {
+        skip_reason(cap_err.buf, why, wlen);
+        free(cap_err.buf);
+        return CASE_SKIPPED;
     } else {
         ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
         if (!ok && WIFSIGNALED(status)) {
@@ -200,7 +242,7 @@ static bool run_case(const TestCase *tc, int timeout_s, char *why, size_t wlen)
         }
     }
     free(cap_err.buf);
-    return ok;
+    return ok ? CASE_PASSED : CASE_FAILED;
 }
 
 int t_run(int argc, char **argv)
@@ -208,7 +250,7 @@ int t_run(int argc, char **argv)
     const char *filter = argc > 1 ? argv[1] : NULL;
     const char *tmo = getenv("IOT_TEST_TIMEOUT");
     int timeout_s = tmo ? atoi(tmo) : 60;
-    unsigned passed = 0, failed = 0, n = 0;
+    unsigned passed = 0, failed = 0, skipped = 0, n = 0;
 
     if (timeout_s <= 0) {
         timeout_s = 60;
@@ -228,15 +270,24 @@ int t_run(int argc, char **argv)
             continue;
         }
         t0 = now_ms();
-        if (run_case(&cases[i], timeout_s, why, sizeof(why))) {
+        switch (run_case(&cases[i], timeout_s, why, sizeof(why))) {
+        case CASE_PASSED:
             passed++;
             printf("ok %u %s # %" PRId64 " ms\n", ++n, cases[i].path,
                    now_ms() - t0);
-        } else {
+            break;
+        case CASE_SKIPPED:
+            skipped++;
+            printf("ok %u %s # %s\n", ++n, cases[i].path, why);
+            break;
+        default:
             failed++;
             printf("not ok %u %s # %s\n", ++n, cases[i].path, why);
         }
         fflush(stdout);
+    }
+    if (skipped) {
+        printf("# %u skipped\n", skipped);
     }
     printf("# %u passed, %u failed\n", passed, failed);
     free(cases);

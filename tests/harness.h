@@ -42,6 +42,12 @@ bool t_thread_sleeping(int tid);
 
 void t_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 3, 4)));
+/* Ends the case as skipped (what it needs is not on this machine): it is
+ * reported "ok N path # SKIP reason" and counted apart, neither passed
+ * nor failed.  Whatever the case checked before the skip still had to
+ * hold. */
+void t_skip(const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 1, 2)));
 
 #define T_ASSERT(cond)                                                         \
     do {                                                                       \

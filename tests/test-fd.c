@@ -128,8 +128,7 @@ static void ctx_teardown(void)
 static void run_with(IotFdmonKind kind, TestFunc *body)
 {
     if (kind == IOT_FDMON_IO_URING && !have_io_uring()) {
-        fprintf(stderr, "io_uring cannot be set up here: skipped\n");
-        return;
+        t_skip("io_uring cannot be set up here");
     }
     ctx_setup(kind);
     body();
@@ -2442,13 +2441,12 @@ static bool poll_until_count(int *n, int want)
 
 /* An io_uring context with @p watched by count_cb(@n), whose next @fails
  * poll requests the kernel refuses; returns once the first refusal has
- * reached the handler (as POLLERR: *n == 1).  False where io_uring cannot
- * be set up (the case is skipped). */
-static bool refused_setup(Pipe *p, int *n, int fails)
+ * reached the handler (as POLLERR: *n == 1).  The case is skipped where
+ * io_uring cannot be set up. */
+static void refused_setup(Pipe *p, int *n, int fails)
 {
     if (!have_io_uring()) {
-        fprintf(stderr, "io_uring cannot be set up here: skipped\n");
-        return false;
+        t_skip("io_uring cannot be set up here");
     }
     ctx_setup(IOT_FDMON_IO_URING);
     *p = pipe_new();
@@ -2456,7 +2454,6 @@ static bool refused_setup(Pipe *p, int *n, int fails)
     T_ASSERT_EQ(iot_fd_set_handler(ctx, p->rfd, count_cb, NULL, NULL, NULL, n),
                 0);
     T_ASSERT(poll_until_count(n, 1));
-    return true;
 }
 
 static void test_fd_io_uring_poll_refused(void)
@@ -2464,9 +2461,7 @@ static void test_fd_io_uring_poll_refused(void)
     Pipe p;
     int n = 0;
 
-    if (!refused_setup(&p, &n, 1)) {
-        return;
-    }
+    refused_setup(&p, &n, 1);
     T_ASSERT_EQ(iot__io_uring_poll_fail, 0);
     write_byte(p.wfd);
     T_ASSERT(poll_until_count(&n, 2)); /* watched again */
@@ -2483,9 +2478,7 @@ static void test_fd_io_uring_poll_refused_backoff(void)
     int n = 0;
     int64_t t0;
 
-    if (!refused_setup(&p, &n, 1000)) {
-        return;
-    }
+    refused_setup(&p, &n, 1000);
     t0 = t_now_ns();
     while (n < 3) {
         iot_ctx_poll(ctx, true);
@@ -2508,9 +2501,7 @@ static void test_fd_io_uring_poll_refused_removed(void)
     int n = 0, other = 0;
 
     iot__fdmon_retry_ns = 1000000; /* 1 ms */
-    if (!refused_setup(&p, &n, 1)) {
-        return;
-    }
+    refused_setup(&p, &n, 1);
     q = pipe_new();
     T_ASSERT(ctx->fdmon_retry_at != 0);
     T_ASSERT_EQ(iot_fd_set(ctx, p.rfd, NULL, NULL), 0);

@@ -3579,20 +3579,18 @@ static void test_in_use(void)
 /* ---- the io_uring ring cache ---- */
 
 /* io_uring for every context of this (forked) case, and an empty cache;
- * false if the kernel cannot set up a ring here. */
-static bool force_io_uring(void)
+ * the case is skipped if the kernel cannot set up a ring here. */
+static void force_io_uring(void)
 {
     IotCtxOptions opts = { .fdmon = IOT_FDMON_IO_URING };
     IotCtx *c = iot_ctx_new_full(&opts, NULL);
 
     if (!c) {
-        fprintf(stderr, "io_uring cannot be set up here: skipped\n");
-        return false;
+        t_skip("io_uring cannot be set up here");
     }
     iot_ctx_unref(c);
     iot__io_uring_cache_flush();
     T_ASSERT_EQ(setenv("IOTHREAD_FDMON", "io_uring", 1), 0);
-    return true;
 }
 
 static unsigned long cache_hits(void)
@@ -3631,9 +3629,7 @@ static void test_ring_reused(void)
     IotThread *t;
     int fds0;
 
-    if (!force_io_uring()) {
-        return;
-    }
+    force_io_uring();
     fds0 = fd_count();
     hits0 = cache_hits();
     t = new_thread("r0", NULL);
@@ -3680,9 +3676,7 @@ static void test_ring_busy_not_cached(void)
 {
     IotCtx *ctx;
 
-    if (!force_io_uring()) {
-        return;
-    }
+    force_io_uring();
     ctx = uring_ctx(false);
     uring_poll(ctx, false);
     iot_ctx_unref(ctx);
@@ -3697,9 +3691,7 @@ static void test_ring_cache_fork(void)
     int status;
     pid_t pid;
 
-    if (!force_io_uring()) {
-        return;
-    }
+    force_io_uring();
     iot_ctx_unref(uring_ctx(false)); /* caches its ring */
     pid = fork();
     if (pid == 0) {
@@ -3724,9 +3716,7 @@ static void test_ring_foreign_cqe(void)
 {
     IotCtx *ctx;
 
-    if (!force_io_uring()) {
-        return;
-    }
+    force_io_uring();
     ctx = uring_ctx(false);
     T_ASSERT_EQ(iot__io_uring_nop(ctx, UINT64_MAX), 0);
     uring_poll(ctx, true);
@@ -3757,9 +3747,7 @@ static void test_ring_cache_fork_busy(void)
     int forks = (int)t_scale(200, 20);
     pthread_t tid;
 
-    if (!force_io_uring()) {
-        return;
-    }
+    force_io_uring();
     T_ASSERT_EQ(pthread_create(&tid, NULL, ring_churn, NULL), 0);
     for (int i = 0; i < forks; i++) {
         int status;
