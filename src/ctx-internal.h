@@ -96,9 +96,10 @@ struct IotHandler {
     IotHandler *poll_prev, *poll_next;
     int64_t poll_ns;            /* adaptive window */
     int64_t poll_idle_deadline; /* [home] io_uring: leave polling after */
-    /* [list] replaced by iot_ctx_set_event_poll(): once unlinked, its place
-     * on the poll list and its window go to its fd's live handler, as
-     * QEMU changes those callbacks in place (fd.c handler_unlink()). */
+    /* [list] replaced by iot_ctx_set_event_poll(): its place on the poll
+     * list and its window go to its fd's live handler, as QEMU changes
+     * those callbacks in place: at the home thread's next iteration
+     * (iot__fd_poll_carry()), or when it is unlinked if that is sooner. */
     bool poll_carry;
 
     /* [list] backend state. */
@@ -159,6 +160,9 @@ struct IotCtx {
      * set, so busy polling ends after one round, as a notify's would.
      * Cleared as the fd wait begins (poll.c). */
     bool fds_changed;
+    /* [list sets, home clears] a handler with poll_carry was replaced:
+     * the next iteration passes its place on (iot__fd_poll_carry()) */
+    atomic_bool poll_carry_pending;
     /* [home writes, tests read] sleeps in that read, counted before */
     atomic_ulong notifier_sleeps;
 
@@ -305,6 +309,11 @@ void iot__stats_wait_close(IotCtx *ctx);
  * clears prepare's bit of notify_me (release: producers may skip the kick
  * from now on) and ends its idle wait. */
 void iot__ctx_gsource_poll_end(IotCtx *ctx);
+/* Home thread, walker (fd.c).  Replaced handlers still on the poll list
+ * (their free waits, for io_uring, until the kernel lets go) pass their
+ * place and window to their fd's live handler now, before poll mode can
+ * end without either of them. */
+void iot__fd_poll_carry(IotCtx *ctx);
 void iot__stats_end(IotCtx *ctx);
 uint64_t iot__stats_idle(IotCtx *ctx, int64_t *now);
 

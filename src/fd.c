@@ -183,19 +183,38 @@ static void handler_link(IotCtx *ctx, IotHandler *h)
     ctx->fd_live[h->fd] = h;
 }
 
-/* Mutex held, no walker inside (FREEING).  @h, replaced by
- * iot_ctx_set_event_poll(), has left the poll list: its fd's live handler
- * takes its place and window, so that it is still polled and its
- * io_poll_end runs when poll mode ends (the device's notifications, off
- * since io_poll_begin, would otherwise stay off for good). */
+/* Mutex held, and either no walker inside (FREEING) or the home thread
+ * walking.  @h, replaced by iot_ctx_set_event_poll(), has left the poll
+ * list: its fd's live handler takes its place and window, so that it is
+ * still polled and its io_poll_end runs when poll mode ends (the device's
+ * notifications, off since io_poll_begin, would otherwise stay off for
+ * good). */
 static void poll_carry_over(IotCtx *ctx, IotHandler *h)
 {
     IotHandler *live = handler_find(ctx, h->fd);
 
+    h->poll_carry = false;
     if (live && live->pollable && !live->in_poll_list) {
         live->poll_ns = h->poll_ns;
         iot__poll_list_add(ctx, live);
     }
+}
+
+void iot__fd_poll_carry(IotCtx *ctx)
+{
+    IotHandler *h, *next;
+
+    iot__lockcnt_lock(&ctx->list_lock);
+    for (h = ctx->poll_head; h; h = next) {
+        next = h->poll_next;
+        /* Relaxed: `deleted` is set under the mutex we hold. */
+        if (h->poll_carry &&
+            atomic_load_explicit(&h->deleted, memory_order_relaxed)) {
+            iot__poll_list_remove(ctx, h);
+            poll_carry_over(ctx, h);
+        }
+    }
+    iot__lockcnt_unlock(&ctx->list_lock);
 }
 
 /* Mutex held, no walker inside (FREEING).  Unlinks @h everywhere. */
@@ -339,6 +358,10 @@ static int handler_set(IotCtx *ctx, int fd, const IotFdOps *ops, void *opaque,
     iot__fdmon(ctx)->update(ctx, old, new_);
     if (old) {
         old->poll_carry = new_ && expect_ev;
+        if (old->poll_carry) {
+            atomic_store_explicit(&ctx->poll_carry_pending, true,
+                                  memory_order_relaxed);
+        }
         handler_retire(ctx, old, false);
     }
     iot__fdmon_epoll_retry(ctx);

@@ -624,6 +624,14 @@ static bool ctx_iterate(IotCtx *ctx, bool blocking, bool gsource)
         IOT_STAT_SET(ctx, epoch_ns, iot__stats_now_ns());
     }
     params_refresh(ctx);
+    /* Relaxed: set under the list mutex, which iot__fd_poll_carry() takes
+     * (a change whose flag comes later is caught at the next iteration,
+     * or at its free). */
+    if (atomic_load_explicit(&ctx->poll_carry_pending, memory_order_relaxed)) {
+        atomic_store_explicit(&ctx->poll_carry_pending, false,
+                              memory_order_relaxed);
+        iot__fd_poll_carry(ctx);
+    }
     if (ctx->param.max_ns && !gsource) {
         start = iot__now_ns();
     }

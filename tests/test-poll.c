@@ -452,6 +452,52 @@ static void test_set_event_poll_in_poll_mode(void)
     iot_ctx_unref(ctx);
 }
 
+/* The same, blocking straight after the change, on every backend: the
+ * replaced handler's place must pass on before that iteration leaves poll
+ * mode.  On io_uring the replaced handler is freed only once the kernel
+ * lets go of it, inside the wait, and the place passed on at that free
+ * came too late: no io_poll_end, no last io_poll, and the loop slept for
+ * good (the case's time limit). */
+static void need_io_uring(void);
+
+static void set_event_poll_then_block(IotFdmonKind k)
+{
+    IotCtx *ctx;
+    Probe p = { 0 };
+
+    kind = k;
+    ctx = setup(1000000, 0, 0);
+    probe_add(ctx, &p);
+    fire(ctx, &p, 1000); /* joins polling at 4000 */
+    fake_step = 1000;
+    p.ready_at_poll = 2;
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true)); /* a hit: poll mode stays on */
+    T_ASSERT_EQ(p.begins, 1);
+    T_ASSERT_EQ(p.ends, 0);
+
+    other_ends = 0;
+    T_ASSERT_EQ(iot_ctx_set_event_poll(ctx, &p.e, probe_begin, probe_other_end),
+                0);
+    p.ready_on_end = true; /* raced with io_poll_begin: seen only after */
+    while (p.ready_calls < 2) {
+        iot_ctx_poll(ctx, true);
+    }
+    T_ASSERT_EQ(other_ends, 1);
+    T_ASSERT_EQ(p.ends, 0);
+
+    probe_remove(ctx, &p);
+    iot__test_clock = NULL;
+    iot_ctx_unref(ctx);
+}
+
+static void test_set_event_poll_then_block(void)
+{
+    set_event_poll_then_block(IOT_FDMON_POLL);
+    set_event_poll_then_block(IOT_FDMON_EPOLL);
+    need_io_uring(); /* poll and epoll passed: the rest is skipped */
+    set_event_poll_then_block(IOT_FDMON_IO_URING);
+}
+
 /* A handler that joins polling while poll mode is on (left on by another
  * handler's busy-poll hit) gets its io_poll_begin at once, so that the
  * io_poll_end every handler on the list gets when the loop blocks is
@@ -1244,6 +1290,8 @@ int main(int argc, char **argv)
     t_add("/section9/item6/join-while-polling", test_join_while_polling);
     t_add("/section9/item6/set-event-poll-in-poll-mode",
           test_set_event_poll_in_poll_mode);
+    t_add("/section9/item6/set-event-poll-then-block",
+          test_set_event_poll_then_block);
     t_add("/poll/hit-reads-no-clock", test_hit_reads_no_clock);
     t_add("/section9/item7/no-busy-poll-without-io_poll", test_skip_polling);
     t_add("/nested-aio-poll", test_nested_aio_poll);
