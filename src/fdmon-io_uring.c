@@ -56,6 +56,7 @@ typedef struct IouState {
     atomic_bool have_changes; /* [list writes, home reads] */
     IotHandler *rearm;        /* [home] completed polls to re-arm */
     IotHandler *retry; /* [home] refused polls, armed at ctx->fdmon_retry_at */
+    unsigned long gen; /* [const] cache_gen when the ring was made */
 } IouState;
 
 static IouState *iou(IotCtx *ctx)
@@ -474,6 +475,9 @@ int iot__io_uring_setup_fail;
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static IouState *cache[IOU_CACHE_MAX]; /* [cache_lock] idle rings */
 static unsigned cache_n;               /* [cache_lock] */
+/* [cache_lock] forks this process's line has been through: a ring made
+ * before the last one is shared with a parent, and is never kept */
+static unsigned long cache_gen;
 unsigned iot__io_uring_cache_max = IOU_CACHE_MAX;
 atomic_ulong iot__io_uring_cache_hits;
 
@@ -511,6 +515,9 @@ static void cache_fork_parent(void)
 static void cache_fork_child(void)
 {
     cache_flush_locked();
+    /* A live context inherited from the parent holds a ring of the
+     * parent's too: when the child tears it down, it is not kept. */
+    cache_gen++;
     pthread_mutex_unlock(&cache_lock);
 }
 
@@ -544,13 +551,16 @@ static bool cache_put(IouState *s)
     struct io_uring ring = s->ring;
     bool kept = false;
 
+    unsigned long gen = s->gen;
+
     if (s->inflight || io_uring_sq_ready(&ring) || io_uring_cq_ready(&ring) ||
         io_uring_cq_has_overflow(&ring)) {
         return false;
     }
-    *s = (IouState){ .ring = ring };
+    *s = (IouState){ .ring = ring, .gen = gen };
     pthread_mutex_lock(&cache_lock);
-    if (cache_n < iot__io_uring_cache_max && cache_n < IOU_CACHE_MAX) {
+    if (gen == cache_gen && cache_n < iot__io_uring_cache_max &&
+        cache_n < IOU_CACHE_MAX) {
         cache[cache_n++] = s;
         kept = true;
     }
@@ -592,6 +602,9 @@ static int ring_new(IotCtx *ctx)
         free(s);
         return ret;
     }
+    pthread_mutex_lock(&cache_lock);
+    s->gen = cache_gen;
+    pthread_mutex_unlock(&cache_lock);
     ctx->iou = s;
     return 0;
 }
@@ -658,8 +671,10 @@ void iot__fdmon_io_uring_quiesce(IotCtx *ctx)
     reap(ctx, &ready);
     /* Nobody dispatches these: the handlers were queued for re-arming
      * (but for one whose fd went bad), so a context polled again reports
-     * their events anew. */
-    while (iot__ready_pop(&ready)) {
+     * their events anew, and nothing of this round stays with them. */
+    for (IotHandler *h; (h = iot__ready_pop(&ready));) {
+        h->revents = 0;
+        h->poll_ready = false;
     }
     iot__lockcnt_dec(&ctx->list_lock);
 }

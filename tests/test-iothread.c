@@ -3707,6 +3707,37 @@ static void test_ring_cache_fork(void)
     iot_ctx_unref(uring_ctx(true));
 }
 
+/* Nor does it keep the ring of a context it inherited live: torn down in
+ * the child, that context's ring (the parent's as well) is closed, not
+ * cached for the child's next context, which would then share one SQ/CQ
+ * with the parent and reap its completions. */
+static void test_ring_cache_fork_inherited(void)
+{
+    IotCtx *live;
+    int status;
+    pid_t pid;
+
+    force_io_uring();
+    live = uring_ctx(false);
+    pid = fork();
+    if (pid == 0) {
+        unsigned long hits0;
+        IotCtxOptions opts = { .fdmon = IOT_FDMON_IO_URING };
+        IotCtx *ctx;
+
+        iot_ctx_unref(live); /* nothing in flight: would have been cached */
+        hits0 = cache_hits();
+        ctx = iot_ctx_new_full(&opts, NULL);
+        _exit(ctx && cache_hits() == hits0 ? 0 : 1);
+    }
+    T_ASSERT(pid > 0);
+    T_ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    T_ASSERT(WIFEXITED(status));
+    T_ASSERT_EQ(WEXITSTATUS(status), 0);
+    iot_ctx_unref(live);
+    iot_ctx_unref(uring_ctx(true)); /* the parent's cache still works */
+}
+
 /* Kernels without IORING_FEAT_EXT_ARG get liburing's own timeout requests
  * on the ring, with user data LIBURING_UDATA_TIMEOUT (all ones): their
  * completions are not handlers and not ours to count, so the context
@@ -3841,6 +3872,8 @@ int main(int argc, char **argv)
     t_add("/iothread/io_uring/ring-reused", test_ring_reused);
     t_add("/iothread/io_uring/ring-busy-not-cached", test_ring_busy_not_cached);
     t_add("/iothread/io_uring/ring-cache-fork", test_ring_cache_fork);
+    t_add("/iothread/io_uring/ring-cache-fork-inherited",
+          test_ring_cache_fork_inherited);
     t_add("/iothread/io_uring/foreign-cqe", test_ring_foreign_cqe);
     t_add("/iothread/io_uring/ring-cache-fork-busy", test_ring_cache_fork_busy);
     t_add("/iothread/stats-move", test_stats_move);
