@@ -412,6 +412,23 @@ static void probe_other_end(IotEvent *e)
     probe_of(e)->ended = true;
 }
 
+/* @p joins polling, a busy-poll hit leaves poll mode on, and then its
+ * io_poll_end is replaced by probe_other_end(). */
+static void replace_in_poll_mode(IotCtx *ctx, Probe *p)
+{
+    probe_add(ctx, p);
+    fire(ctx, p, 1000); /* joins polling at 4000 */
+    fake_step = 1000;
+    p->ready_at_poll = 2;
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, true)); /* a hit: poll mode stays on */
+    T_ASSERT_EQ(p->begins, 1);
+    T_ASSERT_EQ(p->ends, 0);
+
+    other_ends = 0;
+    T_ASSERT_EQ(
+        iot_ctx_set_event_poll(ctx, &p->e, probe_begin, probe_other_end), 0);
+}
+
 static void test_set_event_poll_in_poll_mode(void)
 {
     IotCtx *ctx = setup(1000000, 0, 0);
@@ -419,17 +436,7 @@ static void test_set_event_poll_in_poll_mode(void)
     IotTimer *t;
     bool fired = false;
 
-    probe_add(ctx, &p);
-    fire(ctx, &p, 1000); /* joins polling at 4000 */
-    fake_step = 1000;
-    p.ready_at_poll = 2;
-    T_ASSERT_TRUE(iot_ctx_poll(ctx, true)); /* a hit: poll mode stays on */
-    T_ASSERT_EQ(p.begins, 1);
-    T_ASSERT_EQ(p.ends, 0);
-
-    other_ends = 0;
-    T_ASSERT_EQ(iot_ctx_set_event_poll(ctx, &p.e, probe_begin, probe_other_end),
-                0);
+    replace_in_poll_mode(ctx, &p);
     T_ASSERT_EQ(iot_fd_poll_window(ctx, p.e.rfd), 4000);
 
     /* Blocking with nothing found: the new io_poll_end, then the last
@@ -467,17 +474,7 @@ static void set_event_poll_then_block(IotFdmonKind k)
 
     kind = k;
     ctx = setup(1000000, 0, 0);
-    probe_add(ctx, &p);
-    fire(ctx, &p, 1000); /* joins polling at 4000 */
-    fake_step = 1000;
-    p.ready_at_poll = 2;
-    T_ASSERT_TRUE(iot_ctx_poll(ctx, true)); /* a hit: poll mode stays on */
-    T_ASSERT_EQ(p.begins, 1);
-    T_ASSERT_EQ(p.ends, 0);
-
-    other_ends = 0;
-    T_ASSERT_EQ(iot_ctx_set_event_poll(ctx, &p.e, probe_begin, probe_other_end),
-                0);
+    replace_in_poll_mode(ctx, &p);
     p.ready_on_end = true; /* raced with io_poll_begin: seen only after */
     while (p.ready_calls < 2) {
         iot_ctx_poll(ctx, true);
@@ -1174,6 +1171,20 @@ static void *far_post(void *opaque)
     return NULL;
 }
 
+/* @e gets a handler that joins polling and then has a 1000 s window. */
+static void long_window_handler(IotCtx *ctx, IotEvent *e)
+{
+    T_ASSERT_EQ(iot_event_init(e, false), 0);
+    T_ASSERT_EQ(
+        iot_ctx_set_event(ctx, e, stretch_read, stretch_poll, stretch_ready),
+        0);
+    T_ASSERT_EQ(iot_event_set(e), 0);
+    while (!handler_of(ctx, e->rfd)->in_poll_list) {
+        iot_ctx_poll(ctx, true); /* joins polling through its fd */
+    }
+    handler_of(ctx, e->rfd)->poll_ns = 1000 * IOT_NS_PER_S;
+}
+
 static void notify_ends_stretch(IotFdmonKind k)
 {
     IotCtx *ctx;
@@ -1184,15 +1195,7 @@ static void notify_ends_stretch(IotFdmonKind k)
     ctx = setup(INT64_MAX, 0, 0);
     iot__test_clock = NULL;
     T_ASSERT_TRUE(ctx->notifier_h->in_poll_list);
-    T_ASSERT_EQ(iot_event_init(&e, false), 0);
-    T_ASSERT_EQ(
-        iot_ctx_set_event(ctx, &e, stretch_read, stretch_poll, stretch_ready),
-        0);
-    T_ASSERT_EQ(iot_event_set(&e), 0);
-    while (!handler_of(ctx, e.rfd)->in_poll_list) {
-        iot_ctx_poll(ctx, true); /* joins polling through its fd */
-    }
-    handler_of(ctx, e.rfd)->poll_ns = 1000 * IOT_NS_PER_S;
+    long_window_handler(ctx, &e);
     atomic_store(&stretch_polling, false);
     atomic_store(&far_ran, false);
     T_ASSERT_EQ(pthread_create(&tid, NULL, far_post, ctx), 0);
@@ -1243,15 +1246,7 @@ static void home_add_ends_stretch(IotFdmonKind k)
     kind = k;
     ctx = setup(INT64_MAX, 0, 0);
     iot__test_clock = NULL;
-    T_ASSERT_EQ(iot_event_init(&e, false), 0);
-    T_ASSERT_EQ(
-        iot_ctx_set_event(ctx, &e, stretch_read, stretch_poll, stretch_ready),
-        0);
-    T_ASSERT_EQ(iot_event_set(&e), 0);
-    while (!handler_of(ctx, e.rfd)->in_poll_list) {
-        iot_ctx_poll(ctx, true); /* joins polling through its fd */
-    }
-    handler_of(ctx, e.rfd)->poll_ns = 1000 * IOT_NS_PER_S;
+    long_window_handler(ctx, &e);
     T_ASSERT_EQ(iot_event_init(&added_e, true), 0); /* readable already */
     atomic_store(&added_read, false);
     T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, add_handler_bh, ctx), 0);
