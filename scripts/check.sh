@@ -59,7 +59,7 @@ suite() {  # suite LABEL DIR: run the tests of DIR
   tests/run-tests.sh "$dir" "$label" >"$log/$label.out" 2>&1
   grep -E '^(not ok|== .* died|== .* exited)' "$log/$label.out" || true
   grep -E "^$label: " "$log/$label.out"
-  if grep -q '^not ok\|died\|exited' "$log/$label.out"; then
+  if grep -qE '^not ok|^== .* (died|exited)' "$log/$label.out"; then
     sed -n '/^not ok/,+0p' "$log/$label.out" >/dev/null
     cp "$log/$label.out" "$top/$dir/test-output.log"
     echo "   (full output in $dir/test-output.log)"
@@ -101,7 +101,7 @@ if build tsan build-tsan -Dwerror=true -Db_sanitize=thread -Db_lundef=false; the
     >"$log/tsan.out" 2>&1
   grep -E '^(not ok|== .* died|== .* exited)' "$log/tsan.out" || true
   grep -E '^tsan: ' "$log/tsan.out"
-  if grep -q '^not ok\|died\|exited' "$log/tsan.out"; then
+  if grep -qE '^not ok|^== .* (died|exited)' "$log/tsan.out"; then
     cp "$log/tsan.out" "$top/build-tsan/test-output.log"
     echo "   (full output in build-tsan/test-output.log)"
   fi
