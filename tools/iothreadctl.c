@@ -79,6 +79,7 @@ static void usage(FILE *f)
             "  get ID PROP                read a property\n"
             "  set ID PROP VALUE          change a property\n"
             "  stats [ID] [--watch SECS]  statistics, refreshed with --watch\n"
+            "  -h, --help                 this text\n"
             "Options come before the command.  An integer VALUE is read as "
             "iothreadd's\n--object reads it (QEMU's rule): 0x10 is 16, "
             "010 is 8.\n"

@@ -100,9 +100,11 @@ IOT_API IotThread *iot_thread_new_internal(const char *id,
  * after that call returns). */
 IOT_API int iot_thread_stop(IotThread *t, IotError **errp);
 
-/* Any thread but the IOThread itself.  Unregisters, stops and drops the
- * creator's reference.  Refused (-EBUSY, nothing done) while
- * iot_thread_use() holds it, and (-ENOENT) once it has succeeded. */
+/* Any thread but the IOThread itself or one of its pool workers (those get
+ * -EDEADLK and an error).  Unregisters, stops and drops the creator's
+ * reference.  Refused (-EBUSY, nothing done) while iot_thread_use() holds
+ * it, and (-ENOENT) once it has succeeded; an error of iot_thread_stop()
+ * is returned with nothing destroyed. */
 IOT_API int iot_thread_destroy(IotThread *t, IotError **errp);
 
 /* Any thread.  References keep the object (not the thread) alive.  The
