@@ -345,9 +345,13 @@ int iot__io_uring_nop(IotCtx *ctx, uint64_t user_data);
 
 /* pool.c */
 void iot__pool_free(IotCtx *ctx); /* finalize: waits for the workers */
-/* The home thread, its last act as an IOThread: the spawn BH will not run
- * again, so sizes set from now on start no worker (nor count one). */
+/* The home thread, its last act as an IOThread: nobody runs the spawn BH
+ * now, so sizes set from now on start no worker (nor count one), until
+ * a thread takes the context (iot_ctx_set_current() calls
+ * iot__pool_home_taken(), which starts what the sizes and the queued
+ * work then need). */
 void iot__pool_loop_ended(IotCtx *ctx);
+void iot__pool_home_taken(IotCtx *ctx);
 bool iot__pool_is_worker_of(IotCtx *ctx); /* any thread: is it ours? */
 extern int64_t iot__pool_idle_ns;  /* idle worker timeout; tests shorten it */
 extern int64_t iot__pool_retry_ns; /* no worker could start: again after */

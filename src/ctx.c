@@ -140,6 +140,9 @@ int iot_ctx_set_current(IotCtx *ctx)
         return -EBUSY;
     }
     current_ctx = ctx;
+    if (ctx) {
+        iot__pool_home_taken(ctx); /* after an IOThread's end, see pool.c */
+    }
     return 0;
 }
 

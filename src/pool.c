@@ -122,8 +122,9 @@ struct IotPool {
     bool start_failed; /* [lock] no worker could start since the last did */
     _Atomic int64_t min, max;
     atomic_bool stopping;
-    /* [lock] the home thread will never run the spawn BH again (its
-     * IOThread has ended): sizes are stored, no worker is asked for */
+    /* [lock] nobody runs the spawn BH (the IOThread has ended, and no
+     * thread has taken the context since): sizes are stored, no worker
+     * is asked for (iot__pool_loop_ended(), iot__pool_home_taken()) */
     bool loop_ended;
     atomic_uint active; /* [the worker running it, atomic] */
 };
@@ -827,6 +828,27 @@ void iot_ctx_get_pool_size(IotCtx *ctx, int64_t *min, int64_t *max)
         *max = ctx->pool_max;
     }
     pthread_mutex_unlock(&ctx->param_lock);
+}
+
+void iot__pool_home_taken(IotCtx *ctx)
+{
+    IotPool *p = ctx_pool(ctx);
+
+    if (!p) {
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    if (p->loop_ended) {
+        /* A context that outlived its IOThread has a home again: its
+         * pool starts workers as before, thread-pool-min's first. */
+        p->loop_ended = false;
+        if ((int64_t)LOAD(p->cur) < LOAD(p->min)) {
+            spawn_locked(p, (unsigned)(LOAD(p->min) - (int64_t)LOAD(p->cur)));
+        } else if (LOAD(p->cur) == 0 && ring_queued(p)) {
+            spawn_locked(p, 1);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
 }
 
 void iot__pool_loop_ended(IotCtx *ctx)

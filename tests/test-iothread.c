@@ -2873,6 +2873,49 @@ static void submit_fn(void *opaque)
     sb->ok = iot_pool_submit(sb->ctx, nop_work, NULL, submit_done, sb) != NULL;
 }
 
+/* A context that outlives its IOThread (a reference kept across the
+ * destroy) and is then driven by another thread: its pool starts workers
+ * again.  The IOThread's end had made sizes set afterwards start none,
+ * and that must not outlast it: with no worker left (the idle one timed
+ * out), work submitted by the new home never ran. */
+static bool submit_ran;
+
+static void submit_ran_cb(void *opaque, int ret)
+{
+    (void)opaque;
+    T_ASSERT_EQ(ret, 0);
+    submit_ran = true;
+}
+
+static void test_pool_after_iothread(void)
+{
+    IotThread *t = new_thread("io-p", NULL);
+    IotCtx *ctx = iot_thread_ctx(t);
+    SubmitBox sb = { .ctx = ctx };
+    IotPoolStats ps;
+
+    iot__pool_idle_ns = IOT_NS_PER_MS; /* idle workers leave at once */
+    waiter_init(&sb.w);
+    run_on(t, submit_fn, &sb);
+    T_ASSERT_TRUE(sb.ok);
+    waiter_wait(&sb.w, 1);
+    waiter_destroy(&sb.w);
+    do {
+        iot_ctx_pool_stats(ctx, &ps); /* the worker's idle timeout */
+    } while (ps.threads != 0);
+    iot_ctx_ref(ctx);
+    destroy_thread(t);
+
+    T_ASSERT_EQ(iot_ctx_set_current(ctx), 0);
+    submit_ran = false;
+    T_ASSERT(iot_pool_submit(ctx, nop_work, NULL, submit_ran_cb, NULL));
+    while (!submit_ran) {
+        iot_ctx_poll(ctx, true); /* no worker: the case's time limit */
+    }
+    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+    iot_ctx_unref(ctx);
+}
+
 static void test_stats_move(void)
 {
     IotThreadProps *p = props_new();
@@ -3877,6 +3920,7 @@ int main(int argc, char **argv)
     t_add("/iothread/io_uring/foreign-cqe", test_ring_foreign_cqe);
     t_add("/iothread/io_uring/ring-cache-fork-busy", test_ring_cache_fork_busy);
     t_add("/iothread/stats-move", test_stats_move);
+    t_add("/iothread/pool-after-iothread", test_pool_after_iothread);
     t_add("/iothread/stats-move/json", test_stats_json);
     t_add("/iothread/stats-monotonic", test_stats_monotonic);
     t_add("/iothread/stats-stopped", test_stats_stopped);
