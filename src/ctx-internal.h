@@ -106,9 +106,13 @@ struct IotHandler {
     bool epoll_added;
     bool epoll_refused; /* [list] epoll refused it under a GLib source */
     /* io_uring: [list] queued changes, [home] request state. */
-    unsigned iou_ops;           /* [list] IOU_ADD / IOU_REMOVE queued */
-    IotHandler *iou_next;       /* [list] on the change list */
-    bool iou_armed;             /* [home] a POLL_ADD is in flight */
+    unsigned iou_ops;     /* [list] IOU_ADD / IOU_REMOVE queued */
+    IotHandler *iou_next; /* [list] on the change list */
+    bool iou_armed;       /* [home] a POLL_ADD is in flight */
+    /* [home] poll said POLLNVAL (the fd was closed under it): reported
+     * once as an error, then no longer watched; a new handler for the fd
+     * watches again.  (io_uring does the same on EBADF.) */
+    bool fd_invalid;
     bool iou_removed;           /* [home] its removal was processed */
     IotHandler *iou_rearm_next; /* [home] on the re-arm list */
 };

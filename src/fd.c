@@ -316,6 +316,13 @@ static int handler_set(IotCtx *ctx, int fd, const IotFdOps *ops, void *opaque,
     if (!o.poll) {
         o.poll_ready = o.poll_begin = o.poll_end = NULL;
     }
+    /* Not an open fd (closed, or past any the process may have): refused
+     * here, with a clear error, rather than watched for ever in vain (and
+     * fd_live grown to its number).  A removal needs no open fd. */
+    if ((o.read || o.write || o.poll) && fcntl(fd, F_GETFD) < 0 &&
+        errno == EBADF) {
+        return -EBADF;
+    }
     if (o.read || o.write || o.poll) {
         new_ = calloc(1, sizeof(*new_));
         if (!new_) {

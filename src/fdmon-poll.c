@@ -132,7 +132,7 @@ static int poll_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout_ns)
     for (IotHandler *h =
              atomic_load_explicit(&ctx->handlers, memory_order_acquire);
          h; h = atomic_load_explicit(&h->next, memory_order_acquire)) {
-        if (!h->events ||
+        if (!h->events || h->fd_invalid ||
             atomic_load_explicit(&h->deleted, memory_order_acquire)) {
             continue;
         }
@@ -166,7 +166,14 @@ static int poll_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout_ns)
     for (size_t i = 0; i < n; i++) {
         IotHandler *h = ctx->pfd_handlers[i];
 
-        if (ctx->pfds[i].revents) {
+        if (ctx->pfds[i].revents & POLLNVAL) {
+            /* Closed under us: an error once, not a spin for ever (the
+             * fd would be invalid in every wait from now on). */
+            h->fd_invalid = true;
+            h->revents = POLLERR;
+            iot__ready_push(ready, h);
+            count++;
+        } else if (ctx->pfds[i].revents) {
             h->revents = ctx->pfds[i].revents;
             iot__ready_push(ready, h);
             count++;

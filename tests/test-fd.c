@@ -2425,6 +2425,83 @@ static void test_fd_many_changes_in_callback(void)
 }
 BACKEND_CASE(test_fd_many_changes_in_callback)
 
+/* An fd that is not open is refused with -EBADF (closed, or past any the
+ * process may have: fd_live is not grown to its number), and its removal
+ * is no error.  One closed while watched (a caller's mistake) is reported
+ * once as an error where the backend sees it (poll: POLLNVAL; io_uring:
+ * EBADF at a re-arm; epoll forgets a closed fd by itself), and then no longer
+ * watched: the loop sleeps again.  Before, poll's POLLNVAL was masked
+ * away and left the fd in every wait: a blocking loop spun for ever, and
+ * this case timed out. */
+static bool poll_until_count(int *n, int want);
+
+typedef struct AsleepPost {
+    int tid; /* the home thread's */
+    atomic_bool ran;
+} AsleepPost;
+
+static void asleep_bh(void *opaque)
+{
+    atomic_store(&((AsleepPost *)opaque)->ran, true);
+}
+
+static void *post_once_asleep(void *opaque)
+{
+    AsleepPost *a = opaque;
+
+    while (!t_thread_sleeping(a->tid)) {
+        sched_yield();
+    }
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, asleep_bh, a), 0);
+    return NULL;
+}
+
+static void test_fd_closed(void)
+{
+    Pipe p = pipe_new();
+    AsleepPost a = { .tid = gettid() };
+    int n = 0, closed = dup(p.rfd), fd;
+    pthread_t th;
+
+    T_ASSERT(closed >= 0);
+    close(closed);
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, closed, count_cb, NULL, NULL, NULL, &n),
+                -EBADF);
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, 1 << 20, count_cb, NULL, NULL, NULL, &n),
+        -EBADF);
+    T_ASSERT_EQ(
+        iot_fd_set_handler(ctx, INT_MAX, count_cb, NULL, NULL, NULL, &n),
+        -EBADF);
+    T_ASSERT_EQ(iot_fd_set(ctx, closed, NULL, NULL), 0);
+    T_ASSERT_EQ(live_cnt(), base_live);
+
+    T_ASSERT_EQ(iot_fd_set_handler(ctx, p.rfd, count_cb, NULL, NULL, NULL, &n),
+                0);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false)); /* watched (io_uring: armed) */
+    fd = p.rfd;
+    close(p.rfd);
+    p.rfd = -1;
+    if (g_kind == IOT_FDMON_POLL) {
+        T_ASSERT(poll_until_count(&n, 1));
+    } else {
+        /* epoll and an armed io_uring poll hold the file, not the
+         * number: nothing comes (io_uring reports EBADF at a re-arm). */
+        iot_ctx_poll(ctx, false);
+        T_ASSERT(n <= 1);
+    }
+    atomic_store(&a.ran, false);
+    T_ASSERT_EQ(pthread_create(&th, NULL, post_once_asleep, &a), 0);
+    while (!atomic_load(&a.ran)) {
+        iot_ctx_poll(ctx, true);
+    }
+    T_ASSERT_EQ(pthread_join(th, NULL), 0);
+    T_ASSERT(n <= 1);
+    T_ASSERT_EQ(iot_fd_set(ctx, fd, NULL, NULL), 0);
+    pipe_close(&p);
+}
+BACKEND_CASE(test_fd_closed)
+
 /* io_uring: a poll request the kernel refuses (for another reason than a
  * closed fd) reaches the handler as an error, and the fd stays watched:
  * what it has later is dispatched.  It is armed again only after a
@@ -2613,6 +2690,7 @@ int main(int argc, char **argv)
     ADD_BOTH("/aio/event/wait/no-flush-cb", test_event_wait_no_flush_cb);
     ADD_BOTH("/aio/event/flush", test_event_flush);
     ADD_BOTH("/aio/fd/read-write", test_fd_read_write);
+    ADD_BOTH("/aio/fd/closed", test_fd_closed);
     ADD_BOTH("/aio/fd/replace", test_fd_replace);
     ADD_BOTH("/aio/fd/remove-in-read", test_fd_remove_in_read);
     ADD_BOTH("/aio/fd/remove-other-thread", test_fd_remove_other_thread);

@@ -42,7 +42,11 @@ typedef struct IotFdOps {
 /* Any thread.  Sets, replaces (@ops with any callback) or removes (@ops
  * NULL or without read, write and poll) the handler of @fd.  Removing an
  * fd that has no handler is a no-op.  Returns 0 or a negative errno
- * (-ENOMEM, -EINVAL for a negative fd). */
+ * (-ENOMEM, -EINVAL for a negative fd, -EBADF for one that is not open;
+ * a removal needs no open fd).  An fd closed while watched is reported
+ * once as an error where the backend can see it (poll: POLLNVAL; io_uring:
+ * EBADF at a re-arm; epoll drops it by itself), and then no longer
+ * watched until its handler is set again. */
 IOT_API int iot_fd_set(IotCtx *ctx, int fd, const IotFdOps *ops, void *opaque);
 
 /* QEMU's aio_set_fd_handler() shape. */
