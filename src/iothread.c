@@ -111,7 +111,7 @@ const IotPropInfo *iot_thread_props_info(size_t *count)
 
 static int prop_index(const char *name)
 {
-    for (int i = 0; i < P_COUNT; i++) {
+    for (int i = 0; name && i < P_COUNT; i++) {
         if (!strcmp(prop_info[i].name, name)) {
             return i;
         }
@@ -207,6 +207,12 @@ static int props_set_affinity(IotThreadProps *p, const char *value,
     cpu_set_t set;
     char *copy;
 
+    if (!value) { /* what QEMU says of a null for a string */
+        iot_error_setg(errp,
+                       "Invalid parameter type for 'cpu-affinity', expected: "
+                       "string");
+        return -EINVAL;
+    }
     switch (cpulist_parse(value, &set)) {
     case 0:
         break;
@@ -237,7 +243,8 @@ static int prop_lookup(const char *name, IotPropType type, IotError **errp)
     int i = prop_index(name);
 
     if (i < 0) {
-        iot_error_setg(errp, "Property 'iothread.%s' not found", name);
+        iot_error_setg(errp, "Property 'iothread.%s' not found",
+                       name ? name : "");
         return -ENOENT;
     }
     if (prop_info[i].type != type) {
@@ -1222,7 +1229,8 @@ char *iot_thread_get_str(IotThread *t, const char *name, IotError **errp)
     char *s = NULL;
 
     if (i < 0) {
-        iot_error_setg(errp, "Property 'iothread.%s' not found", name);
+        iot_error_setg(errp, "Property 'iothread.%s' not found",
+                       name ? name : "");
         return NULL;
     }
     pthread_mutex_lock(&t->props_lock);
@@ -1307,6 +1315,9 @@ int iot_thread_set_props(IotThread *t, const IotThreadProps *changes,
     Apply a = { .t = t, .changes = changes };
     int ret;
 
+    if (!changes) {
+        return 0; /* nothing to change */
+    }
     if (tls_self == t) {
         return props_update(t, changes, true, errp);
     }

@@ -746,9 +746,14 @@ static IotPool *pool_get(IotCtx *ctx)
 IotWork *iot_pool_submit(IotCtx *ctx, IotWorkFunc *func, void *arg,
                          IotWorkDoneFunc *done, void *opaque)
 {
-    IotPool *p = pool_get(ctx);
+    IotPool *p;
     IotWork *w;
 
+    if (!func) { /* refused here, not when a worker would call it */
+        errno = EINVAL;
+        return NULL;
+    }
+    p = pool_get(ctx);
     if (!p || !(w = malloc(sizeof(*w)))) {
         return NULL;
     }

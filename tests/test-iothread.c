@@ -1321,6 +1321,32 @@ static void test_id_valid(void)
     }
 }
 
+/* NULL names and values get errors, not crashes. */
+static void test_null_names(void)
+{
+    IotThread *t = new_thread("io-n", NULL);
+    IotThreadProps *p = props_new();
+    IotError *err = NULL;
+    int64_t v;
+
+    T_ASSERT_EQ(iot_thread_props_set_int(p, NULL, 1, &err), -ENOENT);
+    T_ASSERT_STR(iot_error_message(err), "Property 'iothread.' not found");
+    iot_error_free(err);
+    err = NULL;
+    T_ASSERT_EQ(iot_thread_props_set_str(p, "cpu-affinity", NULL, &err),
+                -EINVAL);
+    T_ASSERT_STR(iot_error_message(err),
+                 "Invalid parameter type for 'cpu-affinity', expected: string");
+    iot_error_free(err);
+    err = NULL;
+    T_ASSERT_EQ(iot_thread_set_str(t, "cpu-affinity", NULL, NULL), -EINVAL);
+    T_ASSERT_EQ(iot_thread_get_int(t, NULL, &v, NULL), -ENOENT);
+    T_ASSERT(iot_thread_get_str(t, NULL, NULL) == NULL);
+    T_ASSERT_EQ(iot_thread_set_props(t, NULL, NULL), 0);
+    iot_thread_props_free(p);
+    destroy_thread(t);
+}
+
 static void test_create_failure_leaves_nothing(void)
 {
     IotThread *io0 = new_thread("io0", NULL);
@@ -3873,6 +3899,7 @@ int main(int argc, char **argv)
                 test_lifecycle_last_unref_from_worker,
                 "dropped on one of its pool workers");
     t_add("/iothread/id-valid", test_id_valid);
+    t_add("/iothread/null-names", test_null_names);
     t_add("/iothread/create-failure-leaves-nothing",
           test_create_failure_leaves_nothing);
     t_add("/iothread/create-destroy-1000", test_create_destroy_1000);

@@ -357,6 +357,10 @@ static void test_submit_no_complete(void)
     POLL_UNTIL(ctx, atomic_load(&barrier.done) == 1);
     T_ASSERT_EQ(barrier.ret, 7);
     T_ASSERT_EQ(atomic_load(&side_effect), 1);
+    /* No function: refused here, not called (NULL) by a worker. */
+    errno = 0;
+    T_ASSERT(iot_pool_submit(ctx, NULL, NULL, NULL, NULL) == NULL);
+    T_ASSERT_EQ(errno, EINVAL);
     ctx_teardown(ctx);
 }
 

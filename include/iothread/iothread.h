@@ -182,7 +182,9 @@ IOT_API int iot_thread_set_int(IotThread *t, const char *name, int64_t value,
                                IotError **errp);
 IOT_API int iot_thread_set_str(IotThread *t, const char *name,
                                const char *value, IotError **errp);
-/* Any thread.  Several properties at once, all or nothing. */
+/* Any thread.  Several properties at once, all or nothing; NULL changes
+ * nothing.  (A NULL name is a property not found; a NULL string value is
+ * refused with QEMU's type error.) */
 IOT_API int iot_thread_set_props(IotThread *t, const IotThreadProps *props,
                                  IotError **errp);
 

@@ -32,8 +32,8 @@ typedef void IotWorkDoneFunc(void *opaque, int ret);
 
 /* Home thread.  Queues @func(@arg); @done(@opaque, ret) runs on the home
  * thread when it has finished (or was cancelled).  @done may be NULL.
- * Returns the work item, valid until its completion has run, or NULL if
- * memory is exhausted. */
+ * Returns the work item, valid until its completion has run, or NULL with
+ * errno set if memory is exhausted (ENOMEM) or @func is NULL (EINVAL). */
 IOT_API IotWork *iot_pool_submit(IotCtx *ctx, IotWorkFunc *func, void *arg,
                                  IotWorkDoneFunc *done, void *opaque);
 
