@@ -77,8 +77,12 @@ static void evl_post(void *loop, bnode *n)
 {
     evl *l = loop;
 
-    mpsc_push(&l->q, n);
-    event_active(&l->post_ev, EV_READ, 0);
+    /* Only the post that finds the queue empty activates the event: the
+     * callback takes everything queued by then (event_active() takes the
+     * base's lock, which a post per item would pay for nothing). */
+    if (mpsc_push(&l->q, n)) {
+        event_active(&l->post_ev, EV_READ, 0);
+    }
 }
 
 static void evl_stop_cb(void *arg)

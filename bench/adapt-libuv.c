@@ -76,8 +76,11 @@ static void uvl_post(void *loop, bnode *n)
 {
     uvl *l = loop;
 
-    mpsc_push(&l->q, n);
-    uv_async_send(&l->async);
+    /* Only the post that finds the queue empty sends: the async callback
+     * takes everything queued by then (as libevent's adapter does). */
+    if (mpsc_push(&l->q, n)) {
+        uv_async_send(&l->async);
+    }
 }
 
 static void uvl_stop_cb(void *arg)

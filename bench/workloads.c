@@ -614,7 +614,8 @@ static int w4(const bimpl *impl)
          (double)pct_i64(w4s.late, (size_t)k, 0.5), "ns");
     emit(wname, impl->name, "late_p99_ns",
          (double)pct_i64(w4s.late, (size_t)k, 0.99), "ns");
-    emit(wname, impl->name, "late_max_ns", (double)w4s.late[k - 1], "ns");
+    emit(wname, impl->name, "late_max_ns", k ? (double)w4s.late[k - 1] : 0,
+         "ns");
     emit(wname, impl->name, "due_while_arming", (double)(n - k), "timers");
     w4_release();
 
