@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -69,7 +70,8 @@ void iot_error_setg_errno(IotError **errp, int err, const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    error_setv(errp, err < 0 ? -err : err, fmt, ap);
+    /* INT_MIN has no positive twin: no errno is that anyway. */
+    error_setv(errp, err == INT_MIN ? 0 : err < 0 ? -err : err, fmt, ap);
     va_end(ap);
 }
 

@@ -4,6 +4,7 @@
  * the parameters it stores.
  */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -666,6 +667,10 @@ static void test_errors(void)
     T_ASSERT_EQ(iot_error_errno(err), ENOENT);
     iot_error_propagate(NULL, err); /* frees */
     iot_error_setg(NULL, "ignored");
+    err = NULL;
+    iot_error_setg_errno(&err, INT_MIN, "odd"); /* no UB (UBSan) */
+    T_ASSERT_EQ(iot_error_errno(err), 0);
+    iot_error_free(err);
 
     /* propagate moves into an empty *dst, and frees into a set one (the
      * first error wins; ASan sees a leak if it did not free) */

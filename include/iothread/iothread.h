@@ -102,9 +102,10 @@ IOT_API int iot_thread_stop(IotThread *t, IotError **errp);
 
 /* Any thread but the IOThread itself or one of its pool workers (those get
  * -EDEADLK and an error).  Unregisters, stops and drops the creator's
- * reference.  Refused (-EBUSY, nothing done) while iot_thread_use() holds
- * it, and (-ENOENT) once it has succeeded; an error of iot_thread_stop()
- * is returned with nothing destroyed. */
+ * reference, which may be the last: a second destroy (-ENOENT) needs a
+ * reference of the caller's own (iot_thread_ref()).  Refused (-EBUSY,
+ * nothing done) while iot_thread_use() holds it; an error of
+ * iot_thread_stop() is returned with nothing destroyed. */
 IOT_API int iot_thread_destroy(IotThread *t, IotError **errp);
 
 /* Any thread.  References keep the object (not the thread) alive.  The
