@@ -58,9 +58,10 @@ IOT_API void iot_ctx_ref(IotCtx *ctx);
 /* Any thread.  The last unref finalizes the context: the thread pool is
  * freed, deleted BHs are freed, and a BH that was never deleted aborts the
  * program with its name.  One-shots still queued are dropped without
- * running (their opaque is not freed: QEMU aborts instead).  It must not be polled concurrently, and its home
- * thread must have detached first (iot_ctx_set_current(NULL)): only the
- * finalizing thread's own current pointer is cleared. */
+ * running (their opaque is not freed: QEMU aborts instead).  It must not be
+ * polled concurrently, and its home thread must have detached first
+ * (iot_ctx_set_current(NULL)): only the finalizing thread's own current pointer
+ * is cleared. */
 IOT_API void iot_ctx_unref(IotCtx *ctx);
 
 /* Home thread.  One loop iteration, in QEMU's order: busy polling, the fd
