@@ -316,13 +316,6 @@ static int handler_set(IotCtx *ctx, int fd, const IotFdOps *ops, void *opaque,
     if (!o.poll) {
         o.poll_ready = o.poll_begin = o.poll_end = NULL;
     }
-    /* Not an open fd (closed, or past any the process may have): refused
-     * here, with a clear error, rather than watched for ever in vain (and
-     * fd_live grown to its number).  A removal needs no open fd. */
-    if ((o.read || o.write || o.poll) && fcntl(fd, F_GETFD) < 0 &&
-        errno == EBADF) {
-        return -EBADF;
-    }
     if (o.read || o.write || o.poll) {
         new_ = calloc(1, sizeof(*new_));
         if (!new_) {
@@ -350,6 +343,16 @@ static int handler_set(IotCtx *ctx, int fd, const IotFdOps *ops, void *opaque,
     if (!old && !new_) {
         iot__lockcnt_unlock(&ctx->list_lock);
         return 0;
+    }
+    /* A new fd that is not open (closed, or past any the process may
+     * have): refused with a clear error, rather than watched for ever in
+     * vain and fd_live grown to its number.  Only when the fd has no
+     * handler yet: a handler replaced (a write interest toggled, say)
+     * pays no system call.  A removal needs no open fd. */
+    if (new_ && !old && fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+        iot__lockcnt_unlock(&ctx->list_lock);
+        free(new_);
+        return -EBADF;
     }
     if (new_ && fd_live_reserve(ctx, fd) < 0) {
         iot__lockcnt_unlock(&ctx->list_lock);
