@@ -190,7 +190,7 @@ static size_t bh_take_spilled(IotCtx *ctx, struct IotBhBuf *buf, size_t n)
         }
         ctx->bh_spill_head = bh->spill_next;
         ctx->bh_spill_taken++;
-        buf->v[n++] = (IotPostSlot){ NULL, bh };
+        buf->v[n++] = (IotPostSlot){ IOT_POSTQ_BH, bh };
     }
     if (!ctx->bh_spill_head) {
         ctx->bh_spill_tail = NULL;
@@ -221,7 +221,7 @@ static void bh_enqueue(IotBh *bh, unsigned add)
     }
     if (!(old & BH_PENDING)) {
         /* Ours to post: nobody else will until the loop clears PENDING. */
-        if (iot__postq_push(ctx, NULL, bh) < 0) {
+        if (iot__postq_push(ctx, IOT_POSTQ_BH, bh) < 0) {
             bh_spill(ctx, bh); /* and notifies */
         }
         return; /* the push notified */
@@ -264,8 +264,8 @@ int iot_bh_schedule_oneshot_full(IotCtx *ctx, IotBhFunc *cb, void *opaque,
                                  const char *name)
 {
     (void)name; /* names serve leak reports; a one-shot cannot leak */
-    /* A NULL callback is how a queue slot carries an IotBh: taken as one,
-     * @opaque would be written to and freed. */
+    /* A NULL callback is how a queue slot says it is empty: this post
+     * would never be seen, nor any after it. */
     if (__builtin_expect(!cb, 0)) {
         return -EINVAL;
     }
@@ -293,7 +293,7 @@ static bool bh_run_slot(IotCtx *ctx, IotPostSlot slot)
     IotBh *bh = slot.opaque;
     unsigned flags;
 
-    if (slot.cb) {
+    if (slot.cb != IOT_POSTQ_BH) {
         slot.cb(slot.opaque);
         IOT_STAT_ADD(ctx, bh_runs, 1);
         return true;
@@ -385,7 +385,7 @@ static bool slot_due(const IotPostSlot *slot, void *opaque)
     bool *idle = opaque;
     unsigned f;
 
-    if (slot->cb) {
+    if (slot->cb != IOT_POSTQ_BH) {
         return true;
     }
     f = atomic_load_explicit(&((IotBh *)slot->opaque)->flags,
@@ -431,7 +431,7 @@ static void bh_drop_slot(IotPostSlot *slot)
 {
     IotBh *bh = slot->opaque;
 
-    if (slot->cb) {
+    if (slot->cb != IOT_POSTQ_BH) {
         return;
     }
     if (atomic_load(&bh->flags) & BH_DELETED) {
@@ -447,7 +447,7 @@ void iot__bh_ctx_finalize(IotCtx *ctx)
     assert(!ctx->slice_head);
     iot__postq_ctx_finalize(ctx, bh_drop_slot);
     for (IotBh *bh = ctx->bh_spill_head, *next; bh; bh = next) {
-        IotPostSlot slot = { NULL, bh };
+        IotPostSlot slot = { IOT_POSTQ_BH, bh };
         next = bh->spill_next;
         bh_drop_slot(&slot);
     }

@@ -193,15 +193,16 @@ void iot_ctx_main_fini(void)
  * Any thread.  The producer half of the notify handshake (section 2.3,
  * modelled in docs/spin/notify.promela).  The caller has published its
  * work (a post, a BH's flags) before calling, with a seq_cst store or
- * read-modify-write; iot_ctx_notify() adds the barrier for any other
+ * read-modify-write, or a store and then a full barrier (a post's slot,
+ * iot__postq_push_fenced()); iot_ctx_notify() adds the barrier for any other
  * publication (a timer, a handler change, a caller's flag).
  *
  * While `notified` is set the loop cannot block (notify_me_raise() checks
  * it) and has not yet accepted: its accept comes later in the single order
  * of seq_cst operations, and so does the BH take that follows it, which
- * therefore sees our (seq_cst) push; mutex-published work is seen through
- * the mutex.  So a producer that finds it set does nothing more: one load,
- * no write to a shared line, while the loop is busy.  Otherwise only the
+ * therefore sees our push (seq_cst, or fenced); mutex-published work is seen
+ * through the mutex.  So a producer that finds it set does nothing more: one
+ * load, no write to a shared line, while the loop is busy.  Otherwise only the
  * caller that flips it from false to true looks at notify_me.
  */
 void iot__ctx_notify_published(IotCtx *ctx)

@@ -521,7 +521,7 @@ static void notify_me_lower(IotCtx *ctx)
  * later leaves `notified` set for the next iteration, which then cannot
  * block.  So does one the first, plain load misses: the exchange, which
  * takes the line from a producer about to write it, is only done when
- * there is something to consume (a post seen by its tail is often
+ * there is something to consume (a post seen by its slot is often
  * accepted before its notify lands). */
 void iot__ctx_notify_accept(IotCtx *ctx)
 {

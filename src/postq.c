@@ -24,14 +24,116 @@ static pthread_once_t membarrier_once = PTHREAD_ONCE_INIT;
 static bool membarrier_ok; /* [membarrier_once] registered */
 int iot__postq_relaxed_allowed = 1;
 
+void iot__postq_bh_tag(void *opaque)
+{
+    (void)opaque;
+    abort(); /* a slot's tag, never a callback */
+}
+
+/* Any thread.  A chunk of empty slots. */
 static IotPostChunk *chunk_new(void)
 {
     IotPostChunk *c = aligned_alloc(_Alignof(IotPostChunk), sizeof(*c));
 
     if (c) {
-        c->next = NULL;
+        memset(c, 0, sizeof(*c));
     }
     return c;
+}
+
+/* Home thread.  The chunk after @c, or NULL if the producer has not moved
+ * on yet.  Acquire pairs with the release in postq_grow(): the new chunk's
+ * empty slots are seen as empty. */
+static IotPostChunk *chunk_next(IotPostChunk *c)
+{
+    return __atomic_load_n(&c->next, __ATOMIC_ACQUIRE);
+}
+
+/* Home thread.  Is @s published?  Acquire pairs with the release in
+ * iot__postq_put(): the slot's opaque and every earlier slot are seen.
+ * seq_cst: after the accept of `notified` in the single order (see
+ * iot__ctx_notify_published()), as the fenced push is. */
+static bool slot_published(const IotPostSlot *s)
+{
+    return __atomic_load_n(&s->cb, __ATOMIC_SEQ_CST) != NULL;
+}
+
+/* Home thread.  How many slots of @c from @idx on are published, at most
+ * @max.  Slots are published in order, so a published last slot of a
+ * line vouches for the whole line.  The lines are looked at POSTQ_PROBE
+ * at a time, with loads that do not wait for each other: each is a
+ * transfer from the producer's cache, and one after the other they made
+ * the count the loop's largest cost (W2).  Of the looks, the run of
+ * published ones from the first counts: a later line may have been
+ * published after an earlier one was looked at. */
+#define POSTQ_PROBE 8
+static unsigned chunk_published(IotPostChunk *c, unsigned idx, unsigned max)
+{
+    unsigned end = idx + max < IOT_POSTQ_SLOTS ? idx + max : IOT_POSTQ_SLOTS;
+    unsigned i = idx;
+
+    while (i < end) {
+        unsigned probe[POSTQ_PROBE], n = 0, mask = 0, run;
+
+        for (unsigned last = i | (IOT_POSTQ_LINE - 1); n < POSTQ_PROBE;
+             last += IOT_POSTQ_LINE) {
+            probe[n++] = last < end ? last : end - 1;
+            if (last >= end - 1) {
+                break;
+            }
+        }
+        for (unsigned k = 0; k < n; k++) {
+            mask |= (unsigned)slot_published(&c->slot[probe[k]]) << k;
+        }
+        run = (unsigned)__builtin_ctz(~mask);
+        if (run) {
+            i = probe[run - 1] + 1;
+        }
+        if (run == n) {
+            continue;
+        }
+        /* The line of probe[run] is partly published, if at all. */
+        while (i < probe[run] && slot_published(&c->slot[i])) {
+            i++;
+        }
+        break;
+    }
+    return i - idx;
+}
+
+/* Home thread (or tests, the home thread held).  The published slots of
+ * @q not yet taken, at most @max; *end_idx (if not NULL) gets the index
+ * in its chunk of the first slot after them. */
+static uint64_t postq_avail(const IotPostQ *q, uint64_t max, unsigned *end_idx)
+{
+    IotPostChunk *c = q->c_chunk;
+    unsigned idx = q->c_idx;
+    uint64_t n = 0;
+
+    while (n < max) {
+        uint64_t want = max - n;
+        unsigned k;
+
+        if (idx == IOT_POSTQ_SLOTS) {
+            IotPostChunk *next = chunk_next(c);
+            if (!next) {
+                break;
+            }
+            c = next;
+            idx = 0;
+        }
+        k = chunk_published(
+            c, idx, want < IOT_POSTQ_SLOTS ? (unsigned)want : IOT_POSTQ_SLOTS);
+        n += k;
+        idx += k;
+        if (idx < IOT_POSTQ_SLOTS) {
+            break; /* an empty slot, or @max */
+        }
+    }
+    if (end_idx) {
+        *end_idx = idx;
+    }
+    return n;
 }
 
 static void chunks_free(IotPostChunk *c)
@@ -160,8 +262,7 @@ IotPostQ *iot__postq_lookup(IotCtx *ctx)
 }
 
 /* Owner.  The current chunk is full: link a new one (one the loop handed
- * back, or fresh memory).  The link is published by the store of `tail`
- * for the first slot written into it. */
+ * back, or fresh memory), before the first slot written into it is. */
 static int postq_grow(IotPostQ *q)
 {
     IotPostChunk *c;
@@ -176,16 +277,17 @@ static int postq_grow(IotPostQ *q)
         c = q->p_free;
         q->p_free = c->next;
         c->next = NULL;
+        /* Empty again: a slot is published by filling it.  Cleared here,
+         * not by the loop as it hands the chunk back: the stores take the
+         * lines from the loop's cache all at once, and the posts then
+         * write lines of our own (the loop's clear had each post's store
+         * wait for its line to come back). */
+        memset(c->slot, 0, sizeof(c->slot));
     } else if (!(c = chunk_new())) {
         return -ENOMEM;
     }
-    /* A recycled chunk's lines are in the loop's cache, and the look
-     * ahead in iot__postq_put() stops at the end of a chunk: ask for the
-     * first ones here, or every chunk starts with a wait on each. */
-    for (unsigned i = 0; i < IOT_POSTQ_AHEAD; i += IOT_POSTQ_LINE) {
-        iot__prefetchw(&c->slot[i]);
-    }
-    q->p_chunk->next = c;
+    /* Release pairs with chunk_next(): the loop sees @c's slots empty. */
+    __atomic_store_n(&q->p_chunk->next, c, __ATOMIC_RELEASE);
     q->p_chunk = c;
     q->p_idx = 0;
     return 0;
@@ -217,12 +319,15 @@ int iot__postq_push_slow(IotCtx *ctx, IotBhFunc *cb, void *opaque)
     return iot__postq_push(ctx, cb, opaque);
 }
 
-/* The fenced path: storing the count again, seq_cst, puts the push before
- * the load of `notified` in iot__ctx_notify_published() in the single
- * order, which its fast path and the Dekker pair rely on. */
-int iot__postq_push_fenced(IotCtx *ctx, IotPostQ *q, uint64_t n)
+/* The fenced path: the full barrier puts the push before the load of
+ * `notified` in iot__ctx_notify_published() (C11: a store sequenced
+ * before a seq_cst fence is seen by every seq_cst load after that fence
+ * in the single order), which its fast path and the Dekker pair rely on.
+ * Not a second, seq_cst store of the callback: the loop may be reading
+ * the published slot with plain loads by then. */
+int iot__postq_push_fenced(IotCtx *ctx)
 {
-    atomic_store_explicit(&q->tail, n, memory_order_seq_cst);
+    iot__smp_mb();
     iot__ctx_notify_published(ctx);
     return 0;
 }
@@ -251,14 +356,6 @@ static void chunk_recycle(IotPostQ *q, IotPostChunk *c)
         &q->returned, &head, c, memory_order_release, memory_order_relaxed));
 }
 
-/* Home thread.  The published count of @q. */
-static uint64_t postq_tail(IotPostQ *q)
-{
-    /* seq_cst: after the accept of `notified` in the single order (see
-     * iot__ctx_notify_published()); its acquire half pairs with the push. */
-    return atomic_load_explicit(&q->tail, memory_order_seq_cst);
-}
-
 /* Home thread, under postq_lock.  Unlinks @q from the context's list. */
 static void postq_unlink(IotCtx *ctx, IotPostQ *q)
 {
@@ -276,10 +373,10 @@ static void postq_unlink(IotCtx *ctx, IotPostQ *q)
 /* Home thread.  Drop @q if its thread has exited and it is empty. */
 static bool postq_reap(IotCtx *ctx, IotPostQ *q)
 {
-    /* Acquire pairs with the release in tls_destroy(): a tail read after
-     * it is final. */
+    /* Acquire pairs with the release in tls_destroy(): an empty queue seen
+     * after it stays empty. */
     if (!atomic_load_explicit(&q->orphan, memory_order_acquire) ||
-        postq_tail(q) != q->head) {
+        postq_avail(q, 1, NULL) != 0) {
         return false;
     }
     if (ctx->postq_hot == q) {
@@ -322,14 +419,13 @@ static bool buf_reserve(IotPostSlot **buf, size_t *cap, size_t need)
     return true;
 }
 
-/* Home thread.  Starts fetching every queue's count and next slot at once:
- * after a hand-off both lines are in the producer's cache, and reading
- * them one after the other would pay two transfers in a row. */
+/* Home thread.  Starts fetching every queue's next slot at once: after a
+ * hand-off the lines are in the producers' caches, and reading them one
+ * after the other would pay a transfer per queue in a row. */
 static void postq_prefetch(IotCtx *ctx)
 {
     for (IotPostQ *q = atomic_load_explicit(&ctx->postqs, memory_order_acquire);
          q; q = atomic_load_explicit(&q->next, memory_order_acquire)) {
-        __builtin_prefetch(&q->tail);
         if (q->c_idx < IOT_POSTQ_SLOTS) {
             __builtin_prefetch(&q->c_chunk->slot[q->c_idx]);
         }
@@ -337,7 +433,8 @@ static void postq_prefetch(IotCtx *ctx)
 }
 
 /*
- * Home thread, after a take of @avail slots up to @tail.  While a stream
+ * Home thread, before a take of @avail slots (all that is published, or
+ * IOT_POSTQ_TAKE) that would end at @end_idx of its chunk.  While a stream
  * is running (posting is relaxed, the producer moved since the last pass,
  * and it was a batch), the slots that share a cache line with the next
  * one the producer will write are given back: reading that line now would
@@ -346,25 +443,26 @@ static void postq_prefetch(IotCtx *ctx)
  * They run in the next pass, which takes everything if the producer has
  * stopped, so nothing waits for more than one pass.  Not from the home
  * thread's own queue, whose producer is the loop itself: a pass runs all
- * that it scheduled, as QEMU's.  Returns how many.  (k <= c_idx: they
- * are in the current chunk.)
+ * that it scheduled, as QEMU's.  Returns how many to leave.  (A run that
+ * ends with its chunk ends on a whole line: the producer's next one is
+ * in the next chunk.)
  */
 static unsigned postq_leave_partial_line(IotCtx *ctx, IotPostQ *q,
-                                         uint64_t tail, uint64_t avail)
+                                         uint64_t avail, unsigned end_idx)
 {
-    unsigned k = q->c_idx % IOT_POSTQ_LINE;
-    bool moving = tail != q->seen_tail;
+    unsigned k = end_idx < IOT_POSTQ_SLOTS ? end_idx % IOT_POSTQ_LINE : 0;
+    uint64_t end = q->head + avail;
+    bool moving = end != q->seen_end;
 
-    q->seen_tail = tail;
-    /* Not when the take stopped short of @tail (IOT_POSTQ_TAKE): the line
-     * at c_idx is then not the producer's. */
-    if (!k || !moving || q->head != tail || avail < 2 * IOT_POSTQ_LINE ||
+    q->seen_end = end;
+    /* Not when the take stops short of the end (IOT_POSTQ_TAKE): the line
+     * there is then not the producer's. */
+    if (!k || !moving || avail >= IOT_POSTQ_TAKE ||
+        avail < 2 * IOT_POSTQ_LINE ||
         !atomic_load_explicit(&ctx->post_relaxed, memory_order_relaxed) ||
         q->owner == (const void *)&tls_queues) {
         return 0;
     }
-    q->c_idx -= k;
-    q->head -= k;
     return k;
 }
 
@@ -374,16 +472,15 @@ static unsigned postq_leave_partial_line(IotCtx *ctx, IotPostQ *q,
 static bool postq_take_one(IotCtx *ctx, IotPostQ *q, IotPostSlot **buf,
                            size_t *cap, size_t *n)
 {
-    uint64_t tail = postq_tail(q), avail = tail - q->head;
+    unsigned end_idx;
+    uint64_t avail = postq_avail(q, IOT_POSTQ_TAKE, &end_idx);
     bool all = true;
 
     if (avail == 0) {
         postq_reap(ctx, q);
         return true;
     }
-    if (avail > IOT_POSTQ_TAKE) {
-        avail = IOT_POSTQ_TAKE;
-    }
+    avail -= postq_leave_partial_line(ctx, q, avail, end_idx);
     if (!buf_reserve(buf, cap, *n + avail)) {
         /* Out of memory: take what fits (the array of the outermost pass
          * always has room, see iot__bh_ctx_init()), so that the loop goes
@@ -405,7 +502,7 @@ static bool postq_take_one(IotCtx *ctx, IotPostQ *q, IotPostSlot **buf,
 
         if (q->c_idx == IOT_POSTQ_SLOTS) {
             IotPostChunk *done = q->c_chunk;
-            q->c_chunk = done->next;
+            q->c_chunk = chunk_next(done); /* counted: not NULL */
             q->c_idx = 0;
             chunk_recycle(q, done);
         }
@@ -419,7 +516,6 @@ static bool postq_take_one(IotCtx *ctx, IotPostQ *q, IotPostSlot **buf,
         left -= k;
     }
     q->head += avail;
-    *n -= postq_leave_partial_line(ctx, q, tail, avail);
     ctx->postq_hot = q;
     return all;
 }
@@ -462,20 +558,23 @@ static bool postq_scan_one(IotPostQ *q,
                            bool (*visit)(const IotPostSlot *, void *),
                            void *opaque)
 {
-    uint64_t left = postq_tail(q) - q->head;
     IotPostChunk *c = q->c_chunk;
     unsigned idx = q->c_idx;
 
-    for (; left; left--) {
+    for (;;) {
         if (idx == IOT_POSTQ_SLOTS) {
-            c = c->next;
+            if (!(c = chunk_next(c))) {
+                return false;
+            }
             idx = 0;
+        }
+        if (!slot_published(&c->slot[idx])) {
+            return false;
         }
         if (visit(&c->slot[idx++], opaque)) {
             return true;
         }
     }
-    return false;
 }
 
 bool iot__postq_scan(IotCtx *ctx, bool (*visit)(const IotPostSlot *, void *),
@@ -497,7 +596,7 @@ void iot__postq_mark(IotCtx *ctx)
     pthread_mutex_unlock(&ctx->bh_spill_lock);
     for (IotPostQ *q = atomic_load_explicit(&ctx->postqs, memory_order_acquire);
          q; q = atomic_load_explicit(&q->next, memory_order_acquire)) {
-        q->mark = postq_tail(q);
+        q->mark = q->head + postq_avail(q, UINT64_MAX, NULL);
     }
 }
 
@@ -525,7 +624,7 @@ bool iot__postq_hot_pending(IotCtx *ctx)
 {
     IotPostQ *q = ctx->postq_hot;
 
-    return q && postq_tail(q) != q->head;
+    return q && postq_avail(q, 1, NULL) != 0;
 }
 
 bool iot__postq_pending(IotCtx *ctx)
@@ -535,11 +634,22 @@ bool iot__postq_pending(IotCtx *ctx)
     }
     for (IotPostQ *q = atomic_load_explicit(&ctx->postqs, memory_order_acquire);
          q; q = atomic_load_explicit(&q->next, memory_order_acquire)) {
-        if (postq_tail(q) != q->head) {
+        if (postq_avail(q, 1, NULL) != 0) {
             return true;
         }
     }
     return false;
+}
+
+uint64_t iot__postq_published(IotCtx *ctx)
+{
+    uint64_t n = 0;
+
+    for (IotPostQ *q = atomic_load_explicit(&ctx->postqs, memory_order_acquire);
+         q; q = atomic_load_explicit(&q->next, memory_order_acquire)) {
+        n += q->head + postq_avail(q, UINT64_MAX, NULL);
+    }
+    return n;
 }
 
 static int membarrier(int cmd)

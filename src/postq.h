@@ -4,12 +4,15 @@
  *
  * Each thread that schedules into a context gets its own queue there: an
  * unbounded single-producer, single-consumer FIFO of (callback, opaque)
- * slots, in chunks.  The producer writes a slot and publishes it with one
- * seq_cst store of its own `tail` counter; it shares no line with other
- * producers and takes no lock, and the loop reads a slot line once for
- * four posts.  A slot with a NULL callback carries an IotBh (a BH
- * scheduled for the first time); any other is a one-shot callback, which
- * needs no object at all.
+ * slots, in chunks.  A slot is published by the store of its callback,
+ * which is NULL until then: the producer writes nothing else that the
+ * loop reads, shares no line with other producers and takes no lock, and
+ * the loop reads a slot line once for four posts.  Slots are published in
+ * order, so the loop finds the end of what is published by looking at the
+ * last slot of each line.  A slot whose callback is IOT_POSTQ_BH carries
+ * an IotBh (a BH scheduled for the first time); any other is a one-shot
+ * callback, which needs no object at all.  The loop clears a chunk when
+ * it hands it back for reuse.
  *
  *                       push        take        unlink / free
  * the owning thread     own queue   -           -
@@ -38,24 +41,24 @@
 #define IOT_POSTQ_TAKE  1024 /* at most this many per queue per pass */
 #define IOT_POSTQ_LINE  4    /* slots per 64-byte cache line */
 #define IOT_POSTQ_KEEP  32   /* drained chunks kept for reuse (64 KiB) */
-/* Slots ahead that the producer asks for the line it will write: eight
- * lines, some 300 ns of a stream, which covers fetching a line back from
- * the loop's CPU when the two are on different cores (W2 in
- * BENCHMARKS.md: two lines ahead left the producer waiting on every one). */
-#define IOT_POSTQ_AHEAD 32
-_Static_assert(IOT_POSTQ_AHEAD < IOT_POSTQ_SLOTS &&
-                   IOT_POSTQ_AHEAD % IOT_POSTQ_LINE == 0,
-               "look ahead within a chunk, a line at a time");
 
 typedef struct IotPostSlot {
-    IotBhFunc *cb; /* NULL: opaque is an IotBh to run by its flags */
+    /* NULL until published (iot__postq_put(): a release store, read with
+     * atomic loads until seen); IOT_POSTQ_BH: opaque is an IotBh to run by
+     * its flags. */
+    IotBhFunc *cb;
     void *opaque;
 } IotPostSlot;
+
+/* The callback of a slot that carries an IotBh: never called. */
+void iot__postq_bh_tag(void *opaque);
+#define IOT_POSTQ_BH (&iot__postq_bh_tag)
 
 /* 64-byte aligned, so that slots 4k..4k+3 share one cache line. */
 typedef struct IotPostChunk {
     _Alignas(64) IotPostSlot slot[IOT_POSTQ_SLOTS];
-    /* [owner writes before publishing a slot in the next chunk] */
+    /* [owner stores (release) before publishing a slot in the next chunk;
+     * home loads (acquire)]; on `returned`, the link of that stack */
     struct IotPostChunk *next;
 } IotPostChunk;
 
@@ -72,24 +75,21 @@ struct IotPostQ {
     /* The producer's side: [owner]. */
     _Alignas(64) IotPostChunk *p_chunk;
     unsigned p_idx;
-    uint64_t p_count;     /* slots pushed */
     IotPostChunk *p_free; /* chunks taken back from `returned` */
 
-    /* [owner stores seq_cst, home loads]: slots published. */
-    _Alignas(64) _Atomic uint64_t tail;
-    /* Drained chunks, linked through ->next: the loop pushes each one
-     * (CAS), the owner takes them all at once (exchange), so there is no
-     * ABA.  Chunks are reused, never freed before the queue.  Not on the
-     * line of `tail`, which the producer writes at every post. */
+    /* Drained chunks, cleared and linked through ->next: the loop pushes
+     * each one (CAS), the owner takes them all at once (exchange), so
+     * there is no ABA.  Chunks are reused, never freed before the queue.
+     * Not on the producer's line, which it writes at every post. */
     _Alignas(64) _Atomic(IotPostChunk *) returned;
 
     /* The consumer's side: [home]. */
     _Alignas(64) IotPostChunk *c_chunk;
     unsigned c_idx;
     uint64_t head;       /* slots taken */
-    uint64_t seen_tail;  /* tail at the previous pass */
+    uint64_t seen_end;   /* head + what was published, at the last pass */
     unsigned c_returned; /* pushed on `returned` since it was last empty */
-    uint64_t mark;       /* tail at iot__postq_mark(); 0 if made since */
+    uint64_t mark;       /* published at iot__postq_mark(); 0 if made since */
     /* [postq_lock writes; the home thread walks it without the lock] */
     _Atomic(IotPostQ *) next;
 };
@@ -115,25 +115,21 @@ int iot__postq_push_slow(IotCtx *ctx, IotBhFunc *cb, void *opaque);
 /* Tests: the Nth slow push from now (1: the next) fails as out of memory,
  * as a thread's first post or a new chunk does when malloc fails. */
 extern _Atomic int iot__postq_fail_push_at;
-int iot__postq_push_fenced(IotCtx *ctx, IotPostQ *q, uint64_t n);
+int iot__postq_push_fenced(IotCtx *ctx);
 
 /* Owner, with room in the current chunk.  Writes the slot and publishes
- * it (release); returns the new count. */
-static inline uint64_t iot__postq_put(IotPostQ *q, IotBhFunc *cb, void *opaque)
+ * it (release). */
+static inline void iot__postq_put(IotPostQ *q, IotBhFunc *cb, void *opaque)
 {
     unsigned i = q->p_idx;
-    /* Not a load of `tail`, which the loop keeps reading. */
-    uint64_t n = ++q->p_count;
+    IotPostSlot *s = &q->p_chunk->slot[i];
 
-    if (i + IOT_POSTQ_AHEAD < IOT_POSTQ_SLOTS) {
-        iot__prefetchw(&q->p_chunk->slot[i + IOT_POSTQ_AHEAD]);
-    }
-    q->p_chunk->slot[i] = (IotPostSlot){ cb, opaque };
+    s->opaque = opaque;
+    /* Release pairs with the acquire loads of slot_published() (postq.c):
+     * the loop that sees the callback sees @opaque, every earlier slot and
+     * the link to this chunk. */
+    __atomic_store_n(&s->cb, cb, __ATOMIC_RELEASE);
     q->p_idx = i + 1;
-    /* Release pairs with the load in iot__postq_take(): the slot (and a
-     * new chunk's link) is visible to the loop that sees the count. */
-    atomic_store_explicit(&q->tail, n, memory_order_release);
-    return n;
 }
 
 /*
@@ -141,7 +137,8 @@ static inline uint64_t iot__postq_put(IotPostQ *q, IotBhFunc *cb, void *opaque)
  * @ctx, publishes it and wakes the loop if it may be asleep.  0 or
  * -ENOMEM.
  *
- * Normally the publication is a seq_cst store followed by a notify
+ * Normally the publication (the store of the slot's callback) is followed
+ * by a full barrier and a notify
  * (iot__ctx_notify_published())
  * (the Dekker pair of docs/spin/notify.promela).  While the loop is taking
  * a stream of posts it sets ctx->post_relaxed, and a producer that sees it
@@ -158,28 +155,30 @@ static inline uint64_t iot__postq_put(IotPostQ *q, IotBhFunc *cb, void *opaque)
  * membarrier covers).  Modelled: -DRELAXED in docs/spin/notify.promela.
  *
  * The fast path calls nothing but in tail position, so it saves no
- * registers on the stack: a post in a stream is the slot's two stores,
- * the producer's two counters and `tail`.  A stream is bound by how fast
- * the producer's store buffer drains (the loop reads the lines it
- * writes), and every store less is room for one more post in it.
+ * registers on the stack: a post in a stream is the slot's two stores and
+ * the producer's index.  A stream is bound by how fast the producer's
+ * store buffer drains: a store to a line the loop has read waits for the
+ * line to come back, and the stores behind it wait too.  So the producer
+ * writes no counter that the loop reads, and clears a chunk itself before
+ * reusing it (postq_grow()), so that its lines are its own when the posts
+ * write them (docs/design.md, "Pacing a stream").
  */
 static inline int iot__postq_push(IotCtx *ctx, IotBhFunc *cb, void *opaque)
 {
     IotPostQ *q = iot__postq_last;
-    uint64_t n;
 
     if (__builtin_expect(
             !q || q->ctx_id != ctx->id || q->p_idx == IOT_POSTQ_SLOTS, 0)) {
         return iot__postq_push_slow(ctx, cb, opaque);
     }
-    n = iot__postq_put(q, cb, opaque);
+    iot__postq_put(q, cb, opaque);
     atomic_signal_fence(memory_order_seq_cst); /* load after store */
     if (__builtin_expect(
             atomic_load_explicit(&ctx->post_relaxed, memory_order_relaxed),
             1)) {
         return 0;
     }
-    return iot__postq_push_fenced(ctx, q, n);
+    return iot__postq_push_fenced(ctx);
 }
 
 /* Home thread.  Moves up to IOT_POSTQ_TAKE published slots of each queue
@@ -204,10 +203,14 @@ bool iot__postq_scan(IotCtx *ctx, bool (*visit)(const IotPostSlot *, void *),
 void iot__postq_mark(IotCtx *ctx);
 bool iot__postq_marked_pending(IotCtx *ctx);
 
+/* Tests, any thread while the home thread is held (in a BH, or not
+ * running): slots published into @ctx so far, taken or not. */
+uint64_t iot__postq_published(IotCtx *ctx);
+
 /* Cheap check for the busy-poll path: any published slot not yet taken? */
 bool iot__postq_pending(IotCtx *ctx); /* home thread */
 /* Home thread.  The same for the queue the latest pass took from only:
- * one line per look, however many threads post. */
+ * one slot's line per look, however many threads post. */
 bool iot__postq_hot_pending(IotCtx *ctx);
 
 /* Home thread.  Relaxed posting (see iot__postq_push()): _begin turns it
@@ -222,8 +225,8 @@ bool iot__postq_relaxed_end(IotCtx *ctx);
  * context that busy-polls, the loop looks at the queues again only
  * IOT_POSTQ_PACE_NS after a pass that took a stream's share, and waits in
  * busy polling until then (notifier_poll(), try_poll_mode()).  Every look
- * at a queue reads the lines its producer is writing (`tail`, the last
- * slot line) and each such read costs the producer a transfer of the line
+ * at a queue reads the line its producer is writing (the last slot line)
+ * and each such read costs the producer a transfer of the line
  * back before its next store can drain: a loop that keeps up with the
  * stream by looking after every post or two costs the producer a third
  * of its rate (W2 in BENCHMARKS.md).  Looking every half microsecond

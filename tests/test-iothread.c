@@ -773,27 +773,27 @@ static void task_sleeps_settle(const char *file, int line, pid_t tid,
     task_sleeps_settle(__FILE__, __LINE__, (tid), (done))
 
 /* Published posts into @ctx, over every thread's queue, and how many
- * threads have posted there.  Read from outside the loop: the counts are
- * atomic, and the loop unlinks only the queues of exited threads. */
+ * threads have posted there.  Read from outside the loop while it is held
+ * in a BH: the slots are read atomically, and the loop unlinks only the
+ * queues of exited threads. */
 static uint64_t posts_published(IotCtx *ctx, int *queues)
 {
-    uint64_t n = 0;
-
     *queues = 0;
     for (IotPostQ *q = atomic_load(&ctx->postqs); q;
          q = atomic_load(&q->next)) {
-        n += atomic_load(&q->tail);
         (*queues)++;
     }
-    return n;
+    return iot__postq_published(ctx);
 }
 
 typedef struct Gate {
+    sem_t entered; /* the loop is held: posts_published() may look */
     sem_t sem;
 } Gate;
 
 static void gate_bh(void *opaque)
 {
+    T_ASSERT_EQ(sem_post(&((Gate *)opaque)->entered), 0);
     T_ASSERT_EQ(sem_wait(&((Gate *)opaque)->sem), 0);
 }
 
@@ -848,7 +848,9 @@ static void test_lifecycle_stop_runs_earlier_posts(void)
 
     waiter_init(&e.done);
     T_ASSERT_EQ(sem_init(&g.sem, 0, 0), 0);
+    T_ASSERT_EQ(sem_init(&g.entered, 0, 0), 0);
     T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, gate_bh, &g), 0);
+    T_ASSERT_EQ(sem_wait(&g.entered), 0);
     T_ASSERT_EQ(pthread_create(&poster, NULL, early_poster, &e), 0);
     /* The gate, the posts and the apply BH are all queued... */
     while (posts_published(ctx, &queues) < 1 + EARLY_POSTS + 1) {
@@ -874,6 +876,7 @@ static void test_lifecycle_stop_runs_earlier_posts(void)
     T_ASSERT_EQ(atomic_load(&e.ran), EARLY_POSTS);
     T_ASSERT_EQ(get_int(t, "poll-max-ns"), 1000);
     sem_destroy(&g.sem);
+    sem_destroy(&g.entered);
     waiter_destroy(&e.done);
     destroy_thread(t);
 }
