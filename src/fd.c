@@ -644,10 +644,10 @@ void iot__fd_notifier_quiet(IotCtx *ctx, unsigned long kicks)
 /* Busy polling sees iot_ctx_notify() without a system call.  Relaxed is
  * enough: the loop's accept exchange orders what it reads afterwards.
  *
- * It also looks at the tail of the queue the latest pass took from (the
- * last one in list order that gave slots).  A post publishes its tail
- * before it sets `notified`, so a lone post from that thread is seen one
- * store sooner, and its notify lands off the hand-off's path (the next
+ * It also looks at the next slot of the queue the latest pass took from
+ * (the last one in list order that gave slots).  A post publishes its
+ * slot before it sets `notified`, so a lone post from that thread is seen
+ * one store sooner, and its notify lands off the hand-off's path (the next
  * iteration accepts it and finds nothing).
  * Other threads' posts are seen by their notify: a round reads one line,
  * however many threads post.  Posts made while posting is relaxed notify

@@ -60,51 +60,35 @@ static bool slot_published(const IotPostSlot *s)
 
 /* Home thread.  How many slots of @c from @idx on are published, at most
  * @max.  Slots are published in order, so a published last slot of a
- * line vouches for the whole line.  The lines are looked at POSTQ_PROBE
- * at a time, with loads that do not wait for each other: each is a
- * transfer from the producer's cache, and one after the other they made
- * the count the loop's largest cost (W2).  Of the looks, the run of
- * published ones from the first counts: a later line may have been
- * published after an earlier one was looked at. */
-#define POSTQ_PROBE 8
+ * line vouches for the whole line.  One line at a time, never ahead of
+ * the run: a look at a line the producer has yet to write takes it from
+ * the producer's cache, and its store there then waits for it (looking
+ * eight lines at once cost W2 10 % of its posts). */
 static unsigned chunk_published(IotPostChunk *c, unsigned idx, unsigned max)
 {
     unsigned end = idx + max < IOT_POSTQ_SLOTS ? idx + max : IOT_POSTQ_SLOTS;
     unsigned i = idx;
 
     while (i < end) {
-        unsigned probe[POSTQ_PROBE], n = 0, mask = 0, run;
+        unsigned last = i | (IOT_POSTQ_LINE - 1);
 
-        for (unsigned last = i | (IOT_POSTQ_LINE - 1); n < POSTQ_PROBE;
-             last += IOT_POSTQ_LINE) {
-            probe[n++] = last < end ? last : end - 1;
-            if (last >= end - 1) {
-                break;
+        if (last >= end) {
+            last = end - 1;
+        }
+        if (!slot_published(&c->slot[last])) {
+            while (i < last && slot_published(&c->slot[i])) {
+                i++;
             }
+            break;
         }
-        for (unsigned k = 0; k < n; k++) {
-            mask |= (unsigned)slot_published(&c->slot[probe[k]]) << k;
-        }
-        run = (unsigned)__builtin_ctz(~mask);
-        if (run) {
-            i = probe[run - 1] + 1;
-        }
-        if (run == n) {
-            continue;
-        }
-        /* The line of probe[run] is partly published, if at all. */
-        while (i < probe[run] && slot_published(&c->slot[i])) {
-            i++;
-        }
-        break;
+        i = last + 1;
     }
     return i - idx;
 }
 
 /* Home thread (or tests, the home thread held).  The published slots of
- * @q not yet taken, at most @max; *end_idx (if not NULL) gets the index
- * in its chunk of the first slot after them. */
-static uint64_t postq_avail(const IotPostQ *q, uint64_t max, unsigned *end_idx)
+ * @q not yet taken, at most @max. */
+static uint64_t postq_avail(const IotPostQ *q, uint64_t max)
 {
     IotPostChunk *c = q->c_chunk;
     unsigned idx = q->c_idx;
@@ -129,9 +113,6 @@ static uint64_t postq_avail(const IotPostQ *q, uint64_t max, unsigned *end_idx)
         if (idx < IOT_POSTQ_SLOTS) {
             break; /* an empty slot, or @max */
         }
-    }
-    if (end_idx) {
-        *end_idx = idx;
     }
     return n;
 }
@@ -246,7 +227,6 @@ IotPostQ *iot__postq_lookup(IotCtx *ctx)
         return NULL;
     }
     q->ctx_id = ctx->id;
-    q->owner = &tls_queues;
     atomic_init(&q->refs, 2);
     q->tls_next = tls_queues;
     tls_queues = q;
@@ -376,7 +356,7 @@ static bool postq_reap(IotCtx *ctx, IotPostQ *q)
     /* Acquire pairs with the release in tls_destroy(): an empty queue seen
      * after it stays empty. */
     if (!atomic_load_explicit(&q->orphan, memory_order_acquire) ||
-        postq_avail(q, 1, NULL) != 0) {
+        postq_avail(q, 1) != 0) {
         return false;
     }
     if (ctx->postq_hot == q) {
@@ -432,55 +412,19 @@ static void postq_prefetch(IotCtx *ctx)
     }
 }
 
-/*
- * Home thread, before a take of @avail slots (all that is published, or
- * IOT_POSTQ_TAKE) that would end at @end_idx of its chunk.  While a stream
- * is running (posting is relaxed, the producer moved since the last pass,
- * and it was a batch), the slots that share a cache line with the next
- * one the producer will write are given back: reading that line now would
- * take it from the producer in the middle of filling it, and it would have
- * to fetch it back (W2 ran at half speed when the loop kept up this way).
- * They run in the next pass, which takes everything if the producer has
- * stopped, so nothing waits for more than one pass.  Not from the home
- * thread's own queue, whose producer is the loop itself: a pass runs all
- * that it scheduled, as QEMU's.  Returns how many to leave.  (A run that
- * ends with its chunk ends on a whole line: the producer's next one is
- * in the next chunk.)
- */
-static unsigned postq_leave_partial_line(IotCtx *ctx, IotPostQ *q,
-                                         uint64_t avail, unsigned end_idx)
-{
-    unsigned k = end_idx < IOT_POSTQ_SLOTS ? end_idx % IOT_POSTQ_LINE : 0;
-    uint64_t end = q->head + avail;
-    bool moving = end != q->seen_end;
-
-    q->seen_end = end;
-    /* Not when the take stops short of the end (IOT_POSTQ_TAKE): the line
-     * there is then not the producer's. */
-    if (!k || !moving || avail >= IOT_POSTQ_TAKE ||
-        avail < 2 * IOT_POSTQ_LINE ||
-        !atomic_load_explicit(&ctx->post_relaxed, memory_order_relaxed) ||
-        q->owner == (const void *)&tls_queues) {
-        return 0;
-    }
-    return k;
-}
-
 /* Home thread.  Moves what @q has published (up to IOT_POSTQ_TAKE) into
  * *buf after its *n slots.  False if the array could not hold all of it
  * (out of memory): what fitted is taken, and the pass must stop. */
 static bool postq_take_one(IotCtx *ctx, IotPostQ *q, IotPostSlot **buf,
                            size_t *cap, size_t *n)
 {
-    unsigned end_idx;
-    uint64_t avail = postq_avail(q, IOT_POSTQ_TAKE, &end_idx);
+    uint64_t avail = postq_avail(q, IOT_POSTQ_TAKE);
     bool all = true;
 
     if (avail == 0) {
         postq_reap(ctx, q);
         return true;
     }
-    avail -= postq_leave_partial_line(ctx, q, avail, end_idx);
     if (!buf_reserve(buf, cap, *n + avail)) {
         /* Out of memory: take what fits (the array of the outermost pass
          * always has room, see iot__bh_ctx_init()), so that the loop goes
@@ -596,7 +540,7 @@ void iot__postq_mark(IotCtx *ctx)
     pthread_mutex_unlock(&ctx->bh_spill_lock);
     for (IotPostQ *q = atomic_load_explicit(&ctx->postqs, memory_order_acquire);
          q; q = atomic_load_explicit(&q->next, memory_order_acquire)) {
-        q->mark = q->head + postq_avail(q, UINT64_MAX, NULL);
+        q->mark = q->head + postq_avail(q, UINT64_MAX);
     }
 }
 
@@ -624,7 +568,7 @@ bool iot__postq_hot_pending(IotCtx *ctx)
 {
     IotPostQ *q = ctx->postq_hot;
 
-    return q && postq_avail(q, 1, NULL) != 0;
+    return q && postq_avail(q, 1) != 0;
 }
 
 bool iot__postq_pending(IotCtx *ctx)
@@ -634,7 +578,7 @@ bool iot__postq_pending(IotCtx *ctx)
     }
     for (IotPostQ *q = atomic_load_explicit(&ctx->postqs, memory_order_acquire);
          q; q = atomic_load_explicit(&q->next, memory_order_acquire)) {
-        if (postq_avail(q, 1, NULL) != 0) {
+        if (postq_avail(q, 1) != 0) {
             return true;
         }
     }
@@ -647,7 +591,7 @@ uint64_t iot__postq_published(IotCtx *ctx)
 
     for (IotPostQ *q = atomic_load_explicit(&ctx->postqs, memory_order_acquire);
          q; q = atomic_load_explicit(&q->next, memory_order_acquire)) {
-        n += q->head + postq_avail(q, UINT64_MAX, NULL);
+        n += q->head + postq_avail(q, UINT64_MAX);
     }
     return n;
 }

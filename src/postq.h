@@ -11,8 +11,8 @@
  * order, so the loop finds the end of what is published by looking at the
  * last slot of each line.  A slot whose callback is IOT_POSTQ_BH carries
  * an IotBh (a BH scheduled for the first time); any other is a one-shot
- * callback, which needs no object at all.  The loop clears a chunk when
- * it hands it back for reuse.
+ * callback, which needs no object at all.  A chunk the loop has drained
+ * goes back to the producer, which clears it before it writes it again.
  *
  *                       push        take        unlink / free
  * the owning thread     own queue   -           -
@@ -68,18 +68,16 @@ struct IotPostQ {
     IotPostQ *tls_next;   /* [owner] the thread's queues */
     atomic_bool orphan;   /* [owner sets at exit, home reads] */
     atomic_bool ctx_gone; /* [finalize sets, owner reads] */
-    /* [const] its thread, while it lives (the address of a thread-local):
-     * the loop's own queue has no other writer (postq.c) */
-    const void *owner;
 
     /* The producer's side: [owner]. */
     _Alignas(64) IotPostChunk *p_chunk;
     unsigned p_idx;
     IotPostChunk *p_free; /* chunks taken back from `returned` */
 
-    /* Drained chunks, cleared and linked through ->next: the loop pushes
-     * each one (CAS), the owner takes them all at once (exchange), so
-     * there is no ABA.  Chunks are reused, never freed before the queue.
+    /* Drained chunks (their slots as the loop left them: the producer
+     * clears one as it takes it up), linked through ->next: the loop
+     * pushes each one (CAS), the owner takes them all at once (exchange),
+     * so there is no ABA.  A chunk on it is freed only with the queue.
      * Not on the producer's line, which it writes at every post. */
     _Alignas(64) _Atomic(IotPostChunk *) returned;
 
@@ -87,7 +85,6 @@ struct IotPostQ {
     _Alignas(64) IotPostChunk *c_chunk;
     unsigned c_idx;
     uint64_t head;       /* slots taken */
-    uint64_t seen_end;   /* head + what was published, at the last pass */
     unsigned c_returned; /* pushed on `returned` since it was last empty */
     uint64_t mark;       /* published at iot__postq_mark(); 0 if made since */
     /* [postq_lock writes; the home thread walks it without the lock] */
@@ -96,9 +93,8 @@ struct IotPostQ {
 
 extern IOT_TLS IotPostQ *iot__postq_last;
 
-/* Ask for a line we are about to write, ahead of time: a chunk coming back
- * from the loop is in its cache, and a store that waits for the line holds
- * up the store buffer.  A hint only. */
+/* Ask for a line we are about to write, ahead of time (bh.c: a pass's
+ * opaques, which their callbacks write).  A hint only. */
 static inline void iot__prefetchw(const void *p)
 {
 #if defined(__x86_64__) || defined(__i386__)
