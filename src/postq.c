@@ -43,10 +43,13 @@ static IotPostChunk *chunk_new(void)
 
 /* Home thread.  The chunk after @c, or NULL if the producer has not moved
  * on yet.  Acquire pairs with the release in postq_grow(): the new chunk's
- * empty slots are seen as empty. */
+ * empty slots are seen as empty.  seq_cst, as slot_published(): a post
+ * into a new chunk is found through the link, which must therefore come
+ * after the accept of `notified` in the single order too (a plain load on
+ * x86, the same instruction as acquire on arm64). */
 static IotPostChunk *chunk_next(IotPostChunk *c)
 {
-    return __atomic_load_n(&c->next, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&c->next, __ATOMIC_SEQ_CST);
 }
 
 /* Home thread.  Is @s published?  Acquire pairs with the release in
