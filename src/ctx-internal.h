@@ -234,6 +234,11 @@ struct IotCtx {
     bool ring_max_stale;
     int64_t ring_idle_scan_ns;
     bool poll_started; /* [home] io_poll_begin called */
+    /* [home] The window of a near timer: a timer due within it is busy
+     * polled for instead of slept for (try_poll_mode()).  It adapts as a
+     * handler's does, with the time from an iteration's start to the
+     * timer that fired in it (poll.c timer_window_adapt()). */
+    int64_t timer_poll_ns;
 
     /* ---- fd monitoring backend ---- */
     _Atomic(const IotFdmonOps *) fdmon; /* [list writes, any reads] */

@@ -44,6 +44,7 @@ static void params_refresh(IotCtx *ctx)
         h->poll_ns = 0;
     }
     ctx->ring_max_ns = 0;
+    ctx->timer_poll_ns = 0;
     ctx->ring_max_cnt = ctx->ring_len;
     ctx->ring_max_stale = false;
 }
@@ -386,6 +387,9 @@ static bool try_poll_mode(IotCtx *ctx, IotReadyList *ready, int64_t *timeout)
             max_ns = h->poll_ns;
         }
     }
+    if (*timeout > max_ns && *timeout <= ctx->timer_poll_ns) {
+        max_ns = *timeout; /* poll until the timer is due */
+    }
     IOT_STAT_SET(ctx, poll_window_ns, max_ns);
     if (iot__postq_paced(ctx)) {
         /* A stream: poll at least until the queues' next look.  The
@@ -599,11 +603,24 @@ static void fd_wait(IotCtx *ctx, IotReadyList *ready, int64_t timeout)
  * which leaves poll mode (GLib never busy polls) into this iteration's
  * ready list and adjusts no polling window (block_ns 0, as QEMU's
  * aio_dispatch). */
+/* Home thread.  A timer fired in an iteration that was to wait @due ns
+ * for it (the timeout at the iteration's start): the timer window adapts
+ * with that as block_ns, by the rule of a handler's.  Not the end of the
+ * wait, which for a loop that slept includes its own wake-up (as in
+ * iot__poll_block_ns()): timers 10 us apart would count as 35 us on this
+ * kind of machine and shrink the window they need.  Dense timers thus
+ * grow it, and the loop busy polls from one to the next (W4); a timer
+ * further away than poll-max-ns shrinks it, as an idle handler's. */
+static void timer_window_adapt(IotCtx *ctx, int64_t due)
+{
+    ctx->timer_poll_ns = iot__poll_adjust(ctx->timer_poll_ns, due, &ctx->param);
+}
+
 static bool ctx_iterate(IotCtx *ctx, bool blocking, bool gsource)
 {
     IotReadyList ready = { NULL, NULL };
     bool progress, may_block, polled, paced;
-    int64_t timeout, start = 0, block_ns = 0;
+    int64_t timeout, due, start = 0, block_ns = 0;
 
     assert(iot_ctx_current() == ctx);
 
@@ -645,6 +662,7 @@ static bool ctx_iterate(IotCtx *ctx, bool blocking, bool gsource)
     /* Paced (postq.h), the timeout does not look at the queues. */
     paced = blocking && iot__postq_paced(ctx);
     timeout = blocking ? iot__ctx_timeout(ctx) : 0;
+    due = timeout;
     /* Handlers found ready here run in dispatch_ready(), which counts
      * their progress (the notifier's never counts). */
     polled = try_poll_mode(ctx, &ready, &timeout);
@@ -690,7 +708,12 @@ static bool ctx_iterate(IotCtx *ctx, bool blocking, bool gsource)
     iot__handlers_free_deleted(ctx);
     iot__lockcnt_dec(&ctx->list_lock);
 
-    progress |= iot__timers_run(ctx);
+    if (iot__timers_run(ctx)) {
+        progress = true;
+        if (due > 0 && ctx->param.max_ns && !gsource) {
+            timer_window_adapt(ctx, due);
+        }
+    }
     return progress;
 }
 

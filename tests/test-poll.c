@@ -1271,6 +1271,72 @@ static void test_home_add_ends_stretch(void)
     home_add_ends_stretch(IOT_FDMON_IO_URING);
 }
 
+/* Timers 200 us apart, each armed by the one before (poll-max-ns 1 ms):
+ * the timer window grows to cover the gap, and the loop then busy polls
+ * from one timer to the next instead of sleeping for each (W4: a sleeping
+ * wake-up made the timers ~25 us late on this kind of machine).  Without
+ * the window every gap is spent blocked. */
+#define CHAIN_GAP_NS 200000
+#define CHAIN_RUNS   40
+
+typedef struct TimerChain {
+    IotTimer *t;
+    int fired;
+} TimerChain;
+
+static void chain_cb(void *opaque)
+{
+    TimerChain *c = opaque;
+
+    if (++c->fired < CHAIN_RUNS) {
+        iot_timer_mod(c->t, iot_clock_ns(IOT_CLOCK_MONOTONIC) + CHAIN_GAP_NS);
+    }
+}
+
+static void timer_window(IotFdmonKind k)
+{
+    TimerChain c = { NULL, 0 };
+    IotCtxStats s0, s1;
+    IotCtx *ctx;
+
+    kind = k;
+    ctx = setup(1000000, 0, 0);
+    iot__test_clock = NULL;
+    c.t = iot_timer_new(ctx, IOT_CLOCK_MONOTONIC, chain_cb, &c);
+    T_ASSERT(c.t != NULL);
+    iot_timer_mod(c.t, iot_clock_ns(IOT_CLOCK_MONOTONIC) + CHAIN_GAP_NS);
+    while (c.fired < CHAIN_RUNS / 2) {
+        iot_ctx_poll(ctx, true);
+    }
+    T_ASSERT(ctx->timer_poll_ns >= CHAIN_GAP_NS);
+    iot_ctx_get_stats(ctx, &s0);
+    while (c.fired < CHAIN_RUNS) {
+        iot_ctx_poll(ctx, true);
+    }
+    iot_ctx_get_stats(ctx, &s1);
+    /* Blocked for less than half of the last 20 gaps (all of them
+     * without the window). */
+    T_ASSERT(s1.idle_ns - s0.idle_ns <
+             (uint64_t)CHAIN_GAP_NS * (CHAIN_RUNS / 2) / 2);
+    /* A timer further away than poll-max-ns shrinks it (poll-shrink 0:
+     * to nothing), as an idle handler's. */
+    iot_timer_mod(c.t, iot_clock_ns(IOT_CLOCK_MONOTONIC) + 2000000);
+    while (c.fired < CHAIN_RUNS + 1) {
+        iot_ctx_poll(ctx, true);
+    }
+    T_ASSERT_EQ(ctx->timer_poll_ns, 0);
+    iot_timer_free(c.t);
+    iot_ctx_unref(ctx);
+}
+
+static void test_timer_window(void)
+{
+    timer_window(IOT_FDMON_POLL);
+    timer_window(IOT_FDMON_EPOLL);
+    need_io_uring(); /* poll and epoll passed: the rest is skipped */
+    timer_window(IOT_FDMON_IO_URING);
+}
+
 int main(int argc, char **argv)
 {
     t_add("/poll/adjust/start-4000", test_adjust_start);
@@ -1302,5 +1368,6 @@ int main(int argc, char **argv)
     t_add("/poll/io_uring/stats-chore", test_io_uring_stats_chore);
     t_add("/poll/notify-ends-stretch", test_notify_ends_stretch);
     t_add("/poll/home-add-ends-stretch", test_home_add_ends_stretch);
+    t_add("/poll/timer-window", test_timer_window);
     return t_run(argc, argv);
 }
