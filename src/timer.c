@@ -250,8 +250,11 @@ static void timer_arm(IotTimer *t, int64_t expire, bool anticipate)
     wake = tl->heap[0] == t && expire < old_first;
     pthread_mutex_unlock(&tl->lock);
 
-    if (wake) {
-        /* The loop may be sleeping towards the old, later deadline. */
+    /* The loop may be sleeping towards the old, later deadline; not if
+     * it is this thread (a callback's, or between iterations): its next
+     * timeout computation sees the timer.  A notify to itself would only
+     * cost a barrier and end its next busy-poll stretch for nothing. */
+    if (wake && iot_ctx_current() != t->ctx) {
         iot_ctx_notify(t->ctx);
     }
 }

@@ -441,15 +441,25 @@ static void test_item10_timers(void)
     T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
     T_ASSERT_EQ(r.runs, 2);
 
-    /* Wake only when the earliest deadline moves earlier. */
+    /* Wake only when the earliest deadline moves earlier, and only a
+     * loop on another thread: the test thread arms with the context not
+     * current, then takes it back to poll.  The loop's own thread does
+     * not notify itself (its next timeout sees the timer). */
     now = iot_clock_ns(IOT_CLOCK_MONOTONIC);
+    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
     iot_timer_mod(r.t, now + 10 * IOT_NS_PER_S);
     T_ASSERT_TRUE(atomic_load(&ctx->notified));
+    T_ASSERT_EQ(iot_ctx_set_current(ctx), 0);
     T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
     iot_timer_mod(r.t, now + 20 * IOT_NS_PER_S);
     T_ASSERT_FALSE(atomic_load(&ctx->notified));
     iot_timer_mod(r.t, now + 5 * IOT_NS_PER_S);
     T_ASSERT_TRUE(atomic_load(&ctx->notified));
+    T_ASSERT_EQ(iot_ctx_set_current(ctx), 0);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    iot_timer_mod(r.t, now + 2 * IOT_NS_PER_S);
+    T_ASSERT_FALSE(atomic_load(&ctx->notified));
 
     iot_timer_free(r.t);
     iot_ctx_unref(ctx);

@@ -569,25 +569,39 @@ static void test_deadline(void)
 
 /* ---- /aio/timer/wake-only-when-earlier ---- */
 
+/* The test thread arms as a thread other than the loop's (the context is
+ * not its current one), and takes the loop's place only to poll. */
+static bool poll_home(IotCtx *ctx)
+{
+    bool progress;
+
+    T_ASSERT_EQ(iot_ctx_set_current(ctx), 0);
+    progress = iot_ctx_poll(ctx, false);
+    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+    return progress;
+}
+
 static void test_wake_only_when_earlier(void)
 {
     IotCtx *ctx = ctx_setup();
     IotTimer *a, *b, *c, *d;
     int64_t now;
 
+    T_ASSERT_EQ(iot_ctx_set_current(NULL), 0);
+
     a = timer_new(ctx, MONO, never_cb, NULL);
     b = timer_new(ctx, MONO, never_cb, NULL);
     c = timer_new(ctx, MONO, never_cb, NULL);
     d = timer_new(ctx, MONO, never_cb, NULL);
 
-    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_FALSE(poll_home(ctx));
     T_ASSERT_FALSE(notified(ctx));
 
     now = iot_clock_ns(MONO);
     /* The first timer is a new earliest deadline: wake. */
     iot_timer_mod(a, now + 10 * IOT_NS_PER_S);
     T_ASSERT_TRUE(notified(ctx));
-    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_FALSE(poll_home(ctx));
     T_ASSERT_FALSE(notified(ctx));
 
     /* Later than the earliest: no wake. */
@@ -603,7 +617,7 @@ static void test_wake_only_when_earlier(void)
     /* Earlier: wake. */
     iot_timer_mod(c, now + 5 * IOT_NS_PER_S);
     T_ASSERT_TRUE(notified(ctx));
-    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_FALSE(poll_home(ctx));
     T_ASSERT_FALSE(notified(ctx));
 
     /* Re-arming the earliest later while it stays the earliest: no wake
@@ -629,7 +643,7 @@ static void test_wake_only_when_earlier(void)
      * wake (b at 30 s, c at 40 s; b to 2 s). */
     iot_timer_mod(b, now + 2 * IOT_NS_PER_S);
     T_ASSERT_TRUE(notified(ctx));
-    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    T_ASSERT_FALSE(poll_home(ctx));
     T_ASSERT_FALSE(notified(ctx));
 
     /* mod_anticipate to a new earliest: wake. */
@@ -641,6 +655,13 @@ static void test_wake_only_when_earlier(void)
     iot_timer_mod(c, now + IOT_NS_PER_S / 2);
     T_ASSERT_TRUE(notified(ctx));
     atomic_store(&ctx->notified, false);
+
+    /* The loop's own thread (a callback's, or between iterations) does
+     * not notify itself: its next timeout computation sees the timer. */
+    T_ASSERT_EQ(iot_ctx_set_current(ctx), 0);
+    iot_timer_mod(c, now + IOT_NS_PER_S / 4);
+    T_ASSERT_FALSE(notified(ctx));
+    T_ASSERT(iot_ctx_timer_deadline_ns(ctx) <= IOT_NS_PER_S / 4);
 
     iot_timer_free(a);
     iot_timer_free(b);
