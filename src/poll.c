@@ -302,10 +302,15 @@ static bool run_poll_handlers(IotCtx *ctx, IotReadyList *ready, int64_t max_ns,
     if (hit || completion) {
         IOT_STAT_ADD(ctx, poll_hits, !chore);
         *timeout = 0;
+    } else if (*timeout != -1 && elapsed >= *timeout) {
+        /* Polled until the timeout: a timer is due (the timer window),
+         * which is what the stretch waited for. */
+        IOT_STAT_ADD(ctx, poll_hits, 1);
+        *timeout = 0;
     } else {
         IOT_STAT_ADD(ctx, poll_misses, 1);
         if (*timeout != -1) {
-            *timeout = *timeout > elapsed ? *timeout - elapsed : 0;
+            *timeout -= elapsed;
         }
     }
     return hit;
@@ -387,10 +392,10 @@ static bool try_poll_mode(IotCtx *ctx, IotReadyList *ready, int64_t *timeout)
             max_ns = h->poll_ns;
         }
     }
+    IOT_STAT_SET(ctx, poll_window_ns, max_ns);
     if (*timeout > max_ns && *timeout <= ctx->timer_poll_ns) {
         max_ns = *timeout; /* poll until the timer is due */
     }
-    IOT_STAT_SET(ctx, poll_window_ns, max_ns);
     if (iot__postq_paced(ctx)) {
         /* A stream: poll at least until the queues' next look.  The
          * window may be anything up to INT64_MAX (poll-max-ns): saturate. */

@@ -1318,6 +1318,12 @@ static void timer_window(IotFdmonKind k)
      * without the window). */
     T_ASSERT(s1.idle_ns - s0.idle_ns <
              (uint64_t)CHAIN_GAP_NS * (CHAIN_RUNS / 2) / 2);
+    /* A stretch that polls until its timer is a hit, not a miss; the
+     * re-arm, made by the loop's own thread, notifies nobody, so no
+     * stretch ends at once on the notifier either. */
+    T_ASSERT(s1.poll_misses - s0.poll_misses < CHAIN_RUNS / 4);
+    T_ASSERT(s1.poll_hits - s0.poll_hits >= CHAIN_RUNS / 4);
+    T_ASSERT(s1.poll_hits - s0.poll_hits <= CHAIN_RUNS / 2 + 2);
     /* A timer further away than poll-max-ns shrinks it (poll-shrink 0:
      * to nothing), as an idle handler's. */
     iot_timer_mod(c.t, iot_clock_ns(IOT_CLOCK_MONOTONIC) + 2000000);
