@@ -210,6 +210,13 @@ static void bh_enqueue(IotBh *bh, unsigned add)
      * and free it (one-shot, or deleted) at any moment. */
     IotCtx *ctx = bh->ctx;
     unsigned old = atomic_load_explicit(&bh->flags, memory_order_relaxed);
+    /* An idle schedule made by the loop's own thread (a BH that schedules
+     * itself idle again from its callback) notifies nobody: the thread's
+     * next timeout sees the slot, its own store, and waits the idle
+     * period, as QEMU's loop does.  A notify would leave `notified` set,
+     * which the loop does not block on: it would spin.  (GLib's prepare
+     * takes such a notify itself: glib.c.) */
+    bool quiet = (add & BH_IDLE) && iot_ctx_current() == ctx;
 
     /* acq_rel pairs with the fetch_and in bh_dequeue(): the loop that runs
      * the callback sees what the caller wrote before scheduling.  seq_cst
@@ -221,10 +228,14 @@ static void bh_enqueue(IotBh *bh, unsigned add)
     }
     if (!(old & BH_PENDING)) {
         /* Ours to post: nobody else will until the loop clears PENDING. */
-        if (iot__postq_push(ctx, IOT_POSTQ_BH, bh) < 0) {
+        if ((quiet ? iot__postq_push_quiet(ctx, IOT_POSTQ_BH, bh)
+                   : iot__postq_push(ctx, IOT_POSTQ_BH, bh)) < 0) {
             bh_spill(ctx, bh); /* and notifies */
         }
-        return; /* the push notified */
+        return; /* the push notified, if it had to */
+    }
+    if (quiet) {
+        return;
     }
     if (add == BH_SCHEDULED &&
         (old & (BH_SCHEDULED | BH_IDLE | BH_DELETED)) == BH_SCHEDULED) {

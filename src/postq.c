@@ -278,7 +278,9 @@ static int postq_grow(IotPostQ *q)
 
 _Atomic int iot__postq_fail_push_at;
 
-int iot__postq_push_slow(IotCtx *ctx, IotBhFunc *cb, void *opaque)
+/* Any thread.  The calling thread's queue into @ctx, with room for a
+ * slot; NULL: out of memory. */
+static IotPostQ *postq_room(IotCtx *ctx)
 {
     IotPostQ *q = iot__postq_last;
 
@@ -286,20 +288,42 @@ int iot__postq_push_slow(IotCtx *ctx, IotBhFunc *cb, void *opaque)
             0 &&
         atomic_fetch_sub_explicit(&iot__postq_fail_push_at, 1,
                                   memory_order_relaxed) == 1) {
-        return -ENOMEM;
+        return NULL;
     }
 
     if (!q || q->ctx_id != ctx->id) {
         q = iot__postq_lookup(ctx); /* and caches it in iot__postq_last */
         if (!q) {
-            return -ENOMEM;
+            return NULL;
         }
     }
     if (q->p_idx == IOT_POSTQ_SLOTS && postq_grow(q) < 0) {
+        return NULL;
+    }
+    return q;
+}
+
+int iot__postq_push_slow(IotCtx *ctx, IotBhFunc *cb, void *opaque)
+{
+    if (!postq_room(ctx)) {
         return -ENOMEM;
     }
     /* The fast path holds now: the cached queue is @ctx's, with room. */
     return iot__postq_push(ctx, cb, opaque);
+}
+
+int iot__postq_push_quiet(IotCtx *ctx, IotBhFunc *cb, void *opaque)
+{
+    IotPostQ *q = iot__postq_last;
+
+    if (!q || q->ctx_id != ctx->id || q->p_idx == IOT_POSTQ_SLOTS) {
+        q = postq_room(ctx);
+        if (!q) {
+            return -ENOMEM;
+        }
+    }
+    iot__postq_put(q, cb, opaque);
+    return 0;
 }
 
 /* The fenced path: the full barrier puts the push before the load of

@@ -177,6 +177,12 @@ static inline int iot__postq_push(IotCtx *ctx, IotBhFunc *cb, void *opaque)
     return iot__postq_push_fenced(ctx);
 }
 
+/* The home thread of @ctx only (iot_ctx_current() == ctx).  As
+ * iot__postq_push(), without the barrier and the notify: the loop is this
+ * thread, whose next look at the queues sees its own store.  0 or
+ * -ENOMEM. */
+int iot__postq_push_quiet(IotCtx *ctx, IotBhFunc *cb, void *opaque);
+
 /* Home thread.  Moves up to IOT_POSTQ_TAKE published slots of each queue
  * into @buf (grown as needed), FIFO per queue; unlinks the queues of
  * exited threads once they are empty.  Returns the number taken.  If @buf

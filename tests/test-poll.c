@@ -1343,6 +1343,54 @@ static void test_timer_window(void)
     timer_window(IOT_FDMON_IO_URING);
 }
 
+/* An idle BH that schedules itself again from its callback runs once per
+ * idle period (10 ms), as in QEMU's loop, not in a spin: the schedule is
+ * the loop thread's own and notifies nobody (a notify would leave
+ * `notified` set, and the loop does not block on it).  Polling off, so
+ * the loop's only way to wait is to block. */
+typedef struct IdleLoop {
+    IotBh *bh;
+    int runs;
+} IdleLoop;
+
+static void idle_again(void *opaque)
+{
+    IdleLoop *l = opaque;
+
+    l->runs++;
+    iot_bh_schedule_idle(l->bh);
+}
+
+static void test_idle_bh_reschedules_itself(void)
+{
+    IdleLoop l = { NULL, 0 };
+    IotCtxStats s0, s1;
+    int64_t t0;
+    IotCtx *ctx;
+
+    kind = IOT_FDMON_EPOLL;
+    ctx = setup(0, 0, 0);
+    iot__test_clock = NULL;
+    l.bh = iot_bh_new(ctx, idle_again, &l);
+    iot_bh_schedule_idle(l.bh);
+    iot_ctx_get_stats(ctx, &s0);
+    t0 = iot_clock_ns(IOT_CLOCK_MONOTONIC);
+    while (iot_clock_ns(IOT_CLOCK_MONOTONIC) - t0 < 200 * IOT_NS_PER_MS) {
+        iot_ctx_poll(ctx, true);
+    }
+    iot_ctx_get_stats(ctx, &s1);
+    /* About 20 runs, each after 10 ms asleep (a spin: hundreds of
+     * thousands, never asleep). */
+    T_ASSERT(l.runs >= 1);
+    T_ASSERT(l.runs < 100);
+    T_ASSERT(s1.idle_ns - s0.idle_ns > 100 * IOT_NS_PER_MS);
+    /* From another thread, the schedule still wakes a loop that sleeps
+     * with no timeout: section9/item3 and the cross-thread BH tests. */
+    iot_bh_delete(l.bh);
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
+    iot_ctx_unref(ctx);
+}
+
 int main(int argc, char **argv)
 {
     t_add("/poll/adjust/start-4000", test_adjust_start);
@@ -1375,5 +1423,6 @@ int main(int argc, char **argv)
     t_add("/poll/notify-ends-stretch", test_notify_ends_stretch);
     t_add("/poll/home-add-ends-stretch", test_home_add_ends_stretch);
     t_add("/poll/timer-window", test_timer_window);
+    t_add("/poll/idle-bh-reschedules-itself", test_idle_bh_reschedules_itself);
     return t_run(argc, argv);
 }
