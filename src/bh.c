@@ -210,13 +210,13 @@ static void bh_enqueue(IotBh *bh, unsigned add)
      * and free it (one-shot, or deleted) at any moment. */
     IotCtx *ctx = bh->ctx;
     unsigned old = atomic_load_explicit(&bh->flags, memory_order_relaxed);
-    /* An idle schedule made by the loop's own thread (a BH that schedules
-     * itself idle again from its callback) notifies nobody: the thread's
-     * next timeout sees the slot, its own store, and waits the idle
-     * period, as QEMU's loop does.  A notify would leave `notified` set,
-     * which the loop does not block on: it would spin.  (GLib's prepare
-     * takes such a notify itself: glib.c.) */
-    bool quiet = (add & BH_IDLE) && iot_ctx_current() == ctx;
+    /* An idle schedule made by the loop running its callbacks (a BH that
+     * schedules itself idle again) notifies nobody: the next timeout
+     * computation sees the slot, the thread's own store, and waits the
+     * idle period, as QEMU's loop does.  A notify would leave `notified`
+     * set, which the loop does not block on: it would spin.  (GLib's
+     * prepare takes such a notify itself: glib.c.) */
+    bool quiet = (add & BH_IDLE) && iot__ctx_in_own_dispatch(ctx);
 
     /* acq_rel pairs with the fetch_and in bh_dequeue(): the loop that runs
      * the callback sees what the caller wrote before scheduling.  seq_cst

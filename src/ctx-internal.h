@@ -239,6 +239,14 @@ struct IotCtx {
      * handler's does, with the time from an iteration's start to the
      * timer that fired in it (poll.c timer_window_adapt()). */
     int64_t timer_poll_ns;
+    /* [home] Running an iteration's callbacks (its BHs, fd handlers and
+     * timers), after which the iteration returns and the next one
+     * computes its timeout afresh: work the home thread publishes now
+     * needs no notify (iot__ctx_in_own_dispatch()).  Not while busy
+     * polling (io_poll), leaving poll mode (io_poll_end) or outside an
+     * iteration (GLib's prepare of another source): the timeout is
+     * already computed there. */
+    bool dispatching;
 
     /* ---- fd monitoring backend ---- */
     _Atomic(const IotFdmonOps *) fdmon; /* [list writes, any reads] */
@@ -419,6 +427,16 @@ int64_t iot__stats_now_ns(void); /* CLOCK_MONOTONIC, never the test clock */
  * any thread polls, and before any stream of posts (a pace set by the
  * real clock is far in a fake clock's future); it is not synchronised. */
 extern int64_t (*iot__test_clock)(void);
+
+/* Any thread.  Is the caller @ctx's home thread, running an iteration's
+ * callbacks (ctx->dispatching)?  Then what it publishes is seen by the
+ * next timeout computation, and a notify would only leave `notified` set
+ * (a self-rescheduling idle BH would spin the loop on it).  The home
+ * test comes first: only that thread may read the flag. */
+static inline bool iot__ctx_in_own_dispatch(IotCtx *ctx)
+{
+    return iot_ctx_current() == ctx && ctx->dispatching;
+}
 
 /* A full barrier: every earlier store, even a plain one, is visible
  * before any later load (smp_mb()).  TSan does not take

@@ -625,9 +625,12 @@ static bool ctx_iterate(IotCtx *ctx, bool blocking, bool gsource)
 {
     IotReadyList ready = { NULL, NULL };
     bool progress, may_block, polled, paced;
+    /* A nested iteration's callbacks' caller was in its dispatch. */
+    bool outer_dispatching = ctx->dispatching;
     int64_t timeout, due, start = 0, block_ns = 0;
 
     assert(iot_ctx_current() == ctx);
+    ctx->dispatching = false;
 
     iot__lockcnt_inc(&ctx->list_lock);
     IOT_STAT_ADD(ctx, iterations, 1);
@@ -704,6 +707,7 @@ static bool ctx_iterate(IotCtx *ctx, bool blocking, bool gsource)
             timeout != 0);
     }
 
+    ctx->dispatching = true;
     progress = iot__bh_poll(ctx);
     if (blocking) {
         iot__postq_relaxed_begin(ctx);
@@ -719,6 +723,7 @@ static bool ctx_iterate(IotCtx *ctx, bool blocking, bool gsource)
             timer_window_adapt(ctx, due);
         }
     }
+    ctx->dispatching = outer_dispatching;
     return progress;
 }
 

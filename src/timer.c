@@ -251,10 +251,13 @@ static void timer_arm(IotTimer *t, int64_t expire, bool anticipate)
     pthread_mutex_unlock(&tl->lock);
 
     /* The loop may be sleeping towards the old, later deadline; not if
-     * it is this thread (a callback's, or between iterations): its next
-     * timeout computation sees the timer.  A notify to itself would only
-     * cost a barrier and end its next busy-poll stretch for nothing. */
-    if (wake && iot_ctx_current() != t->ctx) {
+     * this is the loop running its callbacks, whose next timeout
+     * computation sees the timer: a notify to itself would only cost a
+     * barrier and end its next busy-poll stretch for nothing.  Anywhere
+     * else on the home thread (an io_poll during busy polling, GLib's
+     * prepare of another source) the timeout is already computed: the
+     * notify is what ends the wait. */
+    if (wake && !iot__ctx_in_own_dispatch(t->ctx)) {
         iot_ctx_notify(t->ctx);
     }
 }

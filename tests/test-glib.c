@@ -1341,6 +1341,97 @@ static void test_poll_mode_left_under_glib(void)
     iot_event_cleanup(&pm_ev);
 }
 
+/* ----  the home thread arms a timer / schedules an idle BH
+ * between the context's prepare and GLib's poll ---- */
+
+static IotTimer *rv_timer;
+static IotBh *rv_idle;
+static bool rv_armed;
+static atomic_bool rv_fired;
+
+static void rv_fire(void *opaque)
+{
+    (void)opaque;
+    atomic_store(&rv_fired, true);
+}
+
+/* Prepared after the context's source, on the context's home thread: as
+ * an application's code between g_main_context_prepare() and its poll. */
+static gboolean rv_prepare(GSource *s, gint *timeout)
+{
+    (void)s;
+    *timeout = -1;
+    if (!rv_armed) {
+        rv_armed = true;
+        if (rv_timer) {
+            iot_timer_mod(rv_timer, iot_clock_ns(IOT_CLOCK_MONOTONIC) +
+                                        20 * IOT_NS_PER_MS);
+        } else {
+            iot_bh_schedule_idle(rv_idle);
+        }
+    }
+    return FALSE;
+}
+
+static GSourceFuncs rv_funcs = { .prepare = rv_prepare,
+                                 .check = nested_check,
+                                 .dispatch = nested_dispatch };
+
+static gboolean rv_watchdog(gpointer data)
+{
+    (void)data;
+    return G_SOURCE_CONTINUE; /* only wakes GLib every 2 s */
+}
+
+static void rv_after_prepare(bool timer)
+{
+    GSource *other, *dog;
+    int64_t t0, took;
+
+    setup();
+    drain();
+    if (timer) {
+        rv_timer = iot_timer_new(ctx, IOT_CLOCK_MONOTONIC, rv_fire, NULL);
+    } else {
+        rv_idle = iot_bh_new(ctx, rv_fire, NULL);
+    }
+    other = g_source_new(&rv_funcs, sizeof(GSource));
+    g_source_attach(other, gctx);
+    dog = g_timeout_source_new(2000);
+    g_source_set_callback(dog, rv_watchdog, NULL, NULL);
+    g_source_attach(dog, gctx);
+    t0 = t_now_ns();
+    while (!atomic_load(&rv_fired)) {
+        iterate(TRUE);
+    }
+    took = t_now_ns() - t0;
+    fprintf(stderr, "# %s: ran after %" PRId64 " ms\n",
+            timer ? "timer" : "idle BH", (int64_t)(took / IOT_NS_PER_MS));
+    /* Due at 20 ms (timer) or within the idle period (10 ms). */
+    T_ASSERT(took < 500 * IOT_NS_PER_MS);
+    g_source_destroy(dog);
+    g_source_unref(dog);
+    g_source_destroy(other);
+    g_source_unref(other);
+    if (timer) {
+        iot_timer_free(rv_timer);
+    } else {
+        iot_bh_delete(rv_idle);
+    }
+    drain();
+    teardown();
+}
+
+static void test_rv_timer_after_prepare(void)
+{
+    rv_after_prepare(true);
+}
+
+static void test_rv_idle_after_prepare(void)
+{
+    rv_after_prepare(false);
+}
+
 int main(int argc, char **argv)
 {
     t_add("/aio-gsource/flush", test_flush);
@@ -1379,5 +1470,9 @@ int main(int argc, char **argv)
     t_add("/glib/iothread-gmain-context", test_iothread_gmain_context);
     t_add("/glib/iothread-gmain-context/under-load",
           test_iothread_gmain_context_under_load);
+    t_add("/aio-gsource/home-thread/timer-armed-after-prepare",
+          test_rv_timer_after_prepare);
+    t_add("/aio-gsource/home-thread/idle-bh-after-prepare",
+          test_rv_idle_after_prepare);
     return t_run(argc, argv);
 }

@@ -6,16 +6,20 @@
  * skipped, and /nested-aio-poll (section 7.4).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <iothread/all.h>
 
 #include "ctx-internal.h"
 #include "fdmon.h"
+#include "postq.h"
 #include "harness.h"
 
 /* ---- the pure rule ---- */
@@ -1391,6 +1395,117 @@ static void test_idle_bh_reschedules_itself(void)
     iot_ctx_unref(ctx);
 }
 
+/* ---- work the loop's own thread publishes from io_poll ---- */
+
+/* A handler whose io_poll, once armed (rv_arm), arms a timer 2 ms ahead
+ * (or schedules an idle BH) from inside the busy-poll stretch: code the
+ * home thread runs after the iteration computed its timeout.  The timer
+ * or idle BH must run within ms; a watchdog thread notifies at 2 s. */
+static IotTimer *rv_timer;
+static IotBh *rv_idle;
+static atomic_bool rv_arm, rv_fired;
+static int64_t rv_t0;
+static sem_t rv_done; /* ends the watchdog early */
+
+static void rv_timer_cb(void *opaque)
+{
+    (void)opaque;
+    atomic_store(&rv_fired, true);
+}
+
+static bool rv_poll(IotEvent *e)
+{
+    (void)e;
+    if (atomic_exchange(&rv_arm, false)) {
+        if (rv_timer) {
+            iot_timer_mod(rv_timer, iot_clock_ns(IOT_CLOCK_MONOTONIC) +
+                                        2 * IOT_NS_PER_MS);
+        } else {
+            iot_bh_schedule_idle(rv_idle);
+        }
+    }
+    return false;
+}
+
+static void *rv_watchdog(void *opaque)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 2;
+    while (sem_timedwait(&rv_done, &ts) < 0 && errno == EINTR) {
+    }
+    atomic_store(&rv_fired, true); /* ends the loop below in any case */
+    iot_ctx_notify((IotCtx *)opaque);
+    return NULL;
+}
+
+static void rv_from_io_poll(bool timer)
+{
+    IotCtx *ctx;
+    IotEvent e;
+    pthread_t tid;
+    bool ran = false;
+    int64_t took;
+
+    kind = IOT_FDMON_EPOLL;
+    ctx = setup(32768, 0, 0);
+    iot__test_clock = NULL;
+    T_ASSERT_EQ(iot_event_init(&e, false), 0);
+    T_ASSERT_EQ(
+        iot_ctx_set_event(ctx, &e, stretch_read, rv_poll, stretch_ready), 0);
+    T_ASSERT_EQ(iot_event_set(&e), 0);
+    while (!handler_of(ctx, e.rfd)->in_poll_list) {
+        iot_ctx_poll(ctx, true); /* joins polling through its fd */
+    }
+    handler_of(ctx, e.rfd)->poll_ns = 20000; /* a 20 us stretch */
+    if (timer) {
+        rv_timer = iot_timer_new(ctx, IOT_CLOCK_MONOTONIC, rv_timer_cb, NULL);
+    } else {
+        rv_idle = iot_bh_new(ctx, rv_timer_cb, NULL);
+    }
+    while (iot_ctx_poll(ctx, false)) {
+    }
+    atomic_store(&rv_fired, false);
+    atomic_store(&rv_arm, true);
+    T_ASSERT_EQ(sem_init(&rv_done, 0, 0), 0);
+    T_ASSERT_EQ(pthread_create(&tid, NULL, rv_watchdog, ctx), 0);
+    rv_t0 = t_now_ns();
+    while (!atomic_load(&rv_fired)) {
+        iot_ctx_poll(ctx, true);
+    }
+    took = t_now_ns() - rv_t0;
+    ran = timer ? !iot_timer_pending(rv_timer) : true;
+    fprintf(stderr, "# %s armed from io_poll: ran after %" PRId64 " us\n",
+            timer ? "timer" : "idle BH", took / 1000);
+    T_ASSERT(ran);
+    T_ASSERT(took < 500 * IOT_NS_PER_MS);
+    T_ASSERT_EQ(sem_post(&rv_done), 0);
+    T_ASSERT_EQ(pthread_join(tid, NULL), 0);
+    sem_destroy(&rv_done);
+    if (timer) {
+        iot_timer_free(rv_timer);
+    } else {
+        iot_bh_delete(rv_idle);
+    }
+    T_ASSERT_EQ(iot_ctx_set_event(ctx, &e, NULL, NULL, NULL), 0);
+    iot_event_cleanup(&e);
+    while (iot_ctx_poll(ctx, false)) {
+    }
+    iot_ctx_unref(ctx);
+}
+
+static void test_rv_timer_from_io_poll(void)
+{
+    rv_from_io_poll(true);
+}
+
+static void test_rv_idle_from_io_poll(void)
+{
+    rv_from_io_poll(false);
+}
+
+
 int main(int argc, char **argv)
 {
     t_add("/poll/adjust/start-4000", test_adjust_start);
@@ -1424,5 +1539,7 @@ int main(int argc, char **argv)
     t_add("/poll/home-add-ends-stretch", test_home_add_ends_stretch);
     t_add("/poll/timer-window", test_timer_window);
     t_add("/poll/idle-bh-reschedules-itself", test_idle_bh_reschedules_itself);
+    t_add("/poll/home-thread/timer-from-io-poll", test_rv_timer_from_io_poll);
+    t_add("/poll/home-thread/idle-bh-from-io-poll", test_rv_idle_from_io_poll);
     return t_run(argc, argv);
 }
