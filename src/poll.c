@@ -709,8 +709,16 @@ static bool ctx_iterate(IotCtx *ctx, bool blocking, bool gsource)
 
     ctx->dispatching = true;
     progress = iot__bh_poll(ctx);
-    if (blocking) {
+    if (blocking && progress) {
         iot__postq_relaxed_begin(ctx);
+    } else if (blocking && ctx->bh_taken > 0) {
+        /* Only idle (or cancelled) BHs: no stream.  Relaxed posting and
+         * its pacing end here, or an idle BH that schedules itself again
+         * would stay pending for ever, and a paced loop, which goes round
+         * on anything pending, would spin on it instead of waiting the
+         * idle period.  The next iteration looks at the queues before it
+         * may block (iot__postq_relaxed_end()'s contract). */
+        iot__postq_relaxed_end(ctx);
     }
     progress |= dispatch_ready(ctx, &ready, block_ns);
 

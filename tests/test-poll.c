@@ -1505,6 +1505,46 @@ static void test_rv_idle_from_io_poll(void)
     rv_from_io_poll(false);
 }
 
+/* The idle BH that schedules itself again, on a context that busy polls
+ * (an IOThread's default) once posting is relaxed: the first pass takes
+ * it and one other post (a stream of two).  The loop must still wait the
+ * idle period between runs. */
+static void test_rv_idle_bh_reschedules_itself_paced(void)
+{
+    IdleLoop l = { NULL, 0 };
+    IotCtxStats s0, s1;
+    int64_t t0;
+    IotCtx *ctx;
+    uint64_t iters;
+
+    if (!iot__postq_relaxed_available()) {
+        t_skip("no membarrier: posting is never relaxed");
+    }
+    kind = IOT_FDMON_EPOLL;
+    ctx = setup(32768, 0, 0);
+    iot__test_clock = NULL;
+    l.bh = iot_bh_new(ctx, idle_again, &l);
+    iot_bh_schedule_idle(l.bh);
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, rv_timer_cb, NULL), 0);
+    iot_ctx_get_stats(ctx, &s0);
+    t0 = iot_clock_ns(IOT_CLOCK_MONOTONIC);
+    while (iot_clock_ns(IOT_CLOCK_MONOTONIC) - t0 < 200 * IOT_NS_PER_MS) {
+        iot_ctx_poll(ctx, true);
+    }
+    iot_ctx_get_stats(ctx, &s1);
+    iters = s1.iterations - s0.iterations;
+    fprintf(stderr,
+            "# paced: %d runs, %" PRIu64 " iterations, idle %" PRIu64
+            " us, post_relaxed %d\n",
+            l.runs, iters, (s1.idle_ns - s0.idle_ns) / 1000,
+            (int)atomic_load(&ctx->post_relaxed));
+    T_ASSERT(l.runs < 100);
+    T_ASSERT(s1.idle_ns - s0.idle_ns > 100 * IOT_NS_PER_MS);
+    iot_bh_delete(l.bh);
+    while (iot_ctx_poll(ctx, false)) {
+    }
+    iot_ctx_unref(ctx);
+}
 
 int main(int argc, char **argv)
 {
@@ -1541,5 +1581,7 @@ int main(int argc, char **argv)
     t_add("/poll/idle-bh-reschedules-itself", test_idle_bh_reschedules_itself);
     t_add("/poll/home-thread/timer-from-io-poll", test_rv_timer_from_io_poll);
     t_add("/poll/home-thread/idle-bh-from-io-poll", test_rv_idle_from_io_poll);
+    t_add("/poll/idle-bh-reschedules-itself/paced",
+          test_rv_idle_bh_reschedules_itself_paced);
     return t_run(argc, argv);
 }
