@@ -131,7 +131,8 @@ typedef struct IotCtxStats {
     uint64_t busy_ns;       /* since the first poll, minus idle_ns */
     uint64_t idle_ns;       /* blocked in the fd wait, or in GLib's poll */
     uint64_t poll_hits;     /* busy-poll stretches that found work, or
-                               polled until the timer they waited for */
+                               lasted until the iteration's timeout (a
+                               timer, or an idle BH's period, is due) */
     uint64_t poll_misses;   /* busy-poll stretches that ended empty (one
                                that io_uring ends for its own submissions
                                is neither) */
