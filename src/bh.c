@@ -410,6 +410,13 @@ static bool slot_due(const IotPostSlot *slot, void *opaque)
     return false;
 }
 
+bool iot__bh_slot_due(const IotPostSlot *slot)
+{
+    bool idle = false;
+
+    return slot_due(slot, &idle);
+}
+
 /* Home thread.  0 if a BH is due, the idle period if only idle BHs are,
  * else -1.  Stops at the first due BH, so the usual cost is one look. */
 int64_t iot__bh_timeout(IotCtx *ctx)

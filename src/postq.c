@@ -591,11 +591,34 @@ bool iot__postq_marked_pending(IotCtx *ctx)
     return false;
 }
 
+/* Home thread.  The first published slot of @q not yet taken, or NULL. */
+static const IotPostSlot *postq_head(const IotPostQ *q)
+{
+    IotPostChunk *c = q->c_chunk;
+    unsigned idx = q->c_idx;
+
+    if (idx == IOT_POSTQ_SLOTS) {
+        if (!(c = chunk_next(c))) {
+            return NULL;
+        }
+        idx = 0;
+    }
+    return slot_published(&c->slot[idx]) ? &c->slot[idx] : NULL;
+}
+
+/* Home thread.  Is the first untaken slot of @q work to run now? */
+static bool postq_head_due(const IotPostQ *q)
+{
+    const IotPostSlot *s = postq_head(q);
+
+    return s && iot__bh_slot_due(s);
+}
+
 bool iot__postq_hot_pending(IotCtx *ctx)
 {
     IotPostQ *q = ctx->postq_hot;
 
-    return q && postq_avail(q, 1) != 0;
+    return q && postq_head_due(q);
 }
 
 bool iot__postq_pending(IotCtx *ctx)
@@ -605,7 +628,7 @@ bool iot__postq_pending(IotCtx *ctx)
     }
     for (IotPostQ *q = atomic_load_explicit(&ctx->postqs, memory_order_acquire);
          q; q = atomic_load_explicit(&q->next, memory_order_acquire)) {
-        if (postq_avail(q, 1) != 0) {
+        if (postq_head_due(q)) {
             return true;
         }
     }

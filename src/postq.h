@@ -209,7 +209,15 @@ bool iot__postq_marked_pending(IotCtx *ctx);
  * running): slots published into @ctx so far, taken or not. */
 uint64_t iot__postq_published(IotCtx *ctx);
 
-/* Cheap check for the busy-poll path: any published slot not yet taken? */
+/* bh.c, home thread.  Is @slot work to run now: a one-shot, or a BH
+ * scheduled and neither idle nor deleted?  (Idle BHs wait their period:
+ * one that schedules itself again is always in a queue.) */
+bool iot__bh_slot_due(const IotPostSlot *slot);
+
+/* Cheap check for the busy-poll path: is the first untaken slot of a
+ * queue due (iot__bh_slot_due())?  Only the first: an idle BH in front
+ * of due posts hides them from this look, never from the timeout's scan
+ * or from their notify, so at worst a round later. */
 bool iot__postq_pending(IotCtx *ctx); /* home thread */
 /* Home thread.  The same for the queue the latest pass took from only:
  * one slot's line per look, however many threads post. */

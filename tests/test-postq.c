@@ -156,6 +156,38 @@ static void test_reused_chunk_cleared(void)
     ctx_teardown(ctx);
 }
 
+/* An idle BH waits its period: at the head of a queue it is not work
+ * that busy polling (iot__postq_hot_pending()) or a paced loop
+ * (iot__postq_pending()) should go round for, or one that schedules
+ * itself again, always queued, spins the loop.  A one-shot behind it is
+ * seen by the timeout's scan and by its notify. */
+static void idle_nop_cb(void *opaque)
+{
+    (void)opaque;
+}
+
+static void test_idle_bh_not_pending(void)
+{
+    IotCtx *ctx = ctx_setup();
+    IotBh *bh = iot_bh_new(ctx, idle_nop_cb, NULL);
+
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, idle_nop_cb, NULL), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false)); /* the queue is now the hot one */
+    T_ASSERT_FALSE(iot__postq_pending(ctx));
+    iot_bh_schedule_idle(bh);
+    T_ASSERT_FALSE(iot__postq_pending(ctx));
+    T_ASSERT_FALSE(iot__postq_hot_pending(ctx));
+    T_ASSERT_EQ(iot__bh_timeout(ctx), IOT_IDLE_BH_PERIOD_NS);
+    iot_bh_schedule(bh); /* no longer idle: due */
+    T_ASSERT_TRUE(iot__postq_pending(ctx));
+    T_ASSERT_TRUE(iot__postq_hot_pending(ctx));
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    iot_bh_delete(bh);
+    while (iot_ctx_poll(ctx, false)) {
+    }
+    ctx_teardown(ctx);
+}
+
 static int partial_runs;
 
 static void partial_cb(void *opaque)
@@ -1013,6 +1045,7 @@ int main(int argc, char **argv)
     t_add("/postq/reused-chunk-cleared", test_reused_chunk_cleared);
     t_add("/postq/busy-poll-reads-one-queue", test_busy_poll_one_queue);
     t_add("/postq/pass-takes-all", test_pass_takes_all);
+    t_add("/postq/idle-bh-not-pending", test_idle_bh_not_pending);
     t_add("/postq/stream/fenced", test_stream_fenced);
     t_add("/postq/stream/bursts", test_stream_bursts);
     t_add("/postq/stream/relaxed", test_stream_relaxed);
