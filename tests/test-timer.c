@@ -571,6 +571,15 @@ static void test_deadline(void)
 
 /* The test thread arms as a thread other than the loop's (the context is
  * not its current one), and takes the loop's place only to poll. */
+static IotTimer *arm_t;
+static int64_t arm_at;
+
+static void arm_bh(void *opaque)
+{
+    (void)opaque;
+    iot_timer_mod(arm_t, arm_at);
+}
+
 static bool poll_home(IotCtx *ctx)
 {
     bool progress;
@@ -656,12 +665,20 @@ static void test_wake_only_when_earlier(void)
     T_ASSERT_TRUE(notified(ctx));
     atomic_store(&ctx->notified, false);
 
-    /* The loop's own thread (a callback's, or between iterations) does
-     * not notify itself: its next timeout computation sees the timer. */
+    /* The loop running its callbacks does not notify itself: its next
+     * timeout computation sees the timer.  Elsewhere on its thread (here
+     * between iterations; an io_poll; GLib's prepare of another source)
+     * it does: the timeout may be computed already. */
     T_ASSERT_EQ(iot_ctx_set_current(ctx), 0);
-    iot_timer_mod(c, now + IOT_NS_PER_S / 4);
+    arm_t = c;
+    arm_at = now + IOT_NS_PER_S / 4;
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, arm_bh, NULL), 0);
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false)); /* accepts, then runs arm_bh */
     T_ASSERT_FALSE(notified(ctx));
     T_ASSERT(iot_ctx_timer_deadline_ns(ctx) <= IOT_NS_PER_S / 4);
+    iot_timer_mod(c, now + IOT_NS_PER_S / 8);
+    T_ASSERT_TRUE(notified(ctx));
+    T_ASSERT_FALSE(iot_ctx_poll(ctx, false));
 
     iot_timer_free(a);
     iot_timer_free(b);
