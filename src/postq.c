@@ -591,27 +591,32 @@ bool iot__postq_marked_pending(IotCtx *ctx)
     return false;
 }
 
-/* Home thread.  The first published slot of @q not yet taken, or NULL. */
-static const IotPostSlot *postq_head(const IotPostQ *q)
+/* Slots looked at for one that is due (postq_head_due()): idle BHs in
+ * front of posts are few. */
+#define POSTQ_DUE_LOOK 8
+
+/* Home thread.  Is one of the first POSTQ_DUE_LOOK untaken slots of @q
+ * work to run now (iot__bh_slot_due())?  Usually the first is. */
+static bool postq_head_due(const IotPostQ *q)
 {
     IotPostChunk *c = q->c_chunk;
     unsigned idx = q->c_idx;
 
-    if (idx == IOT_POSTQ_SLOTS) {
-        if (!(c = chunk_next(c))) {
-            return NULL;
+    for (int n = 0; n < POSTQ_DUE_LOOK; n++, idx++) {
+        if (idx == IOT_POSTQ_SLOTS) {
+            if (!(c = chunk_next(c))) {
+                return false;
+            }
+            idx = 0;
         }
-        idx = 0;
+        if (!slot_published(&c->slot[idx])) {
+            return false;
+        }
+        if (iot__bh_slot_due(&c->slot[idx])) {
+            return true;
+        }
     }
-    return slot_published(&c->slot[idx]) ? &c->slot[idx] : NULL;
-}
-
-/* Home thread.  Is the first untaken slot of @q work to run now? */
-static bool postq_head_due(const IotPostQ *q)
-{
-    const IotPostSlot *s = postq_head(q);
-
-    return s && iot__bh_slot_due(s);
+    return false;
 }
 
 bool iot__postq_hot_pending(IotCtx *ctx)

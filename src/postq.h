@@ -214,10 +214,11 @@ uint64_t iot__postq_published(IotCtx *ctx);
  * one that schedules itself again is always in a queue.) */
 bool iot__bh_slot_due(const IotPostSlot *slot);
 
-/* Cheap check for the busy-poll path: is the first untaken slot of a
- * queue due (iot__bh_slot_due())?  Only the first: an idle BH in front
- * of due posts hides them from this look, never from the timeout's scan
- * or from their notify, so at worst a round later. */
+/* Cheap check for the busy-poll path: is an untaken slot of a queue due
+ * (iot__bh_slot_due())?  Looks at the first few of each queue (idle BHs
+ * in front of posts are few); more idle BHs than that in front of due
+ * posts hide them from this look only, never from the timeout's scan or
+ * from their notify. */
 bool iot__postq_pending(IotCtx *ctx); /* home thread */
 /* Home thread.  The same for the queue the latest pass took from only:
  * one slot's line per look, however many threads post. */

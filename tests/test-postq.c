@@ -160,7 +160,7 @@ static void test_reused_chunk_cleared(void)
  * that busy polling (iot__postq_hot_pending()) or a paced loop
  * (iot__postq_pending()) should go round for, or one that schedules
  * itself again, always queued, spins the loop.  A one-shot behind it is
- * seen by the timeout's scan and by its notify. */
+ * due. */
 static void idle_nop_cb(void *opaque)
 {
     (void)opaque;
@@ -178,6 +178,13 @@ static void test_idle_bh_not_pending(void)
     T_ASSERT_FALSE(iot__postq_pending(ctx));
     T_ASSERT_FALSE(iot__postq_hot_pending(ctx));
     T_ASSERT_EQ(iot__bh_timeout(ctx), IOT_IDLE_BH_PERIOD_NS);
+    /* A one-shot behind the idle BH is due. */
+    T_ASSERT_EQ(iot_bh_schedule_oneshot(ctx, idle_nop_cb, NULL), 0);
+    T_ASSERT_TRUE(iot__postq_pending(ctx));
+    T_ASSERT_TRUE(iot__postq_hot_pending(ctx));
+    T_ASSERT_TRUE(iot_ctx_poll(ctx, false));
+    iot_bh_schedule_idle(bh);
+    T_ASSERT_FALSE(iot__postq_pending(ctx));
     iot_bh_schedule(bh); /* no longer idle: due */
     T_ASSERT_TRUE(iot__postq_pending(ctx));
     T_ASSERT_TRUE(iot__postq_hot_pending(ctx));
