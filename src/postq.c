@@ -524,15 +524,16 @@ size_t iot__postq_take(IotCtx *ctx, IotPostSlot **buf, size_t *cap)
     return n;
 }
 
-/* Home thread.  Visits the untaken slots of @q. */
-static bool postq_scan_one(IotPostQ *q,
+/* Home thread.  Visits the untaken published slots of @q, at most @max,
+ * until @visit returns true; returns true if it did. */
+static bool postq_scan_one(const IotPostQ *q, uint64_t max,
                            bool (*visit)(const IotPostSlot *, void *),
                            void *opaque)
 {
     IotPostChunk *c = q->c_chunk;
     unsigned idx = q->c_idx;
 
-    for (;;) {
+    for (; max; max--) {
         if (idx == IOT_POSTQ_SLOTS) {
             if (!(c = chunk_next(c))) {
                 return false;
@@ -546,6 +547,7 @@ static bool postq_scan_one(IotPostQ *q,
             return true;
         }
     }
+    return false;
 }
 
 bool iot__postq_scan(IotCtx *ctx, bool (*visit)(const IotPostSlot *, void *),
@@ -553,7 +555,7 @@ bool iot__postq_scan(IotCtx *ctx, bool (*visit)(const IotPostSlot *, void *),
 {
     for (IotPostQ *q = atomic_load_explicit(&ctx->postqs, memory_order_acquire);
          q; q = atomic_load_explicit(&q->next, memory_order_acquire)) {
-        if (postq_scan_one(q, visit, opaque)) {
+        if (postq_scan_one(q, UINT64_MAX, visit, opaque)) {
             return true;
         }
     }
@@ -595,28 +597,17 @@ bool iot__postq_marked_pending(IotCtx *ctx)
  * front of posts are few. */
 #define POSTQ_DUE_LOOK 8
 
+static bool slot_due_visit(const IotPostSlot *slot, void *unused)
+{
+    (void)unused;
+    return iot__bh_slot_due(slot);
+}
+
 /* Home thread.  Is one of the first POSTQ_DUE_LOOK untaken slots of @q
  * work to run now (iot__bh_slot_due())?  Usually the first is. */
 static bool postq_head_due(const IotPostQ *q)
 {
-    IotPostChunk *c = q->c_chunk;
-    unsigned idx = q->c_idx;
-
-    for (int n = 0; n < POSTQ_DUE_LOOK; n++, idx++) {
-        if (idx == IOT_POSTQ_SLOTS) {
-            if (!(c = chunk_next(c))) {
-                return false;
-            }
-            idx = 0;
-        }
-        if (!slot_published(&c->slot[idx])) {
-            return false;
-        }
-        if (iot__bh_slot_due(&c->slot[idx])) {
-            return true;
-        }
-    }
-    return false;
+    return postq_scan_one(q, POSTQ_DUE_LOOK, slot_due_visit, NULL);
 }
 
 bool iot__postq_hot_pending(IotCtx *ctx)
